@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs (or names) the Debian 12 packages the build needs.
+# Called by the Makefile before the first compile; safe to run again.
+# As root it runs apt-get itself; otherwise it prints the exact command and fails.
+set -u
+PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libhdf5-dev hdf5-tools gnuplot-nox libcmocka-dev libcjson-dev python3-numpy python3-h5py"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: missing Debian packages:$missing" >&2
+if [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2 && apt-get install -y -q $missing >&2 || { echo "deps: apt-get install failed" >&2; exit 1; }
+else
+  echo "deps: run this as root, then make again:" >&2
+  echo "  sudo apt-get install -y$missing" >&2
+  exit 1
+fi

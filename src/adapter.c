@@ -1,0 +1,232 @@
+/* adapter.c: LoRA adapters in memory and in our HDF5 layout (see adapter.h). */
+#include "adapter.h"
+#include "linalg.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                      double scaling, lora_module **mod)
+{
+    if (rank <= 0 || in <= 0 || out <= 0)
+        return lk_fail(LK_ERR_ARG, "layer %d target %s: rank %d, in %d, out %d must be positive", layer, target, rank, in, out);
+    if (strlen(target) >= ADAPTER_NAME_MAX) return lk_fail(LK_ERR_ARG, "target name too long: %s", target);
+    lora_module *mods = realloc(ad->mods, (ad->n + 1) * sizeof *mods);
+    if (!mods) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    ad->mods = mods;
+    lora_module *m = &mods[ad->n];
+    memset(m, 0, sizeof *m);
+    m->layer = layer;
+    snprintf(m->target, sizeof m->target, "%s", target);
+    m->rank = rank; m->in = in; m->out = out; m->scaling = scaling;
+    m->A = calloc((size_t)rank * in, sizeof(float));
+    m->B = calloc((size_t)out * rank, sizeof(float));
+    if (!m->A || !m->B) { free(m->A); free(m->B); return lk_fail(LK_ERR_NOMEM, "out of memory for layer %d %s", layer, target); }
+    ad->n++;
+    if (mod) *mod = m;
+    return LK_OK;
+}
+
+static int target_order(const char *t)
+{
+    static const char *known[] = {"q", "k", "v", "o", "fc", "proj"};
+    for (int i = 0; i < 6; i++) if (!strcmp(t, known[i])) return i;
+    return 6;
+}
+
+static int cmp_mod(const void *a, const void *b)
+{
+    const lora_module *x = a, *y = b;
+    if (x->layer != y->layer) return x->layer - y->layer;
+    int ox = target_order(x->target), oy = target_order(y->target);
+    if (ox != oy) return ox - oy;
+    return strcmp(x->target, y->target);
+}
+
+void adapter_sort(lora_adapter *ad) { if (ad->n) qsort(ad->mods, ad->n, sizeof *ad->mods, cmp_mod); }
+
+const lora_module *adapter_find(const lora_adapter *ad, int layer, const char *target)
+{
+    for (size_t i = 0; i < ad->n; i++)
+        if (ad->mods[i].layer == layer && !strcmp(ad->mods[i].target, target)) return &ad->mods[i];
+    return NULL;
+}
+
+int adapter_max_rank(const lora_adapter *ad)
+{
+    int r = 0;
+    for (size_t i = 0; i < ad->n; i++) if (ad->mods[i].rank > r) r = ad->mods[i].rank;
+    return r;
+}
+
+void adapter_free(lora_adapter *ad)
+{
+    if (!ad) return;
+    for (size_t i = 0; i < ad->n; i++) { free(ad->mods[i].A); free(ad->mods[i].B); }
+    free(ad->mods);
+    memset(ad, 0, sizeof *ad);
+}
+
+static void join(char *buf, size_t n, const char *prefix, const char *rest)
+{
+    if (!prefix || !prefix[0] || !strcmp(prefix, "/")) snprintf(buf, n, "/%s", rest);
+    else snprintf(buf, n, "%s%s/%s", prefix[0] == '/' ? "" : "/", prefix, rest);
+}
+
+lk_status adapter_write(const lora_adapter *ad, h5file *f, const char *prefix)
+{
+    char root[512], path[640];
+    join(root, sizeof root, prefix, "");
+    if (strlen(root) > 1) root[strlen(root) - 1] = 0;   /* drop trailing '/' except for "/" */
+    lk_status st = h5_create_group(f, root);
+    if (!st) st = h5_set_attr_str(f, root, "format", "lora-adapter");
+    if (!st) st = h5_set_attr_int(f, root, "version", 1);
+    if (!st) st = h5_set_attr_double(f, root, "alpha", ad->alpha);
+    if (!st) st = h5_set_attr_str(f, root, "scaling_rule", ad->scaling_rule[0] ? ad->scaling_rule : "alpha/r");
+    if (!st) st = h5_set_attr_str(f, root, "targets", ad->targets);
+    if (!st) st = h5_set_attr_int(f, root, "seed", ad->seed);
+    if (!st) st = h5_set_attr_str(f, root, "task", ad->task);
+    if (!st) st = h5_set_attr_str(f, root, "base", ad->base);
+    for (size_t i = 0; !st && i < ad->n; i++) {
+        const lora_module *m = &ad->mods[i];
+        char grp[128];
+        snprintf(grp, sizeof grp, "layers/%d/%s", m->layer, m->target);
+        size_t da[2] = {(size_t)m->rank, (size_t)m->in}, db[2] = {(size_t)m->out, (size_t)m->rank};
+        join(path, sizeof path, prefix, grp);
+        char pa[1024], pb[1024];
+        snprintf(pa, sizeof pa, "%s/A", path);
+        snprintf(pb, sizeof pb, "%s/B", path);
+        st = h5_write_f32(f, pa, 2, da, m->A);
+        if (!st) st = h5_write_f32(f, pb, 2, db, m->B);
+        if (!st) st = h5_set_attr_int(f, path, "rank", m->rank);
+        if (!st) st = h5_set_attr_double(f, path, "scaling", m->scaling);
+    }
+    return st;
+}
+
+static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int layer, const char *target)
+{
+    char pa[1024], pb[1024];
+    snprintf(pa, sizeof pa, "%s/A", grp);
+    snprintf(pb, sizeof pb, "%s/B", grp);
+    int ra, rb;
+    size_t da[H5IO_MAX_RANK], db[H5IO_MAX_RANK];
+    lk_status st = h5_shape(f, pa, &ra, da);
+    if (!st) st = h5_shape(f, pb, &rb, db);
+    if (st) return st;
+    if (ra != 2 || rb != 2 || da[0] != db[1])
+        return lk_fail(LK_ERR_SHAPE, "%s: %s/A and B must be [r, in] and [out, r] with the same r", h5_path(f), grp);
+    long long rank;
+    double scaling;
+    if ((st = h5_get_attr_int(f, grp, "rank", &rank)) || (st = h5_get_attr_double(f, grp, "scaling", &scaling))) return st;
+    if (rank <= 0 || (size_t)rank != da[0])
+        return lk_fail(LK_ERR_FORMAT, "%s: %s: attribute rank = %lld but A has %zu rows", h5_path(f), grp, rank, da[0]);
+    if ((size_t)rank > da[1] || (size_t)rank > db[0])
+        return lk_fail(LK_ERR_FORMAT, "%s: %s: rank %lld exceeds min(in %zu, out %zu)", h5_path(f), grp, rank, da[1], db[0]);
+    lora_module *m;
+    if ((st = adapter_add(ad, layer, target, (int)rank, (int)da[1], (int)db[0], scaling, &m))) return st;
+    size_t bad;
+    if ((st = h5_read_f32_into(f, pa, 2, da, m->A)) || (st = h5_read_f32_into(f, pb, 2, db, m->B))) return st;
+    if (!la_all_finite_f32(m->A, (size_t)rank * da[1], &bad))
+        return lk_fail(LK_ERR_NUMERIC, "%s: %s has a NaN/Inf value (element %zu)", h5_path(f), pa, bad);
+    if (!la_all_finite_f32(m->B, db[0] * (size_t)rank, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "%s: %s has a NaN/Inf value (element %zu)", h5_path(f), pb, bad);
+    return LK_OK;
+}
+
+lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
+{
+    memset(ad, 0, sizeof *ad);
+    char root[512], layers[600];
+    join(root, sizeof root, prefix, "");
+    if (strlen(root) > 1) root[strlen(root) - 1] = 0;
+    if (!h5_is_group(f, root)) return lk_fail(LK_ERR_NOTFOUND, "%s: no group %s", h5_path(f), root);
+    char fmt[64] = "";
+    lk_status st = h5_get_attr_str(f, root, "format", fmt, sizeof fmt);
+    if (st || strcmp(fmt, "lora-adapter"))
+        return lk_fail(LK_ERR_FORMAT, "%s: %s is not a lora-adapter (attribute format = '%s')", h5_path(f), root, fmt);
+    long long version = 0;
+    if (h5_get_attr_int(f, root, "version", &version) || version != 1)
+        return lk_fail(LK_ERR_FORMAT, "%s: %s: unsupported lora-adapter version %lld (expected 1)", h5_path(f), root, version);
+    snprintf(ad->format, sizeof ad->format, "lora-adapter");
+    h5_get_attr_double(f, root, "alpha", &ad->alpha);
+    h5_get_attr_str(f, root, "scaling_rule", ad->scaling_rule, sizeof ad->scaling_rule);
+    h5_get_attr_str(f, root, "targets", ad->targets, sizeof ad->targets);
+    h5_get_attr_int(f, root, "seed", &ad->seed);
+    h5_get_attr_str(f, root, "task", ad->task, sizeof ad->task);
+    h5_get_attr_str(f, root, "base", ad->base, sizeof ad->base);
+    lk_clear_error();
+    join(layers, sizeof layers, prefix, "layers");
+    char **ln = NULL, **tn = NULL;
+    size_t nl = 0, nt = 0;
+    if ((st = h5_list(f, layers, &ln, &nl))) goto fail;
+    for (size_t i = 0; i < nl && !st; i++) {
+        char *end;
+        long layer = strtol(ln[i], &end, 10);
+        if (*end || layer < 0) { st = lk_fail(LK_ERR_FORMAT, "%s: %s/%s is not a layer index", h5_path(f), layers, ln[i]); break; }
+        char lg[700];
+        snprintf(lg, sizeof lg, "%s/%s", layers, ln[i]);
+        if ((st = h5_list(f, lg, &tn, &nt))) break;
+        for (size_t j = 0; j < nt && !st; j++) {
+            char grp[800];
+            snprintf(grp, sizeof grp, "%s/%s", lg, tn[j]);
+            st = read_module(ad, f, grp, (int)layer, tn[j]);
+        }
+        h5_free_names(tn, nt);
+        tn = NULL; nt = 0;
+    }
+    h5_free_names(ln, nl);
+    if (!st && ad->n == 0) st = lk_fail(LK_ERR_FORMAT, "%s: %s holds no adapter modules", h5_path(f), layers);
+    if (st) goto fail;
+    adapter_sort(ad);
+    return LK_OK;
+fail:
+    adapter_free(ad);
+    return st;
+}
+
+lk_status adapter_save(const lora_adapter *ad, const char *path)
+{
+    h5file *f;
+    lk_status st = h5_create(&f, path);
+    if (st) return st;
+    if ((st = adapter_write(ad, f, ""))) { h5_abort(f); return st; }
+    return h5_commit(f);
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+lk_status adapter_load(lora_adapter *ad, const char *spec)
+{
+    memset(ad, 0, sizeof *ad);
+    struct stat sb;
+    lk_status st;
+    if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) st = peft_load(ad, spec);
+    else if (has_suffix(spec, ".safetensors")) st = peft_load(ad, spec);
+    else {
+        /* FILE.h5 or FILE.h5:RUN_ID. The run id follows the last ':' when the whole spec is no file. */
+        char file[512], prefix[600] = "";
+        snprintf(file, sizeof file, "%s", spec);
+        const char *colon = strrchr(spec, ':');
+        if (colon && stat(spec, &sb) != 0) {
+            file[colon - spec] = 0;
+            snprintf(prefix, sizeof prefix, "runs/%s", colon + 1);
+        }
+        h5file *f;
+        if ((st = h5_open_read(&f, file))) return st;
+        if (prefix[0] && !h5_is_group(f, prefix)) {
+            st = lk_fail(LK_ERR_NOTFOUND, "%s: no run '%s' (no group %s)", file, colon + 1, prefix);
+        } else {
+            st = adapter_read(ad, f, prefix);
+        }
+        h5_close(f);
+    }
+    if (st) return st;
+    snprintf(ad->source, sizeof ad->source, "%s", spec);
+    return LK_OK;
+}

@@ -1,0 +1,73 @@
+/* adapter.h: a LoRA adapter in memory, and its HDF5 file layout.
+ *
+ * An adapter is a list of modules, one per (layer, target): A [rank, in],
+ * B [out, rank], and the multiplier s, so that ΔW = s·B·A in W's [out, in]
+ * layout. Targets are q, k, v, o, fc, proj for our GPT models, and PEFT module
+ * names (q_proj, c_attn, ...) for adapters read from PEFT.
+ *
+ * File layout (format "lora-adapter", version 1), at the root of an adapter
+ * file or under runs/{run_id} in a lora-sweep results file:
+ *   attributes: format, version, alpha, scaling_rule ("alpha/r" | "alpha/sqrt(r)"),
+ *               targets ("q,v"), seed, task, base (fingerprint of the base checkpoint)
+ *   layers/{i}/{t}/A  float32 [r, in]     attributes: rank, scaling
+ *   layers/{i}/{t}/B  float32 [out, r]
+ *
+ * adapter_load() accepts every way a user can name an adapter:
+ *   FILE.h5               our adapter file
+ *   RESULTS.h5:RUN_ID     the adapter of one run of a lora-sweep results file
+ *   DIR                   a PEFT directory (adapter_config.json + adapter_model.safetensors)
+ *   FILE.safetensors      a PEFT adapter file (config read from the same directory if present)
+ */
+#ifndef LK_ADAPTER_H
+#define LK_ADAPTER_H
+
+#include <stddef.h>
+#include "h5io.h"
+#include "status.h"
+
+#define ADAPTER_NAME_MAX 64
+
+typedef struct {
+    int layer;
+    char target[ADAPTER_NAME_MAX];
+    int rank, in, out;
+    double scaling;     /* s in ΔW = s·B·A */
+    float *A;           /* [rank, in] */
+    float *B;           /* [out, rank] */
+} lora_module;
+
+typedef struct {
+    char source[512];              /* how the user named it, for messages and outputs */
+    char format[32];               /* "lora-adapter" or "peft" */
+    double alpha;
+    char scaling_rule[32];         /* "alpha/r" or "alpha/sqrt(r)" */
+    char targets[128];             /* comma-separated target names */
+    long long seed;
+    char task[64];
+    char base[80];                 /* fingerprint of the base checkpoint ("" if unknown) */
+    size_t n;
+    lora_module *mods;             /* sorted by (layer, target) */
+} lora_adapter;
+
+/* Appends a module with freshly allocated, zeroed A and B. Returns it via *out. */
+lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                      double scaling, lora_module **mod);
+void adapter_sort(lora_adapter *ad);
+const lora_module *adapter_find(const lora_adapter *ad, int layer, const char *target);
+int adapter_max_rank(const lora_adapter *ad);
+void adapter_free(lora_adapter *ad);
+
+/* Writes the layout above under group prefix ("" or "/" for the root, or "runs/3"). */
+lk_status adapter_write(const lora_adapter *ad, h5file *f, const char *prefix);
+/* Reads the layout above from prefix; validates shapes, ranks and finiteness. */
+lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix);
+
+/* Saves a standalone adapter file atomically. */
+lk_status adapter_save(const lora_adapter *ad, const char *path);
+/* Loads any of the forms listed above. */
+lk_status adapter_load(lora_adapter *ad, const char *spec);
+
+/* PEFT reader (peft.c): a directory or .safetensors file. */
+lk_status peft_load(lora_adapter *ad, const char *path);
+
+#endif
