@@ -13,14 +13,17 @@ PKGS    := openblas lapacke hdf5 cmocka libcjson
 CC      ?= cc
 OPT     ?= -O2 -march=native
 CFLAGS  := -std=c11 -g $(OPT) -Wall -Wextra -D_GNU_SOURCE -Isrc
+# BUILD=build/NAME gives a private build tree (objects, tests and tools), so that
+# several people can build in one checkout at once; the default puts tools in bin/.
+BUILD   ?= build
 ifeq ($(SANITIZE),1)
-O       := build/san
-BIN     := build/san/bin
+O       := $(BUILD)/san
+BIN     := $(O)/bin
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 else
-O       := build/rel
-BIN     := bin
+O       := $(BUILD)/rel
+BIN     := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 endif
 
 # build/config.mk holds the pkg-config flags; making it first runs scripts/deps.sh,
