@@ -1,0 +1,90 @@
+/* task.h: fine-tuning tasks described by a small text file, so that a user adds
+ * a task with their own JSONL data and no code.
+ *
+ * A task file (data/tasks/NAME.task) holds "key = value" lines; '#' starts a
+ * comment outside quotes; values may be "double-quoted" with C escapes (\n \t
+ * \\ \" \'). Keys:
+ *   name        task name (default: the file name without .task)
+ *   type        generate | classify
+ *   train, valid, test   JSONL files, relative to the task file's directory
+ *   Generate tasks, either of:
+ *     text_field + split   the prompt is the field's text up to and including
+ *                          the first occurrence of `split`; the completion is the rest
+ *     prompt + completion  templates in which {field} is a JSON string field
+ *   stop        byte that ends greedy decoding (default "\n")
+ *   max_new     bytes decoded at most (default: longest completion + 16)
+ *   metric      exact | wikisql   (wikisql adds the component accuracies)
+ *   Classify tasks:
+ *     prompt      template, e.g. "Review: {text}\nSentiment:"
+ *     completion  template using only {LABEL_FIELD}, e.g. " {label}"
+ *     label_field the JSON field holding the label (default "label")
+ *     labels      comma-separated label set, e.g. positive, negative
+ *   primary     the metric reported in the tables (per type: see task_metric_names)
+ *
+ * Every line of every split is parsed and validated by task_load() before any
+ * training; errors name the file and line ("train.jsonl:17: ...").
+ */
+#ifndef LK_TASK_H
+#define LK_TASK_H
+
+#include <stddef.h>
+#include "status.h"
+
+#define TASK_MAX_LABELS 16
+
+typedef enum { TASK_GENERATE = 0, TASK_CLASSIFY = 1 } task_type;
+enum { TASK_TRAIN = 0, TASK_VALID = 1, TASK_TEST = 2, TASK_N_SPLITS = 3 };
+
+typedef struct {
+    char *prompt;          /* bytes; NUL-terminated */
+    char *completion;      /* the target continuation (classify: that of the gold label) */
+    size_t n_prompt, n_completion;
+    int label;             /* classify: index into labels; generate: -1 */
+    int line;              /* 1-based line number in its file */
+} task_example;
+
+typedef struct {
+    char path[1024];       /* the JSONL file */
+    task_example *ex;
+    size_t n;
+} task_split;
+
+typedef struct {
+    char name[64];
+    char file[1024];       /* the task file */
+    task_type type;
+    char text_field[64], label_field[64];
+    char *split;           /* generate: prompt/completion separator (or NULL) */
+    char *prompt_tmpl, *completion_tmpl;
+    int stop;              /* stop byte for decoding (-1: none) */
+    int max_new;           /* 0 = automatic */
+    char metric[32];       /* generate: "exact" or "wikisql"; classify: "accuracy" */
+    char primary[32];
+    int n_labels;
+    char *labels[TASK_MAX_LABELS];
+    char *label_completion[TASK_MAX_LABELS];   /* classify: the completion of each label */
+    task_split split_data[TASK_N_SPLITS];
+} task_def;
+
+/* Reads a task description. spec is a path (contains '/' or ends in .task) or a
+ * name looked up as data/tasks/NAME.task under the current directory, under
+ * $LORA_TASKS_DIR, and next to the executable (../data/tasks, ../../../data/tasks). */
+lk_status task_open(task_def *t, const char *spec);
+/* Parses and validates the three JSONL splits (all errors up to 10 reported). */
+lk_status task_load(task_def *t);
+void task_free(task_def *t);
+
+/* Names of the metrics a task reports, in the order sweep reports them; the
+ * first is the default primary. Returns the count. Metric values are in [0, 1]
+ * except "loss" (mean nats per completion byte). */
+int task_metric_names(const task_def *t, const char *const **names);
+/* 1 if name is one of them. */
+int task_has_metric(const task_def *t, const char *name);
+/* 1 if higher is better. */
+int task_metric_higher_better(const char *name);
+
+/* Expands a template: {field} becomes the JSON object's string field. Returns a
+ * malloc'd string or NULL with an error naming the missing field. Exposed for tests. */
+char *task_expand(const char *tmpl, const void *json_object, const char *where);
+
+#endif

@@ -1,0 +1,191 @@
+/* test_task.c: task description files and JSONL validation: the shipped tasks
+ * load with the right splits, a user task works with no code, and bad files
+ * give errors naming the file and line. Run from the repository root. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "task.h"
+
+static char dir[256];
+
+static void write_file(const char *name, const char *text)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/test_task.XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
+
+static void test_shipped_tasks(void **state)
+{
+    (void)state;
+    task_def t;
+    assert_int_equal(task_open(&t, "wikisql"), LK_OK);
+    assert_int_equal(t.type, TASK_GENERATE);
+    assert_string_equal(t.metric, "wikisql");
+    assert_int_equal(task_load(&t), LK_OK);
+    assert_int_equal(t.split_data[TASK_TRAIN].n, 1000);
+    assert_int_equal(t.split_data[TASK_VALID].n, 100);
+    assert_int_equal(t.split_data[TASK_TEST].n, 100);
+    const task_example *e = &t.split_data[TASK_TRAIN].ex[0];
+    assert_int_equal(e->line, 1);
+    assert_string_equal(e->completion, "SELECT Notes FROM 1-1000181-1 WHERE Current slogan = 'SOUTH AUSTRALIA'");
+    assert_true(e->n_prompt > 4 && !strcmp(e->prompt + e->n_prompt - 4, "\nA: "));
+    assert_int_equal(strncmp(e->prompt, "table: 1-1000181-1\ncolumns: ", 28), 0);
+    assert_int_equal(t.stop, '\n');
+    assert_string_equal(t.primary, "lf");
+    task_free(&t);
+
+    assert_int_equal(task_open(&t, "data/tasks/sentiment.task"), LK_OK);
+    assert_int_equal(task_load(&t), LK_OK);
+    assert_int_equal(t.type, TASK_CLASSIFY);
+    assert_int_equal(t.n_labels, 2);
+    assert_string_equal(t.label_completion[0], " positive");
+    assert_string_equal(t.label_completion[1], " negative");
+    assert_int_equal(t.split_data[TASK_TRAIN].n, 2400);
+    assert_int_equal(t.split_data[TASK_VALID].n, 300);
+    assert_int_equal(t.split_data[TASK_TEST].n, 300);
+    e = &t.split_data[TASK_TRAIN].ex[0];
+    assert_string_equal(e->prompt, "Review: About ten minutes into this film I started having second thoughts.\nSentiment:");
+    assert_string_equal(e->completion, " negative");
+    assert_int_equal(e->label, 1);
+    int npos = 0;
+    for (size_t i = 0; i < t.split_data[TASK_TEST].n; i++) npos += t.split_data[TASK_TEST].ex[i].label == 0;
+    assert_int_equal(npos, 150);
+    task_free(&t);
+}
+
+/* A user's own task: templates over their own fields, paths relative to the task file. */
+static void test_user_task(void **state)
+{
+    (void)state;
+    write_file("qa.task", "# my task\ntype = generate\ntrain = d.jsonl\nvalid = d.jsonl\ntest = d.jsonl\n"
+                          "prompt = \"Q: {question}\\nA:\"   # comment\ncompletion = \" {answer}\"\n");
+    write_file("d.jsonl", "{\"question\": \"2+2?\", \"answer\": \"4\"}\n\n{\"question\": \"{x}\", \"answer\": \"y\", \"extra\": 1}\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s/qa.task", dir);
+    task_def t;
+    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_string_equal(t.name, "qa");
+    assert_string_equal(t.primary, "exact");
+    assert_int_equal(task_load(&t), LK_OK);
+    assert_int_equal(t.split_data[0].n, 2);
+    assert_string_equal(t.split_data[0].ex[0].prompt, "Q: 2+2?\nA:");
+    assert_string_equal(t.split_data[0].ex[0].completion, " 4");
+    assert_string_equal(t.split_data[0].ex[1].prompt, "Q: {x}\nA:");   /* field values are not re-expanded */
+    assert_int_equal(t.split_data[0].ex[1].line, 3);
+    assert_int_equal(t.max_new, 2 + 16);
+    task_free(&t);
+}
+
+static void test_malformed_lines(void **state)
+{
+    (void)state;
+    write_file("s.task", "type = classify\ntrain = a.jsonl\nvalid = b.jsonl\ntest = b.jsonl\n"
+                         "prompt = \"{text} ->\"\ncompletion = \" {label}\"\nlabels = yes, no\n");
+    write_file("a.jsonl", "{\"text\": \"fine\", \"label\": \"yes\"}\n"
+                          "{\"text\": \"broken\", \"label\": \n"
+                          "{\"text\": \"x\", \"label\": \"maybe\"}\n"
+                          "{\"label\": \"no\"}\n"
+                          "[1, 2]\n");
+    write_file("b.jsonl", "{\"text\": 3, \"label\": \"no\"}\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s/s.task", dir);
+    task_def t;
+    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_load(&t), LK_ERR_FORMAT);
+    const char *msg = lk_errmsg();
+    char want[600];
+    snprintf(want, sizeof want, "%s/a.jsonl:2: not valid JSON", dir);
+    assert_non_null(strstr(msg, want));
+    snprintf(want, sizeof want, "%s/a.jsonl:3: label 'maybe'", dir);
+    assert_non_null(strstr(msg, want));
+    snprintf(want, sizeof want, "%s/a.jsonl:4: missing field 'text'", dir);
+    assert_non_null(strstr(msg, want));
+    snprintf(want, sizeof want, "%s/a.jsonl:5: not a JSON object", dir);
+    assert_non_null(strstr(msg, want));
+    snprintf(want, sizeof want, "%s/b.jsonl:1: non-string field 'text'", dir);
+    assert_non_null(strstr(msg, want));
+    assert_non_null(strstr(msg, "6 malformed lines"));   /* 4 in a.jsonl; b.jsonl is both valid and test */
+    task_free(&t);
+
+    /* Missing data file. */
+    write_file("m.task", "type = generate\ntrain = nope.jsonl\nvalid = nope.jsonl\ntest = nope.jsonl\nsplit = \"=\"\n");
+    snprintf(p, sizeof p, "%s/m.task", dir);
+    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_load(&t), LK_ERR_IO);
+    assert_non_null(strstr(lk_errmsg(), "nope.jsonl"));
+    task_free(&t);
+}
+
+static void expect_bad_task(const char *text, const char *fragment)
+{
+    write_file("bad.task", text);
+    char p[512];
+    snprintf(p, sizeof p, "%s/bad.task", dir);
+    task_def t;
+    lk_status st = task_open(&t, p);
+    if (st == LK_OK) { task_free(&t); fail_msg("accepted: %s", text); }
+    if (!strstr(lk_errmsg(), fragment)) fail_msg("message '%s' lacks '%s'", lk_errmsg(), fragment);
+}
+
+static void test_bad_task_files(void **state)
+{
+    (void)state;
+    const char *ok = "train = a\nvalid = a\ntest = a\n";
+    char buf[512];
+    expect_bad_task("type = generate\nsplit = x\n", "missing key 'train'");
+    snprintf(buf, sizeof buf, "%stype = regression\n", ok);
+    expect_bad_task(buf, "bad.task:4: type 'regression'");
+    snprintf(buf, sizeof buf, "%stype = generate\nsplitt = x\n", ok);
+    expect_bad_task(buf, "bad.task:5: unknown key 'splitt'");
+    snprintf(buf, sizeof buf, "%stype = generate\nsplit = \"x\n", ok);
+    expect_bad_task(buf, "bad.task:5: unterminated");
+    snprintf(buf, sizeof buf, "%stype = generate\n", ok);
+    expect_bad_task(buf, "needs split");
+    snprintf(buf, sizeof buf, "%stype = generate\nsplit = x\nprimary = accuracy\n", ok);
+    expect_bad_task(buf, "primary 'accuracy'");
+    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a\n", ok);
+    expect_bad_task(buf, "at least two");
+    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label} {t}\"\nlabels = a, b\n", ok);
+    expect_bad_task(buf, "no other field");
+    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, a\n", ok);
+    expect_bad_task(buf, "given twice");
+    task_def t;
+    assert_int_equal(task_open(&t, "no-such-task"), LK_ERR_NOTFOUND);
+    assert_non_null(strstr(lk_errmsg(), "no-such-task"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shipped_tasks),
+        cmocka_unit_test(test_user_task),
+        cmocka_unit_test(test_malformed_lines),
+        cmocka_unit_test(test_bad_task_files),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
