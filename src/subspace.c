@@ -1,0 +1,336 @@
+/* subspace.c: bases of LoRA factors, the φ(i, j) grid, principal angles and random
+ * baselines (see subspace.h). */
+#include "subspace.h"
+#include "linalg.h"
+#include "rng.h"
+#include <cblas.h>
+#include <lapacke.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Below this σ_min/σ_max the Gram route (which squares the condition number)
+ * would lose more than ~4 digits in the trailing directions: use the SVD. */
+#define GRAM_MIN_RATIO 1e-2
+
+const char *sub_side_name(sub_side side)
+{
+    switch (side) {
+    case SUB_SIDE_A: return "A";
+    case SUB_SIDE_B: return "B";
+    case SUB_SIDE_DW: return "dW";
+    }
+    return "?";
+}
+
+lk_status sub_side_parse(const char *s, sub_side *out)
+{
+    if (!strcasecmp(s, "A")) *out = SUB_SIDE_A;
+    else if (!strcasecmp(s, "B")) *out = SUB_SIDE_B;
+    else if (!strcasecmp(s, "dW")) *out = SUB_SIDE_DW;
+    else return lk_fail(LK_ERR_ARG, "side '%s': expected A, B or dW", s);
+    return LK_OK;
+}
+
+int sub_side_dim(const lora_module *m, sub_side side)
+{
+    return side == SUB_SIDE_B ? m->out : m->in;
+}
+
+void sub_basis_free(sub_basis *b)
+{
+    if (!b) return;
+    free(b->v);
+    free(b->sv);
+    memset(b, 0, sizeof *b);
+}
+
+static lk_status basis_alloc(sub_basis *b, int k, int n)
+{
+    memset(b, 0, sizeof *b);
+    b->v = malloc(sizeof(double) * (size_t)k * n);
+    b->sv = malloc(sizeof(double) * (size_t)k);
+    if (!b->v || !b->sv) { sub_basis_free(b); return lk_fail(LK_ERR_NOMEM, "subspace: out of memory for a %dx%d basis", k, n); }
+    b->k = k;
+    b->n = n;
+    return LK_OK;
+}
+
+static void set_rank(sub_basis *b)
+{
+    /* NumPy's matrix_rank rule with float32's epsilon: the inputs are float32. */
+    double tol = (b->k > b->n ? b->k : b->n) * (double)FLT_EPSILON * b->sv[0];
+    b->rank = 0;
+    for (int i = 0; i < b->k; i++) if (b->sv[i] > tol) b->rank++;
+}
+
+/* Right-singular vectors of X [k, n] by the thin SVD (the accurate route). */
+static lk_status rows_svd(sub_basis *b, const double *X)
+{
+    return la_svd_f64(X, b->k, b->n, NULL, b->sv, b->v);
+}
+
+/* X = Σ Vᵀ-style decomposition through G = X·Xᵀ = Z Λ Zᵀ: V = Λ^{-1/2} Zᵀ X.
+ * Returns LK_ERR_UNSUPPORTED (no message) when X is too ill-conditioned for it. */
+static lk_status rows_gram(sub_basis *b, const double *X)
+{
+    int k = b->k, n = b->n;
+    double *G = malloc(sizeof(double) * (size_t)k * k), *w = malloc(sizeof(double) * (size_t)k);
+    double *Zt = malloc(sizeof(double) * (size_t)k * k);
+    lk_status st = LK_OK;
+    if (!G || !w || !Zt) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, k, n, 1.0, X, n, 0.0, G, k);
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', k, G, k, w);
+    if (info != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    /* eigenvalues ascending: the largest is w[k-1] */
+    if (!(w[k - 1] > 0) || !(w[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * w[k - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
+    for (int i = 0; i < k; i++) {            /* row i of Zt = eigenvector of the i-th largest eigenvalue */
+        int c = k - 1 - i;
+        b->sv[i] = sqrt(w[c]);
+        for (int j = 0; j < k; j++) Zt[(size_t)i * k + j] = G[(size_t)j * k + c] / b->sv[i];
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, n, k, 1.0, Zt, k, X, n, 0.0, b->v, n);
+done:
+    free(G); free(w); free(Zt);
+    return st;
+}
+
+static lk_status rows_f64(sub_basis *b, const double *X, int k, int n)
+{
+    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", k, n);
+    if (k > n) return lk_fail(LK_ERR_SHAPE, "subspace: %d vectors cannot be orthonormal in dimension %d", k, n);
+    lk_status st = basis_alloc(b, k, n);
+    if (st) return st;
+    st = rows_gram(b, X);
+    if (st == LK_ERR_UNSUPPORTED) st = rows_svd(b, X);
+    if (!st && !(b->sv[0] > 0)) st = lk_fail(LK_ERR_NUMERIC, "subspace: the matrix is zero: it spans no subspace");
+    if (st) { sub_basis_free(b); return st; }
+    set_rank(b);
+    return LK_OK;
+}
+
+lk_status sub_basis_rows_f64(sub_basis *b, const double *X, int k, int n)
+{
+    memset(b, 0, sizeof *b);
+    size_t bad;
+    for (bad = 0; bad < (size_t)k * n; bad++) if (!isfinite(X[bad])) break;
+    if (k > 0 && n > 0 && bad < (size_t)k * n) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
+    return rows_f64(b, X, k, n);
+}
+
+lk_status sub_basis_rows(sub_basis *b, const float *X, int k, int n)
+{
+    memset(b, 0, sizeof *b);
+    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", k, n);
+    size_t bad;
+    if (!la_all_finite_f32(X, (size_t)k * n, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
+    double *x = malloc(sizeof(double) * (size_t)k * n);
+    if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+    for (size_t i = 0; i < (size_t)k * n; i++) x[i] = X[i];
+    lk_status st = rows_f64(b, x, k, n);
+    free(x);
+    return st;
+}
+
+lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k)
+{
+    memset(b, 0, sizeof *b);
+    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", n, k);
+    size_t bad;
+    if (!la_all_finite_f32(X, (size_t)k * n, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
+    double *xt = malloc(sizeof(double) * (size_t)k * n);   /* Xᵀ [k, n]: its right vectors are X's left ones */
+    if (!xt) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) xt[(size_t)j * n + i] = X[(size_t)i * k + j];
+    lk_status st = rows_f64(b, xt, k, n);
+    free(xt);
+    return st;
+}
+
+lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s)
+{
+    memset(b, 0, sizeof *b);
+    if (r <= 0 || in <= 0 || out <= 0) return lk_fail(LK_ERR_ARG, "subspace: rank %d, in %d, out %d must be positive", r, in, out);
+    if (r > in || r > out) return lk_fail(LK_ERR_SHAPE, "subspace: rank %d exceeds min(in %d, out %d)", r, in, out);
+    size_t bad;
+    if (!la_all_finite_f32(A, (size_t)r * in, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in A (element %zu)", bad);
+    if (!la_all_finite_f32(B, (size_t)out * r, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in B (element %zu)", bad);
+    if (!isfinite(s) || s == 0) return lk_fail(LK_ERR_NUMERIC, "subspace: scaling %g makes ΔW zero or undefined", s);
+    lk_status st = basis_alloc(b, r, in);
+    if (st) return st;
+    double *U = malloc(sizeof(double) * (size_t)out * r), *V = malloc(sizeof(double) * (size_t)in * r);
+    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if ((st = la_svd_lowrank(B, out, r, A, in, s, U, b->sv, V))) goto done;
+    if (!(b->sv[0] > 0)) { st = lk_fail(LK_ERR_NUMERIC, "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace"); goto done; }
+    for (int i = 0; i < in; i++)              /* V's columns become rows */
+        for (int j = 0; j < r; j++) b->v[(size_t)j * in + i] = V[(size_t)i * r + j];
+    set_rank(b);
+done:
+    free(U); free(V);
+    if (st) sub_basis_free(b);
+    return st;
+}
+
+lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side)
+{
+    lk_status st;
+    const char *what;
+    switch (side) {
+    case SUB_SIDE_A: st = sub_basis_rows(b, m->A, m->rank, m->in); what = "A"; break;
+    case SUB_SIDE_B: st = sub_basis_cols(b, m->B, m->out, m->rank); what = "B"; break;
+    case SUB_SIDE_DW: st = sub_basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling); what = "dW"; break;
+    default: return lk_fail(LK_ERR_ARG, "subspace: unknown side %d", (int)side);
+    }
+    if (st) return lk_fail_context(st, "layer %d target %s, side %s", m->layer, m->target, what);
+    return LK_OK;
+}
+
+lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, int left)
+{
+    memset(b, 0, sizeof *b);
+    int p = out < in ? out : in;
+    if (k <= 0 || k > p) return lk_fail(LK_ERR_ARG, "subspace: top-%d singular vectors of a %dx%d matrix", k, out, in);
+    size_t bad;
+    if (!la_all_finite_f32(W, (size_t)out * in, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in W (element %zu)", bad);
+    int n = left ? out : in;
+    lk_status st = basis_alloc(b, k, n);
+    if (st) return st;
+    double *U = malloc(sizeof(double) * (size_t)out * k), *V = malloc(sizeof(double) * (size_t)in * k);
+    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (p <= 2048) st = la_topk_exact(W, out, in, k, U, b->sv, V);
+    else st = la_topk_randomized(W, out, in, k, 10, 6, 0x5eed, U, b->sv, V);
+    if (st) goto done;
+    if (!(b->sv[0] > 0)) { st = lk_fail(LK_ERR_NUMERIC, "subspace: W is zero"); goto done; }
+    const double *src = left ? U : V;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) b->v[(size_t)j * n + i] = src[(size_t)i * k + j];
+    set_rank(b);
+done:
+    free(U); free(V);
+    if (st) sub_basis_free(b);
+    return st;
+}
+
+lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed)
+{
+    memset(b, 0, sizeof *b);
+    if (k <= 0 || n <= 0 || k > n) return lk_fail(LK_ERR_ARG, "subspace: random %dx%d matrix needs 0 < k <= n", k, n);
+    double *x = malloc(sizeof(double) * (size_t)k * n);
+    if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+    rng_t g;
+    rng_seed(&g, seed);
+    rng_fill_normal_f64(&g, x, (size_t)k * n, 1.0);
+    lk_status st = rows_f64(b, x, k, n);
+    free(x);
+    return st;
+}
+
+void sub_phi_from_overlap(double *phi, const double *M, int r1, int r2)
+{
+    /* phi first holds the 2-D prefix sums C(i, j) = Σ_{a<i, b<j} M[a][b]², built
+     * row by row from a running row sum; then each entry is divided by min(i, j). */
+    for (int i = 0; i < r1; i++) {
+        double row = 0;
+        for (int j = 0; j < r2; j++) {
+            double m = M[(size_t)i * r2 + j];
+            row += m * m;
+            phi[(size_t)i * r2 + j] = row + (i ? phi[(size_t)(i - 1) * r2 + j] : 0.0);
+        }
+    }
+    for (int i = r1 - 1; i >= 0; i--)
+        for (int j = 0; j < r2; j++) phi[(size_t)i * r2 + j] /= (i < j ? i : j) + 1;
+}
+
+void sub_result_free(sub_result *res)
+{
+    if (!res) return;
+    free(res->phi);
+    free(res->angles);
+    memset(res, 0, sizeof *res);
+}
+
+/* Singular values only (gesdd 'N'); descending. */
+static lk_status singular_values(const double *M, int m, int n, double *s)
+{
+    double *w = malloc(sizeof(double) * (size_t)m * n);
+    if (!w) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+    memcpy(w, M, sizeof(double) * (size_t)m * n);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', m, n, w, n, s, NULL, m, NULL, n);
+    free(w);
+    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", m, n, (int)info);
+    return LK_OK;
+}
+
+lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
+{
+    memset(res, 0, sizeof *res);
+    if (b1->n != b2->n)
+        return lk_fail(LK_ERR_SHAPE, "subspace: the two subspaces live in different dimensions (%d and %d)", b1->n, b2->n);
+    int r1 = b1->k, r2 = b2->k, p = r1 < r2 ? r1 : r2;
+    res->r1 = r1; res->r2 = r2; res->n = b1->n;
+    double *M = malloc(sizeof(double) * (size_t)r1 * r2), *s = malloc(sizeof(double) * (size_t)p);
+    res->phi = malloc(sizeof(double) * (size_t)r1 * r2);
+    res->angles = malloc(sizeof(double) * (size_t)p);
+    lk_status st = LK_OK;
+    if (!M || !s || !res->phi || !res->angles) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, b1->n, 1.0, b1->v, b1->n, b2->v, b2->n, 0.0, M, r2);
+    sub_phi_from_overlap(res->phi, M, r1, r2);
+    if ((st = singular_values(M, r1, r2, s))) goto done;
+    double g = 0;
+    for (int i = 0; i < p; i++) {
+        double c = s[i] > 1 ? 1 : s[i] < 0 ? 0 : s[i];
+        res->angles[i] = acos(c);     /* s descending, so the angles ascend */
+        g += res->angles[i] * res->angles[i];
+    }
+    res->geodesic = sqrt(g);
+done:
+    free(M); free(s);
+    if (st) sub_result_free(res);
+    return st;
+}
+
+double sub_baseline(int i, int j, int n)
+{
+    return (double)(i > j ? i : j) / n;
+}
+
+void sub_baseline_grid(double *out, int r1, int r2, int n)
+{
+    for (int i = 1; i <= r1; i++)
+        for (int j = 1; j <= r2; j++) out[(size_t)(i - 1) * r2 + j - 1] = sub_baseline(i, j, n);
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t sub_seed(uint64_t seed, int layer, const char *target, int index)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;        /* FNV-1a of the target name */
+    for (const char *c = target ? target : ""; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    uint64_t z = mix64(seed ^ 0x9e3779b97f4a7c15ULL);
+    z = mix64(z ^ (uint64_t)(int64_t)layer);
+    z = mix64(z ^ h);
+    return mix64(z ^ (uint64_t)(int64_t)index);
+}
+
+lk_status sub_random_pairs(double *phi, int K, int r1, int r2, int n, uint64_t seed)
+{
+    for (int p = 0; p < K; p++) {
+        sub_basis g1, g2;
+        sub_result res;
+        lk_status st = sub_basis_gaussian(&g1, r1, n, mix64(seed ^ (2 * (uint64_t)p + 1)));
+        if (st) return st;
+        if ((st = sub_basis_gaussian(&g2, r2, n, mix64(seed ^ (2 * (uint64_t)p + 2))))) { sub_basis_free(&g1); return st; }
+        st = sub_compare(&res, &g1, &g2);
+        if (!st) memcpy(phi + (size_t)p * r1 * r2, res.phi, sizeof(double) * (size_t)r1 * r2);
+        sub_basis_free(&g1); sub_basis_free(&g2); sub_result_free(&res);
+        if (st) return st;
+    }
+    return LK_OK;
+}

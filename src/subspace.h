@@ -1,0 +1,102 @@
+/* subspace.h: normalized subspace similarity between LoRA adapters (Hu et al. 2021,
+ * section 7.2, Figures 3, 4, 6, 7, 8). Pure math: no files, no printing.
+ *
+ * A subspace basis here is k orthonormal ROW vectors in R^n (a [k, n] row-major
+ * matrix V), ordered by decreasing singular value of the matrix it came from, so
+ * that V's first i rows are "U⁽ⁱ⁾", the top-i singular directions. The paper's
+ *
+ *     φ(i, j) = ‖U₁⁽ⁱ⁾ᵀ U₂⁽ʲ⁾‖²_F / min(i, j)   ∈ [0, 1]
+ *
+ * is then a prefix sum of the squared entries of M = V₁·V₂ᵀ (r₁×r₂): one dgemm
+ * and O(r₁r₂) work for the whole grid. The principal angles between the two full
+ * subspaces are arccos of M's singular values (clamped to [0, 1]); the Grassmann
+ * geodesic distance is √Σθ². Angles below ~1e-8 rad are not resolved (arccos
+ * near 1).
+ *
+ * Which vectors (the "side"):
+ *   SUB_SIDE_A   right-singular vectors of A [r, in]: A's row space in the input
+ *                dimension (the paper's choice, the default). n = in.
+ *   SUB_SIDE_B   left-singular vectors of B [out, r]: B's column space in the
+ *                output dimension. n = out.
+ *   SUB_SIDE_DW  right-singular vectors of ΔW = s·B·A (input dimension, to match
+ *                side A), from la_svd_lowrank: ΔW is never formed. n = in.
+ *
+ * Bases of one factor come from the Gram matrix X·Xᵀ (k×k) and its symmetric
+ * eigendecomposition (about 6× faster than an SVD of the k×n factor with this
+ * LAPACK); when X is ill-conditioned (σ_min/σ_max < 1e-2, where squaring the
+ * condition number would cost accuracy) the SVD (gesdd) is used instead. A factor
+ * that is entirely zero (e.g. B of an untrained adapter) has no subspace: error.
+ *
+ *   sub_basis b1 = {0}, b2 = {0};
+ *   sub_result res = {0};
+ *   st = sub_basis_module(&b1, m1, SUB_SIDE_A);
+ *   if (!st) st = sub_basis_module(&b2, m2, SUB_SIDE_A);
+ *   if (!st) st = sub_compare(&res, &b1, &b2);   // res.phi[(i-1)*r2 + (j-1)] = φ(i, j)
+ *   sub_basis_free(&b1); sub_basis_free(&b2); sub_result_free(&res);
+ */
+#ifndef LK_SUBSPACE_H
+#define LK_SUBSPACE_H
+
+#include <stdint.h>
+#include "adapter.h"
+#include "status.h"
+
+typedef enum { SUB_SIDE_A = 0, SUB_SIDE_B, SUB_SIDE_DW } sub_side;
+
+const char *sub_side_name(sub_side side);            /* "A", "B", "dW" */
+lk_status sub_side_parse(const char *s, sub_side *out); /* accepts A, B, dW (any case) */
+/* The dimension of the space a side's vectors live in, for a module. */
+int sub_side_dim(const lora_module *m, sub_side side);
+
+typedef struct {
+    int k, n;       /* k orthonormal rows in R^n */
+    double *v;      /* [k, n], rows ordered by decreasing singular value */
+    double *sv;     /* [k] those singular values */
+    int rank;       /* numerical rank: σᵢ > max(k, n)·ε_float32·σ₁ (NumPy's rule; inputs are float32) */
+} sub_basis;
+
+/* Right-singular vectors of X [k, n] (row-major float32), k ≤ n. */
+lk_status sub_basis_rows(sub_basis *b, const float *X, int k, int n);
+/* The same for a double matrix. */
+lk_status sub_basis_rows_f64(sub_basis *b, const double *X, int k, int n);
+/* Left-singular vectors of X [n, k] (row-major float32), k ≤ n. */
+lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k);
+/* Right-singular vectors of s·B·A (B [out, r], A [r, in]), through la_svd_lowrank. */
+lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s);
+/* The side's vectors of a LoRA module. Errors name the layer, target and factor. */
+lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side);
+/* Top-k singular vectors of a dense W [out, in]: right (in dimension) or, with
+ * left = 1, left (out dimension). Exact LAPACK SVD when min(out, in) ≤ 2048,
+ * else randomized (oversampling 10, 6 power iterations). */
+lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, int left);
+/* Right-singular vectors of a k×n matrix with i.i.d. N(0, 1) entries. */
+lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed);
+void sub_basis_free(sub_basis *b);
+
+typedef struct {
+    int r1, r2, n;
+    double *phi;      /* [r1, r2]: phi[(i-1)*r2 + (j-1)] = φ(i, j) */
+    double *angles;   /* [min(r1, r2)] principal angles in radians, ascending */
+    double geodesic;  /* √Σθ² */
+} sub_result;
+
+/* φ grid, principal angles and geodesic distance between two bases of one R^n. */
+lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2);
+void sub_result_free(sub_result *res);
+
+/* φ grid from M = V₁·V₂ᵀ [r1, r2] (2-D prefix sum of squares). */
+void sub_phi_from_overlap(double *phi, const double *M, int r1, int r2);
+
+/* E[φ(i, j)] for independent uniformly random subspaces of R^n: max(i, j)/n. */
+double sub_baseline(int i, int j, int n);
+void sub_baseline_grid(double *out, int r1, int r2, int n);   /* [r1, r2] */
+
+/* φ grids of K pairs of random Gaussian matrices [r1, n] and [r2, n]:
+ * phi[(p*r1 + i-1)*r2 + j-1]. Pair p uses seeds derived from (seed, p). */
+lk_status sub_random_pairs(double *phi, int K, int r1, int r2, int n, uint64_t seed);
+
+/* A seed derived from a base seed and a (layer, target, index) label, so each
+ * module's random pairs are reproducible and independent of the others. */
+uint64_t sub_seed(uint64_t seed, int layer, const char *target, int index);
+
+#endif
