@@ -69,5 +69,9 @@ lk_status adapter_load(lora_adapter *ad, const char *spec);
 
 /* PEFT reader (peft.c): a directory or .safetensors file. */
 lk_status peft_load(lora_adapter *ad, const char *path);
+/* Replaces each GPT-2 fused "c_attn" module (A [r, in], B [3·d, r]) by "c_attn.q",
+ * "c_attn.k", "c_attn.v": the same A and scaling, B's three row blocks [d, r].
+ * Other modules are untouched; on failure ad is unchanged. */
+lk_status adapter_split_fused(lora_adapter *ad);
 
 #endif

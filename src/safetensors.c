@@ -215,7 +215,7 @@ static lk_status parse_tensor(st_file *f, const cJSON *j, st_tensor *t)
     for (const cJSON *d = sh->child; d; d = d->next, i++) {
         if (!json_uint(d, &t->shape[i])) {
             describe(d, what, sizeof what);
-            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape[%d] = %s is not a non-negative integer", P, N, i, what);
+            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape[%d] = %s is not an integer in [0, 2^53]", P, N, i, what);
         }
         if (__builtin_mul_overflow(count, t->shape[i], &count))
             return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape product overflows", P, N);
@@ -228,15 +228,19 @@ static lk_status parse_tensor(st_file *f, const cJSON *j, st_tensor *t)
         const cJSON *o = cJSON_GetArrayItem(off, i);
         if (!json_uint(o, i ? &e : &b)) {
             describe(o, what, sizeof what);
-            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] = %s is not a non-negative integer", P, N, i, what);
+            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] = %s is not an integer in [0, 2^53]", P, N, i, what);
         }
     }
     if (e < b) return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] end before they begin", P, N, b, e);
     if (e > f->data_len)
         return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] lie outside the data section (%zu bytes)", P, N, b, e, f->data_len);
-    if (e - b != t->nbytes)
-        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape %s[%zu elements] × %zu bytes = %zu bytes, but data_offsets [%zu, %zu] hold %zu",
-                       P, N, t->dtype_name, t->count, t->elem_size, t->nbytes, b, e, e - b);
+    if (e - b != t->nbytes) {
+        char dims[160] = "";
+        for (int d = 0, k = 0; d < rank && k < (int)sizeof dims - 24; d++)
+            k += snprintf(dims + k, sizeof dims - (size_t)k, "%s%zu", d ? ", " : "", t->shape[d]);
+        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape [%s] of %s needs %zu bytes, but data_offsets [%zu, %zu] hold %zu",
+                       P, N, dims, t->dtype_name, t->nbytes, b, e, e - b);
+    }
     t->offset = b;
     if (!(t->name = strdup(N))) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", P);
     return LK_OK;
@@ -333,7 +337,7 @@ static lk_status parse(st_file *f)
     if (!cJSON_IsObject(root)) {
         char what[64];
         describe(root, what, sizeof what);
-        st = lk_fail(LK_ERR_FORMAT, "%s: header is JSON %s, not an object", P, what);
+        st = lk_fail(LK_ERR_FORMAT, "%s: header is %s, not a JSON object", P, what);
         goto done;
     }
     size_t n = (size_t)cJSON_GetArraySize(root);

@@ -366,6 +366,7 @@ static void expect_reject(const char *path, const char *w1, const char *w2)
     if (st == LK_OK) { st_close(f); fail_msg("%s was accepted", path); }
     assert_null(f);
     const char *m = lk_errmsg();
+    if (getenv("LK_TEST_VERBOSE")) print_message("  rejected: %s\n", m);
     if (!strstr(m, path)) fail_msg("message does not name the file: %s", m);
     if (w1 && !strstr(m, w1)) fail_msg("message lacks '%s': %s", w1, m);
     if (w2 && !strstr(m, w2)) fail_msg("message lacks '%s': %s", w2, m);
@@ -418,19 +419,19 @@ static void test_malformed(void **state)
     /* Unknown dtype; shape that does not match the bytes. */
     reject_header("dtype.st", "{\"a\":{\"dtype\":\"F17\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'", "unknown dtype");
     reject_header("dtype2.st", "{\"a\":{\"dtype\":32,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'", "dtype");
-    reject_header("shape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'", "12 bytes");
+    reject_header("shape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'", "shape [3] of F32 needs 12 bytes");
     reject_header("shape16.st", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,4]}}", 4, "'a'", "hold 4");
     /* Not JSON; JSON but not an object; not UTF-8; embedded NUL. */
     reject_header("nojson.st", "{\"a\": this is not json}", 0, "not valid JSON", NULL);
     reject_header("nojson2.st", "hello world", 0, "not valid JSON", NULL);
     reject_header("nojson3.st", "{\"a\":{}} trailing", 0, "not valid JSON", NULL);
-    reject_header("array.st", "[1, 2, 3]", 0, "not an object", NULL);
-    reject_header("string.st", "\"abc\"", 0, "not an object", NULL);
+    reject_header("array.st", "[1, 2, 3]", 0, "not a JSON object", NULL);
+    reject_header("string.st", "\"abc\"", 0, "not a JSON object", NULL);
     reject_header("utf8.st", "{\"\xff\xfe\":{}}", 0, "UTF-8", NULL);
     reject_header("utf8b.st", "{\"\xed\xa0\x80\":{}}", 0, "UTF-8", NULL);   /* a surrogate */
     expect_reject(raw_file("nul.st", -1, "{}\0     ", 8, 0), "UTF-8", NULL);
     /* Negative, fractional, huge numbers; overflowing shape products. */
-    reject_header("neg.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0] = -2");
+    reject_header("neg.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0] = -2 is not");
     reject_header("negoff.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, "'a'", "data_offsets[0]");
     reject_header("frac.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,6]}}", 8, "'a'", "shape[0]");
     reject_header("bignum.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0]");
