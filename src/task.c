@@ -171,8 +171,28 @@ static lk_status apply_key(task_def *t, const char *key, const char *v, char spl
     } else if (!strcmp(key, "metric")) st = set_str(t->metric, sizeof t->metric, v, key, file, line);
     else if (!strcmp(key, "primary")) st = set_str(t->primary, sizeof t->primary, v, key, file, line);
     else if (!strcmp(key, "labels")) st = parse_labels(t, v, file, line);
+    else if (!strcmp(key, "truncate")) {
+        if (!strcmp(v, "left")) t->truncate_middle = 0;
+        else if (!strcmp(v, "middle")) t->truncate_middle = 1;
+        else st = lk_fail(LK_ERR_FORMAT, "%s:%d: truncate '%s': expected left or middle", file, line, v);
+    }
+    else if (!strncmp(key, "recipe.", 7)) {
+        static const char *ok[] = {"lr", "alpha", "scaling", "init", "epochs", "steps", "batch", "warmup",
+                                   "weight_decay", "dropout"};
+        int found = 0;
+        for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) found |= !strcmp(key + 7, ok[i]);
+        if (!found) st = lk_fail(LK_ERR_FORMAT, "%s:%d: unknown recipe key '%s' (known: lr, alpha, scaling, init, "
+                                 "epochs, steps, batch, warmup, weight_decay, dropout)", file, line, key);
+        else if (t->n_recipe == 16) st = lk_fail(LK_ERR_FORMAT, "%s:%d: too many recipe keys", file, line);
+        else if (strlen(v) >= sizeof t->recipe_val[0]) st = lk_fail(LK_ERR_FORMAT, "%s:%d: value too long", file, line);
+        else {
+            snprintf(t->recipe_key[t->n_recipe], sizeof t->recipe_key[0], "%s", key + 7);
+            snprintf(t->recipe_val[t->n_recipe], sizeof t->recipe_val[0], "%s", v);
+            t->n_recipe++;
+        }
+    }
     else st = lk_fail(LK_ERR_FORMAT, "%s:%d: unknown key '%s' (known: name, type, train, valid, test, text_field, "
-                      "split, prompt, completion, label_field, labels, stop, max_new, metric, primary)", file, line, key);
+                      "split, prompt, completion, label_field, labels, stop, max_new, metric, primary, truncate, recipe.*)", file, line, key);
     return st;
 }
 

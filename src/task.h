@@ -20,6 +20,13 @@
  *     label_field the JSON field holding the label (default "label")
  *     labels      comma-separated label set, e.g. positive, negative
  *   primary     the metric reported in the tables (per type: see task_metric_names)
+ *   recipe.KEY  the tuned training recipe for this task, as lora-sweep options
+ *               (recipe.lr = 2e-3, recipe.epochs = 3, ...; KEY one of lr, alpha,
+ *               scaling, init, epochs, steps, batch, warmup, weight_decay, dropout);
+ *               command-line options override them
+ *   truncate    left | middle: how a prompt too long for the model's context is
+ *               cut (left: keep its end; middle: keep its start and its end).
+ *               The completion is always kept whole when it fits.
  *
  * Every line of every split is parsed and validated by task_load() before any
  * training; errors name the file and line ("train.jsonl:17: ...").
@@ -58,12 +65,15 @@ typedef struct {
     char *prompt_tmpl, *completion_tmpl;
     int stop;              /* stop byte for decoding (-1: none) */
     int max_new;           /* 0 = automatic */
+    int truncate_middle;   /* 1: cut long prompts in the middle; 0: at the left */
     char metric[32];       /* generate: "exact" or "wikisql"; classify: "accuracy" */
     char primary[32];
     int n_labels;
     char *labels[TASK_MAX_LABELS];
     char *label_completion[TASK_MAX_LABELS];   /* classify: the completion of each label */
     task_split split_data[TASK_N_SPLITS];
+    int n_recipe;                          /* recipe.KEY = VALUE lines, in file order */
+    char recipe_key[16][32], recipe_val[16][64];
 } task_def;
 
 /* Reads a task description. spec is a path (contains '/' or ends in .task) or a

@@ -1,0 +1,141 @@
+/* sweep.h: the rank × target-matrix ablations of the LoRA paper (Tables 5 and 6):
+ * the grid of cells, training and scoring one cell, and the results file.
+ *
+ * A cell is (task, target set, rank, seed) under one training recipe. Fixed-rank
+ * mode takes every rank × target set (Table 6); fixed-budget mode picks, for
+ * each target set, the rank that gives the same number of trainable parameters
+ * (Table 5: r = 8 on one matrix type = r = 4 on two = r = 2 on four).
+ *
+ * Results file (HDF5, format "lora-sweep", version 1), one group per cell:
+ *   runs/{run_id}   attributes task, targets ("q,v"), rank, alpha, scaling_rule,
+ *                   seed, steps, lr, trainable_params, val_loss, val_metric,
+ *                   test_metric, metric (the primary metric's name),
+ *                   train_seconds, tokens_per_s; also batch, warmup, epochs,
+ *                   weight_decay, init, base, and val_{m} / test_{m} for every
+ *                   metric m of the task; the adapter itself in the adapter-file
+ *                   layout (format, version, ... and layers/{i}/{t}/A, B).
+ *   baseline/{task} the base model without an adapter: val_{m}, test_{m}.
+ *   root            format, version, base (fingerprint), base_path.
+ * run_id = {task}-{targets without commas}-r{rank}-s{seed}[-{tag}], e.g.
+ * "sentiment-qv-r8-s1". Each finished cell is committed atomically
+ * (h5_open_update + h5_commit), so a killed sweep loses at most the cell in
+ * progress; rerunning skips cells already in the file with the same recipe.
+ */
+#ifndef LK_SWEEP_H
+#define LK_SWEEP_H
+
+#include <stdint.h>
+#include "gpt.h"
+#include "lora.h"
+#include "status.h"
+#include "task.h"
+#include "task_eval.h"
+
+#define SWEEP_MAX_TARGET_SETS 16
+#define SWEEP_MAX_RANKS 16
+#define SWEEP_MAX_SEEDS 16
+
+typedef struct {
+    double lr;                 /* peak learning rate */
+    double alpha;              /* LoRA alpha; if alpha_per_rank, alpha = alpha_per_rank · r */
+    double alpha_per_rank;     /* 0 = fixed alpha */
+    lora_scaling_rule rule;
+    lora_init_kind init;
+    long steps;                /* optimizer steps; 0 = from epochs */
+    double epochs;             /* used when steps == 0 */
+    int batch;                 /* examples per step */
+    double warmup;             /* < 1: fraction of the steps; ≥ 1: steps */
+    double weight_decay;
+    double min_lr_frac;        /* cosine floor as a fraction of lr */
+    double clip;
+    float dropout;
+    int eval_batch;            /* sequences per forward pass in evaluation */
+    long eval_max;             /* > 0: score only this many validation/test examples */
+} sweep_recipe;
+
+/* lr 2e-3, alpha 16, alpha/r, Kaiming, 2 epochs, batch 16, warm-up 0.06,
+ * weight decay 0, floor 0.1, clip 1, no dropout, eval batch 32. */
+void sweep_recipe_default(sweep_recipe *r);
+
+typedef struct {
+    char task[64];
+    char targets[64];          /* "q,v" (canonical order q,k,v,o,fc,proj) */
+    int rank;
+    long long seed;
+    double alpha;              /* the value used (alpha_per_rank resolved) */
+    long steps;                /* resolved from epochs */
+    long trainable_params;
+    char run_id[160];
+} sweep_cell;
+
+typedef struct {
+    task_scores val, test;
+    double train_seconds, tokens_per_s;
+    double final_train_loss;
+} sweep_result;
+
+/* Canonicalises a target list ("v,q" -> "q,v"); fails on unknown or repeated
+ * targets, naming them. */
+lk_status sweep_canon_targets(const char *list, char *out, size_t cap);
+
+/* Trainable parameters of rank r on the target set over all layers of cfg. */
+long sweep_params(const gpt_config *cfg, const char *targets, int rank);
+
+/* Fixed budget: the largest rank whose parameter count is ≤ budget (0 if none). */
+int sweep_rank_for_budget(const gpt_config *cfg, const char *targets, long budget);
+
+/* Checks rank against every target's min(in, out). */
+lk_status sweep_check_rank(const gpt_config *cfg, const char *targets, int rank);
+
+/* The run id of a cell: {task}-{targets without commas}-r{rank}-s{seed}[-{tag}]. */
+void sweep_run_id(char *out, size_t cap, const char *task, const char *targets, int rank, long long seed,
+                  const char *tag);
+
+/* Fills a cell (alpha, steps, params, run id) from its coordinates. tag may be NULL. */
+void sweep_cell_init(sweep_cell *c, const task_def *t, const gpt_config *cfg, const sweep_recipe *r,
+                     const char *targets, int rank, long long seed, const char *tag);
+
+/* Training progress: step (1-based) of total, running mean loss, tokens/s. */
+typedef void (*sweep_progress_fn)(void *ctx, long step, long total, double loss, double tokens_per_s);
+
+/* Trains the cell's adapter on a base model (m must have no LoRA attached; it
+ * is attached here and left attached), then scores validation and test.
+ * The adapter is exported into *ad (freed by the caller). */
+lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                         sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
+                         lora_adapter *ad, sweep_result *res);
+
+/* Results file. */
+/* Opens (or notes the absence of) the results file and checks it was made with
+ * this base. *exists = 0 if there is no file yet. */
+lk_status sweep_results_check(const char *path, const char *base_fingerprint, int *exists);
+/* 1 if runs/{id} is present; if it is, *same = 1 when its recipe matches c and r
+ * (else a message in lk_errmsg() says what differs). */
+int sweep_results_has(const char *path, const sweep_cell *c, const sweep_recipe *r, int *same);
+/* Appends one finished cell atomically. */
+lk_status sweep_results_add(const char *path, const char *base_fingerprint, const char *base_path,
+                            const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                            const lora_adapter *ad, const sweep_result *res);
+/* The base model's scores on a task, stored under baseline/{task}. */
+lk_status sweep_results_add_baseline(const char *path, const char *base_fingerprint, const char *base_path,
+                                     const task_def *t, const task_scores *val, const task_scores *test);
+
+/* A finished cell as read back for reports. */
+typedef struct {
+    char run_id[160], task[64], targets[64], metric[32];
+    int rank;
+    long long seed;
+    double alpha, lr;
+    long steps, trainable_params;
+    double val_loss, val_metric, test_metric, train_seconds, tokens_per_s;
+} sweep_row;
+
+/* Reads every runs/{id} (rows sorted by run id). Free with free(). */
+lk_status sweep_results_read(const char *path, sweep_row **rows, size_t *n);
+/* Reads baseline/{task}: the named metric on validation and test (NaN if absent). 1 if present. */
+int sweep_results_baseline(const char *path, const char *task, const char *metric, double *val, double *test);
+
+/* Writes one cell's adapter as a standalone adapter file ("RESULTS.h5:RUN_ID"). */
+lk_status sweep_export(const char *spec, const char *out_path);
+
+#endif

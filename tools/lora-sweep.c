@@ -1,0 +1,657 @@
+/* lora-sweep: rank × target-matrix ablations (the LoRA paper's Tables 5 and 6)
+ * on a base model and tasks described by data/tasks/NAME.task; results in HDF5
+ * (sweep.h), Markdown tables and metric-vs-rank plots (sweep_report.h).
+ * This file is the command line: options, presets, progress display. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "adapter.h"
+#include "gpt.h"
+#include "lora.h"
+#include "sweep.h"
+#include "sweep_report.h"
+#include "task.h"
+#include "task_eval.h"
+
+#define MAX_JOBS 16
+#define MAX_KV 32
+
+static const char *usage =
+    "usage: lora-sweep --base BASE.h5 --task NAME|FILE.task [--task ...] -o RESULTS.h5\n"
+    "                  [--ranks 1,2,4,8,64] [--targets q --targets q,v ...] [--seeds 1,2,3]\n"
+    "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
+    "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
+    "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot]\n"
+    "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
+    "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
+    "\n"
+    "Fixed rank (Table 6): every rank x every target set x every seed. Fixed budget (Table 5,\n"
+    "--budget): per target set, the largest rank whose trainable parameters fit P (P a number,\n"
+    "k/M suffix allowed, or rN = the parameters of rank N on one d_model x d_model matrix type).\n"
+    "Targets: q, k, v, o, fc, proj. --alpha Nr sets alpha = N*r. --warmup < 1 is a fraction of\n"
+    "the steps. The recipe defaults come from the task file (recipe.* keys); options override.\n"
+    "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n";
+
+typedef struct {
+    char spec[1024];
+    task_def task;
+    sweep_recipe rec;
+    char targets[SWEEP_MAX_TARGET_SETS][64];
+    int n_targets;
+    int ranks[SWEEP_MAX_RANKS];
+    int n_ranks;
+    long long seeds[SWEEP_MAX_SEEDS];
+    int n_seeds;
+    char budget_spec[32];
+    long budget;
+    int budget_ranks[SWEEP_MAX_TARGET_SETS];
+} job;
+
+typedef struct {
+    job *j;
+    sweep_cell cell;
+    int done;            /* already in the results file */
+} plan_cell;
+
+/* ---- small parsers ---- */
+
+static int parse_long(const char *s, long *v)
+{
+    char *e;
+    errno = 0;
+    long x = strtol(s, &e, 10);
+    if (errno || e == s || *e) return 0;
+    *v = x;
+    return 1;
+}
+
+static int parse_double(const char *s, double *v)
+{
+    char *e;
+    errno = 0;
+    double x = strtod(s, &e);
+    if (errno || e == s || *e || !isfinite(x)) return 0;
+    *v = x;
+    return 1;
+}
+
+static lk_status parse_int_list(const char *s, const char *what, long long *out, int cap, int *n)
+{
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        if (!e) e = p + strlen(p);
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)(e - p), p);
+        long v;
+        if (!parse_long(tmp, &v)) return lk_fail(LK_ERR_ARG, "%s: '%s' is not an integer (in '%s')", what, tmp, s);
+        if (*n == cap) return lk_fail(LK_ERR_ARG, "%s: at most %d values", what, cap);
+        for (int i = 0; i < *n; i++) if (out[i] == v) return lk_fail(LK_ERR_ARG, "%s: %ld given twice", what, v);
+        out[(*n)++] = v;
+        p = *e ? e + 1 : e;
+    }
+    if (*n == 0) return lk_fail(LK_ERR_ARG, "%s: empty list", what);
+    return LK_OK;
+}
+
+/* Applies one recipe setting (from a task file or the command line). */
+static lk_status apply_recipe(sweep_recipe *r, const char *key, const char *v, const char *where)
+{
+    double d;
+    long l;
+    if (!strcmp(key, "lr")) {
+        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: lr '%s' must be a positive number", where, v);
+        r->lr = d;
+    } else if (!strcmp(key, "alpha")) {
+        size_t n = strlen(v);
+        if (n > 1 && v[n - 1] == 'r') {
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%.*s", (int)(n - 1), v);
+            if (!parse_double(tmp, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
+            r->alpha_per_rank = d;
+        } else {
+            if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
+            r->alpha = d;
+            r->alpha_per_rank = 0;
+        }
+    } else if (!strcmp(key, "scaling")) {
+        lk_status st = lora_parse_rule(v, &r->rule);
+        if (st) return lk_fail(LK_ERR_ARG, "%s: scaling '%s': expected alpha/r or alpha/sqrt(r)", where, v);
+    } else if (!strcmp(key, "init")) {
+        if (!strcmp(v, "kaiming")) r->init = LORA_INIT_KAIMING;
+        else if (!strcmp(v, "gaussian")) r->init = LORA_INIT_GAUSSIAN;
+        else return lk_fail(LK_ERR_ARG, "%s: init '%s': expected kaiming or gaussian", where, v);
+    } else if (!strcmp(key, "epochs")) {
+        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: epochs '%s' must be positive", where, v);
+        r->epochs = d;
+        r->steps = 0;
+    } else if (!strcmp(key, "steps")) {
+        if (!parse_long(v, &l) || l <= 0) return lk_fail(LK_ERR_ARG, "%s: steps '%s' must be a positive integer", where, v);
+        r->steps = l;
+    } else if (!strcmp(key, "batch")) {
+        if (!parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: batch '%s' must be 1..4096", where, v);
+        r->batch = (int)l;
+    } else if (!strcmp(key, "warmup")) {
+        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: warmup '%s' must be ≥ 0", where, v);
+        r->warmup = d;
+    } else if (!strcmp(key, "weight_decay")) {
+        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: weight decay '%s' must be ≥ 0", where, v);
+        r->weight_decay = d;
+    } else if (!strcmp(key, "dropout")) {
+        if (!parse_double(v, &d) || d < 0 || d >= 1) return lk_fail(LK_ERR_ARG, "%s: dropout '%s' must be in [0, 1)", where, v);
+        r->dropout = (float)d;
+    } else if (!strcmp(key, "eval_batch")) {
+        if (!parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: eval batch '%s' must be 1..4096", where, v);
+        r->eval_batch = (int)l;
+    } else if (!strcmp(key, "eval_max")) {
+        if (!parse_long(v, &l) || l < 0) return lk_fail(LK_ERR_ARG, "%s: eval-max '%s' must be ≥ 0", where, v);
+        r->eval_max = l;
+    } else return lk_fail(LK_ERR_ARG, "%s: unknown recipe setting '%s'", where, key);
+    return LK_OK;
+}
+
+static lk_status parse_budget(const char *s, const gpt_config *cfg, long *out)
+{
+    long v;
+    if (s[0] == 'r') {
+        if (!parse_long(s + 1, &v) || v <= 0) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
+        *out = v * 2L * cfg->d_model * cfg->n_layer;
+        return LK_OK;
+    }
+    size_t n = strlen(s);
+    double mult = 1, d;
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    if (n && (tmp[n - 1] == 'k' || tmp[n - 1] == 'K')) { mult = 1e3; tmp[n - 1] = 0; }
+    else if (n && tmp[n - 1] == 'M') { mult = 1e6; tmp[n - 1] = 0; }
+    if (!parse_double(tmp, &d) || d * mult < 1) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
+    *out = (long)(d * mult);
+    return LK_OK;
+}
+
+/* ---- progress display ---- */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fmt_time(char *b, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) { snprintf(b, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+typedef struct {
+    int tty;
+    double t_start, t_cell, t_last_draw;
+    int k, n;                     /* cell k of n (1-based) to run in this invocation */
+    const char *run_id;
+    long steps_total_left;        /* steps of the cells not yet finished, including this one */
+    long steps_done_all;          /* steps trained in this invocation */
+    double train_secs_all;        /* their time */
+    double eval_secs_all;         /* evaluation time per finished cell, summed */
+    int cells_finished;
+    long cur_steps;
+    int drawn;
+    long last_logged;
+    const char *phase;
+} progress;
+
+static double overall_eta(const progress *p, long step_in_cell, double cell_elapsed)
+{
+    long steps = p->steps_done_all + step_in_cell;
+    double secs = p->train_secs_all + cell_elapsed;
+    if (steps <= 0) return NAN;
+    double per_step = secs / (double)steps;
+    double eval_per_cell = p->cells_finished ? p->eval_secs_all / p->cells_finished : 0.15 * per_step * (double)p->cur_steps;
+    int cells_left = p->n - p->k + 1;
+    return per_step * (double)(p->steps_total_left - step_in_cell) + eval_per_cell * cells_left;
+}
+
+static void draw(progress *p, const char *bar_line)
+{
+    char el[32], eta[32], line[256];
+    double t = now();
+    fmt_time(el, sizeof el, t - p->t_start);
+    fmt_time(eta, sizeof eta, overall_eta(p, 0, 0));
+    snprintf(line, sizeof line, "cell %d/%d  %s  elapsed %s  ETA %s", p->k, p->n, p->run_id, el, eta);
+    if (p->drawn) fprintf(stderr, "\033[1A\r\033[K%s\n\r\033[K%s", line, bar_line);
+    else fprintf(stderr, "%s\n%s", line, bar_line);
+    p->drawn = 1;
+    fflush(stderr);
+}
+
+static void on_step(void *ctx, long step, long total, double loss, double tok_s)
+{
+    progress *p = ctx;
+    double t = now(), el = t - p->t_cell;
+    double eta = step > 0 ? el / (double)step * (double)(total - step) : NAN;
+    char e[32];
+    fmt_time(e, sizeof e, eta);
+    if (p->tty) {
+        if (step != total && t - p->t_last_draw < 0.2) return;
+        p->t_last_draw = t;
+        char bar[41];
+        int w = 30, fill = (int)((double)w * (double)step / (double)total);
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        char line[200], ov[32];
+        fmt_time(ov, sizeof ov, overall_eta(p, step, el));
+        snprintf(line, sizeof line, "  train [%s] step %ld/%ld  loss %.4f  %.0f tok/s  ETA %s (all %s)",
+                 bar, step, total, loss, tok_s, e, ov);
+        draw(p, line);
+    } else {
+        long every = total / 10 > 0 ? total / 10 : 1;
+        if (step % every && step != total) return;
+        fprintf(stderr, "  %s step %ld/%ld loss %.4f %.0f tok/s ETA %s\n", p->run_id, step, total, loss, tok_s, e);
+    }
+}
+
+static void on_eval(void *ctx, long done, long total)
+{
+    progress *p = ctx;
+    if (!p->tty) return;
+    double t = now();
+    if (done != total && t - p->t_last_draw < 0.2) return;
+    p->t_last_draw = t;
+    char line[200];
+    snprintf(line, sizeof line, "  evaluating %s %ld/%ld", p->phase, done, total);
+    draw(p, line);
+}
+
+/* ---- presets ---- */
+
+static void add_targets(job *j, const char *const *t, int n)
+{
+    for (int i = 0; i < n; i++) snprintf(j->targets[j->n_targets++], sizeof j->targets[0], "%s", t[i]);
+}
+
+/* quick: what make demo runs; paper: Tables 5 and 6 on both tasks with 3 seeds. */
+static int preset_jobs(const char *name, job *jobs)
+{
+    static const char *tasks[] = {"sentiment", "wikisql"};
+    int n = 0;
+    if (!strcmp(name, "quick")) {
+        static const char *qv[] = {"q,v"};
+        for (int t = 0; t < 2; t++) {
+            job *j = &jobs[n++];
+            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
+            add_targets(j, qv, 1);
+            j->ranks[0] = 8; j->ranks[1] = 64; j->n_ranks = 2;
+            j->seeds[0] = 1; j->seeds[1] = 2; j->n_seeds = 2;
+        }
+        return n;
+    }
+    if (!strcmp(name, "paper")) {
+        static const char *t6[] = {"q", "q,v", "q,k,v,o"};
+        static const char *t5[] = {"q", "k", "v", "o", "q,k", "q,v", "q,k,v,o"};
+        for (int t = 0; t < 2; t++) {
+            job *j = &jobs[n++];
+            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
+            add_targets(j, t6, 3);
+            int r[] = {1, 2, 4, 8, 64};
+            for (int i = 0; i < 5; i++) j->ranks[i] = r[i];
+            j->n_ranks = 5;
+            for (int s = 0; s < 3; s++) j->seeds[s] = s + 1;
+            j->n_seeds = 3;
+            j = &jobs[n++];
+            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
+            add_targets(j, t5, 7);
+            snprintf(j->budget_spec, sizeof j->budget_spec, "r8");
+            for (int s = 0; s < 3; s++) j->seeds[s] = s + 1;
+            j->n_seeds = 3;
+        }
+        return n;
+    }
+    return -1;
+}
+
+/* ---- plotting ---- */
+
+static void run_gnuplot(const char *gp)
+{
+    char dir[1200];
+    if (snprintf(dir, sizeof dir, "%s", gp) >= (int)sizeof dir) return;
+    char *sl = strrchr(dir, '/');
+    const char *base = gp;
+    if (sl) { *sl = 0; base = sl + 1; } else snprintf(dir, sizeof dir, ".");
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir) == 0) execlp("gnuplot", "gnuplot", base, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+        if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
+            fprintf(stderr, "lora-sweep: gnuplot not found; run 'gnuplot %s' in %s to draw the plot\n", base, dir);
+        else fprintf(stderr, "lora-sweep: gnuplot failed on %s\n", gp);
+    }
+}
+
+static void strip_h5(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", path);
+    size_t n = strlen(out);
+    if (n > 3 && !strcmp(out + n - 3, ".h5")) out[n - 3] = 0;
+}
+
+/* ---- main ---- */
+
+static int die(const char *what)
+{
+    fprintf(stderr, "lora-sweep: %s%s%s\n", what ? what : "", what && *lk_errmsg() ? ": " : "", lk_errmsg());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "export")) {
+        if (argc != 4) { fprintf(stderr, "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"); return 2; }
+        if (sweep_export(argv[2], argv[3])) return die("export");
+        printf("wrote %s (adapter %s)\n", argv[3], argv[2]);
+        return 0;
+    }
+    const char *base_path = NULL, *out_path = NULL, *preset = NULL, *tag = NULL;
+    const char *task_specs[MAX_JOBS];
+    int n_task_specs = 0;
+    const char *ranks_s = NULL, *seeds_s = NULL, *budget_s = NULL;
+    const char *targets_s[SWEEP_MAX_TARGET_SETS];
+    int n_targets_s = 0, no_plot = 0;
+    const char *kv_k[MAX_KV], *kv_v[MAX_KV];
+    int n_kv = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
+        if (!strcmp(a, "--no-plot")) { no_plot = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return 2; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--base")) base_path = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out_path = v;
+        else if (!strcmp(a, "--preset")) preset = v;
+        else if (!strcmp(a, "--tag")) tag = v;
+        else if (!strcmp(a, "--task")) {
+            if (n_task_specs == MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", MAX_JOBS); return 2; }
+            task_specs[n_task_specs++] = v;
+        } else if (!strcmp(a, "--ranks")) ranks_s = v;
+        else if (!strcmp(a, "--seeds")) seeds_s = v;
+        else if (!strcmp(a, "--budget")) budget_s = v;
+        else if (!strcmp(a, "--targets")) {
+            if (n_targets_s == SWEEP_MAX_TARGET_SETS) { fprintf(stderr, "lora-sweep: at most %d target sets\n", SWEEP_MAX_TARGET_SETS); return 2; }
+            targets_s[n_targets_s++] = v;
+        } else {
+            static const char *opts[][2] = {{"--lr", "lr"}, {"--alpha", "alpha"}, {"--scaling", "scaling"},
+                                            {"--init", "init"}, {"--epochs", "epochs"}, {"--steps", "steps"},
+                                            {"--batch", "batch"}, {"--warmup", "warmup"},
+                                            {"--weight-decay", "weight_decay"}, {"--dropout", "dropout"},
+                                            {"--eval-batch", "eval_batch"}, {"--eval-max", "eval_max"}};
+            int found = 0;
+            for (size_t k = 0; k < sizeof opts / sizeof *opts && !found; k++)
+                if (!strcmp(a, opts[k][0])) {
+                    if (n_kv == MAX_KV) { fprintf(stderr, "lora-sweep: too many options\n"); return 2; }
+                    kv_k[n_kv] = opts[k][1]; kv_v[n_kv++] = v; found = 1;
+                }
+            if (!found) { fprintf(stderr, "lora-sweep: unknown option %s\n%s", a, usage); return 2; }
+        }
+    }
+    if (!base_path || !out_path) { fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage); return 2; }
+
+    static job jobs[MAX_JOBS];
+    int n_jobs = 0;
+    if (preset) {
+        if (n_task_specs || ranks_s || seeds_s || budget_s || n_targets_s) {
+            fprintf(stderr, "lora-sweep: --preset sets the tasks and the grid; do not combine it with --task, --ranks, "
+                            "--targets, --seeds or --budget (recipe options are fine)\n");
+            return 2;
+        }
+        n_jobs = preset_jobs(preset, jobs);
+        if (n_jobs < 0) { fprintf(stderr, "lora-sweep: unknown preset '%s' (quick or paper)\n", preset); return 2; }
+    } else {
+        if (!n_task_specs) { fprintf(stderr, "lora-sweep: give --task (or --preset)\n%s", usage); return 2; }
+        if (budget_s && ranks_s) { fprintf(stderr, "lora-sweep: --budget chooses the ranks; do not give --ranks too\n"); return 2; }
+        for (int t = 0; t < n_task_specs; t++) {
+            job *j = &jobs[n_jobs++];
+            snprintf(j->spec, sizeof j->spec, "%s", task_specs[t]);
+            if (n_targets_s) for (int i = 0; i < n_targets_s; i++) snprintf(j->targets[i], sizeof j->targets[i], "%s", targets_s[i]);
+            else snprintf(j->targets[0], sizeof j->targets[0], "q,v");
+            j->n_targets = n_targets_s ? n_targets_s : 1;
+            long long tmp[SWEEP_MAX_RANKS];
+            if (!budget_s) {
+                if (parse_int_list(ranks_s ? ranks_s : "8", "--ranks", tmp, SWEEP_MAX_RANKS, &j->n_ranks)) return die(NULL);
+                for (int i = 0; i < j->n_ranks; i++) {
+                    if (tmp[i] <= 0) { fprintf(stderr, "lora-sweep: --ranks: rank %lld must be positive\n", tmp[i]); return 1; }
+                    j->ranks[i] = tmp[i] > 1000000 ? 1000000 : (int)tmp[i];
+                }
+            } else snprintf(j->budget_spec, sizeof j->budget_spec, "%s", budget_s);
+            if (parse_int_list(seeds_s ? seeds_s : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds)) return die(NULL);
+        }
+    }
+
+    /* Everything is validated before any training: tasks and their data, targets, the base, ranks, the results file. */
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        if (task_open(&j->task, j->spec) || task_load(&j->task)) return die(NULL);
+        sweep_recipe_default(&j->rec);
+        for (int k = 0; k < j->task.n_recipe; k++) {
+            char where[1200];
+            snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
+            if (apply_recipe(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
+        }
+        for (int k = 0; k < n_kv; k++) {
+            char where[64];
+            snprintf(where, sizeof where, "--%s", kv_k[k]);
+            for (char *c = where; *c; c++) if (*c == '_') *c = '-';
+            if (apply_recipe(&j->rec, kv_k[k], kv_v[k], where)) return die(NULL);
+        }
+        for (int t = 0; t < j->n_targets; t++) {
+            char canon[64];
+            if (sweep_canon_targets(j->targets[t], canon, sizeof canon)) return die("--targets");
+            snprintf(j->targets[t], sizeof j->targets[t], "%s", canon);
+            for (int u = 0; u < t; u++)
+                if (!strcmp(j->targets[u], canon)) { fprintf(stderr, "lora-sweep: --targets %s given twice\n", canon); return 1; }
+        }
+    }
+    gpt_model *m = NULL;
+    if (gpt_load(&m, base_path)) return die(NULL);
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        if (j->budget_spec[0]) {
+            if (parse_budget(j->budget_spec, &m->cfg, &j->budget)) { gpt_free(m); return die(NULL); }
+            for (int t = 0; t < j->n_targets; t++) {
+                j->budget_ranks[t] = sweep_rank_for_budget(&m->cfg, j->targets[t], j->budget);
+                if (j->budget_ranks[t] < 1) {
+                    fprintf(stderr, "lora-sweep: --budget %ld is below rank 1 on %s (%ld parameters)\n", j->budget,
+                            j->targets[t], sweep_params(&m->cfg, j->targets[t], 1));
+                    gpt_free(m);
+                    return 1;
+                }
+                if (sweep_check_rank(&m->cfg, j->targets[t], j->budget_ranks[t])) { gpt_free(m); return die("--budget"); }
+            }
+        } else {
+            for (int t = 0; t < j->n_targets; t++)
+                for (int r = 0; r < j->n_ranks; r++)
+                    if (sweep_check_rank(&m->cfg, j->targets[t], j->ranks[r])) { gpt_free(m); return die("--ranks"); }
+        }
+    }
+    int exists;
+    if (sweep_results_check(out_path, m->fingerprint, &exists)) { gpt_free(m); return die(NULL); }
+
+    /* The plan: every cell, in job order, without duplicates (budget cells often coincide with rank cells). */
+    int cap = 0;
+    for (int i = 0; i < n_jobs; i++)
+        cap += jobs[i].n_targets * (jobs[i].budget_spec[0] ? 1 : jobs[i].n_ranks) * jobs[i].n_seeds;
+    plan_cell *plan = calloc((size_t)cap + 1, sizeof *plan);
+    int n_plan = 0, n_done = 0;
+    if (!plan) { gpt_free(m); fprintf(stderr, "lora-sweep: out of memory\n"); return 1; }
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        int nr = j->budget_spec[0] ? 1 : j->n_ranks;
+        for (int t = 0; t < j->n_targets; t++)
+            for (int r = 0; r < nr; r++)
+                for (int s = 0; s < j->n_seeds; s++) {
+                    int rank = j->budget_spec[0] ? j->budget_ranks[t] : j->ranks[r];
+                    plan_cell *pc = &plan[n_plan];
+                    pc->j = j;
+                    sweep_cell_init(&pc->cell, &j->task, &m->cfg, &j->rec, j->targets[t], rank, j->seeds[s], tag);
+                    int dup = 0;
+                    for (int q = 0; q < n_plan && !dup; q++) {
+                        if (strcmp(plan[q].cell.run_id, pc->cell.run_id)) continue;
+                        dup = 1;
+                        if (plan[q].j->task.file[0] && strcmp(plan[q].j->task.file, j->task.file)) dup = 2;
+                    }
+                    if (dup == 2) {
+                        fprintf(stderr, "lora-sweep: two different task files are both named '%s'\n", j->task.name);
+                        gpt_free(m);
+                        return 1;
+                    }
+                    if (dup) continue;
+                    int same;
+                    if (sweep_results_has(out_path, &pc->cell, &j->rec, &same)) {
+                        if (!same) { gpt_free(m); return die(NULL); }
+                        pc->done = 1;
+                        n_done++;
+                    }
+                    n_plan++;
+                }
+    }
+    int tty = isatty(2);
+    fprintf(stderr, "lora-sweep: base %s (%s; %d layers, d_model %d, n_ctx %d); %d cells, %d already in %s\n",
+            base_path, m->fingerprint, m->cfg.n_layer, m->cfg.d_model, m->cfg.n_ctx, n_plan, n_done, out_path);
+    for (int i = 0; i < n_jobs; i++) {
+        const sweep_recipe *r = &jobs[i].rec;
+        char alpha[32];
+        if (r->alpha_per_rank > 0) snprintf(alpha, sizeof alpha, "%gr", r->alpha_per_rank);
+        else snprintf(alpha, sizeof alpha, "%g", r->alpha);
+        fprintf(stderr, "  %s: lr %g, alpha %s (%s), %s %g, batch %d, warm-up %g, weight decay %g, %s init; metric %s\n",
+                jobs[i].task.name, r->lr, alpha, lora_rule_name(r->rule), r->steps ? "steps" : "epochs",
+                r->steps ? (double)r->steps : r->epochs, r->batch, r->warmup, r->weight_decay,
+                r->init == LORA_INIT_GAUSSIAN ? "gaussian" : "kaiming", jobs[i].task.primary);
+    }
+
+    progress pg = {0};
+    pg.tty = tty;
+    pg.t_start = now();
+    pg.n = n_plan - n_done;
+    for (int c = 0; c < n_plan; c++) if (!plan[c].done) pg.steps_total_left += plan[c].cell.steps;
+
+    /* The base model's scores (no adapter), once per task and results file. */
+    lk_status st = LK_OK;
+    for (int i = 0; i < n_jobs && !st; i++) {
+        double bv, bt;
+        int seen = 0;
+        for (int q = 0; q < i; q++) seen |= !strcmp(jobs[q].task.name, jobs[i].task.name);
+        if (seen || sweep_results_baseline(out_path, jobs[i].task.name, jobs[i].task.primary, &bv, &bt)) continue;
+        task_scores sv, stt;
+        fprintf(stderr, "base model on %s (no adapter)...\n", jobs[i].task.name);
+        gpt_lora_detach(m);
+        pg.run_id = "base model";
+        pg.phase = "validation";
+        st = task_evaluate(m, &jobs[i].task, TASK_VALID, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &sv);
+        pg.phase = "test";
+        if (!st) st = task_evaluate(m, &jobs[i].task, TASK_TEST, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &stt);
+        if (!st) st = sweep_results_add_baseline(out_path, m->fingerprint, base_path, &jobs[i].task, &sv, &stt);
+        if (tty && pg.drawn) { fprintf(stderr, "\033[1A\r\033[K\n\r\033[K\033[1A"); pg.drawn = 0; }
+        if (!st) fprintf(stderr, "base model on %s: %s %.4f (val), %.4f (test); val loss %.4f  [%.1f s]\n", jobs[i].task.name,
+                         jobs[i].task.primary, task_score(&sv, jobs[i].task.primary), task_score(&stt, jobs[i].task.primary),
+                         task_score(&sv, "loss"), sv.seconds + stt.seconds);
+    }
+
+    for (int c = 0; c < n_plan && !st; c++) {
+        plan_cell *pc = &plan[c];
+        if (pc->done) continue;
+        pg.k++;
+        pg.run_id = pc->cell.run_id;
+        pg.t_cell = now();
+        pg.cur_steps = pc->cell.steps;
+        pg.drawn = 0;
+        pg.t_last_draw = 0;
+        if (!tty) fprintf(stderr, "cell %d/%d %s: rank %d on %s, %ld steps, %ld trainable parameters\n", pg.k, pg.n,
+                          pc->cell.run_id, pc->cell.rank, pc->cell.targets, pc->cell.steps, pc->cell.trainable_params);
+        lora_adapter ad = {0};
+        sweep_result res;
+        pg.phase = "validation + test";
+        gpt_lora_detach(m);
+        st = sweep_run_cell(m, &pc->j->task, &pc->j->rec, &pc->cell, on_step, on_eval, &pg, &ad, &res);
+        if (!st) st = sweep_results_add(out_path, m->fingerprint, base_path, &pc->j->task, &pc->j->rec, &pc->cell, &ad, &res);
+        adapter_free(&ad);
+        if (st) break;
+        double cell_secs = now() - pg.t_cell;
+        pg.steps_done_all += pc->cell.steps;
+        pg.train_secs_all += res.train_seconds;
+        pg.eval_secs_all += cell_secs - res.train_seconds;
+        pg.cells_finished++;
+        pg.steps_total_left -= pc->cell.steps;
+        if (tty && pg.drawn) fprintf(stderr, "\033[1A\r\033[K\033[1B\r\033[K\033[1A\r");
+        const char *pm = pc->j->task.primary;
+        char el[32], eta[32];
+        fmt_time(el, sizeof el, now() - pg.t_start);
+        fmt_time(eta, sizeof eta, overall_eta(&pg, 0, 0));
+        fprintf(stderr, "cell %d/%d %s: %s %.4f (val) %.4f (test), val loss %.4f; train %.1f s, %.0f tok/s, "
+                        "eval %.1f s; elapsed %s, ETA %s\n", pg.k, pg.n, pc->cell.run_id, pm, task_score(&res.val, pm),
+                task_score(&res.test, pm), task_score(&res.val, "loss"), res.train_seconds, res.tokens_per_s,
+                cell_secs - res.train_seconds, el, pg.k < pg.n ? eta : "0:00");
+    }
+    gpt_free(m);
+    if (st) { free(plan); return die(NULL); }
+
+    /* Reports: tables for every grid of this invocation, from the results file. */
+    sweep_row *rows = NULL;
+    size_t n_rows = 0;
+    if (sweep_results_read(out_path, &rows, &n_rows)) { free(plan); return die(NULL); }
+    char stem[1024], md[1100];
+    strip_h5(out_path, stem, sizeof stem);
+    snprintf(md, sizeof md, "%s.md", stem);
+    FILE *mf = fopen(md, "w");
+    if (!mf) fprintf(stderr, "lora-sweep: cannot write %s: %s\n", md, strerror(errno));
+    else fprintf(mf, "# lora-sweep results: %s\n\nBase model: %s. Written by lora-sweep; the numbers are in %s.\n",
+                 out_path, base_path, out_path);
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        const char *tp[SWEEP_MAX_TARGET_SETS];
+        for (int t = 0; t < j->n_targets; t++) tp[t] = j->targets[t];
+        sweep_grid g = {0};
+        g.task = j->task.name;
+        g.metric = j->task.primary;
+        g.higher_better = task_metric_higher_better(g.metric);
+        double dummy;
+        sweep_results_baseline(out_path, g.task, g.metric, &g.base_val, &g.base_test);
+        sweep_results_baseline(out_path, g.task, "loss", &g.base_val_loss, &dummy);
+        g.targets = tp;
+        g.n_targets = j->n_targets;
+        g.ranks = j->budget_spec[0] ? j->budget_ranks : j->ranks;
+        g.n_ranks = j->budget_spec[0] ? j->n_targets : j->n_ranks;
+        g.seeds = j->seeds;
+        g.n_seeds = j->n_seeds;
+        g.tag = tag;
+        g.budget = j->budget_spec[0] ? j->budget : 0;
+        sweep_report_grid(stdout, &g, rows, n_rows);
+        if (mf) sweep_report_grid(mf, &g, rows, n_rows);
+        if (!g.budget && g.n_ranks >= 2 && !no_plot) {
+            char dat[1100], gp[1100], png[1100];
+            snprintf(dat, sizeof dat, "%s.%s.dat", stem, g.task);
+            snprintf(gp, sizeof gp, "%s.%s.gp", stem, g.task);
+            snprintf(png, sizeof png, "%s.%s.png", stem, g.task);
+            if (sweep_plot_files(&g, rows, n_rows, dat, gp, png)) fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
+            else {
+                run_gnuplot(gp);
+                if (mf) fprintf(mf, "\n![%s: metric vs rank](%s)\n", g.task, strrchr(png, '/') ? strrchr(png, '/') + 1 : png);
+            }
+        }
+    }
+    if (mf) { fclose(mf); fprintf(stderr, "lora-sweep: tables in %s\n", md); }
+    free(rows);
+    free(plan);
+    for (int i = 0; i < n_jobs; i++) task_free(&jobs[i].task);
+    return 0;
+}
