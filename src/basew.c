@@ -1,0 +1,471 @@
+/* basew.c: streaming reader of a base model's weight matrices (see basew.h).
+ *
+ * Opening reads only metadata; each basew_load() converts one matrix. For
+ * safetensors the file stays memory-mapped, and the pages of a tensor are
+ * handed back to the kernel (MADV_DONTNEED) once converted, so walking a
+ * multi-GB model keeps the resident set near one matrix instead of the file. */
+#include "basew.h"
+#include "h5io.h"
+#include "linalg.h"
+#include "safetensors.h"
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    int file;                 /* index into files (safetensors) */
+    const st_tensor *t;       /* safetensors tensor, or NULL for HDF5 */
+    int transpose;            /* Conv1D: stored [in, cols], W = columns [col0, col0+out) transposed */
+    int col0;
+} wsrc;
+
+struct basew {
+    char path[1024];
+    basew_layout kind;
+    h5file *h5;
+    st_file **files;
+    size_t nfiles;
+    basew_matrix *mats;
+    wsrc *src;
+    size_t n, cap;
+    int n_layer;
+    char gpt2_prefix[16];     /* "" or "transformer." */
+};
+
+static const char *OURS_T[] = {"q", "k", "v", "o", "fc", "proj"};
+static const char *OURS_D[] = {"wq", "wk", "wv", "wo", "w_fc", "w_proj"};
+static const char *LLAMA_T[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *LLAMA_M[] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+static const char *GPT2_T[] = {"c_attn.q", "c_attn.k", "c_attn.v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+#define NOURS 6
+#define NLLAMA 7
+#define NGPT2 6
+
+static int target_rank(basew_layout kind, const char *t)
+{
+    const char **names = kind == BASEW_OURS ? OURS_T : kind == BASEW_LLAMA ? LLAMA_T : GPT2_T;
+    int n = kind == BASEW_OURS ? NOURS : kind == BASEW_LLAMA ? NLLAMA : NGPT2;
+    for (int i = 0; i < n; i++) if (!strcmp(names[i], t)) return i;
+    return n;
+}
+
+static lk_status add_matrix(basew *b, int layer, const char *target, const char *tensor, int out, int in, wsrc src)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        basew_matrix *m = realloc(b->mats, cap * sizeof *m);
+        if (!m) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", b->path);
+        b->mats = m;
+        wsrc *s = realloc(b->src, cap * sizeof *s);
+        if (!s) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", b->path);
+        b->src = s;
+        b->cap = cap;
+    }
+    basew_matrix *m = &b->mats[b->n];
+    memset(m, 0, sizeof *m);
+    m->layer = layer;
+    snprintf(m->target, sizeof m->target, "%s", target);
+    snprintf(m->tensor, sizeof m->tensor, "%s", tensor);
+    m->out = out;
+    m->in = in;
+    b->src[b->n] = src;
+    b->n++;
+    if (layer + 1 > b->n_layer) b->n_layer = layer + 1;
+    return LK_OK;
+}
+
+/* Sorts matrices (and their sources, in step) by (layer, target order). */
+static int cmp_idx(const void *x, const void *y, void *ctx)
+{
+    const basew *b = ctx;
+    const basew_matrix *a = &b->mats[*(const size_t *)x], *c = &b->mats[*(const size_t *)y];
+    if (a->layer != c->layer) return a->layer - c->layer;
+    return target_rank(b->kind, a->target) - target_rank(b->kind, c->target);
+}
+
+static lk_status sort_matrices(basew *b)
+{
+    if (b->n < 2) return LK_OK;
+    size_t *idx = malloc(b->n * sizeof *idx);
+    basew_matrix *m = malloc(b->n * sizeof *m);
+    wsrc *s = malloc(b->n * sizeof *s);
+    if (!idx || !m || !s) { free(idx); free(m); free(s); return lk_fail(LK_ERR_NOMEM, "%s: out of memory", b->path); }
+    for (size_t i = 0; i < b->n; i++) idx[i] = i;
+    qsort_r(idx, b->n, sizeof *idx, cmp_idx, b);
+    for (size_t i = 0; i < b->n; i++) { m[i] = b->mats[idx[i]]; s[i] = b->src[idx[i]]; }
+    free(b->mats); free(b->src); free(idx);
+    b->mats = m; b->src = s; b->cap = b->n;
+    return LK_OK;
+}
+
+/* ---- our HDF5 checkpoint ---- */
+
+static lk_status open_ours(basew *b)
+{
+    lk_status st = h5_open_read(&b->h5, b->path);
+    if (st) return st;
+    char fmt[64] = "";
+    if (h5_get_attr_str(b->h5, "/", "format", fmt, sizeof fmt) || strcmp(fmt, "lora-gpt"))
+        return lk_fail(LK_ERR_FORMAT, "%s: not a lora-gpt checkpoint (root attribute format = '%s')", b->path, fmt);
+    long long nl = 0;
+    if ((st = h5_get_attr_int(b->h5, "/", "n_layer", &nl))) return st;
+    if (nl <= 0 || nl > 100000) return lk_fail(LK_ERR_FORMAT, "%s: attribute n_layer = %lld", b->path, nl);
+    b->kind = BASEW_OURS;
+    for (int l = 0; l < nl; l++)
+        for (int t = 0; t < NOURS; t++) {
+            char ds[96];
+            snprintf(ds, sizeof ds, "layers/%d/%s", l, OURS_D[t]);
+            if (!h5_exists(b->h5, ds)) continue;    /* basew_lookup reports it if it is wanted */
+            int rank;
+            size_t dims[H5IO_MAX_RANK];
+            if ((st = h5_shape(b->h5, ds, &rank, dims))) return st;
+            if (rank != 2 || dims[0] == 0 || dims[1] == 0 || dims[0] > 1u << 30 || dims[1] > 1u << 30)
+                return lk_fail(LK_ERR_SHAPE, "%s: %s must be a non-empty [out, in] matrix", b->path, ds);
+            wsrc src = {0, NULL, 0, 0};
+            if ((st = add_matrix(b, l, OURS_T[t], ds, (int)dims[0], (int)dims[1], src))) return st;
+        }
+    b->n_layer = (int)nl;
+    return LK_OK;
+}
+
+/* ---- safetensors: files, directories, shard indexes ---- */
+
+static lk_status add_file(basew *b, const char *path)
+{
+    st_file **f = realloc(b->files, (b->nfiles + 1) * sizeof *f);
+    if (!f) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    b->files = f;
+    lk_status st = st_open(&b->files[b->nfiles], path);
+    if (st) return st;
+    b->nfiles++;
+    return LK_OK;
+}
+
+static int is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static lk_status read_text(const char *path, char **out)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 65536;
+            if (cap > (256u << 20)) { free(buf); fclose(fp); return lk_fail(LK_ERR_FORMAT, "%s: larger than 256 MB", path); }
+            char *nb = realloc(buf, cap);
+            if (!nb) { free(buf); fclose(fp); return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path); }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, 4096, fp);
+        n += got;
+        if (got < 4096) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) { free(buf); return lk_fail(LK_ERR_IO, "%s: read error", path); }
+    buf[n] = 0;
+    *out = buf;
+    return LK_OK;
+}
+
+/* DIR/model.safetensors.index.json: {"weight_map": {"tensor": "shard file", ...}}.
+ * Every shard named must exist and hold the tensors the index gives it. */
+static lk_status open_index(basew *b, const char *dir, const char *index)
+{
+    char *text = NULL;
+    lk_status st = read_text(index, &text);
+    if (st) return st;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) return lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", index);
+    cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) { cJSON_Delete(root); return lk_fail(LK_ERR_FORMAT, "%s: no \"weight_map\" object", index); }
+    /* distinct shard names, in order of first appearance */
+    char **shards = NULL;
+    size_t ns = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        if (!cJSON_IsString(e) || !e->valuestring[0] || strchr(e->valuestring, '/')) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: weight_map entry '%s' is not a shard file name", index, e->string);
+            goto done;
+        }
+        size_t i = 0;
+        while (i < ns && strcmp(shards[i], e->valuestring)) i++;
+        if (i < ns) continue;
+        char **s = realloc(shards, (ns + 1) * sizeof *s);
+        if (!s) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
+        shards = s;
+        shards[ns++] = e->valuestring;
+    }
+    if (!ns) { st = lk_fail(LK_ERR_FORMAT, "%s: weight_map is empty", index); goto done; }
+    for (size_t i = 0; i < ns && !st; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
+        if (!is_file(p)) st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s, which is missing (%s)", index, shards[i], p);
+        else st = add_file(b, p);
+    }
+    cJSON_ArrayForEach(e, map) {
+        if (st) break;
+        size_t i = 0;
+        while (strcmp(shards[i], e->valuestring)) i++;
+        if (!st_find(b->files[i], e->string))
+            st = lk_fail(LK_ERR_NOTFOUND, "%s: shard %s has no tensor %s (the index puts it there)", index, shards[i], e->string);
+    }
+done:
+    free(shards);
+    cJSON_Delete(root);
+    return st;
+}
+
+static int parse_layer(const char *s, const char *prefix, const char **rest)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(s, prefix, n)) return -1;
+    s += n;
+    if (*s < '0' || *s > '9') return -1;
+    long v = 0;
+    while (*s >= '0' && *s <= '9') { v = v * 10 + (*s - '0'); if (v > 1000000) return -1; s++; }
+    if (*s != '.') return -1;
+    *rest = s + 1;
+    return (int)v;
+}
+
+static lk_status check_2d(const basew *b, int fi, const st_tensor *t)
+{
+    if (t->rank != 2 || t->shape[0] == 0 || t->shape[1] == 0 || t->shape[0] > 1u << 30 || t->shape[1] > 1u << 30)
+        return lk_fail(LK_ERR_SHAPE, "%s: tensor %s must be a non-empty matrix (rank %d)", st_path(b->files[fi]), t->name, t->rank);
+    if (t->dtype == ST_OTHER)
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16, F64 are read)", st_path(b->files[fi]), t->name, t->dtype_name);
+    return LK_OK;
+}
+
+static lk_status scan_safetensors(basew *b)
+{
+    int n_llama = 0, n_gpt2 = 0;
+    for (size_t f = 0; f < b->nfiles; f++)
+        for (size_t i = 0; i < st_count(b->files[f]); i++) {
+            const char *name = st_name(b->files[f], i), *rest;
+            if (parse_layer(name, "model.layers.", &rest) >= 0) n_llama++;
+            if (parse_layer(name, "h.", &rest) >= 0 || parse_layer(name, "transformer.h.", &rest) >= 0) n_gpt2++;
+        }
+    if (!n_llama && !n_gpt2)
+        return lk_fail(LK_ERR_FORMAT, "%s: no layer weights of a known layout (Llama-style model.layers.{i}.self_attn.q_proj.weight or GPT-2-style h.{i}.attn.c_attn.weight)", b->path);
+    b->kind = n_llama >= n_gpt2 ? BASEW_LLAMA : BASEW_GPT2;
+    lk_status st = LK_OK;
+    for (size_t f = 0; f < b->nfiles && !st; f++)
+        for (size_t i = 0; i < st_count(b->files[f]) && !st; i++) {
+            const st_tensor *t = st_tensor_at(b->files[f], i);
+            const char *rest;
+            int layer;
+            if (b->kind == BASEW_LLAMA) {
+                if ((layer = parse_layer(t->name, "model.layers.", &rest)) < 0) continue;
+                for (int k = 0; k < NLLAMA; k++) {
+                    char want[96];
+                    snprintf(want, sizeof want, "%s.%s.weight", LLAMA_M[k], LLAMA_T[k]);
+                    if (strcmp(rest, want)) continue;
+                    if ((st = check_2d(b, (int)f, t))) break;
+                    wsrc src = {(int)f, t, 0, 0};
+                    st = add_matrix(b, layer, LLAMA_T[k], t->name, (int)t->shape[0], (int)t->shape[1], src);
+                }
+            } else {
+                const char *pre = "h.";
+                if ((layer = parse_layer(t->name, "h.", &rest)) < 0) {
+                    pre = "transformer.h.";
+                    if ((layer = parse_layer(t->name, pre, &rest)) < 0) continue;
+                }
+                snprintf(b->gpt2_prefix, sizeof b->gpt2_prefix, "%s", pre[0] == 't' ? "transformer." : "");
+                int which = !strcmp(rest, "attn.c_attn.weight") ? 0 : !strcmp(rest, "attn.c_proj.weight") ? 3
+                          : !strcmp(rest, "mlp.c_fc.weight") ? 4 : !strcmp(rest, "mlp.c_proj.weight") ? 5 : -1;
+                if (which < 0) continue;
+                if ((st = check_2d(b, (int)f, t))) break;
+                int in = (int)t->shape[0], cols = (int)t->shape[1];
+                if (which == 0) {
+                    if (cols % 3)
+                        { st = lk_fail(LK_ERR_SHAPE, "%s: tensor %s is [%d, %d]: a fused c_attn needs 3·out columns (q | k | v)", st_path(b->files[f]), t->name, in, cols); break; }
+                    for (int q = 0; q < 3 && !st; q++) {
+                        wsrc src = {(int)f, t, 1, q * (cols / 3)};
+                        st = add_matrix(b, layer, GPT2_T[q], t->name, cols / 3, in, src);
+                    }
+                } else {
+                    wsrc src = {(int)f, t, 1, 0};
+                    st = add_matrix(b, layer, GPT2_T[which], t->name, cols, in, src);
+                }
+            }
+        }
+    return st;
+}
+
+static lk_status open_safetensors(basew *b)
+{
+    struct stat sb;
+    if (stat(b->path, &sb) != 0) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", b->path, strerror(errno));
+    lk_status st;
+    if (S_ISDIR(sb.st_mode)) {
+        char single[1200], index[1200];
+        snprintf(single, sizeof single, "%s/model.safetensors", b->path);
+        snprintf(index, sizeof index, "%s/model.safetensors.index.json", b->path);
+        if (is_file(index)) st = open_index(b, b->path, index);
+        else if (is_file(single)) st = add_file(b, single);
+        else st = lk_fail(LK_ERR_NOTFOUND, "%s: a model directory needs model.safetensors or model.safetensors.index.json", b->path);
+    } else {
+        st = add_file(b, b->path);
+    }
+    return st ? st : scan_safetensors(b);
+}
+
+static int looks_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char buf[8];
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    size_t n = fread(buf, 1, 8, fp);
+    fclose(fp);
+    return n == 8 && !memcmp(buf, sig, 8);
+}
+
+lk_status basew_open(basew **out, const char *path)
+{
+    *out = NULL;
+    basew *b = calloc(1, sizeof *b);
+    if (!b) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    snprintf(b->path, sizeof b->path, "%s", path);
+    lk_status st = looks_hdf5(path) ? open_ours(b) : open_safetensors(b);
+    if (!st) st = sort_matrices(b);
+    if (!st && b->n == 0) st = lk_fail(LK_ERR_FORMAT, "%s: no weight matrices found", path);
+    if (st) { basew_close(b); return st; }
+    *out = b;
+    return LK_OK;
+}
+
+void basew_close(basew *b)
+{
+    if (!b) return;
+    h5_close(b->h5);
+    for (size_t i = 0; i < b->nfiles; i++) st_close(b->files[i]);
+    free(b->files);
+    free(b->mats);
+    free(b->src);
+    free(b);
+}
+
+const char *basew_path(const basew *b) { return b->path; }
+basew_layout basew_kind(const basew *b) { return b->kind; }
+const char *basew_layout_name(const basew *b)
+{
+    return b->kind == BASEW_OURS ? "lora-gpt" : b->kind == BASEW_LLAMA ? "llama" : "gpt2";
+}
+int basew_n_layer(const basew *b) { return b->n_layer; }
+size_t basew_count(const basew *b) { return b->n; }
+const basew_matrix *basew_at(const basew *b, size_t i) { return i < b->n ? &b->mats[i] : NULL; }
+
+const basew_matrix *basew_find(const basew *b, int layer, const char *target)
+{
+    const basew_matrix *alias = NULL;
+    int n_alias = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const basew_matrix *m = &b->mats[i];
+        if (m->layer != layer) continue;
+        if (!strcmp(m->target, target)) return m;
+        const char *dot = strrchr(m->target, '.');
+        if (dot && !strcmp(dot + 1, target)) { alias = m; n_alias++; }
+    }
+    return n_alias == 1 ? alias : NULL;
+}
+
+/* The tensor / dataset a (layer, target) would come from, for messages. */
+static void expected_name(const basew *b, int layer, const char *target, char *buf, size_t n)
+{
+    int k = target_rank(b->kind, target);
+    if (b->kind == BASEW_OURS && k < NOURS) snprintf(buf, n, "dataset layers/%d/%s", layer, OURS_D[k]);
+    else if (b->kind == BASEW_LLAMA && k < NLLAMA) snprintf(buf, n, "tensor model.layers.%d.%s.%s.weight", layer, LLAMA_M[k], LLAMA_T[k]);
+    else if (b->kind == BASEW_GPT2 && k < NGPT2)
+        snprintf(buf, n, "tensor %sh.%d.%s.weight", b->gpt2_prefix, layer, k < 3 ? "attn.c_attn" : GPT2_T[k]);
+    else {
+        const char **names = b->kind == BASEW_OURS ? OURS_T : b->kind == BASEW_LLAMA ? LLAMA_T : GPT2_T;
+        int nn = b->kind == BASEW_OURS ? NOURS : b->kind == BASEW_LLAMA ? NLLAMA : NGPT2;
+        int len = snprintf(buf, n, "weight for target '%s' (a %s base has targets", target, basew_layout_name(b));
+        for (int i = 0; i < nn && len > 0 && (size_t)len < n; i++) len += snprintf(buf + len, n - len, "%s%s", i ? ", " : " ", names[i]);
+        if (len > 0 && (size_t)len < n) snprintf(buf + len, n - len, ")");
+    }
+}
+
+lk_status basew_lookup(const basew *b, int layer, const char *target, const basew_matrix **out)
+{
+    *out = basew_find(b, layer, target);
+    if (*out) return LK_OK;
+    if (layer < 0 || layer >= b->n_layer)
+        return lk_fail(LK_ERR_SHAPE, "%s: no layer %d (the base has %d layers) for target %s", b->path, layer, b->n_layer, target);
+    char want[256];
+    expected_name(b, layer, target, want, sizeof want);
+    return lk_fail(LK_ERR_NOTFOUND, "%s: no %s (layer %d, target %s)", b->path, want, layer, target);
+}
+
+size_t basew_max_elems(const basew *b)
+{
+    size_t mx = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        size_t e = (size_t)b->mats[i].out * b->mats[i].in;
+        if (e > mx) mx = e;
+    }
+    return mx;
+}
+
+/* Lets the kernel drop the (clean, file-backed) pages of a converted tensor. */
+static void release_pages(const st_file *f, const st_tensor *t)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = (uintptr_t)st_data(f, t), e = a + t->nbytes;
+    uintptr_t a0 = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, e0 = e / (uintptr_t)pg * (uintptr_t)pg;
+    if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+}
+
+lk_status basew_load(basew *b, const basew_matrix *m, float *buf)
+{
+    if (m < b->mats || m >= b->mats + b->n) return lk_fail(LK_ERR_ARG, "%s: basew_load: matrix not from this base", b->path);
+    const wsrc *s = &b->src[m - b->mats];
+    size_t count = (size_t)m->out * m->in;
+    lk_status st = LK_OK;
+    const char *file = b->path;
+    if (b->kind == BASEW_OURS) {
+        size_t dims[2] = {(size_t)m->out, (size_t)m->in};
+        st = h5_read_f32_into(b->h5, m->tensor, 2, dims, buf);
+    } else {
+        st_file *f = b->files[s->file];
+        const st_tensor *t = s->t;
+        file = st_path(f);
+        if (!s->transpose) {
+            st = st_read_f32_range(f, t, 0, count, buf);
+        } else {
+            /* Conv1D [in, cols]: W[o][i] = stored[i][col0 + o], read in row blocks. */
+            size_t cols = t->shape[1], rows_per = 64;
+            float *tmp = malloc(sizeof(float) * rows_per * cols);
+            if (!tmp) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", file);
+            for (size_t i0 = 0; i0 < (size_t)m->in && !st; i0 += rows_per) {
+                size_t nr = (size_t)m->in - i0 < rows_per ? (size_t)m->in - i0 : rows_per;
+                st = st_read_f32_range(f, t, i0 * cols, nr * cols, tmp);
+                for (size_t o = 0; o < (size_t)m->out && !st; o++)
+                    for (size_t r = 0; r < nr; r++) buf[o * m->in + i0 + r] = tmp[r * cols + s->col0 + o];
+            }
+            free(tmp);
+        }
+        release_pages(f, t);
+    }
+    if (st) return st;
+    size_t bad;
+    if (!la_all_finite_f32(buf, count, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "%s: %s (layer %d, target %s) has a NaN/Inf value at W[%zu, %zu]",
+                       file, m->tensor, m->layer, m->target, bad / m->in, bad % m->in);
+    return LK_OK;
+}
