@@ -114,7 +114,9 @@ static void decode_f32(st_dtype dt, const unsigned char *src, size_t n, float *d
     switch (dt) {
     case ST_F32: memcpy(dst, src, n * 4); break;
     case ST_F16: for (size_t i = 0; i < n; i++) dst[i] = st_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8)); break;
-    case ST_BF16: for (size_t i = 0; i < n; i++) dst[i] = st_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8)); break;
+    case ST_BF16:   /* written so that the compiler vectorises it: the hot path for 7B bases */
+        for (size_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, src + 2 * i, 2); uint32_t u = (uint32_t)v << 16; memcpy(dst + i, &u, 4); }
+        break;
     case ST_F64: for (size_t i = 0; i < n; i++) { double d; memcpy(&d, src + 8 * i, 8); dst[i] = (float)d; } break;
     default: break;
     }
@@ -441,6 +443,17 @@ lk_status st_info(const st_file *f, const char *name, const st_tensor **out)
 
 const void *st_data(const st_file *f, const st_tensor *t) { return f->data + t->offset; }
 
+/* Drops the mapped pages of bytes already converted, so that streaming a large
+ * checkpoint tensor by tensor keeps the resident set near one tensor rather than
+ * the whole file (the kernel re-reads them from the page cache if touched again). */
+static void release(const st_file *f, const unsigned char *p, size_t n)
+{
+    if (!f->mapped || n < (1u << 20)) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 lk_status st_read_f32_range(const st_file *f, const st_tensor *t, size_t first, size_t n, float *dst)
 {
     if (t->dtype == ST_OTHER)
@@ -448,7 +461,9 @@ lk_status st_read_f32_range(const st_file *f, const st_tensor *t, size_t first, 
                        f->path, t->name, t->dtype_name);
     if (first > t->count || n > t->count - first)
         return lk_fail(LK_ERR_ARG, "%s: tensor '%s': elements [%zu, %zu) outside its %zu", f->path, t->name, first, first + n, t->count);
-    decode_f32(t->dtype, f->data + t->offset + first * t->elem_size, n, dst);
+    const unsigned char *src = f->data + t->offset + first * t->elem_size;
+    decode_f32(t->dtype, src, n, dst);
+    release(f, src, n * t->elem_size);
     return LK_OK;
 }
 
@@ -466,13 +481,15 @@ lk_status st_read_f64(const st_file *f, const char *name, double *dst)
     if (st) return st;
     const unsigned char *p = f->data + t->offset;
     switch (t->dtype) {
-    case ST_F64: memcpy(dst, p, t->nbytes); return LK_OK;
-    case ST_F32: for (size_t i = 0; i < t->count; i++) { float x; memcpy(&x, p + 4 * i, 4); dst[i] = x; } return LK_OK;
-    case ST_F16: for (size_t i = 0; i < t->count; i++) dst[i] = st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); return LK_OK;
-    case ST_BF16: for (size_t i = 0; i < t->count; i++) dst[i] = st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); return LK_OK;
+    case ST_F64: memcpy(dst, p, t->nbytes); break;
+    case ST_F32: for (size_t i = 0; i < t->count; i++) { float x; memcpy(&x, p + 4 * i, 4); dst[i] = x; } break;
+    case ST_F16: for (size_t i = 0; i < t->count; i++) dst[i] = st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
+    case ST_BF16: for (size_t i = 0; i < t->count; i++) dst[i] = st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
     default:
         return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which is not read as floating point", f->path, t->name, t->dtype_name);
     }
+    release(f, p, t->nbytes);
+    return LK_OK;
 }
 
 lk_status st_load_f32(const st_file *f, const char *name, float **dst, const st_tensor **info)
