@@ -22,7 +22,7 @@ typedef struct {
     gpt_config cfg;
     int Bcap, Tcap;
     int B, T, have_fwd, fwd_lora, fwd_train;
-    real *res, *hmid, *ln1, *ln2, *mu1, *rs1, *mu2, *rs2, *qkv, *att, *atty, *fch, *fcg;
+    real *res, *hmid, *ln1, *ln2, *mu1, *rs1, *mu2, *rs2, *qkv, *att, *atty, *fch, *fcg, *gth;
     real *lnf, *muf, *rsf, *logits;
     real *dres, *dln, *dqkv, *datty, *dfc, *dfc2, *dP;
     int *tok;             /* [Bcap, Tcap+1] copy of the input */

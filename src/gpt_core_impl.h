@@ -21,9 +21,32 @@
 #else
 #define GEMM cblas_sgemm
 #define RSQRT(x) (1.0f / sqrtf(x))
-#define REXP expf
-#define RTANH tanhf
+#define REXP fexpf
+#define RTANH(u) (1.0f - 2.0f / (1.0f + fexpf(2.0f * (u))))
 #define RLOG logf
+
+/* exp for float without branches or calls (Cephes' polynomial after reduction
+ * by ln 2; relative error ~2e-7), so that loops over it vectorize: glibc's expf
+ * and tanhf are scalar calls and dominated GELU and softmax. Arguments are
+ * clamped to [-87, 88] (exp(-87) ~ 1.6e-38 stands for 0 in softmax). */
+static inline float fexpf(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5·2^23 trick (floorf is a library call without fast-math) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return p * u.f;
+}
 #endif
 
 /* C[M,N] = alpha · op(A) · op(B) + beta · C (row-major). */
@@ -45,7 +68,7 @@ void SFX(gc_ws_free)(SFX(gc_ws) *w)
 {
     if (!w) return;
     real **bufs[] = {&w->res, &w->hmid, &w->ln1, &w->ln2, &w->mu1, &w->rs1, &w->mu2, &w->rs2, &w->qkv,
-                     &w->att, &w->atty, &w->fch, &w->fcg, &w->lnf, &w->muf, &w->rsf, &w->logits,
+                     &w->att, &w->atty, &w->fch, &w->fcg, &w->gth, &w->lnf, &w->muf, &w->rsf, &w->logits,
                      &w->dres, &w->dln, &w->dqkv, &w->datty, &w->dfc, &w->dfc2, &w->dP,
                      &w->lu, &w->lxd, &w->ltmp, &w->ldx};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(*bufs[i]);
@@ -74,6 +97,7 @@ lk_status SFX(gc_ws_init)(SFX(gc_ws) *w, const gpt_config *c, int B, int T)
     w->atty = SFX(xcalloc)(L * N * d, sizeof(real), &f);
     w->fch = SFX(xcalloc)(L * N * F, sizeof(real), &f);
     w->fcg = SFX(xcalloc)(L * N * F, sizeof(real), &f);
+    w->gth = SFX(xcalloc)(L * N * F, sizeof(real), &f);
     w->lnf = SFX(xcalloc)(N * d, sizeof(real), &f);
     w->muf = SFX(xcalloc)(N, sizeof(real), &f);
     w->rsf = SFX(xcalloc)(N, sizeof(real), &f);
@@ -130,6 +154,29 @@ static lk_status SFX(ws_lora)(SFX(gc_ws) *w, const SFX(gc_lora) *lo)
     return LK_OK;
 }
 
+/* Sums with 8 independent partial sums, so they vectorize without fast-math. */
+static inline real SFX(sum)(const real *x, int n)
+{
+    real a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] += x[j + k];
+    real s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; j < n; j++) s += x[j];
+    return s;
+}
+
+static inline real SFX(dot)(const real *x, const real *y, int n)
+{
+    real a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] += x[j + k] * y[j + k];
+    real s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; j < n; j++) s += x[j] * y[j];
+    return s;
+}
+
 static void SFX(layernorm)(real *y, real *mu, real *rs, const real *x, const real *g, const real *b, size_t N, int d)
 {
     for (size_t i = 0; i < N; i++) {
@@ -170,19 +217,21 @@ static void SFX(layernorm_bwd)(real *dx, real *dg, real *db, const real *dy, con
 
 #define GELU_C ((real)0.7978845608028654)  /* sqrt(2/pi) */
 
-static void SFX(gelu)(real *y, const real *x, size_t n)
+/* y = GELU(x); th (if not NULL) keeps tanh(·) for the backward pass. */
+static void SFX(gelu)(real *restrict y, real *restrict th, const real *restrict x, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         real v = x[i];
-        y[i] = (real)0.5 * v * (1 + RTANH(GELU_C * (v + (real)0.044715 * v * v * v)));
+        real t = RTANH(GELU_C * (v + (real)0.044715 * v * v * v));
+        y[i] = (real)0.5 * v * (1 + t);
+        if (th) th[i] = t;
     }
 }
 
-static void SFX(gelu_bwd)(real *dx, const real *dy, const real *x, size_t n)
+static void SFX(gelu_bwd)(real *restrict dx, const real *restrict dy, const real *restrict x, const real *restrict th, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        real v = x[i], u = GELU_C * (v + (real)0.044715 * v * v * v);
-        real t = RTANH(u);
+        real v = x[i], t = th[i];
         real du = GELU_C * (1 + (real)3 * (real)0.044715 * v * v);
         dx[i] = dy[i] * ((real)0.5 * (1 + t) + (real)0.5 * v * (1 - t * t) * du);
     }
@@ -307,10 +356,10 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
                 real *p = att + ((size_t)b * H + hh) * T * T;
                 SFX(mm)(0, 1, T, T, hd, scale, q, 3 * d, k, 3 * d, 0, p, T);
                 for (int i = 0; i < T; i++) {
-                    real *row = p + (size_t)i * T, mx = row[0], s = 0;
-                    for (int j = 1; j <= i; j++) if (row[j] > mx) mx = row[j];
-                    for (int j = 0; j <= i; j++) { row[j] = REXP(row[j] - mx); s += row[j]; }
-                    real inv = 1 / s;
+                    real *row = p + (size_t)i * T, mx = row[0];
+                    for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                    for (int j = 0; j <= i; j++) row[j] = REXP(row[j] - mx);
+                    real inv = 1 / SFX(sum)(row, i + 1);
                     for (int j = 0; j <= i; j++) row[j] *= inv;
                     for (int j = i + 1; j < T; j++) row[j] = 0;
                 }
@@ -326,7 +375,7 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         SFX(fill_bias)(fch, P + gc_loff(&lay, l, lay.l.b_fc), N, F, F);
         SFX(mm)(0, 1, (int)N, F, d, 1, ln2, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, fch, F);
         if (SFX(lora_on)(lo, l, 4)) SFX(lora_fwd)(w, lo, l * GC_NT + 4, ln2, d, fch, F, N, training, &rng);
-        SFX(gelu)(fcg, fch, N * F);
+        SFX(gelu)(fcg, w->gth + l * N * F, fch, N * F);
         const real *bp = P + gc_loff(&lay, l, lay.l.b_proj);
         for (size_t i = 0; i < N; i++)
             for (int j = 0; j < d; j++) xo[i * d + j] = h[i * d + j] + bp[j];
@@ -407,7 +456,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.b_proj), dres, N, d, d);
         }
         if (SFX(lora_on)(la, l, 5)) SFX(lora_bwd)(w, la, l * GC_NT + 5, fcg, F, dres, d, w->dfc, F, N);
-        SFX(gelu_bwd)(w->dfc2, w->dfc, fch, N * F);
+        SFX(gelu_bwd)(w->dfc2, w->dfc, fch, w->gth + l * N * F, N * F);
         /* fch = ln2·W_fcᵀ + b_fc */
         SFX(mm)(0, 0, (int)N, d, F, 1, w->dfc2, F, P + gc_loff(&lay, l, lay.l.w_fc), d, 0, w->dln, d);
         if (G) {
@@ -436,8 +485,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
                 SFX(mm)(1, 0, T, hd, T, 1, p, T, dy, d, 0, dv, 3 * d);
                 for (int i = 0; i < T; i++) {
                     const real *pr = p + (size_t)i * T;
-                    real *dr = dp + (size_t)i * T, s = 0;
-                    for (int j = 0; j <= i; j++) s += pr[j] * dr[j];
+                    real *dr = dp + (size_t)i * T, s = SFX(dot)(pr, dr, i + 1);
                     for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - s) * scale;
                     for (int j = i + 1; j < T; j++) dr[j] = 0;
                 }
@@ -559,7 +607,7 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
         memcpy(kv->fc, P + gc_loff(&lay, l, lay.l.b_fc), (size_t)F * sizeof(real));
         SFX(mm)(0, 1, 1, F, d, 1, kv->xn, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, kv->fc, F);
         if (SFX(lora_on)(lo, l, 4)) SFX(lora_row)(lo, l * GC_NT + 4, kv->xn, kv->fc, lt);
-        SFX(gelu)(kv->fc + F, kv->fc, F);
+        SFX(gelu)(kv->fc + F, NULL, kv->fc, F);
         memcpy(kv->x, P + gc_loff(&lay, l, lay.l.b_proj), (size_t)d * sizeof(real));
         SFX(mm)(0, 1, 1, d, F, 1, kv->fc + F, F, P + gc_loff(&lay, l, lay.l.w_proj), F, 1, kv->x, d);
         if (SFX(lora_on)(lo, l, 5)) SFX(lora_row)(lo, l * GC_NT + 5, kv->fc + F, kv->x, lt);

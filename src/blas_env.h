@@ -1,0 +1,19 @@
+/* blas_env.h: makes OpenBLAS use the right compute kernels on this kind of VM.
+ *
+ * OpenBLAS (DYNAMIC_ARCH builds) picks its kernels from CPUID when the library
+ * loads. Under some hypervisors it does not recognise the CPU and falls back to
+ * the generic SSE3 "Prescott" kernels, which are 4-6x slower than the AVX2 /
+ * AVX-512 ones the CPU has. The only way to choose is the OPENBLAS_CORETYPE
+ * environment variable, read before main(). blas_env_init() (first thing in a
+ * tool's main) checks what OpenBLAS picked; if it is the fallback although the
+ * CPU supports AVX-512 or AVX2, it sets OPENBLAS_CORETYPE and re-executes the
+ * program once. A user-set OPENBLAS_CORETYPE is always respected. */
+#ifndef LK_BLAS_ENV_H
+#define LK_BLAS_ENV_H
+
+void blas_env_init(int argc, char **argv);
+
+/* The OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...). */
+const char *blas_env_core(void);
+
+#endif

@@ -1,0 +1,304 @@
+/* lora-pretrain: pretrains the byte-level GPT base model on text files.
+ *
+ *   lora-pretrain --out data/base.h5 [--ckpt PATH] [options] [FILE ...]
+ *
+ * FILEs default to data/corpus/sotu.txt data/corpus/moby-dick.txt. The last
+ * --valid-frac of every file is held out for validation (--write-valid saves it,
+ * for lora-eval). Batches are random windows of ctx+1 bytes of the training
+ * part, drawn from a generator seeded by (seed, step), so a resumed run sees
+ * exactly the batches the uninterrupted run would have. Every --ckpt-every steps
+ * (and on Ctrl-C / SIGTERM) the weights and AdamW state go atomically to the
+ * checkpoint; a run finding its checkpoint resumes from it (losing at most one
+ * interval after a crash). On a terminal a progress bar is drawn; otherwise plain
+ * log lines. The final weights (no optimizer state) go to --out. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "blas_env.h"
+#include "gpt.h"
+#include "h5io.h"
+#include "rng.h"
+#include "train.h"
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+typedef struct {
+    gpt_config cfg;
+    int batch, accum;
+    long steps;
+    train_config tc;
+    double valid_frac;
+    long eval_every, ckpt_every, log_every;
+    int eval_batches;
+    unsigned long long seed;
+    const char *out, *ckpt, *write_valid;
+} opts;
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: lora-pretrain --out BASE.h5 [--ckpt CKPT.h5] [FILE ...]\n"
+            "  model:    --layers 4 --heads 4 --d-model 256 --ctx 256 (d_ff = 4 d_model, vocab 256 bytes)\n"
+            "  training: --steps 2000 --batch 16 --accum 1 --lr 2e-3 --min-lr 1e-4 --warmup 100\n"
+            "            --weight-decay 0.1 --clip 1.0 --beta2 0.99 --seed 1\n"
+            "  data:     --valid-frac 0.02 --write-valid FILE\n"
+            "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n");
+}
+
+/* The bytes of the files, split into the training part and the held-out tail of each. */
+typedef struct { unsigned char *train, *valid; size_t n_train, n_valid; } corpus;
+
+static int load_corpus(corpus *c, char **files, int n, double frac)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f) { fprintf(stderr, "lora-pretrain: %s: %s\n", files[i], strerror(errno)); return 1; }
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        if (len <= 0) { fclose(f); fprintf(stderr, "lora-pretrain: %s: empty or unreadable\n", files[i]); return 1; }
+        unsigned char *buf = malloc((size_t)len);
+        size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
+        fclose(f);
+        if (got != (size_t)len) { free(buf); fprintf(stderr, "lora-pretrain: %s: short read\n", files[i]); return 1; }
+        size_t nv = (size_t)(frac * (double)len), nt = (size_t)len - nv;
+        unsigned char *t2 = realloc(c->train, c->n_train + nt), *v2 = realloc(c->valid, c->n_valid + nv + 1);
+        if (!t2 || !v2) { free(buf); fprintf(stderr, "lora-pretrain: out of memory\n"); return 1; }
+        c->train = t2; c->valid = v2;
+        memcpy(c->train + c->n_train, buf, nt);
+        memcpy(c->valid + c->n_valid, buf + nt, nv);
+        c->n_train += nt; c->n_valid += nv;
+        free(buf);
+    }
+    return 0;
+}
+
+static lk_status save_ckpt(gpt_model *m, trainer *tr, const opts *o)
+{
+    h5file *f;
+    lk_status st = h5_create(&f, o->ckpt);
+    if (st) return st;
+    st = gpt_write(m, f);
+    st = st ? st : trainer_write_state(tr, f, "train");
+    st = st ? st : h5_set_attr_int(f, "/", "train_total_steps", o->steps);
+    st = st ? st : h5_set_attr_int(f, "/", "train_seed", (long long)o->seed);
+    if (st) { h5_abort(f); return st; }
+    return h5_commit(f);
+}
+
+/* Mean validation loss (nats/byte) on the first eval_batches·batch chunks of ctx+1 bytes. */
+static lk_status validate(gpt_model *m, const corpus *c, const opts *o, int *tok, double *loss)
+{
+    int T = o->cfg.n_ctx, B = o->batch;
+    size_t chunk = (size_t)T + 1, nchunks = c->n_valid / chunk, k = 0;
+    gpt_stats st = {0};
+    for (int b = 0; b < o->eval_batches && k < nchunks; b++) {
+        int nb = 0;
+        for (; nb < B && k < nchunks; nb++, k++)
+            for (size_t j = 0; j < chunk; j++) tok[(size_t)nb * chunk + j] = c->valid[k * chunk + j];
+        lk_status s = gpt_eval(m, tok, NULL, nb, T, &st);
+        if (s) return s;
+    }
+    *loss = st.n ? st.loss_sum / st.n : NAN;
+    return LK_OK;
+}
+
+static void fmt_time(char *buf, size_t n, double s)
+{
+    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    opts o = {.cfg = {.n_layer = 4, .n_head = 4, .d_model = 256, .n_ctx = 256, .vocab_size = 256},
+              .batch = 16, .accum = 1, .steps = 2000, .valid_frac = 0.02,
+              .eval_every = 200, .ckpt_every = 100, .log_every = 20, .eval_batches = 8, .seed = 1};
+    train_config_default(&o.tc);
+    o.tc.lr = 2e-3; o.tc.min_lr = 1e-4; o.tc.warmup_steps = 100; o.tc.weight_decay = 0.1; o.tc.beta2 = 0.99;
+    char *files[64];
+    int nfiles = 0;
+    char ckpt_buf[1024];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
+        if (a[0] != '-') {
+            if (nfiles >= 64) { fprintf(stderr, "lora-pretrain: too many files\n"); return 2; }
+            files[nfiles++] = argv[i];
+            continue;
+        }
+        if (!v) { fprintf(stderr, "lora-pretrain: option %s needs a value\n", a); usage(); return 2; }
+        if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--ckpt")) o.ckpt = v;
+        else if (!strcmp(a, "--write-valid")) o.write_valid = v;
+        else if (!strcmp(a, "--layers")) o.cfg.n_layer = atoi(v);
+        else if (!strcmp(a, "--heads")) o.cfg.n_head = atoi(v);
+        else if (!strcmp(a, "--d-model")) o.cfg.d_model = atoi(v);
+        else if (!strcmp(a, "--ctx")) o.cfg.n_ctx = atoi(v);
+        else if (!strcmp(a, "--steps")) o.steps = atol(v);
+        else if (!strcmp(a, "--batch")) o.batch = atoi(v);
+        else if (!strcmp(a, "--accum")) o.accum = atoi(v);
+        else if (!strcmp(a, "--lr")) o.tc.lr = atof(v);
+        else if (!strcmp(a, "--min-lr")) o.tc.min_lr = atof(v);
+        else if (!strcmp(a, "--warmup")) o.tc.warmup_steps = atol(v);
+        else if (!strcmp(a, "--weight-decay")) o.tc.weight_decay = atof(v);
+        else if (!strcmp(a, "--clip")) o.tc.clip = atof(v);
+        else if (!strcmp(a, "--beta2")) o.tc.beta2 = atof(v);
+        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--valid-frac")) o.valid_frac = atof(v);
+        else if (!strcmp(a, "--eval-every")) o.eval_every = atol(v);
+        else if (!strcmp(a, "--eval-batches")) o.eval_batches = atoi(v);
+        else if (!strcmp(a, "--ckpt-every")) o.ckpt_every = atol(v);
+        else if (!strcmp(a, "--log-every")) o.log_every = atol(v);
+        else { fprintf(stderr, "lora-pretrain: unknown option %s\n", a); usage(); return 2; }
+        i++;
+    }
+    if (!o.out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
+    o.cfg.d_ff = 4 * o.cfg.d_model;
+    o.tc.total_steps = o.steps;
+    if (o.batch < 1 || o.accum < 1 || o.steps < 1 || o.eval_every < 1 || o.ckpt_every < 1 || o.log_every < 1 ||
+        o.eval_batches < 1 || !(o.valid_frac > 0 && o.valid_frac < 0.5)) {
+        fprintf(stderr, "lora-pretrain: sizes and intervals must be positive, --valid-frac in (0, 0.5)\n");
+        return 2;
+    }
+    if (!o.ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out); o.ckpt = ckpt_buf; }
+    static char *deflt[] = {"data/corpus/sotu.txt", "data/corpus/moby-dick.txt"};
+    if (!nfiles) { files[0] = deflt[0]; files[1] = deflt[1]; nfiles = 2; }
+
+    corpus c;
+    if (load_corpus(&c, files, nfiles, o.valid_frac)) return 1;
+    int T = o.cfg.n_ctx, B = o.batch;
+    if (c.n_train < (size_t)T + 2 || c.n_valid < (size_t)T + 1) {
+        fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation bytes) for a context of %d\n", c.n_train, c.n_valid, T);
+        return 1;
+    }
+    if (o.write_valid) {
+        FILE *f = fopen(o.write_valid, "wb");
+        if (!f || fwrite(c.valid, 1, c.n_valid, f) != c.n_valid || fclose(f)) {
+            fprintf(stderr, "lora-pretrain: cannot write %s\n", o.write_valid);
+            return 1;
+        }
+    }
+
+    gpt_model *m = NULL;
+    trainer *tr = NULL;
+    lk_status st;
+    struct stat sb;
+    int resumed = 0;
+    if (stat(o.ckpt, &sb) == 0) {
+        h5file *f;
+        st = h5_open_read(&f, o.ckpt);
+        if (!st) {
+            st = gpt_read(&m, f);
+            if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
+                st = lk_fail(LK_ERR_ARG, "%s: checkpoint model size differs from the options (remove it to start over)", o.ckpt);
+            long long ts = 0;
+            if (!st) st = h5_get_attr_int(f, "/", "train_total_steps", &ts);
+            if (!st && ts != o.steps)
+                st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a %lld-step run, the options say %ld", o.ckpt, ts, o.steps);
+            if (!st) st = trainer_new(&tr, m, &o.tc, 1);
+            if (!st) st = trainer_read_state(tr, f, "train");
+            h5_close(f);
+        }
+        if (st) { fprintf(stderr, "lora-pretrain: resuming: %s\n", lk_errmsg()); trainer_free(tr); gpt_free(m); return 1; }
+        resumed = 1;
+    } else {
+        st = gpt_new(&m, &o.cfg);
+        if (!st) gpt_init(m, o.seed);
+        if (!st) st = trainer_new(&tr, m, &o.tc, 1);
+        if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); gpt_free(m); return 1; }
+    }
+    if ((st = gpt_reserve(m, B, T))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int tty = isatty(2);
+    int *tok = malloc((size_t)B * (T + 1) * sizeof *tok);
+    long step = trainer_steps_done(tr);
+    fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / %zu validation bytes; "
+                    "%ld steps of %d x %d x %d tokens; blas %s\n",
+            resumed ? "resuming, " : "new model, ", m->n_params, o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T,
+            c.n_train, c.n_valid, o.steps, o.accum, B, T, blas_env_core());
+    if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
+    double t_start = now(), t_last = t_start, ema = NAN;
+    long step0 = step, last_ckpt = step;
+    int rc = 0;
+    while (step < o.steps && !g_stop) {
+        train_step_info info;
+        rng_t r;
+        rng_seed(&r, o.seed * 0x9e3779b97f4a7c15ULL + (unsigned long long)step + 1);
+        for (int k = 0; k < o.accum && !st; k++) {
+            for (int b = 0; b < B; b++) {
+                size_t off = (size_t)rng_below(&r, c.n_train - (size_t)T);
+                for (int j = 0; j <= T; j++) tok[b * (T + 1) + j] = c.train[off + j];
+            }
+            st = trainer_accumulate(tr, tok, NULL, B, T, NULL);
+        }
+        if (!st) st = trainer_step(tr, &info);
+        if (st) { fprintf(stderr, "\nlora-pretrain: step %ld: %s\n", step, lk_errmsg()); rc = 1; break; }
+        step = info.step;
+        ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
+        double el = now() - t_start, tps = (double)(step - step0) * o.accum * B * T / el;
+        double eta = (double)(o.steps - step) * o.accum * B * T / tps;
+        char eta_s[32], el_s[32];
+        fmt_time(eta_s, sizeof eta_s, eta);
+        fmt_time(el_s, sizeof el_s, el);
+        if (tty && (now() - t_last > 0.5 || step == o.steps)) {
+            int w = 30, fill = (int)(w * (double)step / o.steps);
+            char bar[64];
+            for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+            bar[w] = 0;
+            fprintf(stderr, "\r[%s] step %ld/%ld loss %.4f (%.3f bpb) lr %.2e %.0f tok/s elapsed %s ETA %s   ",
+                    bar, step, o.steps, ema, ema / M_LN2, info.lr, tps, el_s, eta_s);
+            t_last = now();
+        } else if (!tty && (step % o.log_every == 0 || step == o.steps)) {
+            fprintf(stderr, "step %ld/%ld loss %.4f bpb %.3f lr %.3e grad_norm %.3f tok/s %.0f elapsed %s eta %s\n",
+                    step, o.steps, info.loss, info.loss / M_LN2, info.lr, info.grad_norm, tps, el_s, eta_s);
+        }
+        if (step % o.eval_every == 0 || step == o.steps) {
+            double vl;
+            if ((st = validate(m, &c, &o, tok, &vl))) { fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg()); rc = 1; break; }
+            fprintf(stderr, "%sstep %ld valid_loss %.4f valid_bpb %.4f\n", tty ? "\n" : "", step, vl, vl / M_LN2);
+        }
+        if (step % o.ckpt_every == 0 && step < o.steps) {
+            if ((st = save_ckpt(m, tr, &o))) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
+            last_ckpt = step;
+        }
+    }
+    if (!rc && g_stop && step < o.steps) {
+        if (step != last_ckpt && (st = save_ckpt(m, tr, &o))) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; }
+        else fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step, o.ckpt);
+        if (!rc) rc = 130;
+    } else if (!rc) {
+        if ((st = gpt_save(m, o.out))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); rc = 1; }
+        else {
+            fprintf(stderr, "%slora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", tty ? "\n" : "", o.out,
+                    m->fingerprint, step, now() - t_start);
+            unlink(o.ckpt);
+        }
+    }
+    free(tok);
+    free(c.train);
+    free(c.valid);
+    trainer_free(tr);
+    gpt_free(m);
+    return rc;
+}
