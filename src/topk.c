@@ -1,0 +1,271 @@
+/* topk.c: top-k SVD of a large float32 matrix by block Golub-Kahan-Lanczos
+ * with full re-orthogonalisation (see topk.h).
+ *
+ * Bases: Ub (m×L) and Vb (n×(L+b)) float32, so that every product with W is
+ * one sgemm on a block of b columns. Step j:
+ *     P = W·V_j, orthogonalised (twice) against U_1..U_{j-1}:  W·V_j = Σ U_i C_ij + U_j R_j
+ *     Q = Wᵀ·U_j, orthogonalised (twice) against V_1..V_j:    Wᵀ·U_j = Σ V_i D_ij + V_{j+1} S_j
+ * T = Ubᵀ W Vb is then block upper triangular with the blocks C_ij, R_j (exact,
+ * not just the bidiagonal part, so rounding in the re-orthogonalisation is
+ * accounted for). With T = X Σ Yᵀ, the Ritz triplets are (Ub x_i, σ_i, Vb y_i):
+ * W·Vb·y_i = Ub·T·y_i = σ_i·Ub·x_i exactly, and the other residual is
+ * Wᵀ·Ub·x_i − σ_i·Vb·y_i = V_{s+1}·S_s·(last block of x_i), of norm ‖S_s x_i,last‖.
+ * When a new block is (nearly) dependent on the basis, W has (numerically)
+ * lower rank on what is left; the dependent columns are replaced by random
+ * directions orthogonal to the basis, which keeps the relations above exact. */
+#include "topk.h"
+#include "linalg.h"
+#include "rng.h"
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+topk_opts topk_defaults(void)
+{
+    topk_opts o = {0, 1e-5, 0x70706b5eedULL, -1};
+    return o;
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* x (rows×b, ld b) -= basis[:, 0:nc] · (basisᵀ x), twice; coefficients added to coef (nc×b) if not NULL. */
+static void reorth(float *x, int rows, int b, const float *basis, int ld, int nc, float *tmp, float *coef)
+{
+    if (nc <= 0) return;
+    for (int pass = 0; pass < 2; pass++) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, b, rows, 1.0f, basis, ld, x, b, 0.0f, tmp, b);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, b, nc, -1.0f, basis, ld, tmp, b, 1.0f, x, b);
+        if (coef) for (size_t i = 0; i < (size_t)nc * b; i++) coef[i] += tmp[i];
+    }
+}
+
+typedef struct {
+    float *tmp;      /* L×b float scratch for coefficients */
+    float *save;     /* rows×b float: the block before orthonormalisation */
+    double *dq;      /* rows×b double: QR work */
+    double *rd;      /* b×b */
+    rng_t *g;
+} orth_ws;
+
+/* Orthonormalises the block x (rows×b, already orthogonal to basis[:, 0:nc]) in
+ * place; R (b×b, row-major) gets Q_newᵀ·x_old so that x_old = Q_new·R (to rounding).
+ * Columns whose new part is below delta are replaced by random directions. */
+static lk_status orth_block(float *x, int rows, int b, const float *basis, int ld, int nc,
+                            double delta, double *R, orth_ws *ws)
+{
+    size_t nb = (size_t)rows * b;
+    for (size_t i = 0; i < nb; i++) ws->dq[i] = x[i];
+    lk_status st = la_qr_f64(ws->dq, rows, b, ws->rd);
+    if (st) return st;
+    int bad = 0;
+    for (int i = 0; i < b; i++)
+        if (!(fabs(ws->rd[(size_t)i * b + i]) > delta)) bad = 1;
+    if (!bad) {
+        for (size_t i = 0; i < nb; i++) x[i] = (float)ws->dq[i];
+        memcpy(R, ws->rd, sizeof(double) * (size_t)b * b);
+        return LK_OK;
+    }
+    /* Deficient block: random directions in the dependent columns, re-orthogonalised
+     * against the basis and within the block; R recomputed as Q_newᵀ x_old. */
+    memcpy(ws->save, x, sizeof(float) * nb);
+    for (int i = 0; i < b; i++) {
+        int is_bad = !(fabs(ws->rd[(size_t)i * b + i]) > delta);
+        for (int r = 0; r < rows; r++)
+            x[(size_t)r * b + i] = is_bad ? (float)rng_normal(ws->g) : (float)ws->dq[(size_t)r * b + i];
+    }
+    reorth(x, rows, b, basis, ld, nc, ws->tmp, NULL);
+    for (size_t i = 0; i < nb; i++) ws->dq[i] = x[i];
+    if ((st = la_qr_f64(ws->dq, rows, b, NULL))) return st;
+    for (size_t i = 0; i < nb; i++) x[i] = (float)ws->dq[i];
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++) {
+            double s = 0;
+            for (int r = 0; r < rows; r++) s += ws->dq[(size_t)r * b + i] * ws->save[(size_t)r * b + j];
+            R[(size_t)i * b + j] = s;
+        }
+    return LK_OK;
+}
+
+/* Ritz vectors: out (rows×k double) = basis[:, 0:L] (float) · Z[:, 0:k] (Z: L×ldz double). */
+static lk_status ritz_vectors(const float *basis, int ld, int rows, int L, const double *Z, int ldz, int k,
+                              double *out)
+{
+    double *bd = malloc(sizeof(double) * (size_t)rows * L);
+    if (!bd) return lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory");
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < L; c++) bd[(size_t)r * L + c] = basis[(size_t)r * ld + c];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, k, L, 1.0, bd, L, Z, ldz, 0.0, out, k);
+    free(bd);
+    return LK_OK;
+}
+
+/* Singular values only of the L×L matrix a (destroyed), descending. */
+static lk_status sv_only(double *a, int L, double *s)
+{
+    /* column-major: the transpose has the same singular values, and LAPACKE checks
+     * no U / Vt leading dimensions for it */
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', L, L, a, L, s, NULL, 1, NULL, 1);
+    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "top-k svd: LAPACK failed on the %dx%d projection (info %d)", L, L, (int)info);
+    return LK_OK;
+}
+
+/* la_topk_exact with optional U / V. */
+static lk_status dense_topk(const float *W, int m, int n, int k, double *U, double *S, double *V)
+{
+    double *u = U ? U : malloc(sizeof(double) * (size_t)m * k);
+    double *v = V ? V : malloc(sizeof(double) * (size_t)n * k);
+    lk_status st = (!u || !v) ? lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory") : la_topk_exact(W, m, n, k, u, S, v);
+    if (!U) free(u);
+    if (!V) free(v);
+    return st;
+}
+
+lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
+                   double *U, double *S, double *V, topk_info *info)
+{
+    topk_opts o = opt ? *opt : topk_defaults();
+    int p = imin(m, n);
+    if (m <= 0 || n <= 0 || k <= 0 || k > p)
+        return lk_fail(LK_ERR_ARG, "top-k svd: k = %d must be in 1..min(%d, %d)", k, m, n);
+    /* Small blocks need a smaller basis (Krylov degree matters more than width);
+     * 16 columns still keep sgemm near compute-bound on a 4096² W. */
+    int b = o.block > 0 ? o.block : imax(16, imin(k / 4, 64));
+    if (b > p) b = p;
+    int dense_below = o.dense_below >= 0 ? o.dense_below : 4 * (k + b);
+    double tol = o.tol > 0 ? o.tol : 1e-5;
+    topk_info inf = {0, 0, 0, 0, 0};
+    /* The Krylov basis may grow to max(8k, 512) columns, at most half of min(m, n);
+     * a spectrum that needs more (flat, noise-like) costs about as much as the
+     * dense SVD, which is then the fallback. */
+    int Lmax = imin(p / 2, imax(8 * k, 512)) / b * b;
+    if (p <= dense_below || Lmax < k + b) {
+        lk_status st = dense_topk(W, m, n, k, U, S, V);
+        if (!st && info) { inf.basis = p; *info = inf; }
+        return st;
+    }
+    int ldu = Lmax, ldv = Lmax + b;
+    lk_status st = LK_OK;
+    float *Ub = malloc(sizeof(float) * (size_t)m * ldu);
+    float *Vb = malloc(sizeof(float) * (size_t)n * ldv);
+    int rows = imax(m, n);
+    float *blk = malloc(sizeof(float) * (size_t)rows * b);
+    float *tmp = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
+    float *coef = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
+    float *save = malloc(sizeof(float) * (size_t)rows * b);
+    double *dq = malloc(sizeof(double) * (size_t)rows * b);
+    double *rd = malloc(sizeof(double) * (size_t)b * b), *Sblk = malloc(sizeof(double) * (size_t)b * b);
+    double *Rblk = malloc(sizeof(double) * (size_t)b * b);
+    double *T = calloc((size_t)Lmax * Lmax, sizeof(double));
+    double *Tw = malloc(sizeof(double) * (size_t)Lmax * Lmax);
+    double *X = malloc(sizeof(double) * (size_t)Lmax * Lmax), *Yt = malloc(sizeof(double) * (size_t)Lmax * Lmax);
+    double *sig = malloc(sizeof(double) * (size_t)Lmax), *prev = malloc(sizeof(double) * (size_t)k);
+    double *Y = NULL;
+    if (!Ub || !Vb || !blk || !tmp || !coef || !save || !dq || !rd || !Sblk || !Rblk || !T || !Tw || !X || !Yt || !sig || !prev) {
+        st = lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory for a %dx%d matrix (basis up to %d)", m, n, Lmax);
+        goto done;
+    }
+    rng_t g;
+    rng_seed(&g, o.seed);
+    orth_ws ws = {tmp, save, dq, rd, &g};
+
+    /* V_1: a random orthonormal block. */
+    for (size_t i = 0; i < (size_t)n * b; i++) blk[i] = (float)rng_normal(&g);
+    if ((st = orth_block(blk, n, b, Vb, ldv, 0, 0.0, Sblk, &ws))) goto done;
+    for (int r = 0; r < n; r++) memcpy(Vb + (size_t)r * ldv, blk + (size_t)r * b, sizeof(float) * b);
+
+    double scale = 0;       /* ≈ ‖W‖₂, the reference for "numerically dependent" */
+    int L = 0, converged = 0, have_prev = 0;
+    while (!converged) {
+        if (L + b > Lmax) break;
+        int c0 = L;
+        /* P = W·V_j, then against U_1..U_{j-1}. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, b, n, 1.0f, W, n, Vb + c0, ldv, 0.0f, blk, b);
+        inf.products++;
+        memset(coef, 0, sizeof(float) * (size_t)c0 * b);
+        reorth(blk, m, b, Ub, ldu, c0, tmp, coef);
+        if (c0 == 0) {   /* the first block sets the scale: ‖W V_1‖ ≤ ‖W‖₂·√b */
+            double fro = 0;
+            for (size_t i = 0; i < (size_t)m * b; i++) fro += (double)blk[i] * blk[i];
+            scale = sqrt(fro / b);
+        }
+        double delta = 1e-6 * scale;
+        if ((st = orth_block(blk, m, b, Ub, ldu, c0, delta, Rblk, &ws))) goto done;
+        for (int r = 0; r < m; r++) memcpy(Ub + (size_t)r * ldu + c0, blk + (size_t)r * b, sizeof(float) * b);
+        for (int i = 0; i < c0; i++)
+            for (int j = 0; j < b; j++) T[(size_t)i * Lmax + c0 + j] = coef[(size_t)i * b + j];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++) {
+                T[(size_t)(c0 + i) * Lmax + c0 + j] = Rblk[(size_t)i * b + j];
+                if (fabs(Rblk[(size_t)i * b + j]) > scale) scale = fabs(Rblk[(size_t)i * b + j]);
+            }
+        L = c0 + b;
+        /* Q = Wᵀ·U_j, then against V_1..V_j: the next V block and S_j. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, b, m, 1.0f, W, n, Ub + c0, ldu, 0.0f, blk, b);
+        inf.products++;
+        reorth(blk, n, b, Vb, ldv, L, tmp, NULL);
+        if ((st = orth_block(blk, n, b, Vb, ldv, L, delta, Sblk, &ws))) goto done;
+        for (int r = 0; r < n; r++) memcpy(Vb + (size_t)r * ldv + L, blk + (size_t)r * b, sizeof(float) * b);
+
+        if (L < k) continue;
+        /* Rayleigh-Ritz on T (L×L). Ritz values only rise with L; a full check
+         * (singular vectors of T for the residuals) is paid only once none of the
+         * wanted ones moved by more than tol over the last step. */
+        for (int i = 0; i < L; i++) memcpy(Tw + (size_t)i * L, T + (size_t)i * Lmax, sizeof(double) * L);
+        if ((st = sv_only(Tw, L, sig))) goto done;
+        /* Ritz value errors shrink like the square of the residuals, so values that
+         * still move by more than tol/100 mean residuals well above tol. */
+        int settled = have_prev;
+        for (int i = 0; i < k && settled; i++)
+            if (sig[i] - prev[i] > 0.01 * tol * sig[i] + 1e-9 * sig[0]) settled = 0;
+        memcpy(prev, sig, sizeof(double) * k);
+        have_prev = 1;
+        if (!settled) continue;
+        inf.checks++;
+        for (int i = 0; i < L; i++) memcpy(Tw + (size_t)i * L, T + (size_t)i * Lmax, sizeof(double) * L);
+        if ((st = la_svd_f64(Tw, L, L, X, sig, Yt))) goto done;
+        double worst = 0;
+        converged = 1;
+        for (int i = 0; i < k; i++) {
+            double res = 0;
+            for (int a = 0; a < b; a++) {
+                double s = 0;
+                for (int c = a; c < b; c++) s += Sblk[(size_t)a * b + c] * X[(size_t)(c0 + c) * L + i];
+                res += s * s;
+            }
+            res = sqrt(res);
+            /* Relative to σ_i; a floor of 1e-7·σ_1 (float32 rounding of W·v is about
+             * that large anyway) lets zero singular values of a rank-deficient W converge. */
+            if (res > tol * sig[i] + 1e-7 * sig[0]) converged = 0;
+            double rel = sig[i] > 0 ? res / sig[i] : (res > 0 ? INFINITY : 0);
+            if (rel > worst) worst = rel;
+        }
+        inf.max_rel_resid = worst;
+    }
+    if (!converged) {
+        /* Not converged within the basis: the dense SVD is as cheap now. */
+        free(Ub); Ub = NULL; free(Vb); Vb = NULL;
+        st = dense_topk(W, m, n, k, U, S, V);
+        inf.method = 0;
+        inf.basis = p;
+        goto done;
+    }
+    inf.method = 1;
+    inf.basis = L;
+    memcpy(S, sig, sizeof(double) * k);
+    if (U && (st = ritz_vectors(Ub, ldu, m, L, X, L, k, U))) goto done;
+    if (V) {
+        Y = malloc(sizeof(double) * (size_t)L * k);
+        if (!Y) { st = lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory"); goto done; }
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < k; j++) Y[(size_t)i * k + j] = Yt[(size_t)j * L + i];
+        if ((st = ritz_vectors(Vb, ldv, n, L, Y, k, k, V))) goto done;
+    }
+done:
+    if (!st && info) *info = inf;
+    free(Ub); free(Vb); free(blk); free(tmp); free(coef); free(save); free(dq); free(rd); free(Sblk);
+    free(Rblk); free(T); free(Tw); free(X); free(Yt); free(sig); free(prev); free(Y);
+    return st;
+}
