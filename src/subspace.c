@@ -149,6 +149,65 @@ lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k)
     return st;
 }
 
+/* Right-singular vectors of ΔW = s·B·A through two r×r eigendecompositions:
+ * A·Aᵀ = Z_A Λ Z_Aᵀ gives A = D·Q with D = Z_A Λ^{1/2} and Q = Λ^{-1/2} Z_Aᵀ A
+ * (orthonormal rows), so ΔW = (s·B·D)·Q; the eigenvectors Z of
+ * H = s²·Dᵀ(BᵀB)D order Q's span: V = Zᵀ Λ^{-1/2} Z_Aᵀ A. Same conditioning rule
+ * as rows_gram, for A and for ΔW; LK_ERR_UNSUPPORTED (no message) otherwise. */
+static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float *A, double s)
+{
+    int r = b->k, in = b->n;
+    lk_status st = LK_OK;
+    double *Ad = malloc(sizeof(double) * (size_t)r * in), *Bd = malloc(sizeof(double) * (size_t)out * r);
+    double *GA = malloc(sizeof(double) * (size_t)r * r), *GB = malloc(sizeof(double) * (size_t)r * r);
+    double *D = malloc(sizeof(double) * (size_t)r * r), *T = malloc(sizeof(double) * (size_t)r * r);
+    double *H = malloc(sizeof(double) * (size_t)r * r), *la = malloc(sizeof(double) * (size_t)r);
+    double *mu = malloc(sizeof(double) * (size_t)r);
+    if (!Ad || !Bd || !GA || !GB || !D || !T || !H || !la || !mu) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    for (size_t i = 0; i < (size_t)r * in; i++) Ad[i] = A[i];
+    for (size_t i = 0; i < (size_t)out * r; i++) Bd[i] = B[i];
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, r, in, 1.0, Ad, in, 0.0, GA, r);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, out, 1.0, Bd, r, 0.0, GB, r);
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < i; j++) GB[(size_t)i * r + j] = GB[(size_t)j * r + i];
+    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', r, GA, r, la) != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (!(la[r - 1] > 0) || !(la[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * la[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
+    for (int i = 0; i < r; i++)
+        for (int c = 0; c < r; c++) D[(size_t)i * r + c] = GA[(size_t)i * r + c] * sqrt(la[c]);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, 1.0, GB, r, D, r, 0.0, T, r);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, r, s * s, D, r, T, r, 0.0, H, r);
+    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', r, H, r, mu) != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (!(mu[r - 1] > 0) || !(mu[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * mu[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
+    /* D becomes Λ^{-1/2} Z_Aᵀ, T = Zᵀ (rows by decreasing μ) · D, V = T·A */
+    for (int c = 0; c < r; c++)
+        for (int j = 0; j < r; j++) D[(size_t)c * r + j] = GA[(size_t)j * r + c] / sqrt(la[c]);
+    for (int i = 0; i < r; i++) {
+        int c = r - 1 - i;
+        b->sv[i] = sqrt(mu[c]);
+        for (int j = 0; j < r; j++) GB[(size_t)i * r + j] = H[(size_t)j * r + c];   /* GB reused as Zᵀ */
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, 1.0, GB, r, D, r, 0.0, T, r);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, in, r, 1.0, T, r, Ad, in, 0.0, b->v, in);
+done:
+    free(Ad); free(Bd); free(GA); free(GB); free(D); free(T); free(H); free(la); free(mu);
+    return st;
+}
+
+/* The accurate route: la_svd_lowrank (QR of B and Aᵀ, SVD of the r×r core). */
+static lk_status lowrank_svd(sub_basis *b, const float *B, int out, const float *A, double s)
+{
+    int r = b->k, in = b->n;
+    double *U = malloc(sizeof(double) * (size_t)out * r), *V = malloc(sizeof(double) * (size_t)in * r);
+    lk_status st = LK_OK;
+    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if ((st = la_svd_lowrank(B, out, r, A, in, s, U, b->sv, V))) goto done;
+    for (int i = 0; i < in; i++)              /* V's columns become rows */
+        for (int j = 0; j < r; j++) b->v[(size_t)j * in + i] = V[(size_t)i * r + j];
+done:
+    free(U); free(V);
+    return st;
+}
+
 lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s)
 {
     memset(b, 0, sizeof *b);
@@ -160,17 +219,12 @@ lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const 
     if (!isfinite(s) || s == 0) return lk_fail(LK_ERR_NUMERIC, "subspace: scaling %g makes ΔW zero or undefined", s);
     lk_status st = basis_alloc(b, r, in);
     if (st) return st;
-    double *U = malloc(sizeof(double) * (size_t)out * r), *V = malloc(sizeof(double) * (size_t)in * r);
-    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
-    if ((st = la_svd_lowrank(B, out, r, A, in, s, U, b->sv, V))) goto done;
-    if (!(b->sv[0] > 0)) { st = lk_fail(LK_ERR_NUMERIC, "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace"); goto done; }
-    for (int i = 0; i < in; i++)              /* V's columns become rows */
-        for (int j = 0; j < r; j++) b->v[(size_t)j * in + i] = V[(size_t)i * r + j];
+    st = lowrank_gram(b, B, out, A, s);
+    if (st == LK_ERR_UNSUPPORTED) st = lowrank_svd(b, B, out, A, s);
+    if (!st && !(b->sv[0] > 0)) st = lk_fail(LK_ERR_NUMERIC, "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace");
+    if (st) { sub_basis_free(b); return st; }
     set_rank(b);
-done:
-    free(U); free(V);
-    if (st) sub_basis_free(b);
-    return st;
+    return LK_OK;
 }
 
 lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side)
@@ -183,6 +237,8 @@ lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side)
     case SUB_SIDE_DW: st = sub_basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling); what = "dW"; break;
     default: return lk_fail(LK_ERR_ARG, "subspace: unknown side %d", (int)side);
     }
+    if (st && side == SUB_SIDE_B && st == LK_ERR_NUMERIC && strstr(lk_errmsg(), "is zero"))
+        lk_fail(st, "B is all zero (an untrained adapter?): side B has no subspace");
     if (st) return lk_fail_context(st, "layer %d target %s, side %s", m->layer, m->target, what);
     return LK_OK;
 }

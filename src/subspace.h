@@ -19,13 +19,16 @@
  *   SUB_SIDE_B   left-singular vectors of B [out, r]: B's column space in the
  *                output dimension. n = out.
  *   SUB_SIDE_DW  right-singular vectors of ΔW = s·B·A (input dimension, to match
- *                side A), from la_svd_lowrank: ΔW is never formed. n = in.
+ *                side A). ΔW is never formed. n = in.
  *
  * Bases of one factor come from the Gram matrix X·Xᵀ (k×k) and its symmetric
  * eigendecomposition (about 6× faster than an SVD of the k×n factor with this
  * LAPACK); when X is ill-conditioned (σ_min/σ_max < 1e-2, where squaring the
- * condition number would cost accuracy) the SVD (gesdd) is used instead. A factor
- * that is entirely zero (e.g. B of an untrained adapter) has no subspace: error.
+ * condition number would cost accuracy) the SVD (gesdd) is used instead. Side dW
+ * likewise: two r×r eigendecompositions (of A·Aᵀ and of B's Gram in A's row
+ * basis) when A and ΔW are well-conditioned, else la_svd_lowrank (QR of B and
+ * Aᵀ, SVD of the r×r core). A factor that is entirely zero (e.g. B of an
+ * untrained adapter) has no subspace: error.
  *
  *   sub_basis b1 = {0}, b2 = {0};
  *   sub_result res = {0};

@@ -340,6 +340,46 @@ static void test_sides(void **state)
     adapter_free(&ad);
 }
 
+/* Side dW when ΔW is ill-conditioned (the la_svd_lowrank route) and when A is
+ * (also that route): the vectors still match the formed ΔW's dense SVD. */
+static void test_dw_ill_conditioned(void **state)
+{
+    (void)state;
+    int r = 4, in = 30, out = 20;
+    double *Q = malloc(sizeof(double) * in * in), *P = malloc(sizeof(double) * out * out);
+    assert_int_equal(la_random_orthonormal(Q, in, in, 22), LK_OK);
+    assert_int_equal(la_random_orthonormal(P, out, out, 23), LK_OK);
+    double sb[2][4] = {{1, 0.3, 1e-3, 1e-4}, {1, 0.5, 0.2, 0.1}}, sa[2][4] = {{1, 0.9, 0.8, 0.7}, {1, 0.1, 1e-3, 1e-4}};
+    for (int c = 0; c < 2; c++) {
+        /* B = P[:, :r]·diag(sb), A = diag(sa)·(mixed rows of Q) */
+        float *A = calloc(r * in, sizeof(float)), *B = calloc(out * r, sizeof(float));
+        for (int i = 0; i < out; i++)
+            for (int j = 0; j < r; j++) B[i * r + j] = (float)(P[i * out + j] * sb[c][j]);
+        for (int i = 0; i < r; i++)
+            for (int t = 0; t < in; t++) A[i * in + t] = (float)(sa[c][i] * (Q[t * in + i] + 0.3 * Q[t * in + (i + 1) % r]));
+        sub_basis bw;
+        assert_int_equal(sub_basis_lowrank(&bw, B, out, r, A, in, 0.5), LK_OK);
+        assert_orthonormal(&bw, 1e-10);
+        double *dW = malloc(sizeof(double) * out * in), *S = malloc(sizeof(double) * out), *Vt = malloc(sizeof(double) * out * in);
+        for (int i = 0; i < out; i++)
+            for (int j = 0; j < in; j++) {
+                double s = 0;
+                for (int t = 0; t < r; t++) s += (double)B[i * r + t] * A[t * in + j];
+                dW[i * in + j] = 0.5 * s;
+            }
+        assert_int_equal(la_svd_f64(dW, out, in, NULL, S, Vt), LK_OK);
+        for (int i = 0; i < r; i++) {
+            if (fabs(S[i] - bw.sv[i]) > 1e-9 * S[0]) fail_msg("case %d: sv %d = %g, dense %g", c, i, bw.sv[i], S[i]);
+            double d = 0;
+            for (int t = 0; t < in; t++) d += Vt[i * in + t] * bw.v[i * in + t];
+            if (fabs(fabs(d) - 1) > 1e-6) fail_msg("case %d: vector %d: |cos| = %.12f", c, i, fabs(d));
+        }
+        sub_basis_free(&bw);
+        free(A); free(B); free(dW); free(S); free(Vt);
+    }
+    free(Q); free(P);
+}
+
 static void test_topk_of_dense(void **state)
 {
     (void)state;
@@ -427,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_random_pairs_average_baseline),
         cmocka_unit_test(test_gram_and_svd_routes),
         cmocka_unit_test(test_sides),
+        cmocka_unit_test(test_dw_ill_conditioned),
         cmocka_unit_test(test_topk_of_dense),
         cmocka_unit_test(test_bad_inputs),
     };

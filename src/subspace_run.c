@@ -1,0 +1,330 @@
+/* subspace_run.c: pairs up modules of two adapters (or an adapter and its base) and
+ * runs the subspace analysis on each pair (see subspace_run.h). */
+#include "subspace_run.h"
+#include "basew.h"
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+sub_options sub_options_default(void)
+{
+    sub_options o;
+    memset(&o, 0, sizeof o);
+    o.side = SUB_SIDE_A;
+    return o;
+}
+
+/* ---- filters ---------------------------------------------------------------- */
+
+/* Walks "0,2-5": sets *hit when layer is in one of the ranges; an error names a bad item. */
+static lk_status parse_ranges(const char *list, int layer, int *hit)
+{
+    const char *p = list;
+    *hit = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long lo = strtol(p, &end, 10), hi;
+        if (end == p || lo < 0 || errno) goto bad;
+        hi = lo;
+        if (*end == '-') {
+            const char *q = end + 1;
+            hi = strtol(q, &end, 10);
+            if (end == q || hi < lo || errno) goto bad;
+        }
+        if (*end != ',' && *end) goto bad;
+        if (layer >= lo && layer <= hi) *hit = 1;
+        p = *end ? end + 1 : end;
+        continue;
+    bad:
+        return lk_fail(LK_ERR_ARG, "--layers '%s': bad item at '%s' (expected e.g. 0,2-5)", list, p);
+    }
+    return LK_OK;
+}
+
+lk_status sub_check_layer_list(const char *list)
+{
+    int hit;
+    if (!list) return LK_OK;
+    if (!*list) return lk_fail(LK_ERR_ARG, "--layers: empty list");
+    return parse_ranges(list, 0, &hit);
+}
+
+int sub_layer_selected(const char *list, int layer)
+{
+    int hit = 0;
+    if (!list) return 1;
+    return parse_ranges(list, layer, &hit) == LK_OK && hit;
+}
+
+int sub_target_selected(const char *list, const char *target)
+{
+    if (!list) return 1;
+    size_t tl = strlen(target);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n && ((n == tl && !strncmp(p, target, n)) || (n < tl && !strncmp(p, target, n) && target[n] == '.'))) return 1;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+static void entry_free(sub_entry *e)
+{
+    sub_result_free(&e->res);
+    free(e->sv1);
+    free(e->sv2);
+    free(e->random_phi);
+    memset(e, 0, sizeof *e);
+}
+
+void sub_analysis_free(sub_analysis *an)
+{
+    if (!an) return;
+    for (size_t i = 0; i < an->n; i++) entry_free(&an->e[i]);
+    free(an->e);
+    for (size_t i = 0; i < an->n_notes; i++) free(an->notes[i]);
+    free(an->notes);
+    memset(an, 0, sizeof *an);
+}
+
+static lk_status note(sub_analysis *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static lk_status note(sub_analysis *an, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **n = realloc(an->notes, (an->n_notes + 1) * sizeof *n);
+    if (!n) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    an->notes = n;
+    if (!(n[an->n_notes] = strdup(buf))) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    an->n_notes++;
+    return LK_OK;
+}
+
+static lk_status new_entry(sub_analysis *an, int layer, const char *target, sub_entry **out)
+{
+    sub_entry *e = realloc(an->e, (an->n + 1) * sizeof *e);
+    if (!e) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    an->e = e;
+    *out = &e[an->n++];
+    memset(*out, 0, sizeof **out);
+    (*out)->layer = layer;
+    snprintf((*out)->target, sizeof (*out)->target, "%s", target);
+    return LK_OK;
+}
+
+static lk_status copy_sv(double **dst, const sub_basis *b)
+{
+    *dst = malloc(sizeof(double) * (size_t)b->k);
+    if (!*dst) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    memcpy(*dst, b->sv, sizeof(double) * (size_t)b->k);
+    return LK_OK;
+}
+
+/* Compares two bases into entry e; adds the random pairs and rank notes. */
+static lk_status fill_entry(sub_analysis *an, sub_entry *e, const sub_basis *b1, const sub_basis *b2,
+                            const char *what1, const char *what2, const sub_options *opt)
+{
+    lk_status st = sub_compare(&e->res, b1, b2);
+    if (!st) st = copy_sv(&e->sv1, b1);
+    if (!st) st = copy_sv(&e->sv2, b2);
+    if (st) return st;
+    e->rank1 = b1->rank;
+    e->rank2 = b2->rank;
+    if (b1->rank < b1->k)
+        note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
+             e->layer, e->target, what1, b1->rank, b1->k, b1->rank);
+    if (b2->rank < b2->k)
+        note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
+             e->layer, e->target, what2, b2->rank, b2->k, b2->rank);
+    if (opt->random_pairs > 0) {
+        e->K = opt->random_pairs;
+        e->random_phi = malloc(sizeof(double) * (size_t)e->K * b1->k * b2->k);
+        if (!e->random_phi) return lk_fail(LK_ERR_NOMEM, "out of memory for %d random pairs", e->K);
+        st = sub_random_pairs(e->random_phi, e->K, b1->k, b2->k, b1->n, sub_seed(opt->seed, e->layer, e->target, 0));
+    }
+    return st;
+}
+
+/* ---- fused GPT-2 c_attn --------------------------------------------------------- */
+
+static int has_fused(const lora_adapter *ad)
+{
+    for (size_t i = 0; i < ad->n; i++) if (!strcmp(ad->mods[i].target, "c_attn")) return 1;
+    return 0;
+}
+
+/* A deep copy (the inputs stay const) with fused modules split into q, k, v. */
+static lk_status split_copy(lora_adapter *dst, const lora_adapter *src)
+{
+    memset(dst, 0, sizeof *dst);
+    lk_status st = LK_OK;
+    memcpy(dst->source, src->source, sizeof dst->source);
+    memcpy(dst->format, src->format, sizeof dst->format);
+    for (size_t i = 0; i < src->n && !st; i++) {
+        const lora_module *m = &src->mods[i];
+        lora_module *c;
+        st = adapter_add(dst, m->layer, m->target, m->rank, m->in, m->out, m->scaling, &c);
+        if (!st) {
+            memcpy(c->A, m->A, sizeof(float) * (size_t)m->rank * m->in);
+            memcpy(c->B, m->B, sizeof(float) * (size_t)m->out * m->rank);
+        }
+    }
+    if (!st) st = adapter_split_fused(dst);
+    if (st) { adapter_free(dst); return lk_fail_context(st, "%s", src->source); }
+    adapter_sort(dst);
+    return LK_OK;
+}
+
+/* ---- adapter vs adapter --------------------------------------------------------- */
+
+static int selected(const sub_options *opt, const lora_module *m)
+{
+    return sub_layer_selected(opt->layers, m->layer) && sub_target_selected(opt->targets, m->target);
+}
+
+static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const lora_adapter *a2, const sub_options *opt)
+{
+    const char *sn = sub_side_name(opt->side);
+    size_t sel1 = 0, sel2 = 0;
+    for (size_t i = 0; i < a1->n; i++) sel1 += selected(opt, &a1->mods[i]);
+    for (size_t i = 0; i < a2->n; i++) sel2 += selected(opt, &a2->mods[i]);
+    if (!sel1 || !sel2)
+        return lk_fail(LK_ERR_NOTFOUND, "%s: no module matches --layers %s --targets %s",
+                       !sel1 ? a1->source : a2->source, opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+    /* first every shape check, so a mismatch fails before any work */
+    for (size_t i = 0; i < a1->n; i++) {
+        const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
+        if (!m2 || !selected(opt, m1)) continue;
+        if (m1->in != m2->in || m1->out != m2->out)
+            return lk_fail(LK_ERR_SHAPE, "layer %d target %s: input 1 (%s) has ΔW [out %d, in %d] but input 2 (%s) has [out %d, in %d]: adapters of different models cannot be compared",
+                           m1->layer, m1->target, a1->source, m1->out, m1->in, a2->source, m2->out, m2->in);
+    }
+    lk_status st = LK_OK;
+    for (size_t i = 0; i < a1->n && !st; i++) {
+        const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
+        if (!selected(opt, m1)) continue;
+        if (!m2) { st = note(an, "layer %d target %s is only in input 1 (%s): not analysed", m1->layer, m1->target, a1->source); continue; }
+        sub_basis b1, b2;
+        sub_entry *e;
+        if ((st = sub_basis_module(&b1, m1, opt->side))) { st = lk_fail_context(st, "input 1 (%s)", a1->source); break; }
+        if ((st = sub_basis_module(&b2, m2, opt->side))) { sub_basis_free(&b1); st = lk_fail_context(st, "input 2 (%s)", a2->source); break; }
+        char w1[64], w2[64];
+        snprintf(w1, sizeof w1, "input 1's %s", sn);
+        snprintf(w2, sizeof w2, "input 2's %s", sn);
+        st = new_entry(an, m1->layer, m1->target, &e);
+        if (!st) st = fill_entry(an, e, &b1, &b2, w1, w2, opt);
+        sub_basis_free(&b1);
+        sub_basis_free(&b2);
+    }
+    for (size_t i = 0; i < a2->n && !st; i++) {
+        const lora_module *m2 = &a2->mods[i];
+        if (selected(opt, m2) && !adapter_find(a1, m2->layer, m2->target))
+            st = note(an, "layer %d target %s is only in input 2 (%s): not analysed", m2->layer, m2->target, a2->source);
+    }
+    if (!st && an->n == 0)
+        st = lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
+                     a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
+    return st;
+}
+
+lk_status sub_analyse(sub_analysis *an, const lora_adapter *a1, const lora_adapter *a2, const sub_options *opt)
+{
+    memset(an, 0, sizeof *an);
+    lk_status st = sub_check_layer_list(opt->layers);
+    if (st) return st;
+    lora_adapter s1, s2;
+    int split = opt->side != SUB_SIDE_A;
+    int sp1 = split && has_fused(a1), sp2 = split && has_fused(a2);
+    if (sp1 && (st = split_copy(&s1, a1))) return st;
+    if (sp2 && (st = split_copy(&s2, a2))) { if (sp1) adapter_free(&s1); return st; }
+    st = analyse_pairs(an, sp1 ? &s1 : a1, sp2 ? &s2 : a2, opt);
+    if (sp1) adapter_free(&s1);
+    if (sp2) adapter_free(&s2);
+    if (st) sub_analysis_free(an);
+    return st;
+}
+
+/* ---- adapter vs base (Figure 8) ------------------------------------------------- */
+
+static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *bw, const sub_options *opt)
+{
+    const char *sn = sub_side_name(opt->side);
+    int left = opt->side == SUB_SIDE_B;
+    size_t sel = 0;
+    lk_status st = LK_OK;
+    /* look every W up before any work: a missing or mis-shaped one is an error */
+    for (size_t i = 0; i < ad->n; i++) {
+        const lora_module *m = &ad->mods[i];
+        if (!selected(opt, m)) continue;
+        sel++;
+        const basew_matrix *wm;
+        if ((st = basew_lookup(bw, m->layer, m->target, &wm))) return st;
+        if (wm->out != m->out || wm->in != m->in)
+            return lk_fail(LK_ERR_SHAPE, "layer %d target %s: the adapter %s has ΔW [out %d, in %d] but %s (%s) is [%d, %d]: an adapter for another base?",
+                           m->layer, m->target, ad->source, m->out, m->in, basew_path(bw), wm->tensor, wm->out, wm->in);
+        int p = m->out < m->in ? m->out : m->in;
+        if (opt->top > p)
+            return lk_fail(LK_ERR_ARG, "--top %d: W of layer %d target %s has only %d singular vectors", opt->top, m->layer, m->target, p);
+    }
+    if (!sel)
+        return lk_fail(LK_ERR_NOTFOUND, "%s: no module matches --layers %s --targets %s", ad->source,
+                       opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+    float *W = malloc(sizeof(float) * basew_max_elems(bw));
+    if (!W) return lk_fail(LK_ERR_NOMEM, "out of memory for a base weight matrix");
+    for (size_t i = 0; i < ad->n && !st; i++) {
+        const lora_module *m = &ad->mods[i];
+        if (!selected(opt, m)) continue;
+        const basew_matrix *wm;
+        if ((st = basew_lookup(bw, m->layer, m->target, &wm)) || (st = basew_load(bw, wm, W))) break;
+        int n = left ? m->out : m->in, p = m->out < m->in ? m->out : m->in;
+        int top = opt->top > 0 ? opt->top : (int)lround(0.1 * n);
+        if (top < 1) top = 1;
+        if (top > p) top = p;
+        sub_basis b1, b2;
+        sub_entry *e;
+        if ((st = sub_basis_module(&b1, m, opt->side))) { st = lk_fail_context(st, "%s", ad->source); break; }
+        if ((st = sub_basis_topk(&b2, W, m->out, m->in, top, left))) {
+            sub_basis_free(&b1);
+            st = lk_fail_context(st, "%s: %s", basew_path(bw), wm->tensor);
+            break;
+        }
+        char w1[64], w2[64];
+        snprintf(w1, sizeof w1, "the adapter's %s", sn);
+        snprintf(w2, sizeof w2, "W");
+        st = new_entry(an, m->layer, m->target, &e);
+        if (!st) st = fill_entry(an, e, &b1, &b2, w1, w2, opt);
+        sub_basis_free(&b1);
+        sub_basis_free(&b2);
+    }
+    free(W);
+    return st;
+}
+
+lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char *base_path, const sub_options *opt)
+{
+    memset(an, 0, sizeof *an);
+    lk_status st = sub_check_layer_list(opt->layers);
+    if (st) return st;
+    if (opt->top < 0) return lk_fail(LK_ERR_ARG, "--top %d must be positive", opt->top);
+    basew *bw;
+    if ((st = basew_open(&bw, base_path))) return st;
+    lora_adapter s;
+    int sp = has_fused(ad);       /* W is split per q, k, v: so is the adapter */
+    if (sp && (st = split_copy(&s, ad))) { basew_close(bw); return st; }
+    st = analyse_base(an, sp ? &s : ad, bw, opt);
+    if (sp) adapter_free(&s);
+    basew_close(bw);
+    if (st) sub_analysis_free(an);
+    return st;
+}

@@ -1,0 +1,169 @@
+#!/bin/sh
+# cli_subspace.sh: lora-subspace end to end. Inputs are written by
+# tests/subspace_fixture.py (our adapter layout, PEFT directories, a lora-gpt base);
+# every φ grid, angle set, geodesic distance and baseline in the output is
+# recomputed independently with NumPy. Also: plots, PEFT = our format, GPT-2's
+# fused c_attn, --vs-base, RESULTS.h5:RUN_ID, and the bad inputs (non-zero exit,
+# a message naming file and tensor, no output file left behind).
+set -u
+BIN="${BIN_DIR:-bin}/lora-subspace"
+PY=/usr/bin/python3
+FIX="$(pwd)/tests/subspace_fixture.py"
+GP_SRC="$(pwd)/analysis/subspace_heatmap.gp"
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+fail() { echo "cli_subspace: FAIL: $*" >&2; exit 1; }
+fix() { "$PY" "$FIX" "$@" || fail "fixture: $*"; }
+
+# expects failure: exit non-zero, stderr matching every further pattern, no output file
+bad() {
+    name=$1; shift
+    pats=$1; shift
+    rm -f bad.h5
+    if "$BIN" -q -o bad.h5 "$@" >/dev/null 2>err.txt; then fail "$name: exit 0 for: $*"; fi
+    for p in $pats; do grep -q -- "$p" err.txt || { cat err.txt >&2; fail "$name: stderr lacks '$p'"; }; done
+    [ ! -e bad.h5 ] || fail "$name: output file left behind"
+    ls bad.h5.tmp.* >/dev/null 2>&1 && fail "$name: temporary file left behind"
+    echo "ok: $name ($(head -c 150 err.txt | tr '\n' ' '))"
+}
+
+fix ours a1.h5 --rank 4 --seed 1
+fix ours a2.h5 --rank 8 --seed 2 --from a1.h5
+
+# 1. the three sides, with random pairs, against NumPy
+for side in A B dW; do
+    "$BIN" --side "$side" --random-pairs 3 --seed 5 -o s_$side.h5 a1.h5 a2.h5 > sum_$side.txt || fail "side $side: exit $?"
+    "$PY" "$FIX" check s_$side.h5 a1.h5 a2.h5 --side "$side" --random-pairs 3 --expect 4 || fail "side $side: check"
+    [ "$(grep -c '^[0-9]' sum_$side.txt)" -eq 4 ] || fail "side $side: summary should have 4 module lines"
+    grep -q 'phi(1,1)' sum_$side.txt || fail "side $side: summary header"
+done
+echo "ok: sides A, B, dW match NumPy"
+
+# 2. identical inputs: φ = 1 everywhere, zero angles; swapping transposes
+"$BIN" -q -o same.h5 a2.h5 a2.h5 || fail "identical inputs"
+"$BIN" -q -o swap.h5 a2.h5 a1.h5 || fail "swapped inputs"
+"$PY" - <<'EOF' || fail "identical / swapped"
+import h5py, numpy as np
+s = h5py.File("same.h5"); x = h5py.File("s_A.h5"); y = h5py.File("swap.h5")
+for g in ("layers/0/q", "layers/1/v"):
+    assert np.allclose(s[g]["phi"][()], 1, atol=1e-12), g
+    assert np.all(s[g]["angles"][()] < 1e-6) and s[g].attrs["geodesic"] < 1e-6
+    assert np.allclose(x[g]["phi"][()], y[g]["phi"][()].T, atol=1e-12), g
+    assert np.allclose(x[g]["angles"][()], y[g]["angles"][()], atol=1e-9)
+r = h5py.File("s_A.h5")
+assert r.attrs["side"] == "A" and r.attrs["input_1"] == "a1.h5" and r.attrs["input_2"] == "a2.h5"
+assert r.attrs["format"] == "lora-subspace" and r.attrs["mode"] == "adapters"
+EOF
+echo "ok: identical inputs give 1, swapping transposes"
+
+# 3. plots: data, scripts, PNGs; the style file is analysis/subspace_heatmap.gp;
+#    a script re-renders on its own
+"$BIN" -q --random-pairs 1 --plot plots -o p.h5 a1.h5 a2.h5 || fail "plot"
+for m in L0_q L0_v L1_q L1_v; do
+    for e in dat gp png; do [ -s plots/$m.$e ] || fail "plot: plots/$m.$e missing"; done
+    [ -s plots/${m}_random.dat ] || fail "plot: ${m}_random.dat missing"
+    [ "$(head -c 4 plots/$m.png | od -An -c | tr -d ' ')" = "211PNG" ] || fail "plot: $m.png is not a PNG"
+done
+cmp -s plots/subspace_heatmap.gp "$GP_SRC" || fail "plot: src/subspace_heatmap.c is out of date with analysis/subspace_heatmap.gp"
+"$PY" - <<'EOF' || fail "plot data"
+import h5py, numpy as np
+d = np.loadtxt("plots/L1_v.dat"); p = h5py.File("p.h5")["layers/1/v/phi"][()]
+assert d.shape == p.shape and np.allclose(d, p, atol=1e-7)
+EOF
+rm plots/L0_q.png
+(cd plots && gnuplot L0_q.gp) || fail "plot: re-rendering L0_q.gp"
+[ -s plots/L0_q.png ] || fail "plot: re-rendered PNG missing"
+"$BIN" -q --plot plots2 --no-render -o p2.h5 a1.h5 a2.h5 || fail "plot --no-render"
+[ -s plots2/L0_q.gp ] && [ ! -e plots2/L0_q.png ] || fail "plot --no-render: scripts without PNGs"
+echo "ok: plots"
+
+# 4. layers / targets that do not match: reported, the common ones analysed
+fix ours b1.h5 --layers 0,1,2 --targets q,k,v --seed 3
+fix ours b2.h5 --layers 1,2,3 --targets q,v --seed 4
+"$BIN" -q -o m.h5 b1.h5 b2.h5 2>err.txt || fail "mismatched layers: exit $?"
+grep -q "layer 0 target k is only in input 1" err.txt || fail "mismatched layers: no note"
+grep -q "layer 3 target q is only in input 2" err.txt || fail "mismatched layers: no note for input 2"
+"$PY" "$FIX" check m.h5 b1.h5 b2.h5 --side A --expect 4 || fail "mismatched layers: check"
+"$BIN" -q --layers 1 --targets v -o f.h5 b1.h5 b2.h5 2>/dev/null || fail "filters"
+"$PY" -c "import h5py; f = h5py.File('f.h5'); assert list(f['layers']) == ['1'] and list(f['layers/1']) == ['v']" || fail "filters select"
+echo "ok: mismatched modules reported, common ones analysed, filters"
+
+# 5. a lora-sweep results file: RESULTS.h5:RUN_ID
+fix ours res.h5 --rank 8 --seed 2 --from a1.h5 --prefix runs/3
+"$BIN" -q -o r.h5 a1.h5 res.h5:3 || fail "RESULTS.h5:RUN_ID"
+"$PY" -c "
+import h5py, numpy as np
+a = h5py.File('r.h5'); b = h5py.File('s_A.h5')
+assert np.array_equal(a['layers/0/q/phi'][()], b['layers/0/q/phi'][()])" || fail "RESULTS.h5:RUN_ID gives another grid"
+echo "ok: RESULTS.h5:RUN_ID"
+
+# 6. PEFT: a Llama-style directory gives the grids of the same matrices in our
+#    layout; GPT-2's fused c_attn: side A as one module, sides B / dW split q, k, v
+fix peft pl1 --style llama --seed 5 --ours pl1.h5
+fix peft pl2 --style llama --seed 6 --ours pl2.h5
+fix peft pg1 --style gpt2 --seed 7 --ours pg1.h5 --ours-split pg1s.h5
+fix peft pg2 --style gpt2 --seed 8 --ours pg2.h5 --ours-split pg2s.h5
+for side in A B dW; do
+    "$BIN" -q --side $side -o pp.h5 pl1 pl2/adapter_model.safetensors || fail "PEFT llama side $side"
+    "$BIN" -q --side $side -o po.h5 pl1.h5 pl2.h5 || fail "ours llama side $side"
+    "$PY" - <<'EOF' || fail "PEFT llama side $side: grids differ from our format"
+import h5py, numpy as np
+a = h5py.File("pp.h5"); b = h5py.File("po.h5")
+n = 0
+for l in b["layers"]:
+    for t in b["layers"][l]:
+        assert np.allclose(a["layers"][l][t]["phi"][()], b["layers"][l][t]["phi"][()], atol=1e-12)
+        n += 1
+assert n == 4 and sorted(a["layers/0"]) == ["q_proj", "v_proj"]
+EOF
+    "$PY" "$FIX" check po.h5 pl1.h5 pl2.h5 --side $side --expect 4 || fail "ours llama side $side: check"
+done
+"$BIN" -q --side A -o g.h5 pg1 pg2 || fail "GPT-2 side A"
+"$PY" "$FIX" check g.h5 pg1.h5 pg2.h5 --side A --any-names --expect 2 || fail "GPT-2 side A: check"
+for side in B dW; do
+    "$BIN" -q --side $side -o g.h5 pg1 pg2 || fail "GPT-2 side $side"
+    "$PY" "$FIX" check g.h5 pg1s.h5 pg2s.h5 --side $side --any-names --expect 6 || fail "GPT-2 side $side: check"
+done
+"$BIN" -q --side B --targets c_attn --layers 1 -o g.h5 pg1 pg2 || fail "GPT-2 --targets c_attn"
+"$PY" -c "import h5py; assert sorted(h5py.File('g.h5')['layers/1']) == ['c_attn.k', 'c_attn.q', 'c_attn.v']" || fail "GPT-2 --targets c_attn"
+echo "ok: PEFT Llama = our format; GPT-2 c_attn fused (A) and split (B, dW)"
+
+# 7. Figure 8: adapter vs base W
+fix base base.h5 --layers 2 --d 32 --seed 9
+fix ours ab.h5 --rank 4 --in 32 --out 32 --seed 10
+"$BIN" -q --base base.h5 --vs-base ab.h5 -o vb.h5 || fail "vs-base"
+"$PY" "$FIX" check vb.h5 ab.h5 base.h5 --side dW --base --expect 4 || fail "vs-base: check"
+"$PY" -c "
+import h5py; f = h5py.File('vb.h5')
+assert f.attrs['mode'] == 'vs-base' and f.attrs['side'] == 'dW' and f['layers/0/q/phi'].shape == (4, 3)" || fail "vs-base: layout (default top = 10 % of 32 = 3)"
+"$BIN" -q --base base.h5 --vs-base ab.h5 --side B --top 6 -o vb.h5 || fail "vs-base side B"
+"$PY" "$FIX" check vb.h5 ab.h5 base.h5 --side B --base --expect 4 || fail "vs-base side B: check"
+echo "ok: --vs-base"
+
+# 8. bad inputs
+fix ours d40.h5 --in 40 --seed 3
+fix ours r0.h5 --rank0
+fix ours nan.h5 --nan
+fix ours zb.h5 --zero-b
+fix peft noconf --no-config
+fix peft badkeys --bad-keys
+bad "different input dimensions" "layer.0.target.q in.32 in.40" a1.h5 d40.h5
+bad "rank 0" "r0.h5 layers/0/q rank" a1.h5 r0.h5
+bad "NaN" "nan.h5 layers/0/q/A NaN" a1.h5 nan.h5
+bad "untrained adapter, side B" "zb.h5 layer.0.target.q untrained" --side B a1.h5 zb.h5
+bad "untrained adapter, side dW" "zb.h5 untrained" --side dW a1.h5 zb.h5
+bad "PEFT directory without config" "noconf adapter_config.json" a1.h5 noconf
+bad "PEFT keys matching nothing" "badkeys" a1.h5 badkeys
+bad "missing file" "missing.h5" a1.h5 missing.h5
+bad "no such run" "res.h5 run" a1.h5 res.h5:7
+fix ours c5.h5 --layers 5
+bad "no common module" "common" a1.h5 c5.h5
+bad "bad --layers" "--layers" --layers 1-x a1.h5 a2.h5
+bad "bad --side" "side" --side C a1.h5 a2.h5
+bad "one adapter" "two adapters" a1.h5
+bad "vs-base, adapter for another base" "layer.0.target.q base.h5" --base base.h5 --vs-base a1.h5
+"$BIN" -q -o zb_ok.h5 a1.h5 zb.h5 || fail "untrained adapter, side A should work"
+"$BIN" -q a1.h5 a2.h5 2>/dev/null && fail "missing -o accepted"
+echo "cli_subspace: all passed"

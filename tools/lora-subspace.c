@@ -1,0 +1,121 @@
+/* lora-subspace: normalized subspace similarity φ(i, j) between two LoRA adapters,
+ * or between an adapter and its base model's W (Hu et al. 2021, Figures 3, 4, 6,
+ * 7, 8), written as HDF5, a text summary and optional gnuplot heatmaps.
+ * The work is in src/subspace*.c; this is argument handling only. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "adapter.h"
+#include "subspace_report.h"
+#include "subspace_run.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lora-subspace [options] -o OUT.h5 ADAPTER_1 ADAPTER_2\n"
+        "       lora-subspace [options] --base BASE --vs-base ADAPTER -o OUT.h5\n"
+        "\n"
+        "φ(i, j) = ‖U₁⁽ⁱ⁾ᵀU₂⁽ʲ⁾‖²_F / min(i, j) for every (layer, target) in both inputs,\n"
+        "principal angles, geodesic distance and the random baseline max(i, j)/n.\n"
+        "An ADAPTER is an adapter .h5, RESULTS.h5:RUN_ID from lora-sweep, a PEFT\n"
+        "directory, or a PEFT adapter_model.safetensors.\n"
+        "\n"
+        "  --side A|B|dW       A: right-singular vectors of A (input space; default)\n"
+        "                      B: left-singular vectors of B (output space)\n"
+        "                      dW: right-singular vectors of ΔW = s·B·A (input space)\n"
+        "  --layers LIST       e.g. 0,2-5 (default: all)\n"
+        "  --targets LIST      e.g. q,v (default: all; c_attn selects c_attn.q/k/v)\n"
+        "  --random-pairs K    also φ of K pairs of random Gaussian matrices of the same shapes\n"
+        "  --seed S            seed of the random pairs (default 0)\n"
+        "  --base BASE --vs-base ADAPTER\n"
+        "                      Figure 8: top-i directions of ΔW (side dW unless --side is\n"
+        "                      given) against the top-j singular vectors of the base W\n"
+        "  --top J             how many singular vectors of W (default: 10%% of the dimension)\n"
+        "  --plot DIR          gnuplot scripts, data and PNG heatmaps into DIR\n"
+        "  --no-render         with --plot: write scripts and data, do not run gnuplot\n"
+        "  -o, --output OUT.h5 results (required)\n"
+        "  -q, --quiet         no summary on stdout\n");
+}
+
+static int parse_int(const char *s, const char *opt, long min, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < min) {
+        fprintf(stderr, "lora-subspace: %s '%s': expected an integer >= %ld\n", opt, s, min);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER };
+    static const struct option longopts[] = {
+        {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
+        {"targets", required_argument, 0, O_TARGETS}, {"random-pairs", required_argument, 0, O_RANDOM},
+        {"seed", required_argument, 0, O_SEED},       {"base", required_argument, 0, O_BASE},
+        {"vs-base", required_argument, 0, O_VSBASE},  {"top", required_argument, 0, O_TOP},
+        {"plot", required_argument, 0, O_PLOT},       {"no-render", no_argument, 0, O_NORENDER},
+        {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    sub_options opt = sub_options_default();
+    const char *out = NULL, *plot = NULL, *base = NULL, *vs = NULL;
+    int side_given = 0, quiet = 0, render = 1, c;
+    long v;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_SIDE:
+            if (sub_side_parse(optarg, &opt.side)) { fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg()); return 1; }
+            side_given = 1;
+            break;
+        case O_LAYERS: opt.layers = optarg; break;
+        case O_TARGETS: opt.targets = optarg; break;
+        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, &v)) return 1; opt.random_pairs = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_BASE: base = optarg; break;
+        case O_VSBASE: vs = optarg; break;
+        case O_TOP: if (!parse_int(optarg, "--top", 1, &v)) return 1; opt.top = (int)v; break;
+        case O_PLOT: plot = optarg; break;
+        case O_NORENDER: render = 0; break;
+        case 'o': out = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    int npos = argc - optind;
+    if (!out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return 1; }
+    if (!!base != !!vs) { fprintf(stderr, "lora-subspace: --base and --vs-base go together\n"); return 1; }
+    if (base ? npos != 0 : npos != 2) {
+        fprintf(stderr, "lora-subspace: %s\n", base ? "with --base/--vs-base give no other adapters" : "expected two adapters");
+        usage(stderr);
+        return 1;
+    }
+    if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
+    if (base && !side_given) opt.side = SUB_SIDE_DW;
+    if (opt.random_pairs > 100000) { fprintf(stderr, "lora-subspace: --random-pairs %d: at most 100000\n", opt.random_pairs); return 1; }
+
+    lora_adapter a1, a2;
+    memset(&a1, 0, sizeof a1);
+    memset(&a2, 0, sizeof a2);
+    sub_analysis an;
+    memset(&an, 0, sizeof an);
+    sub_report_meta meta = {opt.side, base ? vs : argv[optind], base ? base : argv[optind + 1], !!base,
+                            opt.random_pairs, opt.seed, opt.top};
+    lk_status st = adapter_load(&a1, meta.input_1);
+    if (!st && !base) st = adapter_load(&a2, meta.input_2);
+    if (!st) st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
+    if (!st)
+        for (size_t i = 0; i < an.n_notes; i++) fprintf(stderr, "lora-subspace: note: %s\n", an.notes[i]);
+    if (!st && plot) st = sub_report_plots(plot, &an, &meta, render);
+    if (!st) st = sub_report_write_h5(out, &an, &meta);
+    if (!st && !quiet) sub_report_summary(stdout, &an, &meta);
+    if (st) fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
+    sub_analysis_free(&an);
+    adapter_free(&a1);
+    adapter_free(&a2);
+    return st ? 1 : 0;
+}
