@@ -1,6 +1,8 @@
 /* test_subspace.c: known answers for the subspace-similarity math (src/subspace.c):
  * identical inputs, same row space, orthogonal and planted overlaps, the random
- * baseline, symmetry under swapping, the three sides, and the failure paths. */
+ * baseline, symmetry under swapping, the three sides, PEFT adapters (Llama keys,
+ * GPT-2's fused c_attn) giving the grids of the same matrices in our layout, and
+ * the failure paths. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,9 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "subspace.h"
+#include "subspace_run.h"
 #include "linalg.h"
 #include "rng.h"
+#include "safetensors.h"
 
 static float *gaussian_f32(int m, int n, uint64_t seed)
 {
@@ -455,6 +461,150 @@ static void test_bad_inputs(void **state)
     free(A); free(g); free(x); free(y);
 }
 
+/* ---- PEFT fixtures -------------------------------------------------------------- */
+
+/* A PEFT directory with LoRA factors for layers 0 and 1, and the same matrices as
+ * an in-memory adapter in our layout (with PEFT's target names). Llama style:
+ * q_proj and v_proj [d, d]; GPT-2 style: one fused c_attn, A [r, d], B [3d, r]. */
+static void write_peft(const char *d, int gpt2, int r, int dm, uint64_t seed, lora_adapter *ours)
+{
+    char path[600];
+    mkdir(d, 0755);
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "{\"peft_type\": \"LORA\", \"r\": %d, \"lora_alpha\": 16, \"use_rslora\": false, "
+                "\"target_modules\": [%s], \"fan_in_fan_out\": %s}\n",
+            r, gpt2 ? "\"c_attn\"" : "\"q_proj\", \"v_proj\"", gpt2 ? "true" : "false");
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
+    st_writer *w;
+    assert_int_equal(st_writer_begin(&w, path), LK_OK);
+    memset(ours, 0, sizeof *ours);
+    snprintf(ours->source, sizeof ours->source, "ours-%s", d);
+    const char *llama[2] = {"q_proj", "v_proj"};
+    for (int layer = 0; layer < 2; layer++)
+        for (int t = 0; t < (gpt2 ? 1 : 2); t++) {
+            int out = gpt2 ? 3 * dm : dm;
+            float *A = gaussian_f32(r, dm, seed++), *B = gaussian_f32(out, r, seed++);
+            char key[200], name[240];
+            if (gpt2) snprintf(key, sizeof key, "base_model.model.transformer.h.%d.attn.c_attn", layer);
+            else snprintf(key, sizeof key, "base_model.model.model.layers.%d.self_attn.%s", layer, llama[t]);
+            size_t sa[2] = {(size_t)r, (size_t)dm}, sb[2] = {(size_t)out, (size_t)r};
+            snprintf(name, sizeof name, "%s.lora_A.weight", key);
+            assert_int_equal(st_writer_add(w, name, ST_F32, 2, sa, A), LK_OK);
+            snprintf(name, sizeof name, "%s.lora_B.weight", key);
+            assert_int_equal(st_writer_add(w, name, ST_F32, 2, sb, B), LK_OK);
+            lora_module *m;
+            assert_int_equal(adapter_add(ours, layer, gpt2 ? "c_attn" : llama[t], r, dm, out, 16.0 / r, &m), LK_OK);
+            memcpy(m->A, A, sizeof(float) * r * dm);
+            memcpy(m->B, B, sizeof(float) * out * r);
+            free(A); free(B);
+        }
+    assert_int_equal(st_writer_commit(w), LK_OK);
+    adapter_sort(ours);
+}
+
+static void assert_same_analysis(const sub_analysis *x, const sub_analysis *y, size_t n)
+{
+    assert_int_equal(x->n, n);
+    assert_int_equal(y->n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(x->e[i].layer, y->e[i].layer);
+        assert_string_equal(x->e[i].target, y->e[i].target);
+        const sub_result *a = &x->e[i].res, *b = &y->e[i].res;
+        assert_int_equal(a->r1, b->r1);
+        assert_int_equal(a->r2, b->r2);
+        for (int k = 0; k < a->r1 * a->r2; k++) assert_true(fabs(a->phi[k] - b->phi[k]) < 1e-12);
+        assert_true(fabs(a->geodesic - b->geodesic) < 1e-9);
+    }
+}
+
+static void test_peft_same_grid_as_ours(void **state)
+{
+    (void)state;
+    char dir[256], p1[300], p2[300], cmd[300];
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/lk-test-subspace-XXXXXX", t && *t ? t : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    for (int gpt2 = 0; gpt2 < 2; gpt2++) {
+        lora_adapter o1, o2, q1, q2;
+        snprintf(p1, sizeof p1, "%s/%s1", dir, gpt2 ? "gpt2" : "llama");
+        snprintf(p2, sizeof p2, "%s/%s2", dir, gpt2 ? "gpt2" : "llama");
+        write_peft(p1, gpt2, 4, 16, 100 + 10 * gpt2, &o1);
+        write_peft(p2, gpt2, 6, 16, 200 + 10 * gpt2, &o2);
+        if (adapter_load(&q1, p1) || adapter_load(&q2, p2)) fail_msg("%s", lk_errmsg());
+        for (int side = SUB_SIDE_A; side <= SUB_SIDE_DW; side++) {
+            sub_options opt = sub_options_default();
+            opt.side = (sub_side)side;
+            sub_analysis x, y;
+            if (sub_analyse(&x, &q1, &q2, &opt)) fail_msg("%s", lk_errmsg());
+            if (sub_analyse(&y, &o1, &o2, &opt)) fail_msg("%s", lk_errmsg());
+            /* GPT-2: side A analyses the fused c_attn, sides B and dW its q, k, v blocks */
+            size_t n = gpt2 ? (side == SUB_SIDE_A ? 2 : 6) : 4;
+            assert_same_analysis(&x, &y, n);
+            if (gpt2) assert_non_null(strstr(x.e[0].target, side == SUB_SIDE_A ? "c_attn" : "c_attn."));
+            sub_analysis_free(&x);
+            sub_analysis_free(&y);
+        }
+        adapter_free(&o1); adapter_free(&o2); adapter_free(&q1); adapter_free(&q2);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Modules in one input only are noted and skipped; different shapes are an error. */
+static void test_analysis_matching(void **state)
+{
+    (void)state;
+    lora_adapter a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    snprintf(a.source, sizeof a.source, "one.h5");
+    snprintf(b.source, sizeof b.source, "two.h5");
+    lora_module *m;
+    const char *ta[3] = {"q", "k", "v"};
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < 3; t++) {
+            assert_int_equal(adapter_add(&a, l, ta[t], 2, 12, 10, 1.0, &m), LK_OK);
+            float *x = gaussian_f32(2, 12, 300 + l * 3 + t);
+            memcpy(m->A, x, sizeof(float) * 24);
+            free(x);
+        }
+    assert_int_equal(adapter_add(&b, 1, "q", 3, 12, 10, 1.0, &m), LK_OK);
+    float *x = gaussian_f32(3, 12, 400);
+    memcpy(m->A, x, sizeof(float) * 36);
+    free(x);
+    sub_options opt = sub_options_default();
+    sub_analysis an;
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_OK);
+    assert_int_equal(an.n, 1);
+    assert_int_equal(an.e[0].layer, 1);
+    assert_string_equal(an.e[0].target, "q");
+    assert_int_equal(an.n_notes, 5);
+    assert_non_null(strstr(an.notes[0], "only in input 1 (one.h5)"));
+    sub_analysis_free(&an);
+    opt.random_pairs = 2;
+    opt.seed = 9;
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_OK);
+    assert_int_equal(an.e[0].K, 2);
+    assert_non_null(an.e[0].random_phi);
+    sub_analysis_free(&an);
+    opt.random_pairs = 0;
+    opt.layers = "0";
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_ERR_NOTFOUND);   /* two.h5 has no layer 0 */
+    opt.layers = NULL;
+    b.mods[0].in = 13;    /* a lie about the shape is enough: the check comes first */
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_errmsg(), "layer 1 target q"));
+    b.mods[0].in = 12;
+    assert_true(sub_layer_selected("0,2-4", 3) && !sub_layer_selected("0,2-4", 1) && sub_layer_selected(NULL, 7));
+    assert_int_equal(sub_check_layer_list("2-1"), LK_ERR_ARG);
+    assert_true(sub_target_selected("q,c_attn", "c_attn.k") && !sub_target_selected("q,c_attn", "c_attn2") && !sub_target_selected("qv", "q"));
+    adapter_free(&a);
+    adapter_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +620,8 @@ int main(void)
         cmocka_unit_test(test_dw_ill_conditioned),
         cmocka_unit_test(test_topk_of_dense),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_peft_same_grid_as_ours),
+        cmocka_unit_test(test_analysis_matching),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
