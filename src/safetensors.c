@@ -639,7 +639,7 @@ lk_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int rank
     t->buffered = 1;
     if (!(t->bytes = malloc(t->nbytes ? t->nbytes : 1)))
         return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: tensor '%s': out of memory for %zu bytes", w->path, name, t->nbytes));
-    encode_f32(dtype, data, t->count, t->bytes);
+    if (t->count) encode_f32(dtype, data, t->count, t->bytes);
     return LK_OK;
 }
 
@@ -654,7 +654,7 @@ lk_status st_writer_add_raw(st_writer *w, const char *name, const char *dtype_na
     t->buffered = 1;
     if (!(t->bytes = malloc(nbytes ? nbytes : 1)))
         return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: tensor '%s': out of memory", w->path, name));
-    memcpy(t->bytes, bytes, nbytes);
+    if (nbytes) memcpy(t->bytes, bytes, nbytes);
     return LK_OK;
 }
 
