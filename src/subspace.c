@@ -3,6 +3,7 @@
 #include "subspace.h"
 #include "linalg.h"
 #include "rng.h"
+#include "topk.h"
 #include <cblas.h>
 #include <lapacke.h>
 #include <float.h>
@@ -255,8 +256,12 @@ lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, i
     if (st) return st;
     double *U = malloc(sizeof(double) * (size_t)out * k), *V = malloc(sizeof(double) * (size_t)in * k);
     if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
-    if (p <= 2048) st = la_topk_exact(W, out, in, k, U, b->sv, V);
-    else st = la_topk_randomized(W, out, in, k, 10, 6, 0x5eed, U, b->sv, V);
+    if (p <= SUB_TOPK_DENSE_MAX) st = la_topk_exact(W, out, in, k, U, b->sv, V);
+    else {
+        topk_opts o = topk_defaults();
+        o.tol = 1e-6;
+        st = topk_svd(W, out, in, k, &o, U, b->sv, V, NULL);
+    }
     if (st) goto done;
     if (!(b->sv[0] > 0)) { st = lk_fail(LK_ERR_NUMERIC, "subspace: W is zero"); goto done; }
     const double *src = left ? U : V;

@@ -69,8 +69,10 @@ lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const 
 /* The side's vectors of a LoRA module. Errors name the layer, target and factor. */
 lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side);
 /* Top-k singular vectors of a dense W [out, in]: right (in dimension) or, with
- * left = 1, left (out dimension). Exact LAPACK SVD when min(out, in) ≤ 2048,
- * else randomized (oversampling 10, 6 power iterations). */
+ * left = 1, left (out dimension). A dense LAPACK SVD in double when
+ * min(out, in) ≤ SUB_TOPK_DENSE_MAX, else topk_svd (block Krylov, residuals
+ * ≤ 1e-6·σᵢ: a 4096×4096 W in seconds instead of a minute). */
+#define SUB_TOPK_DENSE_MAX 1024
 lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, int left);
 /* Right-singular vectors of a k×n matrix with i.i.d. N(0, 1) entries. */
 lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed);

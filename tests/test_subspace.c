@@ -417,6 +417,36 @@ static void test_topk_of_dense(void **state)
     free(W); free(Q); free(P);
 }
 
+/* Above SUB_TOPK_DENSE_MAX the Krylov top-k: a planted rank-10 W [1030, 1040]. */
+static void test_topk_of_large(void **state)
+{
+    (void)state;
+    int out = SUB_TOPK_DENSE_MAX + 6, in = SUB_TOPK_DENSE_MAX + 16, R = 10, k = 5;
+    double *P = malloc(sizeof(double) * out * R), *Q = malloc(sizeof(double) * in * R);
+    assert_int_equal(la_random_orthonormal(P, out, R, 24), LK_OK);
+    assert_int_equal(la_random_orthonormal(Q, in, R, 25), LK_OK);
+    float *W = malloc(sizeof(float) * out * in);
+    for (int i = 0; i < out; i++)
+        for (int j = 0; j < in; j++) {
+            double s = 0;
+            for (int t = 0; t < R; t++) s += (R - t) * P[i * R + t] * Q[j * R + t];
+            W[i * in + j] = (float)s;
+        }
+    sub_basis right, left;
+    assert_int_equal(sub_basis_topk(&right, W, out, in, k, 0), LK_OK);
+    assert_int_equal(sub_basis_topk(&left, W, out, in, k, 1), LK_OK);
+    assert_orthonormal(&right, 1e-8);
+    for (int t = 0; t < k; t++) {
+        double dr = 0, dl = 0;
+        for (int j = 0; j < in; j++) dr += right.v[t * in + j] * Q[j * R + t];
+        for (int i = 0; i < out; i++) dl += left.v[t * out + i] * P[i * R + t];
+        if (fabs(fabs(dr) - 1) > 1e-6 || fabs(fabs(dl) - 1) > 1e-6) fail_msg("vector %d: |cos| %.9f, %.9f", t, fabs(dr), fabs(dl));
+        assert_true(fabs(right.sv[t] - (R - t)) < 1e-4);
+    }
+    sub_basis_free(&right); sub_basis_free(&left);
+    free(W); free(P); free(Q);
+}
+
 static void test_bad_inputs(void **state)
 {
     (void)state;
@@ -619,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_sides),
         cmocka_unit_test(test_dw_ill_conditioned),
         cmocka_unit_test(test_topk_of_dense),
+        cmocka_unit_test(test_topk_of_large),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_peft_same_grid_as_ours),
         cmocka_unit_test(test_analysis_matching),
