@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "adapter.h"
+#include "blas_env.h"
 #include "subspace_report.h"
 #include "subspace_run.h"
 
@@ -52,6 +53,7 @@ static int parse_int(const char *s, const char *opt, long min, long *out)
 
 int main(int argc, char **argv)
 {
+    blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
     enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER };
     static const struct option longopts[] = {
         {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
