@@ -120,7 +120,7 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     const char *unit = metric_is_loss ? "" : " (%)";
     if (!g->budget) {
         fprintf(out, "\n### %s: fixed rank (layout of the LoRA paper's Table 6)\n\n", g->task);
-        fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s. "
+        fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s (a cell without ± ran one seed). "
                 "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.\n",
                 g->metric, unit, seeds, g->metric, bt, bv, bl);
         rank_table(out, g, rows, n, 0);
@@ -130,7 +130,7 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     }
     fprintf(out, "\n### %s: fixed budget of %ld trainable parameters (layout of the LoRA paper's Table 5)\n\n",
             g->task, g->budget);
-    fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s. "
+    fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s (a cell without ± ran one seed). "
             "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.\n\n",
             g->metric, unit, seeds, g->metric, bt, bv, bl);
     fprintf(out, "| |");

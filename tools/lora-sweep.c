@@ -205,7 +205,8 @@ typedef struct {
     int cells_finished;
     long cur_steps;
     int drawn;
-    long last_logged;
+    long cur_step;                /* steps done in the current cell */
+    double cur_train_secs;        /* and their time */
     const char *phase;
 } progress;
 
@@ -225,8 +226,9 @@ static void draw(progress *p, const char *bar_line)
     char el[32], eta[32], line[256];
     double t = now();
     fmt_time(el, sizeof el, t - p->t_start);
-    fmt_time(eta, sizeof eta, overall_eta(p, 0, 0));
-    snprintf(line, sizeof line, "cell %d/%d  %s  elapsed %s  ETA %s", p->k, p->n, p->run_id, el, eta);
+    fmt_time(eta, sizeof eta, overall_eta(p, p->cur_step, p->cur_train_secs));
+    if (p->k == 0) snprintf(line, sizeof line, "%s  elapsed %s", p->run_id, el);
+    else snprintf(line, sizeof line, "cell %d/%d  %s  elapsed %s  ETA %s", p->k, p->n, p->run_id, el, eta);
     if (p->drawn) fprintf(stderr, "\033[1A\r\033[K%s\n\r\033[K%s", line, bar_line);
     else fprintf(stderr, "%s\n%s", line, bar_line);
     p->drawn = 1;
@@ -237,6 +239,8 @@ static void on_step(void *ctx, long step, long total, double loss, double tok_s)
 {
     progress *p = ctx;
     double t = now(), el = t - p->t_cell;
+    p->cur_step = step;
+    p->cur_train_secs = el;
     double eta = step > 0 ? el / (double)step * (double)(total - step) : NAN;
     char e[32];
     fmt_time(e, sizeof e, eta);
@@ -247,10 +251,9 @@ static void on_step(void *ctx, long step, long total, double loss, double tok_s)
         int w = 30, fill = (int)((double)w * (double)step / (double)total);
         for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
         bar[w] = 0;
-        char line[200], ov[32];
-        fmt_time(ov, sizeof ov, overall_eta(p, step, el));
-        snprintf(line, sizeof line, "  train [%s] step %ld/%ld  loss %.4f  %.0f tok/s  ETA %s (all %s)",
-                 bar, step, total, loss, tok_s, e, ov);
+        char line[200];
+        snprintf(line, sizeof line, "  train [%s] step %ld/%ld  loss %.4f  %.0f tok/s  ETA %s",
+                 bar, step, total, loss, tok_s, e);
         draw(p, line);
     } else {
         long every = total / 10 > 0 ? total / 10 : 1;
@@ -284,12 +287,19 @@ static int preset_jobs(const char *name, job *jobs)
     static const char *tasks[] = {"sentiment", "wikisql"};
     int n = 0;
     if (!strcmp(name, "quick")) {
+        /* {q,v} at r = 8 (seed 1) and r = 64 (seeds 1 and 2) on both tasks: the inputs
+         * of lora-subspace (r = 8 vs 64, and two seeds at 64) and lora-amplify. */
         static const char *qv[] = {"q,v"};
         for (int t = 0; t < 2; t++) {
             job *j = &jobs[n++];
             snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
             add_targets(j, qv, 1);
-            j->ranks[0] = 8; j->ranks[1] = 64; j->n_ranks = 2;
+            j->ranks[0] = 8; j->n_ranks = 1;
+            j->seeds[0] = 1; j->n_seeds = 1;
+            j = &jobs[n++];
+            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
+            add_targets(j, qv, 1);
+            j->ranks[0] = 64; j->n_ranks = 1;
             j->seeds[0] = 1; j->seeds[1] = 2; j->n_seeds = 2;
         }
         return n;
@@ -555,7 +565,7 @@ int main(int argc, char **argv)
         task_scores sv, stt;
         fprintf(stderr, "base model on %s (no adapter)...\n", jobs[i].task.name);
         gpt_lora_detach(m);
-        pg.run_id = "base model";
+        pg.run_id = "base model (no adapter)";
         pg.phase = "validation";
         st = task_evaluate(m, &jobs[i].task, TASK_VALID, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &sv);
         pg.phase = "test";
@@ -576,6 +586,8 @@ int main(int argc, char **argv)
         pg.cur_steps = pc->cell.steps;
         pg.drawn = 0;
         pg.t_last_draw = 0;
+        pg.cur_step = 0;
+        pg.cur_train_secs = 0;
         if (!tty) fprintf(stderr, "cell %d/%d %s: rank %d on %s, %ld steps, %ld trainable parameters\n", pg.k, pg.n,
                           pc->cell.run_id, pc->cell.rank, pc->cell.targets, pc->cell.steps, pc->cell.trainable_params);
         lora_adapter ad = {0};
@@ -616,10 +628,40 @@ int main(int argc, char **argv)
     if (!mf) fprintf(stderr, "lora-sweep: cannot write %s: %s\n", md, strerror(errno));
     else fprintf(mf, "# lora-sweep results: %s\n\nBase model: %s. Written by lora-sweep; the numbers are in %s.\n",
                  out_path, base_path, out_path);
+    /* One report per task and mode: jobs of the same task and budget (0 = fixed rank) are merged. */
     for (int i = 0; i < n_jobs; i++) {
         job *j = &jobs[i];
+        int seen = 0;
+        for (int q = 0; q < i; q++) seen |= !strcmp(jobs[q].task.name, j->task.name) && jobs[q].budget == j->budget;
+        if (seen) continue;
         const char *tp[SWEEP_MAX_TARGET_SETS];
-        for (int t = 0; t < j->n_targets; t++) tp[t] = j->targets[t];
+        int rk[SWEEP_MAX_TARGET_SETS > SWEEP_MAX_RANKS ? SWEEP_MAX_TARGET_SETS : SWEEP_MAX_RANKS];
+        long long sd[SWEEP_MAX_SEEDS];
+        int nt = 0, nr = 0, ns = 0;
+        for (int q = i; q < n_jobs; q++) {
+            job *o = &jobs[q];
+            if (strcmp(o->task.name, j->task.name) || o->budget != j->budget) continue;
+            for (int t = 0; t < o->n_targets; t++) {
+                int have = 0;
+                for (int u = 0; u < nt; u++) have |= !strcmp(tp[u], o->targets[t]);
+                if (have || nt == SWEEP_MAX_TARGET_SETS) continue;
+                if (o->budget) rk[nt] = o->budget_ranks[t];
+                tp[nt++] = o->targets[t];
+            }
+            for (int r = 0; !o->budget && r < o->n_ranks; r++) {
+                int have = 0;
+                for (int u = 0; u < nr; u++) have |= rk[u] == o->ranks[r];
+                if (have || nr == SWEEP_MAX_RANKS) continue;
+                int k = nr++;
+                while (k > 0 && rk[k - 1] > o->ranks[r]) { rk[k] = rk[k - 1]; k--; }
+                rk[k] = o->ranks[r];
+            }
+            for (int s = 0; s < o->n_seeds; s++) {
+                int have = 0;
+                for (int u = 0; u < ns; u++) have |= sd[u] == o->seeds[s];
+                if (!have && ns < SWEEP_MAX_SEEDS) sd[ns++] = o->seeds[s];
+            }
+        }
         sweep_grid g = {0};
         g.task = j->task.name;
         g.metric = j->task.primary;
@@ -628,13 +670,13 @@ int main(int argc, char **argv)
         sweep_results_baseline(out_path, g.task, g.metric, &g.base_val, &g.base_test);
         sweep_results_baseline(out_path, g.task, "loss", &g.base_val_loss, &dummy);
         g.targets = tp;
-        g.n_targets = j->n_targets;
-        g.ranks = j->budget_spec[0] ? j->budget_ranks : j->ranks;
-        g.n_ranks = j->budget_spec[0] ? j->n_targets : j->n_ranks;
-        g.seeds = j->seeds;
-        g.n_seeds = j->n_seeds;
+        g.n_targets = nt;
+        g.ranks = rk;
+        g.n_ranks = j->budget ? nt : nr;
+        g.seeds = sd;
+        g.n_seeds = ns;
         g.tag = tag;
-        g.budget = j->budget_spec[0] ? j->budget : 0;
+        g.budget = j->budget;
         sweep_report_grid(stdout, &g, rows, n_rows);
         if (mf) sweep_report_grid(mf, &g, rows, n_rows);
         if (!g.budget && g.n_ranks >= 2 && !no_plot) {
