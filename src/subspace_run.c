@@ -2,6 +2,9 @@
  * runs the subspace analysis on each pair (see subspace_run.h). */
 #include "subspace_run.h"
 #include "basew.h"
+#include <cblas.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -131,9 +134,9 @@ static lk_status copy_sv(double **dst, const sub_basis *b)
     return LK_OK;
 }
 
-/* Compares two bases into entry e; adds the random pairs and rank notes. */
-static lk_status fill_entry(sub_analysis *an, sub_entry *e, const sub_basis *b1, const sub_basis *b2,
-                            const char *what1, const char *what2, const sub_options *opt)
+/* Compares two bases into entry e and adds the random pairs. No notes: this runs
+ * on worker threads. */
+static lk_status compute_entry(sub_entry *e, const sub_basis *b1, const sub_basis *b2, const sub_options *opt)
 {
     lk_status st = sub_compare(&e->res, b1, b2);
     if (!st) st = copy_sv(&e->sv1, b1);
@@ -141,18 +144,24 @@ static lk_status fill_entry(sub_analysis *an, sub_entry *e, const sub_basis *b1,
     if (st) return st;
     e->rank1 = b1->rank;
     e->rank2 = b2->rank;
-    if (b1->rank < b1->k)
-        note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
-             e->layer, e->target, what1, b1->rank, b1->k, b1->rank);
-    if (b2->rank < b2->k)
-        note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
-             e->layer, e->target, what2, b2->rank, b2->k, b2->rank);
     if (opt->random_pairs > 0) {
         e->K = opt->random_pairs;
         e->random_phi = malloc(sizeof(double) * (size_t)e->K * b1->k * b2->k);
         if (!e->random_phi) return lk_fail(LK_ERR_NOMEM, "out of memory for %d random pairs", e->K);
         st = sub_random_pairs(e->random_phi, e->K, b1->k, b2->k, b1->n, sub_seed(opt->seed, e->layer, e->target, 0));
     }
+    return st;
+}
+
+static lk_status rank_notes(sub_analysis *an, const sub_entry *e, const char *what1, const char *what2)
+{
+    lk_status st = LK_OK;
+    if (e->rank1 < e->res.r1)
+        st = note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
+                  e->layer, e->target, what1, e->rank1, e->res.r1, e->rank1);
+    if (!st && e->rank2 < e->res.r2)
+        st = note(an, "layer %d target %s: %s has numerical rank %d < %d: its directions beyond %d are arbitrary",
+                  e->layer, e->target, what2, e->rank2, e->res.r2, e->rank2);
     return st;
 }
 
@@ -193,10 +202,75 @@ static int selected(const sub_options *opt, const lora_module *m)
     return sub_layer_selected(opt->layers, m->layer) && sub_target_selected(opt->targets, m->target);
 }
 
+/* One (layer, target) pair of modules; workers fill its entry and status. */
+typedef struct {
+    const lora_module *m1, *m2;
+    lk_status st;
+    char msg[1024];
+} pair_job;
+
+typedef struct {
+    pair_job *jobs;
+    sub_entry *e;
+    size_t n, next;                 /* next: claimed atomically by the workers */
+    const sub_options *opt;
+    const char *src1, *src2;
+} pair_ctx;
+
+static void run_pair(pair_ctx *c, size_t i)
+{
+    pair_job *j = &c->jobs[i];
+    sub_basis b1, b2;
+    lk_status st = sub_basis_module(&b1, j->m1, c->opt->side);
+    if (st) st = lk_fail_context(st, "input 1 (%s)", c->src1);
+    else {
+        if ((st = sub_basis_module(&b2, j->m2, c->opt->side))) st = lk_fail_context(st, "input 2 (%s)", c->src2);
+        else {
+            st = compute_entry(&c->e[i], &b1, &b2, c->opt);
+            sub_basis_free(&b2);
+        }
+        sub_basis_free(&b1);
+    }
+    j->st = st;
+    if (st) snprintf(j->msg, sizeof j->msg, "%s", lk_errmsg());
+}
+
+static void *pair_worker(void *arg)
+{
+    pair_ctx *c = arg;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
+        if (i >= c->n) break;
+        run_pair(c, i);
+    }
+    return NULL;
+}
+
+/* Runs the pairs on up to opt->threads threads (0: one per online CPU). The
+ * pairs are small, so OpenBLAS is held at one thread meanwhile: one owner of the
+ * cores, and no nested thread pools. */
+static void run_pairs(pair_ctx *c)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t T = c->opt->threads > 0 ? (size_t)c->opt->threads : cpus > 0 ? (size_t)cpus : 1;
+    if (T > c->n) T = c->n;
+    if (T > 64) T = 64;
+    if (T <= 1) { pair_worker(c); return; }
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    pthread_t tid[64];
+    size_t started = 0;
+    for (size_t t = 1; t < T; t++, started++)
+        if (pthread_create(&tid[started], NULL, pair_worker, c) != 0) break;   /* fewer threads is fine */
+    pair_worker(c);
+    for (size_t t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    openblas_set_num_threads(blas_threads);
+}
+
 static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const lora_adapter *a2, const sub_options *opt)
 {
     const char *sn = sub_side_name(opt->side);
-    size_t sel1 = 0, sel2 = 0;
+    size_t sel1 = 0, sel2 = 0, n = 0;
     for (size_t i = 0; i < a1->n; i++) sel1 += selected(opt, &a1->mods[i]);
     for (size_t i = 0; i < a2->n; i++) sel2 += selected(opt, &a2->mods[i]);
     if (!sel1 || !sel2)
@@ -209,32 +283,45 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
         if (m1->in != m2->in || m1->out != m2->out)
             return lk_fail(LK_ERR_SHAPE, "layer %d target %s: input 1 (%s) has ΔW [out %d, in %d] but input 2 (%s) has [out %d, in %d]: adapters of different models cannot be compared",
                            m1->layer, m1->target, a1->source, m1->out, m1->in, a2->source, m2->out, m2->in);
+        n++;
     }
     lk_status st = LK_OK;
     for (size_t i = 0; i < a1->n && !st; i++) {
-        const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
-        if (!selected(opt, m1)) continue;
-        if (!m2) { st = note(an, "layer %d target %s is only in input 1 (%s): not analysed", m1->layer, m1->target, a1->source); continue; }
-        sub_basis b1, b2;
-        sub_entry *e;
-        if ((st = sub_basis_module(&b1, m1, opt->side))) { st = lk_fail_context(st, "input 1 (%s)", a1->source); break; }
-        if ((st = sub_basis_module(&b2, m2, opt->side))) { sub_basis_free(&b1); st = lk_fail_context(st, "input 2 (%s)", a2->source); break; }
-        char w1[64], w2[64];
-        snprintf(w1, sizeof w1, "input 1's %s", sn);
-        snprintf(w2, sizeof w2, "input 2's %s", sn);
-        st = new_entry(an, m1->layer, m1->target, &e);
-        if (!st) st = fill_entry(an, e, &b1, &b2, w1, w2, opt);
-        sub_basis_free(&b1);
-        sub_basis_free(&b2);
+        const lora_module *m1 = &a1->mods[i];
+        if (selected(opt, m1) && !adapter_find(a2, m1->layer, m1->target))
+            st = note(an, "layer %d target %s is only in input 1 (%s): not analysed", m1->layer, m1->target, a1->source);
     }
     for (size_t i = 0; i < a2->n && !st; i++) {
         const lora_module *m2 = &a2->mods[i];
         if (selected(opt, m2) && !adapter_find(a1, m2->layer, m2->target))
             st = note(an, "layer %d target %s is only in input 2 (%s): not analysed", m2->layer, m2->target, a2->source);
     }
-    if (!st && an->n == 0)
-        st = lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
-                     a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
+    if (st) return st;
+    if (n == 0)
+        return lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
+                       a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
+    pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, a1->source, a2->source};
+    if (!c.jobs || !c.e) { free(c.jobs); free(c.e); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+    size_t k = 0;
+    for (size_t i = 0; i < a1->n; i++) {
+        const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
+        if (!m2 || !selected(opt, m1)) continue;
+        c.jobs[k].m1 = m1;
+        c.jobs[k].m2 = m2;
+        c.e[k].layer = m1->layer;
+        snprintf(c.e[k].target, sizeof c.e[k].target, "%s", m1->target);
+        k++;
+    }
+    an->e = c.e;            /* owned by an from here: sub_analysis_free releases partial results */
+    an->n = n;
+    run_pairs(&c);
+    for (size_t i = 0; i < n && !st; i++)
+        if (c.jobs[i].st) st = lk_fail(c.jobs[i].st, "%s", c.jobs[i].msg);   /* the first failure in module order */
+    char w1[64], w2[64];
+    snprintf(w1, sizeof w1, "input 1's %s", sn);
+    snprintf(w2, sizeof w2, "input 2's %s", sn);
+    for (size_t i = 0; i < n && !st; i++) st = rank_notes(an, &an->e[i], w1, w2);
+    free(c.jobs);
     return st;
 }
 
@@ -292,18 +379,18 @@ static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *b
         if (top < 1) top = 1;
         if (top > p) top = p;
         sub_basis b1, b2;
-        sub_entry *e;
+        sub_entry *e = NULL;
         if ((st = sub_basis_module(&b1, m, opt->side))) { st = lk_fail_context(st, "%s", ad->source); break; }
         if ((st = sub_basis_topk(&b2, W, m->out, m->in, top, left))) {
             sub_basis_free(&b1);
             st = lk_fail_context(st, "%s: %s", basew_path(bw), wm->tensor);
             break;
         }
-        char w1[64], w2[64];
+        char w1[64];
         snprintf(w1, sizeof w1, "the adapter's %s", sn);
-        snprintf(w2, sizeof w2, "W");
         st = new_entry(an, m->layer, m->target, &e);
-        if (!st) st = fill_entry(an, e, &b1, &b2, w1, w2, opt);
+        if (!st) st = compute_entry(e, &b1, &b2, opt);
+        if (!st) st = rank_notes(an, e, w1, "W");
         sub_basis_free(&b1);
         sub_basis_free(&b2);
     }

@@ -14,6 +14,10 @@
  *   ... an.e[k].res.phi ...
  *   sub_analysis_free(&an);
  *
+ * Two adapters: the (layer, target) pairs run in parallel on opt.threads threads,
+ * with OpenBLAS held at one thread meanwhile (the products are small). The
+ * comparison with a base model runs serially (HDF5 reads are not thread-safe).
+ *
  * GPT-2's fused c_attn (one A shared by q, k, v; B's rows in three blocks): side A
  * analyses the fused module as it is; sides B and dW, and the comparison with a
  * base model, first split it into c_attn.q, c_attn.k, c_attn.v
@@ -34,6 +38,7 @@ typedef struct {
     const char *layers;    /* "0,2-5"; NULL = every layer */
     const char *targets;   /* "q,v"; NULL = every target */
     int top;               /* vs-base: how many singular vectors of W; 0 = 10 % of the dimension */
+    int threads;           /* adapter pairs in parallel on this many threads; 0 = one per CPU */
 } sub_options;
 
 sub_options sub_options_default(void);

@@ -635,6 +635,60 @@ static void test_analysis_matching(void **state)
     adapter_free(&b);
 }
 
+/* Pairs on several threads: the same numbers as on one; a failing pair (B = 0
+ * for side B) is reported as the first failure in module order. */
+static void test_threads(void **state)
+{
+    (void)state;
+    lora_adapter a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    snprintf(a.source, sizeof a.source, "one.h5");
+    snprintf(b.source, sizeof b.source, "two.h5");
+    const char *tn[4] = {"q", "k", "v", "o"};
+    uint64_t seed = 500;
+    for (int l = 0; l < 5; l++)
+        for (int t = 0; t < 4; t++) {
+            lora_module *m;
+            assert_int_equal(adapter_add(&a, l, tn[t], 3, 24, 20, 1.0, &m), LK_OK);
+            float *x = gaussian_f32(3, 24, seed++), *y = gaussian_f32(20, 3, seed++);
+            memcpy(m->A, x, sizeof(float) * 72); memcpy(m->B, y, sizeof(float) * 60);
+            free(x); free(y);
+            assert_int_equal(adapter_add(&b, l, tn[t], 5, 24, 20, 1.0, &m), LK_OK);
+            x = gaussian_f32(5, 24, seed++); y = gaussian_f32(20, 5, seed++);
+            memcpy(m->A, x, sizeof(float) * 120); memcpy(m->B, y, sizeof(float) * 100);
+            free(x); free(y);
+        }
+    adapter_sort(&a);
+    adapter_sort(&b);
+    for (int side = SUB_SIDE_A; side <= SUB_SIDE_DW; side++) {
+        sub_options opt = sub_options_default();
+        opt.side = (sub_side)side;
+        opt.random_pairs = 2;
+        sub_analysis one, many;
+        opt.threads = 1;
+        assert_int_equal(sub_analyse(&one, &a, &b, &opt), LK_OK);
+        opt.threads = 3;
+        assert_int_equal(sub_analyse(&many, &a, &b, &opt), LK_OK);
+        assert_same_analysis(&one, &many, 20);
+        for (size_t i = 0; i < 20; i++)       /* OpenBLAS's thread count may move the last bits */
+            for (int k = 0; k < 2 * 3 * 5; k++) assert_true(fabs(one.e[i].random_phi[k] - many.e[i].random_phi[k]) < 1e-12);
+        sub_analysis_free(&one);
+        sub_analysis_free(&many);
+    }
+    lora_module *bad1 = (lora_module *)adapter_find(&b, 2, "v"), *bad2 = (lora_module *)adapter_find(&b, 4, "k");
+    memset(bad1->B, 0, sizeof(float) * 100);
+    memset(bad2->B, 0, sizeof(float) * 100);
+    sub_options opt = sub_options_default();
+    opt.side = SUB_SIDE_B;
+    opt.threads = 4;
+    sub_analysis an;
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_ERR_NUMERIC);
+    assert_non_null(strstr(lk_errmsg(), "input 2 (two.h5): layer 2 target v"));
+    adapter_free(&a);
+    adapter_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_peft_same_grid_as_ours),
         cmocka_unit_test(test_analysis_matching),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

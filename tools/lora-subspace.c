@@ -3,6 +3,7 @@
  * 7, 8), written as HDF5, a text summary and optional gnuplot heatmaps.
  * The work is in src/subspace*.c; this is argument handling only. */
 #include <getopt.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,9 @@ static void usage(FILE *f)
         "  --plot DIR          gnuplot scripts, data and PNG heatmaps into DIR\n"
         "  --no-render         with --plot: write scripts and data, do not run gnuplot\n"
         "  -o, --output OUT.h5 results (required)\n"
-        "  -q, --quiet         no summary on stdout\n");
+        "  -q, --quiet         no summary on stdout\n"
+        "  --threads N         pairs in parallel on N threads (default: one per CPU)\n"
+        "  --time              report the analysis time and pairs/s on stderr (I/O excluded)\n");
 }
 
 static int parse_int(const char *s, const char *opt, long min, long *out)
@@ -54,7 +57,7 @@ static int parse_int(const char *s, const char *opt, long min, long *out)
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
-    enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER };
+    enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER, O_TIME, O_THREADS };
     static const struct option longopts[] = {
         {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"random-pairs", required_argument, 0, O_RANDOM},
@@ -62,10 +65,12 @@ int main(int argc, char **argv)
         {"vs-base", required_argument, 0, O_VSBASE},  {"top", required_argument, 0, O_TOP},
         {"plot", required_argument, 0, O_PLOT},       {"no-render", no_argument, 0, O_NORENDER},
         {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},                {"time", no_argument, 0, O_TIME},
+        {"threads", required_argument, 0, O_THREADS},
+        {0, 0, 0, 0}};
     sub_options opt = sub_options_default();
     const char *out = NULL, *plot = NULL, *base = NULL, *vs = NULL;
-    int side_given = 0, quiet = 0, render = 1, c;
+    int side_given = 0, quiet = 0, render = 1, timing = 0, c;
     long v;
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -82,6 +87,8 @@ int main(int argc, char **argv)
         case O_TOP: if (!parse_int(optarg, "--top", 1, &v)) return 1; opt.top = (int)v; break;
         case O_PLOT: plot = optarg; break;
         case O_NORENDER: render = 0; break;
+        case O_TIME: timing = 1; break;
+        case O_THREADS: if (!parse_int(optarg, "--threads", 0, &v)) return 1; opt.threads = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -109,7 +116,15 @@ int main(int argc, char **argv)
                             opt.random_pairs, opt.seed, opt.top};
     lk_status st = adapter_load(&a1, meta.input_1);
     if (!st && !base) st = adapter_load(&a2, meta.input_2);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!st) st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!st && timing) {
+        double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        fprintf(stderr, "lora-subspace: analysed %zu pairs in %.1f ms: %.0f pairs/s (OpenBLAS %s)\n", an.n, 1e3 * dt,
+                dt > 0 ? (double)an.n / dt : 0.0, blas_env_core());
+    }
     if (!st)
         for (size_t i = 0; i < an.n_notes; i++) fprintf(stderr, "lora-subspace: note: %s\n", an.notes[i]);
     if (!st && plot) st = sub_report_plots(plot, &an, &meta, render);
