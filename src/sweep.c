@@ -281,7 +281,12 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
     res->final_train_loss = loss_ema;
 
     if ((st = task_evaluate(m, t, TASK_VALID, r->eval_batch, 1, r->eval_max, ecb, ctx, &res->val))) goto done;
-    if ((st = task_evaluate(m, t, TASK_TEST, r->eval_batch, 1, r->eval_max, ecb, ctx, &res->test))) goto done;
+    if (r->no_test) {
+        /* Same metric names, all NaN: the test split is never read. */
+        res->test = res->val;
+        for (int i = 0; i < res->test.n; i++) res->test.value[i] = NAN;
+        res->test.n_examples = 0;
+    } else if ((st = task_evaluate(m, t, TASK_TEST, r->eval_batch, 1, r->eval_max, ecb, ctx, &res->test))) goto done;
     st = gpt_lora_export(m, t->name, ad);
 done:
     m->training = 0;

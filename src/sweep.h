@@ -51,6 +51,7 @@ typedef struct {
     float dropout;
     int eval_batch;            /* sequences per forward pass in evaluation */
     long eval_max;             /* > 0: score only this many validation/test examples */
+    int no_test;               /* 1: skip the test split (recipe search on validation only) */
 } sweep_recipe;
 
 /* lr 2e-3, alpha 16, alpha/r, Kaiming, 2 epochs, batch 16, warm-up 0.06,

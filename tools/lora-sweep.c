@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "adapter.h"
+#include "blas_env.h"
 #include "gpt.h"
 #include "lora.h"
 #include "sweep.h"
@@ -27,7 +28,7 @@ static const char *usage =
     "                  [--ranks 1,2,4,8,64] [--targets q --targets q,v ...] [--seeds 1,2,3]\n"
     "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
     "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
-    "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot]\n"
+    "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot] [--no-test]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
     "\n"
@@ -36,7 +37,8 @@ static const char *usage =
     "k/M suffix allowed, or rN = the parameters of rank N on one d_model x d_model matrix type).\n"
     "Targets: q, k, v, o, fc, proj. --alpha Nr sets alpha = N*r. --warmup < 1 is a fraction of\n"
     "the steps. The recipe defaults come from the task file (recipe.* keys); options override.\n"
-    "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n";
+    "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n"
+    "--no-test never scores the test split (for choosing the recipe on validation data).\n";
 
 typedef struct {
     char spec[1024];
@@ -367,6 +369,7 @@ static int die(const char *what)
 
 int main(int argc, char **argv)
 {
+    blas_env_init(argc, argv);   /* the fast OpenBLAS kernels on this kind of VM (may re-execute) */
     if (argc >= 2 && !strcmp(argv[1], "export")) {
         if (argc != 4) { fprintf(stderr, "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"); return 2; }
         if (sweep_export(argv[2], argv[3])) return die("export");
@@ -378,13 +381,14 @@ int main(int argc, char **argv)
     int n_task_specs = 0;
     const char *ranks_s = NULL, *seeds_s = NULL, *budget_s = NULL;
     const char *targets_s[SWEEP_MAX_TARGET_SETS];
-    int n_targets_s = 0, no_plot = 0;
+    int n_targets_s = 0, no_plot = 0, no_test = 0;
     const char *kv_k[MAX_KV], *kv_v[MAX_KV];
     int n_kv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
         if (!strcmp(a, "--no-plot")) { no_plot = 1; continue; }
+        if (!strcmp(a, "--no-test")) { no_test = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return 2; }
         const char *v = argv[++i];
         if (!strcmp(a, "--base")) base_path = v;
@@ -464,6 +468,7 @@ int main(int argc, char **argv)
             for (char *c = where; *c; c++) if (*c == '_') *c = '-';
             if (apply_recipe(&j->rec, kv_k[k], kv_v[k], where)) return die(NULL);
         }
+        j->rec.no_test = no_test;
         for (int t = 0; t < j->n_targets; t++) {
             char canon[64];
             if (sweep_canon_targets(j->targets[t], canon, sizeof canon)) return die("--targets");
@@ -569,7 +574,10 @@ int main(int argc, char **argv)
         pg.phase = "validation";
         st = task_evaluate(m, &jobs[i].task, TASK_VALID, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &sv);
         pg.phase = "test";
-        if (!st) st = task_evaluate(m, &jobs[i].task, TASK_TEST, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &stt);
+        if (!st && no_test) {
+            stt = sv;
+            for (int k = 0; k < stt.n; k++) stt.value[k] = NAN;
+        } else if (!st) st = task_evaluate(m, &jobs[i].task, TASK_TEST, jobs[i].rec.eval_batch, 1, jobs[i].rec.eval_max, on_eval, &pg, &stt);
         if (!st) st = sweep_results_add_baseline(out_path, m->fingerprint, base_path, &jobs[i].task, &sv, &stt);
         if (tty && pg.drawn) { fprintf(stderr, "\033[1A\r\033[K\n\r\033[K\033[1A"); pg.drawn = 0; }
         if (!st) fprintf(stderr, "base model on %s: %s %.4f (val), %.4f (test); val loss %.4f  [%.1f s]\n", jobs[i].task.name,
