@@ -1,0 +1,75 @@
+/* amplify_run.h: the lora-amplify analysis over a base model and one or more
+ * adapters (the LoRA paper's Table 7 for every layer and target).
+ *
+ * Adapters are loaded with adapter_load() (ours, RESULTS.h5:RUN_ID, PEFT) and a
+ * fused GPT-2 c_attn is split into c_attn.q/k/v. Every selected module is first
+ * matched against the base (basew.h): a layer the base does not have, a target
+ * it does not have, or a ΔW whose [out, in] differs from W fails before any
+ * computation, naming the adapter, the base file and the tensor. Then the base
+ * is streamed one W at a time (in the base's order): its top singular values are
+ * computed once for the largest rank any adapter has there (amp_base_prepare),
+ * and every adapter's module is analysed against it (amp_module).
+ * Nothing is written here (amplify_report.h does that) and nothing is printed
+ * except progress lines when opt.progress is set.
+ *
+ *   amp_run_opts o = amp_run_defaults();
+ *   o.base = "llama-dir"; o.adapters = specs; o.n_adapters = 2;
+ *   amp_analysis an;
+ *   if ((st = amp_analyse(&an, &o))) ...;
+ *   ... an.e[i].res[a] ...
+ *   amp_analysis_free(&an);
+ */
+#ifndef LK_AMPLIFY_RUN_H
+#define LK_AMPLIFY_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "adapter.h"
+#include "amplify.h"
+#include "status.h"
+
+typedef struct {
+    const char *base;                 /* BASE: HDF5 checkpoint, .safetensors, or HF model directory */
+    const char *const *adapters;      /* adapter specs, in command-line order */
+    int n_adapters;
+    const char *layers;               /* "0,2-5"; NULL = every layer */
+    const char *targets;              /* "q,v"; "c_attn" selects c_attn.q/k/v; NULL = every target */
+    int random_draws;                 /* K ≥ 1 (default 10) */
+    uint64_t seed;                    /* random directions */
+    topk_opts topk;
+    FILE *progress;                   /* one line per matrix, or NULL */
+} amp_run_opts;
+
+amp_run_opts amp_run_defaults(void);
+
+typedef struct {
+    int layer;
+    char target[ADAPTER_NAME_MAX];
+    int out, in;
+    double norm_W;
+    int kmax;                         /* singular values of W computed */
+    double *sigma;                    /* [kmax] */
+    topk_info info;
+    double seconds_read, seconds_topk, seconds_modules;
+    amp_result *res;                  /* [n_adapters]; res[a].rank == 0: adapter a has no such module */
+} amp_entry;
+
+typedef struct {
+    char base[1024];
+    char layout[16];                  /* basew_layout_name */
+    int n_layer;
+    int n_adapters;
+    char (*source)[512];              /* [n_adapters] */
+    int *max_rank;                    /* [n_adapters]: largest module rank (over the selection) */
+    int K;
+    uint64_t seed;
+    size_t n;
+    amp_entry *e;                     /* in the base's (layer, target) order */
+    double seconds_total;
+} amp_analysis;
+
+lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt);
+void amp_analysis_free(amp_analysis *an);
+
+#endif

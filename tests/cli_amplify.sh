@@ -1,0 +1,160 @@
+#!/bin/sh
+# cli_amplify.sh: lora-amplify end to end on small bases written by lora-mkbase in
+# every layout (Llama-style and GPT-2-style safetensors in F32 / F16 / BF16, one
+# file and shards, our HDF5 layout) with PEFT and our adapters. Every number in
+# the HDF5 output is recomputed with NumPy (tests/amplify_check.py: dense ΔW,
+# full SVDs); the same matrices in three layouts give the same numbers; plots and
+# the Table 7 Markdown; ΔW = 0 is "undefined"; bad inputs exit non-zero with a
+# message naming file and tensor, and leave no output file.
+set -u
+BIN="${BIN_DIR:-bin}"
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
+AMP="$BIN/lora-amplify"
+MK="$BIN/lora-mkbase"
+PY=/usr/bin/python3
+CHECK="$(pwd)/tests/amplify_check.py"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+fail() { echo "cli_amplify: FAIL: $*" >&2; exit 1; }
+mk() { "$MK" -q "$@" || fail "lora-mkbase $*"; }
+check() { "$PY" "$CHECK" "$@" || fail "NumPy check: $*"; }
+
+# expects failure: exit non-zero, stderr matching every pattern in $2, no output left
+bad() {
+    name=$1; shift
+    pats=$1; shift
+    rm -f bad.h5 bad.md
+    if "$AMP" -q -o bad.h5 "$@" >/dev/null 2>err.txt; then fail "$name: exit 0 for: $*"; fi
+    for p in $pats; do grep -q -- "$p" err.txt || { cat err.txt >&2; fail "$name: stderr lacks '$p'"; }; done
+    [ ! -e bad.h5 ] && [ ! -e bad.md ] || fail "$name: output file left behind"
+    ls bad.h5.tmp.* bad.md.tmp.* >/dev/null 2>&1 && fail "$name: temporary file left behind"
+    echo "ok: $name ($(head -c 160 err.txt | tr '\n' ' '))"
+}
+
+# 1. the same matrices in three layouts (F32), r = 4 and r = 16 adapters
+mk --layout llama --dtype f32 --layers 3 --d 48 --targets q,v --ranks 4,16 --seed 3 ll
+mk --layout gpt2 --dtype f32 --layers 3 --d 48 --targets q,v --ranks 4,16 --seed 3 g2
+mk --layout ours --layers 3 --d 48 --targets q,v --ranks 4,16 --seed 3 ou
+"$AMP" --base ll/base --random-draws 12 -o ll.h5 ll/adapter_r4 ll/adapter_r16 > ll.txt 2> ll.err || { cat ll.err; fail "llama run"; }
+"$AMP" -q --base g2/base --random-draws 12 -o g2.h5 g2/adapter_r4 g2/adapter_r16 || fail "gpt2 run"
+"$AMP" -q --base ou/base.h5 --random-draws 12 -o ou.h5 ou/adapter_r4.h5 ou/adapter_r16.h5 || fail "ours run"
+check ll.h5 ll/base ll/adapter_r4 ll/adapter_r16
+check g2.h5 g2/base g2/adapter_r4 g2/adapter_r16
+check ou.h5 ou/base.h5 ou/adapter_r4.h5 ou/adapter_r16.h5
+"$PY" - <<'EOF' || fail "layouts disagree"
+import h5py, numpy as np
+f = {k: h5py.File(k + ".h5") for k in ("ll", "g2", "ou")}
+names = {"ll": ("q_proj", "v_proj"), "g2": ("c_attn.q", "c_attn.v"), "ou": ("q", "v")}
+keys = ["norm_W", "norm_dW", "norm_dW_unscaled", "proj_dW", "proj_W", "proj_random_mean", "proj_random_std", "amplification"]
+n = 0
+for a in (0, 1):
+    for l in range(3):
+        for ti in (0, 1):
+            ref = [f["ou"][f"adapter{a}/layers/{l}/{names['ou'][ti]}/{k}"][()] for k in keys]
+            for other in ("ll", "g2"):
+                got = [f[other][f"adapter{a}/layers/{l}/{names[other][ti]}/{k}"][()] for k in keys]
+                assert np.allclose(got, ref, rtol=2e-5, atol=0), (other, a, l, ti, got, ref)
+                n += 1
+assert f["ll"].attrs["layout"] == "llama" and f["g2"].attrs["layout"] == "gpt2" and f["ou"].attrs["layout"] == "lora-gpt"
+assert "adapter0/layers/0/c_attn.k" in f["g2"] and "adapter0/layers/0/k_proj" not in f["ll"]
+print(f"layouts agree on {n} modules")
+EOF
+echo "ok: Llama-style, GPT-2-style and our layout give the same numbers, all match NumPy"
+
+# 2. Table 7: printed and written next to OUT (middle layer 1 by default), progress on stderr
+[ -s ll.md ] || fail "no ll.md"
+cmp -s ll.txt ll.md || fail "printed table differs from ll.md"
+grep -q '### Layer 1, q_proj' ll.md || fail "table: no layer 1 q_proj section"
+grep -q '| ‖UᵀWV‖_F |' ll.md && grep -q 'ΔW (r = 4) | W (r = 4) | Random (r = 4) | ΔW (r = 16)' ll.md || fail "table layout"
+grep -q 'layer 2 v_proj 48x48' ll.err || fail "progress lines"
+"$AMP" -q --base ll/base --table-layers 0,2 --table t.md -o t.h5 ll/adapter_r4 || fail "--table-layers"
+[ "$(grep -c '^### Layer' t.md)" -eq 4 ] || fail "--table-layers 0,2 should give 4 tables"
+echo "ok: Table 7 markdown"
+
+# 3. BF16 and F16 bases, shards, --layers / --targets filters
+mk --layout llama --dtype bf16 --layers 4 --d 40 --targets q,k,v,o --ranks 8 --shards 2 --seed 4 sh
+mk --layout llama --dtype f16 --layers 2 --d 40 --targets q,fc,proj --ranks 8 --seed 5 f16
+"$AMP" -q --base sh/base -o sh.h5 sh/adapter_r8 || fail "bf16 shards"
+check sh.h5 sh/base sh/adapter_r8
+"$AMP" -q --base f16/base/model.safetensors -o f16.h5 f16/adapter_r8 || fail "f16 file"
+check f16.h5 f16/base/model.safetensors f16/adapter_r8
+"$AMP" -q --base sh/base --layers 1-2 --targets k_proj,o_proj -o sel.h5 sh/adapter_r8 || fail "filters"
+"$PY" -c "
+import h5py
+f = h5py.File('sel.h5'); g = f['adapter0/layers']
+assert sorted(g) == ['1', '2'] and all(sorted(g[l]) == ['k_proj', 'o_proj'] for l in g), [(l, list(g[l])) for l in g]
+" || fail "filters select layers 1-2, k_proj and o_proj"
+echo "ok: BF16 shards, F16 file, mlp up/down projections, --layers/--targets"
+
+# 4. plots
+GNUPLOT_OK=1
+command -v gnuplot >/dev/null 2>&1 || GNUPLOT_OK=0
+if [ $GNUPLOT_OK = 1 ]; then
+    "$AMP" -q --base ll/base --plot plots -o p.h5 ll/adapter_r4 ll/adapter_r16 || fail "--plot"
+    for t in q_proj v_proj; do
+        for f in amplify_$t.dat amplification_$t.gp projections_$t.gp; do [ -s plots/$f ] || fail "plots/$f missing"; done
+        for f in amplification_$t.png projections_$t.png; do
+            [ "$(head -c 4 plots/$f | od -An -c | tr -d ' ')" = "211PNG" ] || fail "plots/$f is not a PNG"
+        done
+    done
+    [ "$(grep -vc '^#' plots/amplify_q_proj.dat)" -eq 3 ] || fail "one data row per layer"
+    echo "ok: plots"
+fi
+
+# 5. ΔW = 0 (B = 0, as PEFT initialises it): undefined, not a crash
+cp -r ll/adapter_r4 zero
+"$PY" - <<'EOF' || fail "writing the zero adapter"
+import json, struct, numpy as np
+p = "zero/adapter_model.safetensors"
+raw = open(p, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
+for k, v in h.items():
+    if k.endswith("lora_B.weight"):
+        b, e = v["data_offsets"]; data[b:e] = bytes(e - b)
+open(p, "wb").write(raw[:8 + n] + bytes(data))
+EOF
+"$AMP" -q --base ll/base -o zero.h5 zero ll/adapter_r4 || fail "zero adapter must not fail"
+check zero.h5 ll/base zero ll/adapter_r4
+"$PY" -c "
+import h5py, math
+f = h5py.File('zero.h5'); e = f['adapter0/layers/0/q_proj']
+assert math.isnan(e['amplification'][()]) and math.isnan(e['proj_dW'][()]) and e.attrs['undefined'] == 1
+assert e['norm_dW'][()] == 0 and e['proj_W'][()] > 0
+assert f['adapter1/layers/0/q_proj'].attrs['undefined'] == 0
+" || fail "zero adapter: NaN + undefined flag"
+grep -q 'undefined' zero.md || fail "zero adapter: the table says undefined"
+echo "ok: ΔW = 0 is undefined (NaN + flag)"
+
+# 6. bad input
+mk --layout llama --dtype f32 --layers 3 --d 32 --targets q,v --ranks 4 --seed 3 small
+mk --layout llama --dtype f32 --layers 2 --d 48 --targets q,v --ranks 4 --seed 3 two
+mk --layout llama --dtype f32 --layers 3 --d 48 --targets q --seed 3 qonly
+bad "shape mismatch" "small/adapter_r4 ll/base model.layers.0.self_attn.q_proj.weight 48" --base ll/base small/adapter_r4
+bad "more layers than the base" "ll/adapter_r4 two/base layer 2 2 layers" --base two/base ll/adapter_r4
+bad "missing tensor" "qonly/base model.layers.0.self_attn.v_proj.weight" --base qonly/base ll/adapter_r4
+bad "our adapter on a Llama base" "ou/adapter_r4.h5 q_proj" --base ll/base ou/adapter_r4.h5
+cp -r sh/base shmiss && rm shmiss/model-00002-of-00002.safetensors
+bad "shard index naming a missing file" "model-00002-of-00002.safetensors index.json" --base shmiss sh/adapter_r8
+cp ll/base/model.safetensors trunc.safetensors
+"$PY" -c "import os; os.truncate('trunc.safetensors', os.path.getsize('trunc.safetensors') - 64)"
+bad "truncated safetensors" "trunc.safetensors" --base trunc.safetensors ll/adapter_r4
+printf '\020\000\000\000\000\000\000\000{"a": [1, 2, 3' > junk.safetensors
+bad "malformed safetensors" "junk.safetensors" --base junk.safetensors ll/adapter_r4
+cp ll/base/model.safetensors nan.safetensors
+"$PY" - <<'EOF' || fail "writing the NaN base"
+import json, struct, numpy as np
+p = "nan.safetensors"
+raw = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+b, e = h["model.layers.1.self_attn.v_proj.weight"]["data_offsets"]
+raw[8 + n + b + 40:8 + n + b + 44] = struct.pack("<f", float("inf"))
+open(p, "wb").write(bytes(raw))
+EOF
+bad "Inf in the base" "nan.safetensors model.layers.1.self_attn.v_proj.weight NaN/Inf" --base nan.safetensors ll/adapter_r4
+bad "missing adapter" "nope" --base ll/base nope
+bad "missing base" "nothere" --base nothere ll/adapter_r4
+bad "bad --layers" "layers" --base ll/base --layers 2-x ll/adapter_r4
+bad "nothing selected" "ll/adapter_r4 no module" --base ll/base --targets o_proj ll/adapter_r4
+if "$AMP" -q --base ll/base -o x.h5 --random-draws 0 ll/adapter_r4 2>/dev/null; then fail "--random-draws 0 accepted"; fi
+echo "cli_amplify: all ok"

@@ -1,0 +1,115 @@
+/* lora-amplify: how ΔW relates to W (Hu et al. 2021, section 7.3, Table 7):
+ * ‖UᵀWV‖_F for the top-r directions of ΔW, of W and random ones, and the
+ * amplification factor, for every layer and target of one or more adapters
+ * against their base model (ours, HF safetensors file / directory / shards).
+ * The work is in src/amplify*.c; this is argument handling only. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "amplify_report.h"
+#include "amplify_run.h"
+#include "blas_env.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lora-amplify --base BASE [options] -o OUT.h5 ADAPTER...\n"
+        "\n"
+        "For every (layer, target) of the adapters: ‖W‖_F, ‖ΔW‖_F (with and without the\n"
+        "scaling s), ‖UᵀWV‖_F for U, V the top-r singular vectors of ΔW, of W, and random\n"
+        "orthonormal ones (mean and sd over K draws), and the amplification factor\n"
+        "‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F. Prints Table 7 (Markdown) for the table layer(s).\n"
+        "\n"
+        "  --base BASE          our checkpoint (.h5), a HuggingFace .safetensors file, or a\n"
+        "                       model directory (model.safetensors or a shard index)\n"
+        "  ADAPTER              adapter .h5, RESULTS.h5:RUN_ID, PEFT directory or\n"
+        "                       adapter_model.safetensors (GPT-2 c_attn is split into q, k, v)\n"
+        "  --layers LIST        e.g. 0,2-5 (default: all)\n"
+        "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v)\n"
+        "  --random-draws K     random direction pairs per module (default 10)\n"
+        "  --seed S             seed of the random directions (default 20210617)\n"
+        "  --table-layers LIST  layers shown in the Markdown table (default: --layers if\n"
+        "                       given, else the middle layer n_layer/2)\n"
+        "  --table FILE         where the Markdown goes (default: OUT with .h5 -> .md)\n"
+        "  --plot DIR           gnuplot data, scripts and PNGs across layers into DIR\n"
+        "  -o, --output OUT.h5  results (required)\n"
+        "  -q, --quiet          no progress on stderr, no table on stdout\n");
+}
+
+static int parse_int(const char *s, const char *opt, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < min || v > max) {
+        fprintf(stderr, "lora-amplify: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT };
+    static const struct option longopts[] = {
+        {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
+        {"targets", required_argument, 0, O_TARGETS}, {"random-draws", required_argument, 0, O_DRAWS},
+        {"seed", required_argument, 0, O_SEED},       {"table-layers", required_argument, 0, O_TLAYERS},
+        {"table", required_argument, 0, O_TABLE},     {"plot", required_argument, 0, O_PLOT},
+        {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    amp_run_opts opt = amp_run_defaults();
+    const char *out = NULL, *plot = NULL, *table = NULL, *tlayers = NULL;
+    int quiet = 0, c;
+    long v;
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_BASE: opt.base = optarg; break;
+        case O_LAYERS: opt.layers = optarg; break;
+        case O_TARGETS: opt.targets = optarg; break;
+        case O_DRAWS: if (!parse_int(optarg, "--random-draws", 1, 100000, &v)) return 1; opt.random_draws = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_TLAYERS: tlayers = optarg; break;
+        case O_TABLE: table = optarg; break;
+        case O_PLOT: plot = optarg; break;
+        case 'o': out = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (!opt.base) { fprintf(stderr, "lora-amplify: --base BASE is required\n"); usage(stderr); return 1; }
+    if (!out) { fprintf(stderr, "lora-amplify: -o OUT.h5 is required\n"); usage(stderr); return 1; }
+    if (optind >= argc) { fprintf(stderr, "lora-amplify: give at least one ADAPTER\n"); usage(stderr); return 1; }
+    opt.adapters = (const char *const *)argv + optind;
+    opt.n_adapters = argc - optind;
+    if (!tlayers) tlayers = opt.layers;
+    char mdpath[1100];
+    if (table) snprintf(mdpath, sizeof mdpath, "%s", table);
+    else {
+        size_t n = strlen(out);
+        if (n > 3 && !strcmp(out + n - 3, ".h5")) snprintf(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
+        else snprintf(mdpath, sizeof mdpath, "%s.md", out);
+    }
+    if (!quiet) opt.progress = stderr;
+
+    amp_analysis an;
+    lk_status st = amp_analyse(&an, &opt);
+    int have = !st;                 /* amp_analyse frees its own partial result */
+    if (!st && plot) st = amp_write_plots(&an, plot);
+    if (!st) st = amp_write_table_file(&an, tlayers, mdpath);
+    if (!st && (st = amp_write_h5(&an, out))) unlink(mdpath);
+    if (!st && !quiet) {
+        amp_write_table(&an, tlayers, stdout);
+        double tr = 0, tk = 0, tm = 0;
+        for (size_t i = 0; i < an.n; i++) { tr += an.e[i].seconds_read; tk += an.e[i].seconds_topk; tm += an.e[i].seconds_modules; }
+        fprintf(stderr, "lora-amplify: %zu matrices, %d adapter(s) in %.1f s (read %.1f s, W's top-k %.1f s, adapters %.1f s); wrote %s and %s\n",
+                an.n, an.n_adapters, an.seconds_total, tr, tk, tm, out, mdpath);
+    }
+    if (st) fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
+    if (have) amp_analysis_free(&an);
+    return st ? 1 : 0;
+}

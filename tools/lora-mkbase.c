@@ -1,0 +1,101 @@
+/* lora-mkbase: writes a synthetic base checkpoint and LoRA adapters of any shape
+ * in the layouts lora-amplify reads (Llama-style or GPT-2-style safetensors with
+ * PEFT adapters, or our HDF5 layout), e.g. the 7B-shaped benchmark:
+ *     lora-mkbase --layout llama --layers 32 --d 4096 --targets q,v --ranks 8,64 DIR
+ * The generator is src/synthbase.c; this is argument handling only. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blas_env.h"
+#include "synthbase.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: lora-mkbase [options] DIR\n"
+        "\n"
+        "Synthetic base weights (low-rank power-law signal + noise: a spectrum that decays\n"
+        "like a trained model's) and LoRA adapters; the same --seed gives the same matrices\n"
+        "in every layout.\n"
+        "  --layout L       llama (DIR/base/ model.safetensors + PEFT DIR/adapter_r{r}/),\n"
+        "                   gpt2 (Conv1D, fused c_attn; PEFT adapters), or ours\n"
+        "                   (DIR/base.h5, DIR/adapter_r{r}.h5). Default llama\n"
+        "  --layers N       default 2\n"
+        "  --d D            hidden size (default 64); --d-ff F (default 4·D)\n"
+        "  --dtype T        bf16 (default), f16 or f32 for the base\n"
+        "  --targets LIST   of q,k,v,o,fc,proj (default q,v; gpt2 writes c_attn = q,k,v)\n"
+        "  --ranks LIST     adapters to write, e.g. 8,64 (default none)\n"
+        "  --alpha A        lora_alpha, s = alpha / r (default 16)\n"
+        "  --shards N       llama: N shard files + model.safetensors.index.json\n"
+        "  --seed S         default 1\n"
+        "  -q, --quiet      no progress lines\n");
+}
+
+static int parse_long(const char *s, const char *opt, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < min || v > max) {
+        fprintf(stderr, "lora-mkbase: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    enum { O_LAYOUT = 256, O_LAYERS, O_D, O_DFF, O_DTYPE, O_TARGETS, O_RANKS, O_ALPHA, O_SHARDS, O_SEED };
+    static const struct option longopts[] = {
+        {"layout", required_argument, 0, O_LAYOUT}, {"layers", required_argument, 0, O_LAYERS},
+        {"d", required_argument, 0, O_D},           {"d-ff", required_argument, 0, O_DFF},
+        {"dtype", required_argument, 0, O_DTYPE},   {"targets", required_argument, 0, O_TARGETS},
+        {"ranks", required_argument, 0, O_RANKS},   {"alpha", required_argument, 0, O_ALPHA},
+        {"shards", required_argument, 0, O_SHARDS}, {"seed", required_argument, 0, O_SEED},
+        {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    synth_opts o = synth_defaults();
+    o.progress = stderr;
+    int ranks[16], c;
+    long v;
+    while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_LAYOUT: o.layout = optarg; break;
+        case O_LAYERS: if (!parse_long(optarg, "--layers", 1, 10000, &v)) return 1; o.n_layer = (int)v; break;
+        case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return 1; o.d = (int)v; break;
+        case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return 1; o.dff = (int)v; break;
+        case O_DTYPE:
+            if (!strcmp(optarg, "bf16")) o.dtype = ST_BF16;
+            else if (!strcmp(optarg, "f16")) o.dtype = ST_F16;
+            else if (!strcmp(optarg, "f32")) o.dtype = ST_F32;
+            else { fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg); return 1; }
+            break;
+        case O_TARGETS: o.targets = optarg; break;
+        case O_RANKS:
+            o.n_ranks = 0;
+            for (char *p = optarg; *p;) {
+                char *end;
+                long r = strtol(p, &end, 10);
+                if (end == p || r < 1 || r > 65536 || o.n_ranks == 16 || (*end && *end != ',')) {
+                    fprintf(stderr, "lora-mkbase: --ranks '%s': expected a list of positive integers\n", optarg);
+                    return 1;
+                }
+                ranks[o.n_ranks++] = (int)r;
+                p = *end ? end + 1 : end;
+            }
+            o.ranks = ranks;
+            break;
+        case O_ALPHA: o.alpha = atof(optarg); if (!(o.alpha > 0)) { fprintf(stderr, "lora-mkbase: --alpha must be > 0\n"); return 1; } break;
+        case O_SHARDS: if (!parse_long(optarg, "--shards", 1, 1000, &v)) return 1; o.shards = (int)v; break;
+        case O_SEED: if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return 1; o.seed = (uint64_t)v; break;
+        case 'q': o.progress = NULL; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc - 1) { fprintf(stderr, "lora-mkbase: give one output directory\n"); usage(stderr); return 1; }
+    lk_status st = synth_write(&o, argv[optind]);
+    if (st) { fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg()); return 1; }
+    return 0;
+}
