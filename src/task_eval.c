@@ -2,7 +2,10 @@
 #include "task_eval.h"
 #include "task_batch.h"
 #include "wikisql.h"
+#include <cblas.h>
 #include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,61 +126,144 @@ static lk_status eval_classify(gpt_model *m, const task_def *t, const task_examp
     return LK_OK;
 }
 
-/* Greedy decoding and the exact / WikiSQL component metrics. */
+/* Greedy decoding and the exact / WikiSQL component metrics. Examples are decoded
+ * in parallel by as many threads as OpenBLAS would use (gpt_generate keeps its
+ * cache per call and only reads the model); OpenBLAS is held at one thread
+ * meanwhile, so threading is never nested. Each example's result does not
+ * depend on which thread decoded it. */
+typedef struct {
+    gpt_model *m;
+    const task_def *t;
+    const task_example **ex;
+    long n, next;
+    int max_len;
+    unsigned char *hit;              /* [n][5]: exact, lf, agg, sel, where */
+    pthread_mutex_t mu;
+    lk_status st;
+    char err[512];
+    long done;
+    task_eval_progress cb;
+    void *ctx;
+    long *done_total, total;
+} gen_job;
+
+static lk_status decode_one(gen_job *g, long i, int *tok, int *out, char *text, char *pred)
+{
+    const task_def *t = g->t;
+    const task_example *e = g->ex[i];
+    int n_ctx = g->m->cfg.n_ctx, max_new = t->max_new, max_len = g->max_len;
+    /* The prompt is cut as in training (room for the gold completion and the stop byte),
+     * so the model sees the same context it was trained on. */
+    size_t room = e->n_completion + 1;
+    if (room > (size_t)max_len - 2) room = (size_t)max_len - 2;
+    int np = task_encode_prompt(t, e->prompt, e->n_prompt, max_len - 1 - (int)room, tok);
+    int want = max_new;
+    if (np + want > n_ctx) want = n_ctx - np;
+    int n_out = 0;
+    lk_status st;
+    if (want > 0 && (st = gpt_generate(g->m, tok, np, want, t->stop, 0.0f, 0, out, &n_out))) return st;
+    int k = 0;
+    for (int j = 0; j < n_out; j++) {
+        if (out[j] == t->stop) break;
+        text[k++] = (char)out[j];
+    }
+    text[k] = 0;
+    trim(text, (size_t)k, pred, (size_t)max_new + 1);
+    char *gold = malloc(e->n_completion + 1);
+    if (!gold) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    trim(e->completion, e->n_completion, gold, e->n_completion + 1);
+    unsigned char *h = g->hit + 5 * i;
+    h[0] = !strcmp(pred, gold);
+    if (!strcmp(t->metric, "wikisql")) {
+        wikisql_query qg, qp;
+        wikisql_match mt;
+        wikisql_parse(gold, &qg);
+        wikisql_parse(pred, &qp);
+        wikisql_compare(&qg, &qp, &mt);
+        h[1] = (unsigned char)mt.lf; h[2] = (unsigned char)mt.agg; h[3] = (unsigned char)mt.sel; h[4] = (unsigned char)mt.where;
+    }
+    free(gold);
+    return LK_OK;
+}
+
+static void *gen_worker(void *arg)
+{
+    gen_job *g = arg;
+    int max_new = g->t->max_new;
+    int *tok = malloc((size_t)g->max_len * sizeof *tok), *out = malloc((size_t)(max_new + 1) * sizeof *out);
+    char *text = malloc((size_t)max_new + 1), *pred = malloc((size_t)max_new + 1);
+    int ok = tok && out && text && pred;
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        long i = (ok && !g->st) ? g->next++ : g->n;
+        if (!ok && !g->st) { g->st = LK_ERR_NOMEM; snprintf(g->err, sizeof g->err, "out of memory"); }
+        pthread_mutex_unlock(&g->mu);
+        if (i >= g->n) break;
+        lk_status st = decode_one(g, i, tok, out, text, pred);
+        pthread_mutex_lock(&g->mu);
+        if (st && !g->st) { g->st = st; snprintf(g->err, sizeof g->err, "%s", lk_errmsg()); }
+        g->done++;
+        pthread_mutex_unlock(&g->mu);
+    }
+    free(tok); free(out); free(text); free(pred);
+    return NULL;
+}
+
 static lk_status eval_generate(gpt_model *m, const task_def *t, const task_example **ex, long n, int max_len,
                                task_eval_progress cb, void *ctx, long *done, long total, task_scores *sc)
 {
-    int n_ctx = m->cfg.n_ctx;
-    int *tok = malloc((size_t)max_len * sizeof *tok);
-    int max_new = t->max_new;
-    int *out = malloc((size_t)(max_new + 1) * sizeof *out);
-    char *text = malloc((size_t)max_new + 1), *pred = malloc((size_t)max_new + 1), *gold = NULL;
-    lk_status s = (tok && out && text && pred) ? LK_OK : lk_fail(LK_ERR_NOMEM, "out of memory");
-    long exact = 0, lf = 0, agg = 0, sel = 0, where = 0;
-    int wiki = !strcmp(t->metric, "wikisql");
-    for (long i = 0; i < n && !s; i++) {
-        const task_example *e = ex[i];
-        /* The prompt is cut as in training (room for the gold completion and the stop byte),
-         * so the model sees the same context it was trained on. */
-        size_t room = e->n_completion + 1;
-        if (room > (size_t)max_len - 2) room = (size_t)max_len - 2;
-        int np = task_encode_prompt(t, e->prompt, e->n_prompt, max_len - 1 - (int)room, tok);
-        int want = max_new;
-        if (np + want > n_ctx) want = n_ctx - np;
-        int n_out = 0;
-        if (want > 0 && (s = gpt_generate(m, tok, np, want, t->stop, 0.0f, 0, out, &n_out))) break;
-        int k = 0;
-        for (int j = 0; j < n_out; j++) {
-            if (out[j] == t->stop) break;
-            text[k++] = (char)out[j];
+    gen_job g = {0};
+    g.m = m; g.t = t; g.ex = ex; g.n = n; g.max_len = max_len;
+    g.hit = calloc((size_t)n * 5, 1);
+    if (!g.hit) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&g.mu, NULL);
+    int blas_threads = openblas_get_num_threads(), nth = blas_threads;
+    if (nth < 1) nth = 1;
+    if (nth > 8) nth = 8;
+    if (nth > n) nth = (int)n;
+    pthread_t th[8];
+    int started = 0;
+    openblas_set_num_threads(1);
+    for (int k = 1; k < nth; k++)
+        if (!pthread_create(&th[k], NULL, gen_worker, &g)) started++;
+    /* The calling thread decodes too, and reports progress between examples. */
+    {
+        int max_new = t->max_new;
+        int *tok = malloc((size_t)max_len * sizeof *tok), *out = malloc((size_t)(max_new + 1) * sizeof *out);
+        char *text = malloc((size_t)max_new + 1), *pred = malloc((size_t)max_new + 1);
+        int ok = tok && out && text && pred;
+        for (;;) {
+            pthread_mutex_lock(&g.mu);
+            long i = (ok && !g.st) ? g.next++ : g.n;
+            if (!ok && !g.st) { g.st = LK_ERR_NOMEM; snprintf(g.err, sizeof g.err, "out of memory"); }
+            long d = g.done;
+            pthread_mutex_unlock(&g.mu);
+            if (cb) cb(ctx, *done + d, total);
+            if (i >= g.n) break;
+            lk_status st = decode_one(&g, i, tok, out, text, pred);
+            pthread_mutex_lock(&g.mu);
+            if (st && !g.st) { g.st = st; snprintf(g.err, sizeof g.err, "%s", lk_errmsg()); }
+            g.done++;
+            pthread_mutex_unlock(&g.mu);
         }
-        text[k] = 0;
-        trim(text, (size_t)k, pred, (size_t)max_new + 1);
-        free(gold);
-        gold = malloc(e->n_completion + 1);
-        if (!gold) { s = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
-        trim(e->completion, e->n_completion, gold, e->n_completion + 1);
-        exact += !strcmp(pred, gold);
-        if (wiki) {
-            wikisql_query qg, qp;
-            wikisql_match mt;
-            wikisql_parse(gold, &qg);
-            wikisql_parse(pred, &qp);
-            wikisql_compare(&qg, &qp, &mt);
-            lf += mt.lf; agg += mt.agg; sel += mt.sel; where += mt.where;
-        }
-        *done += 1;
-        if (cb && (i % 4 == 3 || i == n - 1)) cb(ctx, *done, total);
+        free(tok); free(out); free(text); free(pred);
     }
-    free(tok); free(out); free(text); free(pred); free(gold);
-    if (s) return s;
-    double dn = n ? (double)n : NAN;
-    set_score(sc, "exact", (double)exact / dn);
-    if (wiki) {
-        set_score(sc, "lf", (double)lf / dn);
-        set_score(sc, "agg", (double)agg / dn);
-        set_score(sc, "sel", (double)sel / dn);
-        set_score(sc, "where", (double)where / dn);
+    for (int k = 1; k <= started; k++) pthread_join(th[k], NULL);
+    openblas_set_num_threads(blas_threads > 0 ? blas_threads : 1);
+    pthread_mutex_destroy(&g.mu);
+    *done += n;
+    if (cb) cb(ctx, *done, total);
+    if (g.st) { lk_status st = lk_fail(g.st, "%s", g.err); free(g.hit); return st; }
+    long c[5] = {0};
+    for (long i = 0; i < n; i++) for (int k = 0; k < 5; k++) c[k] += g.hit[5 * i + k];
+    free(g.hit);
+    double dn = (double)n;
+    set_score(sc, "exact", (double)c[0] / dn);
+    if (!strcmp(t->metric, "wikisql")) {
+        set_score(sc, "lf", (double)c[1] / dn);
+        set_score(sc, "agg", (double)c[2] / dn);
+        set_score(sc, "sel", (double)c[3] / dn);
+        set_score(sc, "where", (double)c[4] / dn);
     }
     return LK_OK;
 }
