@@ -177,15 +177,27 @@ static inline real SFX(dot)(const real *x, const real *y, int n)
     return s;
 }
 
-static void SFX(layernorm)(real *y, real *mu, real *rs, const real *x, const real *g, const real *b, size_t N, int d)
+/* 8-lane accumulators below let the reductions vectorise without fast-math. */
+#define LANES8(acc, n, expr)                                                           \
+    do {                                                                               \
+        real a_[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                         \
+        int j = 0;                                                                     \
+        for (; j + 8 <= (n); j += 8)                                                   \
+            for (int k_ = 0; k_ < 8; k_++) { int jj = j + k_; (void)jj; a_[k_] += (expr); } \
+        acc = ((a_[0] + a_[1]) + (a_[2] + a_[3])) + ((a_[4] + a_[5]) + (a_[6] + a_[7])); \
+        for (; j < (n); j++) { int jj = j; (void)jj; acc += (expr); }                  \
+    } while (0)
+
+static void SFX(layernorm)(real *restrict y, real *restrict mu, real *restrict rs, const real *restrict x,
+                           const real *restrict g, const real *restrict b, size_t N, int d)
 {
     for (size_t i = 0; i < N; i++) {
         const real *xi = x + i * d;
         real *yi = y + i * d;
-        real m = 0, v = 0;
-        for (int j = 0; j < d; j++) m += xi[j];
+        real m, v;
+        LANES8(m, d, xi[jj]);
         m /= d;
-        for (int j = 0; j < d; j++) { real t = xi[j] - m; v += t * t; }
+        LANES8(v, d, (xi[jj] - m) * (xi[jj] - m));
         v /= d;
         real r = RSQRT(v + (real)1e-5);
         for (int j = 0; j < d; j++) yi[j] = (xi[j] - m) * r * g[j] + b[j];
@@ -194,17 +206,16 @@ static void SFX(layernorm)(real *y, real *mu, real *rs, const real *x, const rea
 }
 
 /* dx += LN backward of dy; dg, db accumulate (if not NULL). */
-static void SFX(layernorm_bwd)(real *dx, real *dg, real *db, const real *dy, const real *x, const real *mu,
-                               const real *rs, const real *g, size_t N, int d)
+static void SFX(layernorm_bwd)(real *restrict dx, real *restrict dg, real *restrict db, const real *restrict dy,
+                               const real *restrict x, const real *restrict mu, const real *restrict rs,
+                               const real *restrict g, size_t N, int d)
 {
     for (size_t i = 0; i < N; i++) {
         const real *xi = x + i * d, *dyi = dy + i * d;
         real *dxi = dx + i * d, m = mu[i], r = rs[i];
-        real s1 = 0, s2 = 0;
-        for (int j = 0; j < d; j++) {
-            real xh = (xi[j] - m) * r, dxh = dyi[j] * g[j];
-            s1 += dxh; s2 += dxh * xh;
-        }
+        real s1, s2;
+        LANES8(s1, d, dyi[jj] * g[jj]);
+        LANES8(s2, d, dyi[jj] * g[jj] * (xi[jj] - m) * r);
         s1 /= d; s2 /= d;
         for (int j = 0; j < d; j++) {
             real xh = (xi[j] - m) * r, dxh = dyi[j] * g[j];
@@ -213,6 +224,19 @@ static void SFX(layernorm_bwd)(real *dx, real *dg, real *db, const real *dy, con
         if (dg)
             for (int j = 0; j < d; j++) { real xh = (xi[j] - m) * r; dg[j] += dyi[j] * xh; db[j] += dyi[j]; }
     }
+}
+
+/* max over x[0..n-1], 8 lanes */
+static inline real SFX(maxv)(const real *x, int n)
+{
+    real a[8], mx = x[0];
+    for (int k = 0; k < 8; k++) a[k] = x[0];
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] = x[j + k] > a[k] ? x[j + k] : a[k];
+    for (int k = 0; k < 8; k++) mx = a[k] > mx ? a[k] : mx;
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
 }
 
 #define GELU_C ((real)0.7978845608028654)  /* sqrt(2/pi) */
@@ -356,8 +380,7 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
                 real *p = att + ((size_t)b * H + hh) * T * T;
                 SFX(mm)(0, 1, T, T, hd, scale, q, 3 * d, k, 3 * d, 0, p, T);
                 for (int i = 0; i < T; i++) {
-                    real *row = p + (size_t)i * T, mx = row[0];
-                    for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                    real *row = p + (size_t)i * T, mx = SFX(maxv)(row, i + 1);
                     for (int j = 0; j <= i; j++) row[j] = REXP(row[j] - mx);
                     real inv = 1 / SFX(sum)(row, i + 1);
                     for (int j = 0; j <= i; j++) row[j] *= inv;
@@ -390,12 +413,13 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             size_t i = (size_t)b * T + t;
-            real *row = w->logits + i * V, mx = row[0];
+            real *row = w->logits + i * V, mx = SFX(maxv)(row, V);
             int am = 0;
-            for (int j = 1; j < V; j++) if (row[j] > mx) { mx = row[j]; am = j; }
+            while (am < V - 1 && row[am] != mx) am++;
             int tgt = tokens[b * (T + 1) + t + 1];
-            real tl = row[tgt], s = 0;
-            for (int j = 0; j < V; j++) { row[j] = REXP(row[j] - mx); s += row[j]; }
+            real tl = row[tgt];
+            for (int j = 0; j < V; j++) row[j] = REXP(row[j] - mx);
+            real s = SFX(sum)(row, V);
             real lse = mx + RLOG(s), inv = 1 / s;
             for (int j = 0; j < V; j++) row[j] *= inv;
             if (logp) logp[i] = tl - lse;
@@ -625,3 +649,4 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
 #undef RTANH
 #undef RLOG
 #undef GELU_C
+#undef LANES8
