@@ -116,7 +116,7 @@ def main():
         return loss.item()
 
     step()  # warm-up
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         loss = step()
         n += 1
@@ -129,6 +129,9 @@ def main():
     print(f"steps {n}")
     print(f"seconds {t:.3f}")
     print(f"final_loss {loss:.4f}")
+    cpu = time.process_time() - c0
+    print(f"cpu_seconds {cpu:.3f}")
+    print(f"tokens_per_cpu_s {n * B * T / cpu:.1f}")
     print(f"tokens_per_s {n * B * T / t:.1f}")
 
 
