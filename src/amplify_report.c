@@ -71,6 +71,10 @@ lk_status amp_write_h5(const amp_analysis *an, const char *path)
         if (!st) st = h5_set_attr_str(f, grp, "method", e->info.method ? "krylov" : "dense");
         if (!st) st = h5_set_attr_int(f, grp, "basis", e->info.basis);
         if (!st) st = h5_set_attr_double(f, grp, "seconds", e->seconds_read + e->seconds_topk + e->seconds_modules);
+        if (!st && e->dense_checked) {
+            st = h5_set_attr_double(f, grp, "dense_max_rel_err_sigma", e->dense_err_sigma);
+            if (!st) st = h5_set_attr_double(f, grp, "dense_max_rel_err_proj_W", e->dense_err_proj);
+        }
     }
     if (st) { h5_abort(f); return st; }
     return h5_commit(f);

@@ -12,7 +12,8 @@
  *      proj_dW and amplification are NaN)
  *   base/layers/{i}/{t}/sigma   float64 [kmax]: W's top singular values (kmax = the
  *      largest rank over the adapters); attributes norm_W, method ("krylov" | "dense"),
- *      basis (Krylov basis size), seconds
+ *      basis (Krylov basis size), seconds, and with --check-dense
+ *      dense_max_rel_err_sigma, dense_max_rel_err_proj_W (against a dense double SVD)
  *
  * Markdown: per selected (layer, target) a table with one column group per adapter
  * (ΔW | W | Random at that adapter's rank), rows ‖UᵀWV‖_F, ‖ΔW‖_F and the

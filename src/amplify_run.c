@@ -1,6 +1,7 @@
 /* amplify_run.c: lora-amplify over whole adapters and a streamed base (see amplify_run.h). */
 #include "amplify_run.h"
 #include "basew.h"
+#include "linalg.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +44,35 @@ static int has_fused(const lora_adapter *ad)
 static int selected(const amp_run_opts *o, const lora_module *m)
 {
     return sub_layer_selected(o->layers, m->layer) && sub_target_selected(o->targets, m->target);
+}
+
+/* The validation the README quotes: W's top singular values from topk_svd against
+ * a dense double-precision LAPACK SVD of the same W. */
+static lk_status dense_check(amp_entry *e, const float *W, int na)
+{
+    double t = now();
+    int k = e->kmax;
+    double *U = malloc(sizeof(double) * (size_t)e->out * k), *S = malloc(sizeof(double) * (size_t)k);
+    double *V = malloc(sizeof(double) * (size_t)e->in * k);
+    lk_status st = (!U || !S || !V) ? lk_fail(LK_ERR_NOMEM, "out of memory") : la_topk_exact(W, e->out, e->in, k, U, S, V);
+    if (!st) {
+        double es = 0, ep = 0;
+        for (int i = 0; i < k; i++)
+            if (S[i] > 0) es = fmax(es, fabs(e->sigma[i] - S[i]) / S[i]);
+        for (int a = 0; a < na; a++) {
+            int r = e->res[a].rank;
+            if (!r) continue;
+            double x = 0, y = 0;
+            for (int i = 0; i < r; i++) { x += e->sigma[i] * e->sigma[i]; y += S[i] * S[i]; }
+            if (y > 0) ep = fmax(ep, fabs(sqrt(x) - sqrt(y)) / sqrt(y));
+        }
+        e->dense_checked = 1;
+        e->dense_err_sigma = es;
+        e->dense_err_proj = ep;
+        e->seconds_dense = now() - t;
+    }
+    free(U); free(S); free(V);
+    return st;
 }
 
 lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
@@ -177,14 +207,21 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
                 break;
             }
         double td = now();
+        if (!st && (int)done_n < opt->check_dense && (st = dense_check(e, W, an->n_adapters)))
+            st = lk_fail_context(st, "%s: %s: dense check", opt->base, bm->tensor);
         e->seconds_read = tb - ta;
         e->seconds_topk = tc - tb;
         e->seconds_modules = td - tc;
         done_n++;
-        if (opt->progress && !st)
-            fprintf(opt->progress, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s\n",
+        if (opt->progress && !st) {
+            fprintf(opt->progress, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s",
                     done_n, an->n, e->layer, e->target, e->out, e->in, e->seconds_read, e->kmax, e->seconds_topk,
                     e->info.method ? "Krylov" : "dense", e->info.basis, na, e->seconds_modules);
+            if (e->dense_checked)
+                fprintf(opt->progress, "; dense SVD %.1f s: max rel err σ %.1e, proj_W %.1e",
+                        e->seconds_dense, e->dense_err_sigma, e->dense_err_proj);
+            fputc('\n', opt->progress);
+        }
     }
     an->seconds_total = now() - t0;
 done:

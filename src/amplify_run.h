@@ -38,6 +38,8 @@ typedef struct {
     int random_draws;                 /* K ≥ 1 (default 10) */
     uint64_t seed;                    /* random directions */
     topk_opts topk;
+    int check_dense;                  /* also run a dense double SVD (LAPACK) on the first N
+                                         matrices and record how far topk_svd is from it */
     FILE *progress;                   /* one line per matrix, or NULL */
 } amp_run_opts;
 
@@ -52,6 +54,10 @@ typedef struct {
     double *sigma;                    /* [kmax] */
     topk_info info;
     double seconds_read, seconds_topk, seconds_modules;
+    int dense_checked;                /* with check_dense: the comparison below was made */
+    double dense_err_sigma;           /* max_i |σ_i − σ_i,dense| / σ_i,dense over i ≤ kmax */
+    double dense_err_proj;            /* the same for sqrt(Σ_{i≤r} σ_i²) = proj_W, over the adapters' r */
+    double seconds_dense;
     amp_result *res;                  /* [n_adapters]; res[a].rank == 0: adapter a has no such module */
 } amp_entry;
 

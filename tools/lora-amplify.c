@@ -34,6 +34,8 @@ static void usage(FILE *f)
         "                       given, else the middle layer n_layer/2)\n"
         "  --table FILE         where the Markdown goes (default: OUT with .h5 -> .md)\n"
         "  --plot DIR           gnuplot data, scripts and PNGs across layers into DIR\n"
+        "  --check-dense N      validate: dense double SVD (LAPACK) of the first N matrices,\n"
+        "                       report how far the Krylov singular values are from it\n"
         "  -o, --output OUT.h5  results (required)\n"
         "  -q, --quiet          no progress on stderr, no table on stdout\n");
 }
@@ -53,12 +55,13 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
-    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT };
+    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT, O_DENSE };
     static const struct option longopts[] = {
         {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"random-draws", required_argument, 0, O_DRAWS},
         {"seed", required_argument, 0, O_SEED},       {"table-layers", required_argument, 0, O_TLAYERS},
         {"table", required_argument, 0, O_TABLE},     {"plot", required_argument, 0, O_PLOT},
+        {"check-dense", required_argument, 0, O_DENSE},
         {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     amp_run_opts opt = amp_run_defaults();
@@ -75,6 +78,7 @@ int main(int argc, char **argv)
         case O_TLAYERS: tlayers = optarg; break;
         case O_TABLE: table = optarg; break;
         case O_PLOT: plot = optarg; break;
+        case O_DENSE: if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return 1; opt.check_dense = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
