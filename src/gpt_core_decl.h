@@ -22,6 +22,7 @@ typedef struct {
     gpt_config cfg;
     int Bcap, Tcap;
     int B, T, have_fwd, fwd_lora, fwd_train;
+    int att_block;        /* query rows per attention block (0 = 64); tests use small blocks */
     real *res, *hmid, *ln1, *ln2, *mu1, *rs1, *mu2, *rs2, *qkv, *att, *atty, *fch, *fcg, *gth;
     real *lnf, *muf, *rsf, *logits;
     real *dres, *dln, *dqkv, *datty, *dfc, *dfc2, *dP;

@@ -363,6 +363,7 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
             for (int j = 0; j < d; j++) x[j] = e[j] + p[j];
         }
     real scale = RSQRT((real)hd);
+    int blk = w->att_block > 0 ? w->att_block : 64;
     for (int l = 0; l < L; l++) {
         const real *x = w->res + l * Nd;
         real *ln1 = w->ln1 + l * Nd, *qkv = w->qkv + l * N * 3 * d, *atty = w->atty + l * Nd;
@@ -377,16 +378,21 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         for (int b = 0; b < B; b++)
             for (int hh = 0; hh < H; hh++) {
                 const real *q = qkv + (size_t)b * T * 3 * d + hh * hd, *k = q + d, *v = q + 2 * d;
-                real *p = att + ((size_t)b * H + hh) * T * T;
-                SFX(mm)(0, 1, T, T, hd, scale, q, 3 * d, k, 3 * d, 0, p, T);
-                for (int i = 0; i < T; i++) {
-                    real *row = p + (size_t)i * T, mx = SFX(maxv)(row, i + 1);
-                    for (int j = 0; j <= i; j++) row[j] = REXP(row[j] - mx);
-                    real inv = 1 / SFX(sum)(row, i + 1);
-                    for (int j = 0; j <= i; j++) row[j] *= inv;
-                    for (int j = i + 1; j < T; j++) row[j] = 0;
+                real *p = att + ((size_t)b * H + hh) * T * T, *y = atty + (size_t)b * T * d + hh * hd;
+                /* Row blocks [i0, i1) need only key columns [0, i1): the causal
+                 * mask makes the rest zero, so they are never computed or read. */
+                for (int i0 = 0; i0 < T; i0 += blk) {
+                    int i1 = i0 + blk < T ? i0 + blk : T, M = i1 - i0;
+                    SFX(mm)(0, 1, M, i1, hd, scale, q + (size_t)i0 * 3 * d, 3 * d, k, 3 * d, 0, p + (size_t)i0 * T, T);
+                    for (int i = i0; i < i1; i++) {
+                        real *row = p + (size_t)i * T, mx = SFX(maxv)(row, i + 1);
+                        for (int j = 0; j <= i; j++) row[j] = REXP(row[j] - mx);
+                        real inv = 1 / SFX(sum)(row, i + 1);
+                        for (int j = 0; j <= i; j++) row[j] *= inv;
+                        for (int j = i + 1; j < i1; j++) row[j] = 0;
+                    }
+                    SFX(mm)(0, 0, M, hd, i1, 1, p + (size_t)i0 * T, T, v, 3 * d, 0, y + (size_t)i0 * d, d);
                 }
-                SFX(mm)(0, 0, T, hd, T, 1, p, T, v, 3 * d, 0, atty + (size_t)b * T * d + hh * hd, d);
             }
         /* h = x + atty·Woᵀ + bo */
         const real *bo = P + gc_loff(&lay, l, lay.l.bo);
@@ -467,6 +473,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
     SFX(layernorm_bwd)(w->dres, G ? G + lay.lnf_g : NULL, G ? G + lay.lnf_b : NULL, w->dln, w->res + L * Nd,
                        w->muf, w->rsf, P + lay.lnf_g, N, d);
     real scale = RSQRT((real)hd);
+    int blk = w->att_block > 0 ? w->att_block : 64;
     for (int l = L - 1; l >= lowest; l--) {
         const real *x = w->res + l * Nd, *ln1 = w->ln1 + l * Nd, *qkv = w->qkv + l * N * 3 * d;
         const real *atty = w->atty + l * Nd, *h = w->hmid + l * Nd, *ln2 = w->ln2 + l * Nd;
@@ -505,16 +512,25 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
                 const real *dy = w->datty + (size_t)b * T * d + hh * hd;
                 real *dq = w->dqkv + (size_t)b * T * 3 * d + hh * hd, *dk = dq + d, *dv = dq + 2 * d;
                 real *dp = w->dP;
-                SFX(mm)(0, 1, T, T, hd, 1, dy, d, v, 3 * d, 0, dp, T);
-                SFX(mm)(1, 0, T, hd, T, 1, p, T, dy, d, 0, dv, 3 * d);
                 for (int i = 0; i < T; i++) {
-                    const real *pr = p + (size_t)i * T;
-                    real *dr = dp + (size_t)i * T, s = SFX(dot)(pr, dr, i + 1);
-                    for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - s) * scale;
-                    for (int j = i + 1; j < T; j++) dr[j] = 0;
+                    memset(dk + (size_t)i * 3 * d, 0, (size_t)hd * sizeof(real));
+                    memset(dv + (size_t)i * 3 * d, 0, (size_t)hd * sizeof(real));
                 }
-                SFX(mm)(0, 0, T, hd, T, 1, dp, T, k, 3 * d, 0, dq, 3 * d);
-                SFX(mm)(1, 0, T, hd, T, 1, dp, T, q, 3 * d, 0, dk, 3 * d);
+                for (int i0 = 0; i0 < T; i0 += blk) {
+                    int i1 = i0 + blk < T ? i0 + blk : T, M = i1 - i0;
+                    const real *pb = p + (size_t)i0 * T, *dyb = dy + (size_t)i0 * d;
+                    real *dpb = dp + (size_t)i0 * T;
+                    SFX(mm)(0, 1, M, i1, hd, 1, dyb, d, v, 3 * d, 0, dpb, T);
+                    SFX(mm)(1, 0, i1, hd, M, 1, pb, T, dyb, d, 1, dv, 3 * d);
+                    for (int i = i0; i < i1; i++) {
+                        const real *pr = p + (size_t)i * T;
+                        real *dr = dp + (size_t)i * T, s = SFX(dot)(pr, dr, i + 1);
+                        for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - s) * scale;
+                        for (int j = i + 1; j < i1; j++) dr[j] = 0;
+                    }
+                    SFX(mm)(0, 0, M, hd, i1, 1, dpb, T, k, 3 * d, 0, dq + (size_t)i0 * 3 * d, 3 * d);
+                    SFX(mm)(1, 0, i1, hd, M, 1, dpb, T, q + (size_t)i0 * 3 * d, 3 * d, 1, dk, 3 * d);
+                }
             }
         if (G) {
             SFX(mm)(1, 0, 3 * d, d, (int)N, 1, w->dqkv, 3 * d, ln1, d, 1, G + gc_loff(&lay, l, lay.l.wqkv), d);
