@@ -290,6 +290,39 @@ static void test_short_sequences(void **state)
     gpt_free(m);
 }
 
+/* Same seed, same data, same thread count -> the same loss curve, bit for bit
+ * (LoRA with dropout, so the dropout masks are reproducible too). */
+static void test_reproducible(void **state)
+{
+    (void)state;
+    double curve[2][8];
+    for (int run = 0; run < 2; run++) {
+        gpt_model *m = new_model(11);
+        lora_config lc;
+        lora_config_default(&lc);
+        lc.dropout = 0.2f;
+        lc.seed = 5;
+        assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
+        train_config tc;
+        train_config_default(&tc);
+        tc.lr = 1e-2; tc.warmup_steps = 2; tc.total_steps = 8;
+        trainer *tr;
+        assert_int_equal(trainer_new(&tr, m, &tc, 0), LK_OK);
+        int tok[2 * 17];
+        for (int s = 0; s < 8; s++) {
+            random_tokens(tok, 34, 100 + (uint64_t)s);
+            train_step_info info;
+            assert_int_equal(trainer_accumulate(tr, tok, NULL, 2, 16, NULL), LK_OK);
+            assert_int_equal(trainer_step(tr, &info), LK_OK);
+            curve[run][s] = info.loss;
+        }
+        trainer_free(tr);
+        gpt_free(m);
+    }
+    assert_memory_equal(curve[0], curve[1], sizeof curve[0]);
+    assert_true(curve[0][7] != curve[0][0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_and_adapter_round_trip),
         cmocka_unit_test(test_generate_matches_forward),
         cmocka_unit_test(test_short_sequences),
+        cmocka_unit_test(test_reproducible),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
