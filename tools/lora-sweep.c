@@ -545,6 +545,9 @@ int main(int argc, char **argv)
             base_path, m->fingerprint, m->cfg.n_layer, m->cfg.d_model, m->cfg.n_ctx, n_plan, n_done, out_path);
     for (int i = 0; i < n_jobs; i++) {
         const sweep_recipe *r = &jobs[i].rec;
+        int seen = 0;
+        for (int q = 0; q < i; q++) seen |= !strcmp(jobs[q].task.name, jobs[i].task.name);
+        if (seen) continue;
         char alpha[32];
         if (r->alpha_per_rank > 0) snprintf(alpha, sizeof alpha, "%gr", r->alpha_per_rank);
         else snprintf(alpha, sizeof alpha, "%g", r->alpha);
