@@ -19,7 +19,7 @@
  *
  * Small matrices (min(m, n) ≤ 4·(k + b)) go straight to la_topk_exact, and so
  * does a matrix whose top k have not converged when the basis reaches
- * min(max(8k, 512), min(m, n)/2) columns (a flat, noise-like spectrum): the
+ * min(max(16k, 1024), min(m, n)/2) columns (a flat, noise-like spectrum): the
  * dense SVD then costs about the same.
  * Memory: two float32 bases of (m + n)·L values, L = basis size (~5k for k = 64).
  *

@@ -215,7 +215,8 @@ static void test_random_expectation(void **state)
     }
 }
 
-/* Spectra: power-law decay plus noise, flat (iid Gaussian), rank-deficient, zero. */
+/* Spectra: power-law decay plus noise, flat (iid Gaussian), rank-deficient, zero.
+ * Sizes not multiples of 8 exercise the kernels' leftover rows. */
 static float *spectrum_matrix(int m, int n, int kind, uint64_t seed)
 {
     rng_t g;
@@ -238,7 +239,8 @@ static float *spectrum_matrix(int m, int n, int kind, uint64_t seed)
 static void test_topk_against_dense(void **state)
 {
     (void)state;
-    int sizes[3][2] = {{400, 300}, {256, 512}, {300, 300}};
+    int sizes[3][2] = {{403, 300}, {256, 517}, {300, 300}};
+    for (int blk = 0; blk < 2; blk++)      /* block 8 (sgemm) and 16 (the streaming kernels) */
     for (int kind = 0; kind < 4; kind++)
         for (int c = 0; c < 3; c++) {
             int m = sizes[c][0], n = sizes[c][1], k = 24;
@@ -247,7 +249,7 @@ static void test_topk_against_dense(void **state)
             double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k), *Ve = malloc(sizeof(double) * n * k);
             topk_opts o = topk_defaults();
             o.dense_below = 0;     /* force the Krylov path at these sizes */
-            o.block = 8;
+            o.block = blk ? 16 : 8;
             topk_info info;
             if (topk_svd(W, m, n, k, &o, U, S, V, &info)) fail_msg("%s", lk_errmsg());
             assert_int_equal(la_topk_exact(W, m, n, k, Ue, Se, Ve), LK_OK);
