@@ -126,7 +126,27 @@ assert f['adapter1/layers/0/q_proj'].attrs['undefined'] == 0
 grep -q 'undefined' zero.md || fail "zero adapter: the table says undefined"
 echo "ok: ΔW = 0 is undefined (NaN + flag)"
 
-# 6. bad input
+# 6. an adapter inside a lora-sweep results file (RESULTS.h5:RUN_ID) = the same adapter file
+"$PY" -c "
+import h5py
+with h5py.File('ou/adapter_r4.h5') as a, h5py.File('results.h5', 'w') as r:
+    a.copy('/layers', r, name='runs/3/layers')
+    for k, v in a.attrs.items(): r['runs/3'].attrs[k] = v
+" || fail "writing results.h5"
+"$AMP" -q --base ou/base.h5 --random-draws 12 -o run.h5 results.h5:3 || fail "RESULTS.h5:RUN_ID"
+"$PY" -c "
+import h5py, numpy as np
+a = h5py.File('run.h5'); b = h5py.File('ou.h5')
+assert a['adapter0'].attrs['source'] == 'results.h5:3'
+for l in range(3):
+    for t in ('q', 'v'):
+        for k in ('proj_dW', 'proj_W', 'amplification', 'proj_random_mean'):
+            assert a[f'adapter0/layers/{l}/{t}/{k}'][()] == b[f'adapter0/layers/{l}/{t}/{k}'][()], (l, t, k)
+" || fail "RESULTS.h5:RUN_ID gives the adapter file's numbers"
+bad "missing run" "results.h5 7" --base ou/base.h5 results.h5:7
+echo "ok: RESULTS.h5:RUN_ID"
+
+# 7. bad input
 mk --layout llama --dtype f32 --layers 3 --d 32 --targets q,v --ranks 4 --seed 3 small
 mk --layout llama --dtype f32 --layers 2 --d 48 --targets q,v --ranks 4 --seed 3 two
 mk --layout llama --dtype f32 --layers 3 --d 48 --targets q --seed 3 qonly
