@@ -271,7 +271,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     char title[1400];
     snprintf(title, sizeof title, "Amplification factor, %s (%s)", target, an->base);
     gp_quote(f, title);
-    fputs(" noenhanced\nset xlabel 'layer'\nset ylabel '‖ΔW‖_F / ‖U^T W V‖_F'\nset key top left\nset grid\nset datafile missing 'NaN'\n", f);
+    fputs(" noenhanced\nset xlabel 'layer'\nset ylabel '‖ΔW‖_F / ‖U^T W V‖_F'\nset key below\nset grid\nset datafile missing 'NaN'\n", f);
+    if (an->n_layer <= 16) fputs("set xtics 1\n", f);
     fputs("plot ", f);
     for (int a = 0; a < an->n_adapters; a++) {
         char lab[600];
@@ -290,7 +291,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
                "# Run from this directory: gnuplot %s\n", an->K, target, gp2);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 1500,520 font 'Sans,11'\nset output 'projections_%s.png'\n", sn);
     fputs("set datafile missing 'NaN'\nset logscale y\nset grid\nset xlabel 'layer'\nset key bottom right font ',9'\n", f);
-    snprintf(title, sizeof title, "‖U^T W V‖_F, %s (%s)", target, an->base);
+    if (an->n_layer <= 16) fputs("set xtics 1\n", f);
+    snprintf(title, sizeof title, "‖UᵀWV‖_F, %s (%s)", target, an->base);
     fputs("set multiplot layout 1,3 title ", f);
     gp_quote(f, title);
     fputs(" noenhanced\n", f);
