@@ -45,7 +45,7 @@ typedef struct {
     long eval_every, ckpt_every, log_every;
     int eval_batches;
     unsigned long long seed;
-    const char *out, *ckpt, *write_valid;
+    const char *out, *ckpt, *write_valid, *init;
 } opts;
 
 static void usage(void)
@@ -56,6 +56,7 @@ static void usage(void)
             "  training: --steps 2000 --batch 16 --accum 1 --lr 2e-3 --min-lr 1e-4 --warmup 100\n"
             "            --weight-decay 0.1 --clip 1.0 --beta2 0.99 --seed 1\n"
             "  data:     --valid-frac 0.02 --write-valid FILE\n"
+            "  continue: --init BASE.h5 (start from these weights, with a fresh optimizer and schedule)\n"
             "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n");
 }
 
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--out")) o.out = v;
         else if (!strcmp(a, "--ckpt")) o.ckpt = v;
         else if (!strcmp(a, "--write-valid")) o.write_valid = v;
+        else if (!strcmp(a, "--init")) o.init = v;
         else if (!strcmp(a, "--layers")) o.cfg.n_layer = atoi(v);
         else if (!strcmp(a, "--heads")) o.cfg.n_head = atoi(v);
         else if (!strcmp(a, "--d-model")) o.cfg.d_model = atoi(v);
@@ -221,8 +223,14 @@ int main(int argc, char **argv)
         if (st) { fprintf(stderr, "lora-pretrain: resuming: %s\n", lk_errmsg()); trainer_free(tr); gpt_free(m); return 1; }
         resumed = 1;
     } else {
-        st = gpt_new(&m, &o.cfg);
-        if (!st) gpt_init(m, o.seed);
+        if (o.init) {
+            st = gpt_load(&m, o.init);
+            if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
+                st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o.init);
+        } else {
+            st = gpt_new(&m, &o.cfg);
+            if (!st) gpt_init(m, o.seed);
+        }
         if (!st) st = trainer_new(&tr, m, &o.tc, 1);
         if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); gpt_free(m); return 1; }
     }
@@ -235,7 +243,7 @@ int main(int argc, char **argv)
     long step = trainer_steps_done(tr);
     fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / %zu validation bytes; "
                     "%ld steps of %d x %d x %d tokens; blas %s\n",
-            resumed ? "resuming, " : "new model, ", m->n_params, o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T,
+            resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", m->n_params, o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T,
             c.n_train, c.n_valid, o.steps, o.accum, B, T, blas_env_core());
     if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
     double t_start = now(), t_last = t_start, ema = NAN;
