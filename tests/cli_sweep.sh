@@ -143,7 +143,7 @@ grep -q "fixed budget of 256 trainable parameters" "$T/out5.txt" || fail "Table 
 "$PY" -c "
 import h5py,sys; g=h5py.File(sys.argv[1],'r')['runs/wikisql-qv-r2-s1']
 for k in ('val_lf','val_exact','val_agg','val_sel','val_where','test_lf','val_loss','val_byte_acc'): assert k in g.attrs, k
-assert g.attrs['metric'] == 'lf'" "$T/w.h5" || fail "wikisql metrics"
+assert g.attrs['metric'] == 'loss' and g.attrs['val_metric'] == g.attrs['val_loss']" "$T/w.h5" || fail "wikisql metrics"
 
 # Bad configurations fail before training, with a clear message and no results file.
 expect_error() {  # expect_error FRAGMENT ARGS...

@@ -56,7 +56,7 @@ static void test_shipped_tasks(void **state)
     assert_true(e->n_prompt > 4 && !strcmp(e->prompt + e->n_prompt - 4, "\nA: "));
     assert_int_equal(strncmp(e->prompt, "table: 1-1000181-1\ncolumns: ", 28), 0);
     assert_int_equal(t.stop, '\n');
-    assert_string_equal(t.primary, "lf");
+    assert_string_equal(t.primary, "loss");
     task_free(&t);
 
     assert_int_equal(task_open(&t, "data/tasks/sentiment.task"), LK_OK);
