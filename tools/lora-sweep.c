@@ -53,6 +53,8 @@ typedef struct {
     char budget_spec[32];
     long budget;
     int budget_ranks[SWEEP_MAX_TARGET_SETS];
+    int n_pre;                       /* preset recipe settings (after the task file, before options) */
+    const char *pre_k[4], *pre_v[4];
 } job;
 
 typedef struct {
@@ -286,30 +288,35 @@ static void add_targets(job *j, const char *const *t, int n)
 /* quick: what make demo runs; paper: Tables 5 and 6 on both tasks with 3 seeds. */
 static int preset_jobs(const char *name, job *jobs)
 {
-    static const char *tasks[] = {"sentiment", "wikisql"};
     int n = 0;
     if (!strcmp(name, "quick")) {
-        /* {q,v} at r = 8 and r = 64 on both tasks, and a second seed at r = 64 on
-         * sentiment: the inputs of lora-subspace (r = 8 vs 64, two seeds at 64) and
-         * lora-amplify, within the 10 minutes make demo may take. */
+        /* {q,v} on sentiment at r = 8 and r = 64 with two seeds at r = 64 (the inputs of
+         * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL: within the 10
+         * minutes make demo may take, so sentiment trains 2 epochs instead of the tuned 4. */
         static const char *qv[] = {"q,v"};
-        for (int t = 0; t < 2; t++) {
-            job *j = &jobs[n++];
-            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
-            add_targets(j, qv, 1);
-            j->ranks[0] = 8; j->n_ranks = 1;
-            j->seeds[0] = 1; j->n_seeds = 1;
-            j = &jobs[n++];
-            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
-            add_targets(j, qv, 1);
-            j->ranks[0] = 64; j->n_ranks = 1;
-            j->seeds[0] = 1; j->seeds[1] = 2; j->n_seeds = t == 0 ? 2 : 1;
-        }
+        job *j = &jobs[n++];
+        snprintf(j->spec, sizeof j->spec, "sentiment");
+        add_targets(j, qv, 1);
+        j->ranks[0] = 8; j->ranks[1] = 64; j->n_ranks = 2;
+        j->seeds[0] = 1; j->n_seeds = 1;
+        j->pre_k[0] = "epochs"; j->pre_v[0] = "2"; j->n_pre = 1;
+        j = &jobs[n++];
+        snprintf(j->spec, sizeof j->spec, "sentiment");
+        add_targets(j, qv, 1);
+        j->ranks[0] = 64; j->n_ranks = 1;
+        j->seeds[0] = 2; j->n_seeds = 1;
+        j->pre_k[0] = "epochs"; j->pre_v[0] = "2"; j->n_pre = 1;
+        j = &jobs[n++];
+        snprintf(j->spec, sizeof j->spec, "wikisql");
+        add_targets(j, qv, 1);
+        j->ranks[0] = 8; j->n_ranks = 1;
+        j->seeds[0] = 1; j->n_seeds = 1;
         return n;
     }
     if (!strcmp(name, "paper")) {
         static const char *t6[] = {"q", "q,v", "q,k,v,o"};
         static const char *t5[] = {"q", "k", "v", "o", "q,k", "q,v", "q,k,v,o"};
+        static const char *tasks[] = {"sentiment", "wikisql"};
         for (int t = 0; t < 2; t++) {
             job *j = &jobs[n++];
             snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
@@ -462,6 +469,11 @@ int main(int argc, char **argv)
             char where[1200];
             snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
             if (apply_recipe(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
+        }
+        for (int k = 0; k < j->n_pre; k++) {
+            char where[64];
+            snprintf(where, sizeof where, "--preset %s: %s", preset, j->pre_k[k]);
+            if (apply_recipe(&j->rec, j->pre_k[k], j->pre_v[k], where)) return die(NULL);
         }
         for (int k = 0; k < n_kv; k++) {
             char where[64];
