@@ -29,6 +29,7 @@ static const char *usage =
     "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
     "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
     "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot] [--no-test]\n"
+    "                  [--report-only]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
     "\n"
@@ -38,7 +39,8 @@ static const char *usage =
     "Targets: q, k, v, o, fc, proj. --alpha Nr sets alpha = N*r. --warmup < 1 is a fraction of\n"
     "the steps. The recipe defaults come from the task file (recipe.* keys); options override.\n"
     "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n"
-    "--no-test never scores the test split (for choosing the recipe on validation data).\n";
+    "--no-test never scores the test split (for choosing the recipe on validation data).\n"
+    "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n";
 
 typedef struct {
     char spec[1024];
@@ -389,7 +391,7 @@ int main(int argc, char **argv)
     int n_task_specs = 0;
     const char *ranks_s = NULL, *seeds_s = NULL, *budget_s = NULL;
     const char *targets_s[SWEEP_MAX_TARGET_SETS];
-    int n_targets_s = 0, no_plot = 0, no_test = 0;
+    int n_targets_s = 0, no_plot = 0, no_test = 0, report_only = 0;
     const char *kv_k[MAX_KV], *kv_v[MAX_KV];
     int n_kv = 0;
     for (int i = 1; i < argc; i++) {
@@ -397,6 +399,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(usage, stdout); return 0; }
         if (!strcmp(a, "--no-plot")) { no_plot = 1; continue; }
         if (!strcmp(a, "--no-test")) { no_test = 1; continue; }
+        if (!strcmp(a, "--report-only")) { report_only = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return 2; }
         const char *v = argv[++i];
         if (!strcmp(a, "--base")) base_path = v;
@@ -578,7 +581,7 @@ int main(int argc, char **argv)
 
     /* The base model's scores (no adapter), once per task and results file. */
     lk_status st = LK_OK;
-    for (int i = 0; i < n_jobs && !st; i++) {
+    for (int i = 0; i < n_jobs && !st && !report_only; i++) {
         double bv, bt;
         int seen = 0;
         for (int q = 0; q < i; q++) seen |= !strcmp(jobs[q].task.name, jobs[i].task.name);
@@ -603,7 +606,7 @@ int main(int argc, char **argv)
 
     for (int c = 0; c < n_plan && !st; c++) {
         plan_cell *pc = &plan[c];
-        if (pc->done) continue;
+        if (pc->done || report_only) continue;
         pg.k++;
         pg.run_id = pc->cell.run_id;
         pg.t_cell = now();
