@@ -461,6 +461,8 @@ lk_status sweep_results_add_baseline(const char *path, const char *base_fingerpr
     return h5_commit(f);
 }
 
+const char *const sweep_all_metrics[SWEEP_N_ALL] = {"accuracy", "loss", "byte_acc", "exact", "lf", "agg", "sel", "where"};
+
 static int cmp_row(const void *a, const void *b)
 {
     return strcmp(((const sweep_row *)a)->run_id, ((const sweep_row *)b)->run_id);
@@ -499,7 +501,14 @@ lk_status sweep_results_read(const char *path, sweep_row **rows, size_t *n)
         if (!st) st = h5_get_attr_double(f, grp, "test_metric", &w->test_metric);
         if (!st) st = h5_get_attr_double(f, grp, "train_seconds", &w->train_seconds);
         if (!st) st = h5_get_attr_double(f, grp, "tokens_per_s", &w->tokens_per_s);
+        for (int m = 0; m < SWEEP_N_ALL; m++) {
+            char an[64];
+            snprintf(an, sizeof an, "test_%s", sweep_all_metrics[m]);
+            w->test_all[m] = NAN;
+            if (!st && h5_has_attr(f, grp, an) && h5_get_attr_double(f, grp, an, &w->test_all[m])) w->test_all[m] = NAN;
+        }
         if (st) lk_fail_context(st, "%s: run %s", path, names[i]);
+        else lk_clear_error();
     }
     h5_free_names(names, k);
     h5_close(f);

@@ -121,6 +121,10 @@ lk_status sweep_results_add(const char *path, const char *base_fingerprint, cons
 lk_status sweep_results_add_baseline(const char *path, const char *base_fingerprint, const char *base_path,
                                      const task_def *t, const task_scores *val, const task_scores *test);
 
+/* Every metric name a task can have, in report order. */
+#define SWEEP_N_ALL 8
+extern const char *const sweep_all_metrics[SWEEP_N_ALL];
+
 /* A finished cell as read back for reports. */
 typedef struct {
     char run_id[160], task[64], targets[64], metric[32];
@@ -129,6 +133,7 @@ typedef struct {
     double alpha, lr;
     long steps, trainable_params;
     double val_loss, val_metric, test_metric, train_seconds, tokens_per_s;
+    double test_all[SWEEP_N_ALL];   /* test_{m} for m in sweep_all_metrics (NaN if absent) */
 } sweep_row;
 
 /* Reads every runs/{id} (rows sorted by run id). Free with free(). */

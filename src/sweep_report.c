@@ -109,6 +109,51 @@ static void rank_table(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     }
 }
 
+/* Every test metric of every cell (mean ± std over seeds), for the metrics the task has. */
+static void all_metrics_table(FILE *out, const sweep_grid *g, const sweep_row *rows, size_t n)
+{
+    int have[SWEEP_N_ALL] = {0}, any = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].task, g->task))
+            for (int m = 0; m < SWEEP_N_ALL; m++) if (isfinite(rows[i].test_all[m])) have[m] = any = 1;
+    if (!any) return;
+    fprintf(out, "\nAll metrics on the test split (%% except loss):\n\n| Weight type | r |");
+    for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, " %s |", sweep_all_metrics[m]);
+    fprintf(out, "\n|---|---:|");
+    for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, "---:|");
+    fprintf(out, "\n");
+    for (int i = 0; i < g->n_targets; i++) {
+        int nr = g->budget ? 1 : g->n_ranks;
+        for (int j = 0; j < nr; j++) {
+            int rank = g->budget ? g->ranks[i] : g->ranks[j];
+            double v[SWEEP_N_ALL][64];
+            int k[SWEEP_N_ALL] = {0};
+            for (int s = 0; s < g->n_seeds; s++) {
+                char id[200];
+                sweep_run_id(id, sizeof id, g->task, g->targets[i], rank, g->seeds[s], g->tag);
+                const sweep_row *r = find_row(rows, n, id);
+                for (int m = 0; r && m < SWEEP_N_ALL; m++)
+                    if (isfinite(r->test_all[m]) && k[m] < 64) v[m][k[m]++] = r->test_all[m];
+            }
+            if (!k[0] && !k[1]) continue;
+            char lab[128];
+            sweep_targets_label(g->targets[i], lab, sizeof lab);
+            fprintf(out, "| %s | %d |", lab, rank);
+            for (int m = 0; m < SWEEP_N_ALL; m++) {
+                if (!have[m]) continue;
+                double mean = 0, ss = 0;
+                for (int q = 0; q < k[m]; q++) mean += v[m][q];
+                mean = k[m] ? mean / k[m] : NAN;
+                for (int q = 0; q < k[m]; q++) ss += (v[m][q] - mean) * (v[m][q] - mean);
+                char cell[64];
+                fmt_value(cell, sizeof cell, mean, k[m] > 1 ? sqrt(ss / (k[m] - 1)) : NAN, k[m], m == 1);
+                fprintf(out, " %s |", cell);
+            }
+            fprintf(out, "\n");
+        }
+    }
+}
+
 void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, size_t n)
 {
     char seeds[256], bv[32], bt[32], bl[32];
@@ -125,7 +170,8 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
                 g->metric, unit, seeds, g->metric, bt, bv, bl);
         rank_table(out, g, rows, n, 0);
         rank_table(out, g, rows, n, 1);
-        rank_table(out, g, rows, n, 2);
+        if (!metric_is_loss) rank_table(out, g, rows, n, 2);   /* else the same as the one above */
+        all_metrics_table(out, g, rows, n);
         return;
     }
     fprintf(out, "\n### %s: fixed budget of %ld trainable parameters (layout of the LoRA paper's Table 5)\n\n",
@@ -167,6 +213,7 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
         }
         fprintf(out, "\n");
     }
+    all_metrics_table(out, g, rows, n);
 }
 
 lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,

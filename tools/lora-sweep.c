@@ -294,7 +294,8 @@ static int preset_jobs(const char *name, job *jobs)
     if (!strcmp(name, "quick")) {
         /* {q,v} on sentiment at r = 8 and r = 64 with two seeds at r = 64 (the inputs of
          * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL: within the 10
-         * minutes make demo may take, so sentiment trains 2 epochs instead of the tuned 4. */
+         * minutes make demo may take, so sentiment trains 2 epochs and WikiSQL 3 instead
+         * of the tuned 4 (data/tasks/NAME.task). */
         static const char *qv[] = {"q,v"};
         job *j = &jobs[n++];
         snprintf(j->spec, sizeof j->spec, "sentiment");
@@ -313,6 +314,7 @@ static int preset_jobs(const char *name, job *jobs)
         add_targets(j, qv, 1);
         j->ranks[0] = 8; j->n_ranks = 1;
         j->seeds[0] = 1; j->n_seeds = 1;
+        j->pre_k[0] = "epochs"; j->pre_v[0] = "3"; j->n_pre = 1;
         return n;
     }
     if (!strcmp(name, "paper")) {
