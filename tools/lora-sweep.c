@@ -649,6 +649,12 @@ int main(int argc, char **argv)
     /* Reports: tables for every grid of this invocation, from the results file. */
     sweep_row *rows = NULL;
     size_t n_rows = 0;
+    if (access(out_path, F_OK) != 0) {
+        fprintf(stderr, "lora-sweep: no results in %s yet\n", out_path);
+        free(plan);
+        for (int i = 0; i < n_jobs; i++) task_free(&jobs[i].task);
+        return 0;
+    }
     if (sweep_results_read(out_path, &rows, &n_rows)) { free(plan); return die(NULL); }
     char stem[1024], md[1100];
     strip_h5(out_path, stem, sizeof stem);
