@@ -251,7 +251,7 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     }
     fprintf(f, "set xrange [%g:%g]\nset xtics (", rmin / 1.4, rmax * 1.4);
     for (int j = 0; j < g->n_ranks; j++) fprintf(f, "%s'%d' %d", j ? ", " : "", g->ranks[j], g->ranks[j]);
-    fprintf(f, ")\nset grid\nset key outside right top\n");
+    fprintf(f, ")\nset grid\nset key outside right top\nset offsets 0, 0, graph 0.05, graph 0.05\n");
     fprintf(f, "plot ");
     for (int i = 0; i < g->n_targets; i++) {
         char lab[128];
