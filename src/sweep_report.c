@@ -198,10 +198,11 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
             const sweep_row *r = find_row(rows, n, id);
             if (r) p = r->trainable_params;
         }
-        fprintf(out, " %ld |", p);
+        if (p) fprintf(out, " %ld |", p);
+        else fprintf(out, " — |");
     }
     fprintf(out, "\n");
-    for (int field = 0; field < 3; field++) {
+    for (int field = 0; field < (metric_is_loss ? 2 : 3); field++) {
         int is_loss = field == 2 || metric_is_loss;
         fprintf(out, "| %s |", field_name(field, g->metric));
         for (int i = 0; i < g->n_targets; i++) {
