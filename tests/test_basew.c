@@ -16,15 +16,14 @@
 #include "basew.h"
 #include "amp_fixtures.h"
 
+#include "testutil.h"
 static char dir[256];
 static fx_model M;
 
 static int setup(void **state)
 {
     (void)state;
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/lk-test-basew-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir)) return -1;
+    if (tu_mkdtemp(dir, sizeof dir, "basew")) return -1;
     fx_init(&M, 2, 12, 48, 7);
     return 0;
 }
@@ -33,19 +32,10 @@ static int teardown(void **state)
 {
     (void)state;
     fx_free(&M);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmdir(dir);
 }
 
-static const char *tmp(const char *name)
-{
-    static char p[4][400];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
+static const char *tmp(const char *name) { return tu_path(dir, name); }
 
 /* Loads (layer, target) and compares with M's matrix t, rounded through dt. */
 static void expect_matrix(basew *b, int layer, const char *target, int t, st_dtype dt)

@@ -14,34 +14,28 @@
 #include <unistd.h>
 #include "adapter.h"
 #include "safetensors.h"
+#include "testutil.h"
 
 static char dir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/lk-test-peft-XXXXXX", t && *t ? t : "/tmp");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_mkdtemp(dir, sizeof dir, "peft");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmdir(dir);
 }
 
 /* A fresh fixture directory dir/name; returns its path (static buffer per call slot). */
 static const char *fixture_dir(const char *name)
 {
-    static char p[4][400];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    mkdir(p[k], 0755);
-    return p[k];
+    const char *p = tu_path(dir, name);
+    mkdir(p, 0755);
+    return p;
 }
 
 static void write_text(const char *d, const char *file, const char *text)

@@ -12,33 +12,23 @@
 #include <string.h>
 #include <unistd.h>
 #include "safetensors.h"
+#include "testutil.h"
 
 static char dir[256];
 
 static int setup(void **state)
 {
     (void)state;
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/lk-test-st-XXXXXX", t && *t ? t : "/tmp");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_mkdtemp(dir, sizeof dir, "st");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rmdir(dir);
 }
 
-static const char *tmp(const char *name)
-{
-    static char p[4][400];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
+static const char *tmp(const char *name) { return tu_path(dir, name); }
 
 static int file_exists(const char *path) { return access(path, F_OK) == 0; }
 
