@@ -16,21 +16,12 @@ t0=$(date +%s)
 t1=$(date +%s)
 echo "demo: lora-sweep --preset quick took $((t1 - t0)) s; tables in $OUT/sweep.md, plots $OUT/sweep.*.png"
 
-R="$OUT/sweep.h5"
-if [ -x "$BIN/lora-subspace" ]; then
-  echo "demo: lora-subspace on sentiment {q,v}: r = 8 vs r = 64, and r = 64 seed 1 vs seed 2"
-  "$BIN/lora-subspace" --side A --plot "$OUT/subspace-r8-r64" -o "$OUT/subspace-r8-r64.h5" \
-    "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s1"
-  "$BIN/lora-subspace" --side A --plot "$OUT/subspace-seeds" -o "$OUT/subspace-seeds.h5" \
-    "$R:sentiment-qv-r64-s1" "$R:sentiment-qv-r64-s2"
-else
-  echo "demo: $BIN/lora-subspace not built; skipped"
-fi
-if [ -x "$BIN/lora-amplify" ]; then
-  echo "demo: lora-amplify: sentiment r = 8 and r = 64 against the base weights (Table 7)"
-  "$BIN/lora-amplify" --base "$BASE" --plot "$OUT/amplify" -o "$OUT/amplify.h5" \
-    "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s1"
-else
-  echo "demo: $BIN/lora-amplify not built; skipped"
-fi
+echo "demo: lora-subspace on sentiment {q,v}: r = 8 vs r = 64, and r = 64 seed 1 vs seed 2"
+"$BIN/lora-subspace" --side A --plot "$OUT/subspace-r8-r64" -o "$OUT/subspace-r8-r64.h5" \
+  "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s1"
+"$BIN/lora-subspace" --side A --plot "$OUT/subspace-seeds" -o "$OUT/subspace-seeds.h5" \
+  "$R:sentiment-qv-r64-s1" "$R:sentiment-qv-r64-s2"
+echo "demo: lora-amplify: sentiment r = 8 and r = 64 against the base weights (Table 7)"
+"$BIN/lora-amplify" --base "$BASE" --plot "$OUT/amplify" -o "$OUT/amplify.h5" \
+  "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s1"
 echo "demo: done in $(($(date +%s) - t0)) s; outputs in $OUT"
