@@ -16,6 +16,7 @@ t0=$(date +%s)
 t1=$(date +%s)
 echo "demo: lora-sweep --preset quick took $((t1 - t0)) s; tables in $OUT/sweep.md, plots $OUT/sweep.*.png"
 
+R="$OUT/sweep.h5"
 echo "demo: lora-subspace on sentiment {q,v}: r = 8 vs r = 64, and r = 64 seed 1 vs seed 2"
 "$BIN/lora-subspace" --side A --plot "$OUT/subspace-r8-r64" -o "$OUT/subspace-r8-r64.h5" \
   "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s1"
