@@ -45,17 +45,31 @@ void sub_basis_free(sub_basis *b)
     if (!b) return;
     free(b->v);
     free(b->sv);
+    free(b->x);
+    free(b->t);
     memset(b, 0, sizeof *b);
 }
 
+/* Only the singular values: the vectors come as v or as the factored x, t. */
 static lk_status basis_alloc(sub_basis *b, int k, int n)
 {
     memset(b, 0, sizeof *b);
-    b->v = malloc(sizeof(double) * (size_t)k * n);
     b->sv = malloc(sizeof(double) * (size_t)k);
-    if (!b->v || !b->sv) { sub_basis_free(b); return lk_fail(LK_ERR_NOMEM, "subspace: out of memory for a %dx%d basis", k, n); }
+    if (!b->sv) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory for a %dx%d basis", k, n);
     b->k = k;
     b->n = n;
+    return LK_OK;
+}
+
+lk_status sub_basis_materialize(sub_basis *b)
+{
+    if (b->v) return LK_OK;
+    if (!b->x || !b->t) return lk_fail(LK_ERR_ARG, "subspace: the basis holds no vectors");
+    b->v = malloc(sizeof(double) * (size_t)b->k * b->n);
+    if (!b->v) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory for a %dx%d basis", b->k, b->n);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->k, b->n, b->k, 1.0, b->t, b->k, b->x, b->n, 0.0, b->v, b->n);
+    free(b->x); free(b->t);
+    b->x = b->t = NULL;
     return LK_OK;
 }
 
@@ -67,46 +81,64 @@ static void set_rank(sub_basis *b)
     for (int i = 0; i < b->k; i++) if (b->sv[i] > tol) b->rank++;
 }
 
-/* Right-singular vectors of X [k, n] by the thin SVD (the accurate route). */
-static lk_status rows_svd(sub_basis *b, const double *X)
+/* Eigendecomposition of the symmetric k×k matrix whose upper triangle is in G
+ * (row-major). On return w holds the eigenvalues ascending and row c of G the
+ * eigenvector of w[c]. Row-major upper is column-major lower, and column-major
+ * eigenvector columns are row-major rows, so LAPACK's own layout needs no
+ * transposed copies (LAPACKE's row-major path makes two). */
+static int sym_eig(double *G, int k, double *w)
 {
-    return la_svd_f64(X, b->k, b->n, NULL, b->sv, b->v);
+    lapack_int lwork = 1 + 6 * k + 2 * k * k, liwork = 3 + 5 * k;
+    double *work = malloc(sizeof(double) * (size_t)lwork);
+    lapack_int *iwork = malloc(sizeof(lapack_int) * (size_t)liwork);
+    lapack_int info = -1;
+    if (work && iwork) info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'L', k, G, k, w, work, lwork, iwork, liwork);
+    free(work); free(iwork);
+    return info == 0 ? 0 : -1;
 }
 
-/* X = Σ Vᵀ-style decomposition through G = X·Xᵀ = Z Λ Zᵀ: V = Λ^{-1/2} Zᵀ X.
+/* X = Σ Vᵀ-style decomposition through G = X·Xᵀ = Z Λ Zᵀ: V = T·X with
+ * T = Λ^{-1/2} Zᵀ (rows by decreasing eigenvalue), kept factored in b->t.
  * Returns LK_ERR_UNSUPPORTED (no message) when X is too ill-conditioned for it. */
 static lk_status rows_gram(sub_basis *b, const double *X)
 {
     int k = b->k, n = b->n;
     double *G = malloc(sizeof(double) * (size_t)k * k), *w = malloc(sizeof(double) * (size_t)k);
-    double *Zt = malloc(sizeof(double) * (size_t)k * k);
+    double *T = malloc(sizeof(double) * (size_t)k * k);
     lk_status st = LK_OK;
-    if (!G || !w || !Zt) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (!G || !w || !T) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, k, n, 1.0, X, n, 0.0, G, k);
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', k, G, k, w);
-    if (info != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (sym_eig(G, k, w)) { st = LK_ERR_UNSUPPORTED; goto done; }
     /* eigenvalues ascending: the largest is w[k-1] */
     if (!(w[k - 1] > 0) || !(w[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * w[k - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
-    for (int i = 0; i < k; i++) {            /* row i of Zt = eigenvector of the i-th largest eigenvalue */
+    for (int i = 0; i < k; i++) {            /* row i of T = eigenvector of the i-th largest eigenvalue / σᵢ */
         int c = k - 1 - i;
         b->sv[i] = sqrt(w[c]);
-        for (int j = 0; j < k; j++) Zt[(size_t)i * k + j] = G[(size_t)j * k + c] / b->sv[i];
+        for (int j = 0; j < k; j++) T[(size_t)i * k + j] = G[(size_t)c * k + j] / b->sv[i];
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, n, k, 1.0, Zt, k, X, n, 0.0, b->v, n);
+    b->t = T;
+    T = NULL;
 done:
-    free(G); free(w); free(Zt);
+    free(G); free(w); free(T);
     return st;
 }
 
-static lk_status rows_f64(sub_basis *b, const double *X, int k, int n)
+/* Takes ownership of x [k, n] (double). Gram route: b keeps x and t (factored);
+ * else the SVD route (the accurate one for ill-conditioned x): b->v. */
+static lk_status rows_take(sub_basis *b, double *x, int k, int n, int factored)
 {
-    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", k, n);
-    if (k > n) return lk_fail(LK_ERR_SHAPE, "subspace: %d vectors cannot be orthonormal in dimension %d", k, n);
+    if (k > n) { free(x); return lk_fail(LK_ERR_SHAPE, "subspace: %d vectors cannot be orthonormal in dimension %d", k, n); }
     lk_status st = basis_alloc(b, k, n);
-    if (st) return st;
-    st = rows_gram(b, X);
-    if (st == LK_ERR_UNSUPPORTED) st = rows_svd(b, X);
+    if (st) { free(x); return st; }
+    st = rows_gram(b, x);
+    if (!st) { b->x = x; x = NULL; }
+    else if (st == LK_ERR_UNSUPPORTED) {
+        if (!(b->v = malloc(sizeof(double) * (size_t)k * n))) st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+        else st = la_svd_f64(x, k, n, NULL, b->sv, b->v);
+    }
+    free(x);
     if (!st && !(b->sv[0] > 0)) st = lk_fail(LK_ERR_NUMERIC, "subspace: the matrix is zero: it spans no subspace");
+    if (!st && !factored) st = sub_basis_materialize(b);
     if (st) { sub_basis_free(b); return st; }
     set_rank(b);
     return LK_OK;
@@ -115,13 +147,17 @@ static lk_status rows_f64(sub_basis *b, const double *X, int k, int n)
 lk_status sub_basis_rows_f64(sub_basis *b, const double *X, int k, int n)
 {
     memset(b, 0, sizeof *b);
+    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", k, n);
     size_t bad;
     for (bad = 0; bad < (size_t)k * n; bad++) if (!isfinite(X[bad])) break;
-    if (k > 0 && n > 0 && bad < (size_t)k * n) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
-    return rows_f64(b, X, k, n);
+    if (bad < (size_t)k * n) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
+    double *x = malloc(sizeof(double) * (size_t)k * n);
+    if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+    memcpy(x, X, sizeof(double) * (size_t)k * n);
+    return rows_take(b, x, k, n, 0);
 }
 
-lk_status sub_basis_rows(sub_basis *b, const float *X, int k, int n)
+static lk_status basis_rows(sub_basis *b, const float *X, int k, int n, int factored)
 {
     memset(b, 0, sizeof *b);
     if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", k, n);
@@ -130,12 +166,15 @@ lk_status sub_basis_rows(sub_basis *b, const float *X, int k, int n)
     double *x = malloc(sizeof(double) * (size_t)k * n);
     if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
     for (size_t i = 0; i < (size_t)k * n; i++) x[i] = X[i];
-    lk_status st = rows_f64(b, x, k, n);
-    free(x);
-    return st;
+    return rows_take(b, x, k, n, factored);
 }
 
-lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k)
+lk_status sub_basis_rows(sub_basis *b, const float *X, int k, int n)
+{
+    return basis_rows(b, X, k, n, 0);
+}
+
+static lk_status basis_cols(sub_basis *b, const float *X, int n, int k, int factored)
 {
     memset(b, 0, sizeof *b);
     if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", n, k);
@@ -145,16 +184,20 @@ lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k)
     if (!xt) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
     for (int i = 0; i < n; i++)
         for (int j = 0; j < k; j++) xt[(size_t)j * n + i] = X[(size_t)i * k + j];
-    lk_status st = rows_f64(b, xt, k, n);
-    free(xt);
-    return st;
+    return rows_take(b, xt, k, n, factored);
+}
+
+lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k)
+{
+    return basis_cols(b, X, n, k, 0);
 }
 
 /* Right-singular vectors of ΔW = s·B·A through two r×r eigendecompositions:
  * A·Aᵀ = Z_A Λ Z_Aᵀ gives A = D·Q with D = Z_A Λ^{1/2} and Q = Λ^{-1/2} Z_Aᵀ A
  * (orthonormal rows), so ΔW = (s·B·D)·Q; the eigenvectors Z of
- * H = s²·Dᵀ(BᵀB)D order Q's span: V = Zᵀ Λ^{-1/2} Z_Aᵀ A. Same conditioning rule
- * as rows_gram, for A and for ΔW; LK_ERR_UNSUPPORTED (no message) otherwise. */
+ * H = s²·Dᵀ(BᵀB)D order Q's span: V = T·A with T = Zᵀ Λ^{-1/2} Z_Aᵀ, kept
+ * factored (b->x = A in double, b->t = T). Same conditioning rule as rows_gram,
+ * for A and for ΔW; LK_ERR_UNSUPPORTED (no message) otherwise. */
 static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float *A, double s)
 {
     int r = b->k, in = b->n;
@@ -171,24 +214,29 @@ static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, out, 1.0, Bd, r, 0.0, GB, r);
     for (int i = 0; i < r; i++)
         for (int j = 0; j < i; j++) GB[(size_t)i * r + j] = GB[(size_t)j * r + i];
-    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', r, GA, r, la) != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    /* after sym_eig, row c of GA is Z_A's column c */
+    if (sym_eig(GA, r, la)) { st = LK_ERR_UNSUPPORTED; goto done; }
     if (!(la[r - 1] > 0) || !(la[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * la[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
     for (int i = 0; i < r; i++)
-        for (int c = 0; c < r; c++) D[(size_t)i * r + c] = GA[(size_t)i * r + c] * sqrt(la[c]);
+        for (int c = 0; c < r; c++) D[(size_t)i * r + c] = GA[(size_t)c * r + i] * sqrt(la[c]);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, 1.0, GB, r, D, r, 0.0, T, r);
+    /* H = s²·Dᵀ·T: only its upper triangle is used */
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, r, s * s, D, r, T, r, 0.0, H, r);
-    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', r, H, r, mu) != 0) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (sym_eig(H, r, mu)) { st = LK_ERR_UNSUPPORTED; goto done; }
     if (!(mu[r - 1] > 0) || !(mu[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * mu[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
-    /* D becomes Λ^{-1/2} Z_Aᵀ, T = Zᵀ (rows by decreasing μ) · D, V = T·A */
-    for (int c = 0; c < r; c++)
-        for (int j = 0; j < r; j++) D[(size_t)c * r + j] = GA[(size_t)j * r + c] / sqrt(la[c]);
+    /* D becomes Λ^{-1/2} Z_Aᵀ, GB = Zᵀ (rows by decreasing μ), T = GB · D */
+    for (int c = 0; c < r; c++) {
+        double f = 1 / sqrt(la[c]);
+        for (int j = 0; j < r; j++) D[(size_t)c * r + j] = GA[(size_t)c * r + j] * f;
+    }
     for (int i = 0; i < r; i++) {
         int c = r - 1 - i;
         b->sv[i] = sqrt(mu[c]);
-        for (int j = 0; j < r; j++) GB[(size_t)i * r + j] = H[(size_t)j * r + c];   /* GB reused as Zᵀ */
+        memcpy(GB + (size_t)i * r, H + (size_t)c * r, sizeof(double) * (size_t)r);
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, 1.0, GB, r, D, r, 0.0, T, r);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, in, r, 1.0, T, r, Ad, in, 0.0, b->v, in);
+    b->x = Ad; b->t = T;
+    Ad = T = NULL;
 done:
     free(Ad); free(Bd); free(GA); free(GB); free(D); free(T); free(H); free(la); free(mu);
     return st;
@@ -200,7 +248,7 @@ static lk_status lowrank_svd(sub_basis *b, const float *B, int out, const float 
     int r = b->k, in = b->n;
     double *U = malloc(sizeof(double) * (size_t)out * r), *V = malloc(sizeof(double) * (size_t)in * r);
     lk_status st = LK_OK;
-    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (!U || !V || !(b->v = malloc(sizeof(double) * (size_t)r * in))) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
     if ((st = la_svd_lowrank(B, out, r, A, in, s, U, b->sv, V))) goto done;
     for (int i = 0; i < in; i++)              /* V's columns become rows */
         for (int j = 0; j < r; j++) b->v[(size_t)j * in + i] = V[(size_t)i * r + j];
@@ -209,7 +257,7 @@ done:
     return st;
 }
 
-lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s)
+static lk_status basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s, int factored)
 {
     memset(b, 0, sizeof *b);
     if (r <= 0 || in <= 0 || out <= 0) return lk_fail(LK_ERR_ARG, "subspace: rank %d, in %d, out %d must be positive", r, in, out);
@@ -223,25 +271,41 @@ lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const 
     st = lowrank_gram(b, B, out, A, s);
     if (st == LK_ERR_UNSUPPORTED) st = lowrank_svd(b, B, out, A, s);
     if (!st && !(b->sv[0] > 0)) st = lk_fail(LK_ERR_NUMERIC, "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace");
+    if (!st && !factored) st = sub_basis_materialize(b);
     if (st) { sub_basis_free(b); return st; }
     set_rank(b);
     return LK_OK;
 }
 
-lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side)
+lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s)
+{
+    return basis_lowrank(b, B, out, r, A, in, s, 0);
+}
+
+static lk_status basis_module(sub_basis *b, const lora_module *m, sub_side side, int factored)
 {
     lk_status st;
     const char *what;
     switch (side) {
-    case SUB_SIDE_A: st = sub_basis_rows(b, m->A, m->rank, m->in); what = "A"; break;
-    case SUB_SIDE_B: st = sub_basis_cols(b, m->B, m->out, m->rank); what = "B"; break;
-    case SUB_SIDE_DW: st = sub_basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling); what = "dW"; break;
-    default: return lk_fail(LK_ERR_ARG, "subspace: unknown side %d", (int)side);
+    case SUB_SIDE_A: st = basis_rows(b, m->A, m->rank, m->in, factored); what = "A"; break;
+    case SUB_SIDE_B: st = basis_cols(b, m->B, m->out, m->rank, factored); what = "B"; break;
+    case SUB_SIDE_DW: st = basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling, factored); what = "dW"; break;
+    default: memset(b, 0, sizeof *b); return lk_fail(LK_ERR_ARG, "subspace: unknown side %d", (int)side);
     }
     if (st && side == SUB_SIDE_B && st == LK_ERR_NUMERIC && strstr(lk_errmsg(), "is zero"))
         lk_fail(st, "B is all zero (an untrained adapter?): side B has no subspace");
     if (st) return lk_fail_context(st, "layer %d target %s, side %s", m->layer, m->target, what);
     return LK_OK;
+}
+
+lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side)
+{
+    return basis_module(b, m, side, 0);
+}
+
+lk_status sub_basis_module_factored(sub_basis *b, const lora_module *m, sub_side side)
+{
+    return basis_module(b, m, side, 1);
 }
 
 lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, int left)
@@ -255,7 +319,8 @@ lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, i
     lk_status st = basis_alloc(b, k, n);
     if (st) return st;
     double *U = malloc(sizeof(double) * (size_t)out * k), *V = malloc(sizeof(double) * (size_t)in * k);
-    if (!U || !V) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    b->v = malloc(sizeof(double) * (size_t)k * n);
+    if (!U || !V || !b->v) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
     if (p <= SUB_TOPK_DENSE_MAX) st = la_topk_exact(W, out, in, k, U, b->sv, V);
     else {
         topk_opts o = topk_defaults();
@@ -274,7 +339,7 @@ done:
     return st;
 }
 
-lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed)
+static lk_status basis_gaussian(sub_basis *b, int k, int n, uint64_t seed, int factored)
 {
     memset(b, 0, sizeof *b);
     if (k <= 0 || n <= 0 || k > n) return lk_fail(LK_ERR_ARG, "subspace: random %dx%d matrix needs 0 < k <= n", k, n);
@@ -283,9 +348,12 @@ lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed)
     rng_t g;
     rng_seed(&g, seed);
     rng_fill_normal_f64(&g, x, (size_t)k * n, 1.0);
-    lk_status st = rows_f64(b, x, k, n);
-    free(x);
-    return st;
+    return rows_take(b, x, k, n, factored);
+}
+
+lk_status sub_basis_gaussian(sub_basis *b, int k, int n, uint64_t seed)
+{
+    return basis_gaussian(b, k, n, seed, 0);
 }
 
 void sub_phi_from_overlap(double *phi, const double *M, int r1, int r2)
@@ -312,31 +380,46 @@ void sub_result_free(sub_result *res)
     memset(res, 0, sizeof *res);
 }
 
-/* Singular values only (gesdd 'N'); descending. */
-static lk_status singular_values(const double *M, int m, int n, double *s)
+/* Singular values only (gesdd 'N'), descending, of the r1×r2 row-major M,
+ * which is destroyed. Row-major M is its transpose in column-major, which has
+ * the same singular values: no transposed copy. */
+static lk_status singular_values(double *M, int r1, int r2, double *s)
 {
-    double *w = malloc(sizeof(double) * (size_t)m * n);
-    if (!w) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
-    memcpy(w, M, sizeof(double) * (size_t)m * n);
-    lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', m, n, w, n, s, NULL, m, NULL, n);
-    free(w);
-    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", m, n, (int)info);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', r2, r1, M, r2, s, NULL, 1, NULL, 1);
+    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", r1, r2, (int)info);
     return LK_OK;
 }
+
+/* A basis as V = T·X: factored (x, t), or explicit (v, T = I: NULL). */
+static const double *basis_x(const sub_basis *b) { return b->v ? b->v : b->x; }
+static const double *basis_t(const sub_basis *b) { return b->v ? NULL : b->t; }
 
 lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
 {
     memset(res, 0, sizeof *res);
     if (b1->n != b2->n)
         return lk_fail(LK_ERR_SHAPE, "subspace: the two subspaces live in different dimensions (%d and %d)", b1->n, b2->n);
-    int r1 = b1->k, r2 = b2->k, p = r1 < r2 ? r1 : r2;
-    res->r1 = r1; res->r2 = r2; res->n = b1->n;
-    double *M = malloc(sizeof(double) * (size_t)r1 * r2), *s = malloc(sizeof(double) * (size_t)p);
+    const double *x1 = basis_x(b1), *x2 = basis_x(b2), *t1 = basis_t(b1), *t2 = basis_t(b2);
+    if (!x1 || !x2 || (!b1->v && !t1) || (!b2->v && !t2)) return lk_fail(LK_ERR_ARG, "subspace: a basis holds no vectors");
+    int r1 = b1->k, r2 = b2->k, p = r1 < r2 ? r1 : r2, n = b1->n;
+    res->r1 = r1; res->r2 = r2; res->n = n;
+    /* M = V₁·V₂ᵀ = T₁ (X₁·X₂ᵀ) T₂ᵀ: one r1×r2×n product and two small ones,
+     * instead of forming V₁ and V₂ (two more products of that size). */
+    double *M = malloc(sizeof(double) * (size_t)r1 * r2), *C = malloc(sizeof(double) * (size_t)r1 * r2);
+    double *s = malloc(sizeof(double) * (size_t)p);
     res->phi = malloc(sizeof(double) * (size_t)r1 * r2);
     res->angles = malloc(sizeof(double) * (size_t)p);
     lk_status st = LK_OK;
-    if (!M || !s || !res->phi || !res->angles) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, b1->n, 1.0, b1->v, b1->n, b2->v, b2->n, 0.0, M, r2);
+    if (!M || !C || !s || !res->phi || !res->angles) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, n, 1.0, x1, n, x2, n, 0.0, t1 || t2 ? C : M, r2);
+    if (t1 && t2) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1, r2, r1, 1.0, t1, r1, C, r2, 0.0, M, r2);
+        memcpy(C, M, sizeof(double) * (size_t)r1 * r2);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, C, r2, t2, r2, 0.0, M, r2);
+    } else if (t1)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1, r2, r1, 1.0, t1, r1, C, r2, 0.0, M, r2);
+    else if (t2)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, C, r2, t2, r2, 0.0, M, r2);
     sub_phi_from_overlap(res->phi, M, r1, r2);
     if ((st = singular_values(M, r1, r2, s))) goto done;
     double g = 0;
@@ -347,7 +430,7 @@ lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
     }
     res->geodesic = sqrt(g);
 done:
-    free(M); free(s);
+    free(M); free(C); free(s);
     if (st) sub_result_free(res);
     return st;
 }
@@ -385,9 +468,9 @@ lk_status sub_random_pairs(double *phi, int K, int r1, int r2, int n, uint64_t s
     for (int p = 0; p < K; p++) {
         sub_basis g1, g2;
         sub_result res;
-        lk_status st = sub_basis_gaussian(&g1, r1, n, mix64(seed ^ (2 * (uint64_t)p + 1)));
+        lk_status st = basis_gaussian(&g1, r1, n, mix64(seed ^ (2 * (uint64_t)p + 1)), 1);
         if (st) return st;
-        if ((st = sub_basis_gaussian(&g2, r2, n, mix64(seed ^ (2 * (uint64_t)p + 2))))) { sub_basis_free(&g1); return st; }
+        if ((st = basis_gaussian(&g2, r2, n, mix64(seed ^ (2 * (uint64_t)p + 2)), 1))) { sub_basis_free(&g1); return st; }
         st = sub_compare(&res, &g1, &g2);
         if (!st) memcpy(phi + (size_t)p * r1 * r2, res.phi, sizeof(double) * (size_t)r1 * r2);
         sub_basis_free(&g1); sub_basis_free(&g2); sub_result_free(&res);

@@ -7,8 +7,10 @@
  *
  *     φ(i, j) = ‖U₁⁽ⁱ⁾ᵀ U₂⁽ʲ⁾‖²_F / min(i, j)   ∈ [0, 1]
  *
- * is then a prefix sum of the squared entries of M = V₁·V₂ᵀ (r₁×r₂): one dgemm
- * and O(r₁r₂) work for the whole grid. The principal angles between the two full
+ * is then a prefix sum of the squared entries of M = V₁·V₂ᵀ (r₁×r₂): O(r₁r₂)
+ * work for the whole grid once M is known. With V = T·X (T = Λ^{-1/2}Zᵀ from
+ * the Gram route below, k×k), M = T₁·(X₁·X₂ᵀ)·T₂ᵀ: one r₁×r₂×n product, so
+ * bases for comparison are kept in that factored form. The principal angles between the two full
  * subspaces are arccos of M's singular values (clamped to [0, 1]); the Grassmann
  * geodesic distance is √Σθ². Angles below ~1e-8 rad are not resolved (arccos
  * near 1).
@@ -53,9 +55,13 @@ int sub_side_dim(const lora_module *m, sub_side side);
 
 typedef struct {
     int k, n;       /* k orthonormal rows in R^n */
-    double *v;      /* [k, n], rows ordered by decreasing singular value */
+    double *v;      /* [k, n], rows ordered by decreasing singular value; NULL while factored */
     double *sv;     /* [k] those singular values */
     int rank;       /* numerical rank: σᵢ > max(k, n)·ε_float32·σ₁ (NumPy's rule; inputs are float32) */
+    /* Factored form (sub_basis_module_factored, Gram route only): V = t·x with
+     * x [k, n] the factor in double and t [k, k]; v is NULL until
+     * sub_basis_materialize(). Explicit bases have x = t = NULL. */
+    double *x, *t;
 } sub_basis;
 
 /* Right-singular vectors of X [k, n] (row-major float32), k ≤ n. */
@@ -68,6 +74,12 @@ lk_status sub_basis_cols(sub_basis *b, const float *X, int n, int k);
 lk_status sub_basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s);
 /* The side's vectors of a LoRA module. Errors name the layer, target and factor. */
 lk_status sub_basis_module(sub_basis *b, const lora_module *m, sub_side side);
+/* The same, but a well-conditioned factor's basis stays factored (v = NULL,
+ * V = t·x): sub_compare then needs one r₁×r₂×n product per pair instead of
+ * three. For callers that only compare; sub_basis_materialize() forms v. */
+lk_status sub_basis_module_factored(sub_basis *b, const lora_module *m, sub_side side);
+/* Forms v = t·x of a factored basis (and drops x, t); no-op for an explicit one. */
+lk_status sub_basis_materialize(sub_basis *b);
 /* Top-k singular vectors of a dense W [out, in]: right (in dimension) or, with
  * left = 1, left (out dimension). A dense LAPACK SVD in double when
  * min(out, in) ≤ SUB_TOPK_DENSE_MAX, else topk_svd (block Krylov, residuals
@@ -85,7 +97,8 @@ typedef struct {
     double geodesic;  /* √Σθ² */
 } sub_result;
 
-/* φ grid, principal angles and geodesic distance between two bases of one R^n. */
+/* φ grid, principal angles and geodesic distance between two bases of one R^n
+ * (explicit or factored, in any combination). */
 lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2);
 void sub_result_free(sub_result *res);
 

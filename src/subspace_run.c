@@ -221,10 +221,10 @@ static void run_pair(pair_ctx *c, size_t i)
 {
     pair_job *j = &c->jobs[i];
     sub_basis b1, b2;
-    lk_status st = sub_basis_module(&b1, j->m1, c->opt->side);
+    lk_status st = sub_basis_module_factored(&b1, j->m1, c->opt->side);
     if (st) st = lk_fail_context(st, "input 1 (%s)", c->src1);
     else {
-        if ((st = sub_basis_module(&b2, j->m2, c->opt->side))) st = lk_fail_context(st, "input 2 (%s)", c->src2);
+        if ((st = sub_basis_module_factored(&b2, j->m2, c->opt->side))) st = lk_fail_context(st, "input 2 (%s)", c->src2);
         else {
             st = compute_entry(&c->e[i], &b1, &b2, c->opt);
             sub_basis_free(&b2);
@@ -380,7 +380,7 @@ static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *b
         if (top > p) top = p;
         sub_basis b1, b2;
         sub_entry *e = NULL;
-        if ((st = sub_basis_module(&b1, m, opt->side))) { st = lk_fail_context(st, "%s", ad->source); break; }
+        if ((st = sub_basis_module_factored(&b1, m, opt->side))) { st = lk_fail_context(st, "%s", ad->source); break; }
         if ((st = sub_basis_topk(&b2, W, m->out, m->in, top, left))) {
             sub_basis_free(&b1);
             st = lk_fail_context(st, "%s: %s", basew_path(bw), wm->tensor);

@@ -2,7 +2,7 @@
  * identical inputs, same row space, orthogonal and planted overlaps, the random
  * baseline, symmetry under swapping, the three sides, PEFT adapters (Llama keys,
  * GPT-2's fused c_attn) giving the grids of the same matrices in our layout, and
- * the failure paths. */
+ * the failure paths; the factored bases the analysis uses match the explicit ones. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -348,6 +348,84 @@ static void test_sides(void **state)
 
 /* Side dW when ΔW is ill-conditioned (the la_svd_lowrank route) and when A is
  * (also that route): the vectors still match the formed ΔW's dense SVD. */
+/* sub_basis_module_factored (V kept as t·x, what the analysis uses) gives the
+ * explicit basis's φ grid, angles and vectors to 1e-12, in every combination,
+ * for the three sides; an ill-conditioned factor still takes the SVD route. */
+static void assert_results_close(const sub_result *a, const sub_result *b, double tol)
+{
+    assert_int_equal(a->r1, b->r1);
+    assert_int_equal(a->r2, b->r2);
+    for (int i = 0; i < a->r1 * a->r2; i++)
+        if (fabs(a->phi[i] - b->phi[i]) > tol) fail_msg("phi[%d]: %.17g vs %.17g", i, a->phi[i], b->phi[i]);
+    int p = a->r1 < a->r2 ? a->r1 : a->r2;
+    for (int i = 0; i < p; i++)
+        if (fabs(a->angles[i] - b->angles[i]) > 1e3 * tol) fail_msg("angle %d: %.17g vs %.17g", i, a->angles[i], b->angles[i]);
+    assert_true(fabs(a->geodesic - b->geodesic) < 1e3 * tol);
+}
+
+static void test_factored_matches_explicit(void **state)
+{
+    (void)state;
+    int r1 = 6, r2 = 9, in = 40, out = 31;
+    lora_adapter ad;
+    memset(&ad, 0, sizeof ad);
+    lora_module *m;
+    assert_int_equal(adapter_add(&ad, 0, "q", r1, in, out, 2.0, &m), LK_OK);
+    assert_int_equal(adapter_add(&ad, 0, "v", r2, in, out, 0.5, &m), LK_OK);
+    assert_int_equal(adapter_add(&ad, 1, "q", r2, in, out, 1.0, &m), LK_OK);
+    for (int k = 0; k < 3; k++) {
+        lora_module *x = &ad.mods[k];
+        float *A = gaussian_f32(x->rank, in, 40 + k), *B = gaussian_f32(out, x->rank, 50 + k);
+        memcpy(x->A, A, sizeof(float) * x->rank * in);
+        memcpy(x->B, B, sizeof(float) * out * x->rank);
+        free(A); free(B);
+    }
+    /* module 2: A's and B's rows/columns scaled over 6 decades: the SVD routes */
+    lora_module *ill = &ad.mods[2];
+    for (int i = 0; i < r2; i++) {
+        float f = powf(10.0f, -6.0f * i / (r2 - 1));
+        for (int j = 0; j < in; j++) ill->A[i * in + j] *= f;
+        for (int j = 0; j < out; j++) ill->B[j * r2 + i] *= f;
+    }
+    for (int side = SUB_SIDE_A; side <= SUB_SIDE_DW; side++)
+        for (int pair = 0; pair < 2; pair++) {
+            const lora_module *m1 = &ad.mods[0], *m2 = &ad.mods[1 + pair];
+            sub_basis e1, e2, f1, f2;
+            assert_int_equal(sub_basis_module(&e1, m1, side), LK_OK);
+            assert_int_equal(sub_basis_module(&e2, m2, side), LK_OK);
+            assert_int_equal(sub_basis_module_factored(&f1, m1, side), LK_OK);
+            assert_int_equal(sub_basis_module_factored(&f2, m2, side), LK_OK);
+            assert_non_null(e1.v);
+            assert_null(e1.x);
+            assert_null(f1.v);                      /* well-conditioned: factored */
+            assert_non_null(f1.x);
+            assert_non_null(f1.t);
+            if (pair) assert_non_null(f2.v);        /* ill-conditioned: the SVD route, explicit */
+            else assert_null(f2.v);
+            assert_int_equal(f1.rank, e1.rank);
+            assert_int_equal(f2.rank, e2.rank);
+            for (int i = 0; i < f2.k; i++) assert_true(fabs(f2.sv[i] - e2.sv[i]) <= 1e-12 * e2.sv[0]);
+            sub_result ee, ff, ef, fe;
+            assert_int_equal(sub_compare(&ee, &e1, &e2), LK_OK);
+            assert_int_equal(sub_compare(&ff, &f1, &f2), LK_OK);
+            assert_int_equal(sub_compare(&ef, &e1, &f2), LK_OK);
+            assert_int_equal(sub_compare(&fe, &f1, &e2), LK_OK);
+            assert_results_close(&ee, &ff, 1e-12);
+            assert_results_close(&ee, &ef, 1e-12);
+            assert_results_close(&ee, &fe, 1e-12);
+            /* materialised, the factored basis is the explicit one */
+            assert_int_equal(sub_basis_materialize(&f1), LK_OK);
+            assert_non_null(f1.v);
+            assert_null(f1.x);
+            assert_int_equal(sub_basis_materialize(&f1), LK_OK);    /* no-op */
+            for (int i = 0; i < f1.k * f1.n; i++) assert_true(fabs(f1.v[i] - e1.v[i]) < 1e-12);
+            assert_orthonormal(&f1, 1e-12);
+            sub_result_free(&ee); sub_result_free(&ff); sub_result_free(&ef); sub_result_free(&fe);
+            sub_basis_free(&e1); sub_basis_free(&e2); sub_basis_free(&f1); sub_basis_free(&f2);
+        }
+    adapter_free(&ad);
+}
+
 static void test_dw_ill_conditioned(void **state)
 {
     (void)state;
@@ -701,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_random_pairs_average_baseline),
         cmocka_unit_test(test_gram_and_svd_routes),
         cmocka_unit_test(test_sides),
+        cmocka_unit_test(test_factored_matches_explicit),
         cmocka_unit_test(test_dw_ill_conditioned),
         cmocka_unit_test(test_topk_of_dense),
         cmocka_unit_test(test_topk_of_large),
