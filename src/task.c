@@ -120,7 +120,8 @@ static lk_status resolve(const char *spec, char *path, size_t cap)
 }
 
 /* Splits "a, b ,c" into trimmed labels. */
-static lk_status parse_labels(task_def *t, const char *v, const char *file, int line)
+/* A comma-separated list (labels, label_words) into out[]; entries trimmed, non-empty, distinct. */
+static lk_status parse_list(char **out, int *n, const char *v, const char *key, const char *file, int line)
 {
     const char *s = v;
     while (*s) {
@@ -129,14 +130,14 @@ static lk_status parse_labels(task_def *t, const char *v, const char *file, int 
         const char *a = s, *b = e;
         while (a < b && isspace((unsigned char)*a)) a++;
         while (b > a && isspace((unsigned char)b[-1])) b--;
-        if (a == b) return lk_fail(LK_ERR_FORMAT, "%s:%d: empty label in labels", file, line);
-        if (t->n_labels == TASK_MAX_LABELS) return lk_fail(LK_ERR_FORMAT, "%s:%d: more than %d labels", file, line, TASK_MAX_LABELS);
-        t->labels[t->n_labels] = strndup(a, (size_t)(b - a));
-        if (!t->labels[t->n_labels]) return lk_fail(LK_ERR_NOMEM, "out of memory");
-        t->n_labels++;
-        for (int i = 0; i < t->n_labels - 1; i++)
-            if (!strcmp(t->labels[i], t->labels[t->n_labels - 1]))
-                return lk_fail(LK_ERR_FORMAT, "%s:%d: label '%s' given twice", file, line, t->labels[i]);
+        if (a == b) return lk_fail(LK_ERR_FORMAT, "%s:%d: empty entry in %s", file, line, key);
+        if (*n == TASK_MAX_LABELS) return lk_fail(LK_ERR_FORMAT, "%s:%d: more than %d entries in %s", file, line, TASK_MAX_LABELS, key);
+        out[*n] = strndup(a, (size_t)(b - a));
+        if (!out[*n]) return lk_fail(LK_ERR_NOMEM, "out of memory");
+        (*n)++;
+        for (int i = 0; i < *n - 1; i++)
+            if (!strcmp(out[i], out[*n - 1]))
+                return lk_fail(LK_ERR_FORMAT, "%s:%d: '%s' given twice in %s", file, line, out[i], key);
         s = *e ? e + 1 : e;
     }
     return LK_OK;
@@ -170,7 +171,8 @@ static lk_status apply_key(task_def *t, const char *key, const char *v, char spl
         else t->max_new = (int)x;
     } else if (!strcmp(key, "metric")) st = set_str(t->metric, sizeof t->metric, v, key, file, line);
     else if (!strcmp(key, "primary")) st = set_str(t->primary, sizeof t->primary, v, key, file, line);
-    else if (!strcmp(key, "labels")) st = parse_labels(t, v, file, line);
+    else if (!strcmp(key, "labels")) st = parse_list(t->labels, &t->n_labels, v, key, file, line);
+    else if (!strcmp(key, "label_words")) st = parse_list(t->label_words, &t->n_label_words, v, key, file, line);
     else if (!strcmp(key, "truncate")) {
         if (!strcmp(v, "left")) t->truncate_middle = 0;
         else if (!strcmp(v, "middle")) t->truncate_middle = 1;
@@ -192,7 +194,7 @@ static lk_status apply_key(task_def *t, const char *key, const char *v, char spl
         }
     }
     else st = lk_fail(LK_ERR_FORMAT, "%s:%d: unknown key '%s' (known: name, type, train, valid, test, text_field, "
-                      "split, prompt, completion, label_field, labels, stop, max_new, metric, primary, truncate, recipe.*)", file, line, key);
+                      "split, prompt, completion, label_field, labels, label_words, stop, max_new, metric, primary, truncate, recipe.*)", file, line, key);
     return st;
 }
 
@@ -311,7 +313,7 @@ lk_status task_open(task_def *t, const char *spec)
             if (!t->text_field[0]) snprintf(t->text_field, sizeof t->text_field, "text");
         } else if (!t->prompt_tmpl || !t->completion_tmpl)
             st = lk_fail(LK_ERR_FORMAT, "%s: a generate task needs split (with text_field) or prompt + completion templates", f);
-        if (!st && t->n_labels) st = lk_fail(LK_ERR_FORMAT, "%s: labels belong to classify tasks", f);
+        if (!st && (t->n_labels || t->n_label_words)) st = lk_fail(LK_ERR_FORMAT, "%s: labels belong to classify tasks", f);
     } else if (!st) {
         if (!t->metric[0]) snprintf(t->metric, sizeof t->metric, "accuracy");
         if (strcmp(t->metric, "accuracy"))
@@ -322,11 +324,15 @@ lk_status task_open(task_def *t, const char *spec)
             st = lk_fail(LK_ERR_FORMAT, "%s: a classify task needs labels (at least two, comma-separated)", f);
         else if (t->split)
             st = lk_fail(LK_ERR_FORMAT, "%s: split belongs to generate tasks", f);
+        else if (t->n_label_words && t->n_label_words != t->n_labels)
+            st = lk_fail(LK_ERR_FORMAT, "%s: label_words has %d entries for %d labels", f, t->n_label_words, t->n_labels);
         else if (!template_uses_only(t->completion_tmpl, t->label_field) || !strstr(t->completion_tmpl, "{"))
             st = lk_fail(LK_ERR_FORMAT, "%s: the completion template must use {%s} and no other field", f, t->label_field);
         for (int i = 0; !st && i < t->n_labels; i++) {
             cJSON *o = cJSON_CreateObject();
-            if (!o || !cJSON_AddStringToObject(o, t->label_field, t->labels[i])) { cJSON_Delete(o); st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
+            /* The completion spells the label, or its word when label_words maps it. */
+            const char *word = t->n_label_words ? t->label_words[i] : t->labels[i];
+            if (!o || !cJSON_AddStringToObject(o, t->label_field, word)) { cJSON_Delete(o); st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
             t->label_completion[i] = task_expand(t->completion_tmpl, o, f);
             cJSON_Delete(o);
             if (!t->label_completion[i]) st = LK_ERR_FORMAT;
@@ -477,6 +483,7 @@ void task_free(task_def *t)
 {
     for (int i = 0; i < TASK_N_SPLITS; i++) free_split(&t->split_data[i]);
     for (int i = 0; i < t->n_labels; i++) { free(t->labels[i]); free(t->label_completion[i]); }
+    for (int i = 0; i < t->n_label_words; i++) free(t->label_words[i]);
     free(t->split);
     free(t->prompt_tmpl);
     free(t->completion_tmpl);

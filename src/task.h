@@ -19,6 +19,9 @@
  *     completion  template using only {LABEL_FIELD}, e.g. " {label}"
  *     label_field the JSON field holding the label (default "label")
  *     labels      comma-separated label set, e.g. positive, negative
+ *     label_words optional, one word per label (e.g. good, bad): the completion
+ *                 template's {LABEL_FIELD} then spells the label's word instead
+ *                 of the label itself (a verbalizer); the data keep their labels
  *   primary     the metric reported in the tables (per type: see task_metric_names)
  *   recipe.KEY  the tuned training recipe for this task, as lora-sweep options
  *               (recipe.lr = 2e-3, recipe.epochs = 3, ...; KEY one of lr, alpha,
@@ -70,6 +73,8 @@ typedef struct {
     char primary[32];
     int n_labels;
     char *labels[TASK_MAX_LABELS];
+    int n_label_words;
+    char *label_words[TASK_MAX_LABELS];        /* classify: optional verbalizer, one per label */
     char *label_completion[TASK_MAX_LABELS];   /* classify: the completion of each label */
     task_split split_data[TASK_N_SPLITS];
     int n_recipe;                          /* recipe.KEY = VALUE lines, in file order */

@@ -99,6 +99,28 @@ static void test_user_task(void **state)
     task_free(&t);
 }
 
+/* label_words: the completion spells each label's word; the data keep their labels. */
+static void test_label_words(void **state)
+{
+    (void)state;
+    write_file("v.task", "type = classify\ntrain = v.jsonl\nvalid = v.jsonl\ntest = v.jsonl\n"
+                         "prompt = \"{text} It was\"\ncompletion = \" {label}\"\nlabels = positive, negative\n"
+                         "label_words = good, bad\n");
+    write_file("v.jsonl", "{\"text\": \"Fine.\", \"label\": \"negative\"}\n{\"text\": \"Yes!\", \"label\": \"positive\"}\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s/v.task", dir);
+    task_def t;
+    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_load(&t), LK_OK);
+    assert_string_equal(t.label_completion[0], " good");
+    assert_string_equal(t.label_completion[1], " bad");
+    assert_string_equal(t.split_data[0].ex[0].prompt, "Fine. It was");
+    assert_string_equal(t.split_data[0].ex[0].completion, " bad");
+    assert_int_equal(t.split_data[0].ex[0].label, 1);
+    assert_int_equal(t.split_data[0].ex[1].label, 0);
+    task_free(&t);
+}
+
 static void test_malformed_lines(void **state)
 {
     (void)state;
@@ -172,6 +194,12 @@ static void test_bad_task_files(void **state)
     expect_bad_task(buf, "no other field");
     snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, a\n", ok);
     expect_bad_task(buf, "given twice");
+    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x\n", ok);
+    expect_bad_task(buf, "label_words has 1 entries for 2 labels");
+    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x, x\n", ok);
+    expect_bad_task(buf, "'x' given twice in label_words");
+    snprintf(buf, sizeof buf, "%stype = generate\nsplit = x\nlabel_words = x, y\n", ok);
+    expect_bad_task(buf, "labels belong to classify tasks");
     task_def t;
     assert_int_equal(task_open(&t, "no-such-task"), LK_ERR_NOTFOUND);
     assert_non_null(strstr(lk_errmsg(), "no-such-task"));
@@ -182,6 +210,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_tasks),
         cmocka_unit_test(test_user_task),
+        cmocka_unit_test(test_label_words),
         cmocka_unit_test(test_malformed_lines),
         cmocka_unit_test(test_bad_task_files),
     };
