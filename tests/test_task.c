@@ -61,14 +61,15 @@ static void test_shipped_tasks(void **state)
     assert_int_equal(task_load(&t), LK_OK);
     assert_int_equal(t.type, TASK_CLASSIFY);
     assert_int_equal(t.n_labels, 2);
-    assert_string_equal(t.label_completion[0], " positive");
-    assert_string_equal(t.label_completion[1], " negative");
+    assert_string_equal(t.labels[0], "positive");
+    assert_string_equal(t.label_completion[0], " good");    /* label_words */
+    assert_string_equal(t.label_completion[1], " bad");
     assert_int_equal(t.split_data[TASK_TRAIN].n, 2400);
     assert_int_equal(t.split_data[TASK_VALID].n, 300);
     assert_int_equal(t.split_data[TASK_TEST].n, 300);
     e = &t.split_data[TASK_TRAIN].ex[0];
-    assert_string_equal(e->prompt, "Review: About ten minutes into this film I started having second thoughts.\nSentiment:");
-    assert_string_equal(e->completion, " negative");
+    assert_string_equal(e->prompt, "About ten minutes into this film I started having second thoughts.\nAll in all, it was");
+    assert_string_equal(e->completion, " bad");
     assert_int_equal(e->label, 1);
     int npos = 0;
     for (size_t i = 0; i < t.split_data[TASK_TEST].n; i++) npos += t.split_data[TASK_TEST].ex[i].label == 0;
