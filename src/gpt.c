@@ -417,30 +417,32 @@ lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_ne
     else {
         /* Prefill: one batched forward over the prompt (sgemm instead of n_prompt
          * matrix-vector passes); its keys and values fill the cache and the last
-         * row's probabilities give the next-token distribution. */
+         * row's probabilities give the next-token distribution. The forward runs in
+         * a workspace of this call, not the model's, so that several threads may
+         * decode with one model at once (task_eval does): gpt_generate only reads m. */
+        gc_ws_f32 w = {0};
         int *tok = malloc((size_t)(n_prompt + 1) * sizeof *tok);
         if (!tok) st = lk_fail(LK_ERR_NOMEM, "out of memory");
         if (!st) {
             memcpy(tok, prompt, (size_t)n_prompt * sizeof *tok);
             tok[n_prompt] = 0;
-            st = ensure_ws(m, 1, n_prompt);
+            st = gc_ws_init_f32(&w, &m->cfg, 1, n_prompt);
         }
-        if (!st) st = gc_forward_f32(&m->work->ws, m->data, core_lora(m), tok, NULL, 1, n_prompt, 0, 0, NULL, NULL);
+        if (!st) st = gc_forward_f32(&w, m->data, core_lora(m), tok, NULL, 1, n_prompt, 0, 0, NULL, NULL);
         free(tok);
         if (!st) {
-            const gc_ws_f32 *w = &m->work->ws;
             size_t d = m->cfg.d_model, N = (size_t)n_prompt, ctx = m->cfg.n_ctx;
             for (int l = 0; l < m->cfg.n_layer; l++)
                 for (size_t t = 0; t < N; t++) {
-                    const float *q = w->qkv + (size_t)l * N * 3 * d + t * 3 * d;
+                    const float *q = w.qkv + (size_t)l * N * 3 * d + t * 3 * d;
                     memcpy(kv.k + ((size_t)l * ctx + t) * d, q + d, d * sizeof(float));
                     memcpy(kv.v + ((size_t)l * ctx + t) * d, q + 2 * d, d * sizeof(float));
                 }
             kv.pos = n_prompt;
-            const float *pr = w->logits + (N - 1) * V;
+            const float *pr = w.logits + (N - 1) * V;
             for (int j = 0; j < V; j++) logits[j] = pr[j] > 0 ? logf(pr[j]) : -INFINITY;
-            m->work->ws.have_fwd = 0;
         }
+        gc_ws_free_f32(&w);
     }
     while (!st && *n_out < max_new) {
         int next = 0;

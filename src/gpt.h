@@ -135,7 +135,8 @@ lk_status gpt_logprobs(gpt_model *m, const int *tokens, int B, int T, float *log
  * (n_prompt ≥ 1), appends up to max_new tokens to out (out has room for max_new),
  * stops after emitting `stop` (if stop ≥ 0; the stop token is included in out) or
  * when the context n_ctx is full. temperature 0 = greedy (argmax); otherwise
- * samples from softmax(logits / temperature) with the given seed. *n_out = count. */
+ * samples from softmax(logits / temperature) with the given seed. *n_out = count.
+ * Only reads m: several threads may generate with one model at once. */
 lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_new, int stop,
                        float temperature, uint64_t seed, int *out, int *n_out);
 

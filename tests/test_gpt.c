@@ -2,7 +2,8 @@
  * ≈ ln(vocab), a single batch overfits, merged = unmerged outputs, unmerge
  * restores W, LoRA training touches only A and B, checkpoint and adapter round
  * trips (with the base fingerprint check), KV-cache generation = argmax of the
- * full forward, and short sequences (T < n_ctx, padding masked out). */
+ * full forward, generation from several threads at once equals sequential
+ * generation, and short sequences (T < n_ctx, padding masked out). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "adapter.h"
 #include "gpt.h"
 #include "lora.h"
@@ -263,6 +265,49 @@ static void test_generate_matches_forward(void **state)
     gpt_free(m);
 }
 
+/* Several threads generating with one model (as task_eval decodes in parallel) must
+ * give exactly what one thread gives: gpt_generate may only read the model. */
+typedef struct { gpt_model *m; int id, rounds, bad; int want[4][10]; } gen_arg;
+
+static void gen_prompt(int id, int *p) { for (int i = 0; i < 6; i++) p[i] = 'a' + (id * 7 + i * 3) % 26; }
+
+static void *gen_thread(void *arg)
+{
+    gen_arg *g = arg;
+    for (int r = 0; r < g->rounds; r++) {
+        int id = (g->id + r) % 4, p[6], out[10], n;
+        gen_prompt(id, p);
+        if (gpt_generate(g->m, p, 6, 10, -1, 0, 1, out, &n) != LK_OK || n != 10 ||
+            memcmp(out, g->want[id], sizeof out)) g->bad++;
+    }
+    return NULL;
+}
+
+static void test_generate_concurrent(void **state)
+{
+    (void)state;
+    gpt_model *m = new_model(11);
+    lora_config lc = all_targets();
+    assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
+    randomize_B(m, 12);
+    gen_arg g[4];
+    for (int id = 0; id < 4; id++) {
+        int p[6], n;
+        gen_prompt(id, p);
+        assert_int_equal(gpt_generate(m, p, 6, 10, -1, 0, 1, g[0].want[id], &n), LK_OK);
+        assert_int_equal(n, 10);
+    }
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        g[k].m = m; g[k].id = k; g[k].rounds = 200; g[k].bad = 0;
+        memcpy(g[k].want, g[0].want, sizeof g[k].want);
+        assert_int_equal(pthread_create(&th[k], NULL, gen_thread, &g[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < 4; k++) assert_int_equal(g[k].bad, 0);
+    gpt_free(m);
+}
+
 static void test_short_sequences(void **state)
 {
     (void)state;
@@ -332,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_lora_training_touches_only_adapter),
         cmocka_unit_test(test_checkpoint_and_adapter_round_trip),
         cmocka_unit_test(test_generate_matches_forward),
+        cmocka_unit_test(test_generate_concurrent),
         cmocka_unit_test(test_short_sequences),
         cmocka_unit_test(test_reproducible),
     };
