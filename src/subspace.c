@@ -3,6 +3,7 @@
 #include "subspace.h"
 #include "linalg.h"
 #include "rng.h"
+#include "symeig.h"
 #include "topk.h"
 #include <cblas.h>
 #include <lapacke.h>
@@ -88,6 +89,10 @@ static void set_rank(sub_basis *b)
  * transposed copies (LAPACKE's row-major path makes two). */
 static int sym_eig(double *G, int k, double *w)
 {
+    /* symeig_small: ~1.4x faster than dsyevd at k = 64 (see symeig.h); it
+     * leaves G intact when it fails, so dsyevd remains the fallback (and
+     * serves k > SYMEIG_MAX). */
+    if (k <= SYMEIG_MAX && symeig_small(G, k, w) == 0) return 0;
     lapack_int lwork = 1 + 6 * k + 2 * k * k, liwork = 3 + 5 * k;
     double *work = malloc(sizeof(double) * (size_t)lwork);
     lapack_int *iwork = malloc(sizeof(lapack_int) * (size_t)liwork);
@@ -380,11 +385,13 @@ void sub_result_free(sub_result *res)
     memset(res, 0, sizeof *res);
 }
 
-/* Singular values only (gesdd 'N'), descending, of the r1×r2 row-major M,
- * which is destroyed. Row-major M is its transpose in column-major, which has
- * the same singular values: no transposed copy. */
+/* Singular values only, descending, of the r1×r2 row-major M, which may be
+ * destroyed: symeig_svals_small (~1.15x faster at 64×64, the same accuracy:
+ * see symeig.h), else gesdd 'N'. Row-major M is its transpose in column-major,
+ * which has the same singular values: no transposed copy. */
 static lk_status singular_values(double *M, int r1, int r2, double *s)
 {
+    if (symeig_svals_small(M, r1, r2, s) == 0) return LK_OK;
     lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', r2, r1, M, r2, s, NULL, 1, NULL, 1);
     if (info != 0) return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", r1, r2, (int)info);
     return LK_OK;
