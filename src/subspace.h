@@ -24,7 +24,7 @@
  *                side A). ΔW is never formed. n = in.
  *
  * Bases of one factor come from the Gram matrix X·Xᵀ (k×k) and its symmetric
- * eigendecomposition (about 6× faster than an SVD of the k×n factor with this
+ * eigendecomposition (src/symeig.c for k ≤ 128, LAPACK dsyevd above or as fallback) (about 6× faster than an SVD of the k×n factor with this
  * LAPACK); when X is ill-conditioned (σ_min/σ_max < 1e-2, where squaring the
  * condition number would cost accuracy) the SVD (gesdd) is used instead. Side dW
  * likewise: two r×r eigendecompositions (of A·Aᵀ and of B's Gram in A's row
