@@ -25,8 +25,9 @@
  *
  * Bases of one factor come from the Gram matrix X·Xᵀ (k×k) and its symmetric
  * eigendecomposition (src/symeig.c for k ≤ 128, LAPACK dsyevd above or as
- * fallback; about 6× faster than an SVD of the k×n factor); when X is ill-conditioned (σ_min/σ_max < 1e-2, where squaring the
- * condition number would cost accuracy) the SVD (gesdd) is used instead. Side dW
+ * fallback; about 6× faster than an SVD of the k×n factor); when X is
+ * ill-conditioned (σ_min/σ_max < 1e-2, where squaring the condition number
+ * would cost accuracy) the SVD (gesdd) is used instead. Side dW
  * likewise: two r×r eigendecompositions (of A·Aᵀ and of B's Gram in A's row
  * basis) when A and ΔW are well-conditioned, else la_svd_lowrank (QR of B and
  * Aᵀ, SVD of the r×r core). A factor that is entirely zero (e.g. B of an
