@@ -418,15 +418,18 @@ lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
     res->angles = malloc(sizeof(double) * (size_t)p);
     lk_status st = LK_OK;
     if (!M || !C || !s || !res->phi || !res->angles) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, n, 1.0, x1, n, x2, n, 0.0, t1 || t2 ? C : M, r2);
-    if (t1 && t2) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1, r2, r1, 1.0, t1, r1, C, r2, 0.0, M, r2);
-        memcpy(C, M, sizeof(double) * (size_t)r1 * r2);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, C, r2, t2, r2, 0.0, M, r2);
-    } else if (t1)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1, r2, r1, 1.0, t1, r1, C, r2, 0.0, M, r2);
-    else if (t2)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, C, r2, t2, r2, 0.0, M, r2);
+    /* M ← X₁·X₂ᵀ, then M ← T₁·M and M ← M·T₂ᵀ for the factored sides; each
+     * product writes to C and the two buffers swap. */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, n, 1.0, x1, n, x2, n, 0.0, M, r2);
+    double *swap;
+    if (t1) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1, r2, r1, 1.0, t1, r1, M, r2, 0.0, C, r2);
+        swap = M; M = C; C = swap;
+    }
+    if (t2) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, M, r2, t2, r2, 0.0, C, r2);
+        swap = M; M = C; C = swap;
+    }
     sub_phi_from_overlap(res->phi, M, r1, r2);
     if ((st = singular_values(M, r1, r2, s))) goto done;
     double g = 0;
