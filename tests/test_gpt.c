@@ -222,13 +222,20 @@ static void test_checkpoint_and_adapter_round_trip(void **state)
     rmdir(dir);
 }
 
+/* A model with adapters on every target whose B is random (so ΔW ≠ 0). */
+static gpt_model *new_adapted_model(uint64_t seed, uint64_t b_seed)
+{
+    gpt_model *m = new_model(seed);
+    lora_config lc = all_targets();
+    assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
+    randomize_B(m, b_seed);
+    return m;
+}
+
 static void test_generate_matches_forward(void **state)
 {
     (void)state;
-    gpt_model *m = new_model(7);
-    lora_config lc = all_targets();
-    assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
-    randomize_B(m, 8);
+    gpt_model *m = new_adapted_model(7, 8);
     int prompt[4] = {'a', 'b', 'c', 'd'}, out[12], n;
     assert_int_equal(gpt_generate(m, prompt, 4, 12, -1, 0, 1, out, &n), LK_OK);
     assert_int_equal(n, 12); /* 4 + 12 = n_ctx: stops when the context is full */
@@ -286,10 +293,7 @@ static void *gen_thread(void *arg)
 static void test_generate_concurrent(void **state)
 {
     (void)state;
-    gpt_model *m = new_model(11);
-    lora_config lc = all_targets();
-    assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
-    randomize_B(m, 12);
+    gpt_model *m = new_adapted_model(11, 12);
     gen_arg g[4];
     for (int id = 0; id < 4; id++) {
         int p[6], n;

@@ -17,9 +17,7 @@ static char dir[256];
 
 static void write_file(const char *name, const char *text)
 {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
+    FILE *f = fopen(tu_path(dir, name), "w");
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
@@ -84,10 +82,8 @@ static void test_user_task(void **state)
     write_file("qa.task", "# my task\ntype = generate\ntrain = d.jsonl\nvalid = d.jsonl\ntest = d.jsonl\n"
                           "prompt = \"Q: {question}\\nA:\"   # comment\ncompletion = \" {answer}\"\n");
     write_file("d.jsonl", "{\"question\": \"2+2?\", \"answer\": \"4\"}\n\n{\"question\": \"{x}\", \"answer\": \"y\", \"extra\": 1}\n");
-    char p[512];
-    snprintf(p, sizeof p, "%s/qa.task", dir);
     task_def t;
-    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_open(&t, tu_path(dir, "qa.task")), LK_OK);
     assert_string_equal(t.name, "qa");
     assert_string_equal(t.primary, "exact");
     assert_int_equal(task_load(&t), LK_OK);
@@ -108,10 +104,8 @@ static void test_label_words(void **state)
                          "prompt = \"{text} It was\"\ncompletion = \" {label}\"\nlabels = positive, negative\n"
                          "label_words = good, bad\n");
     write_file("v.jsonl", "{\"text\": \"Fine.\", \"label\": \"negative\"}\n{\"text\": \"Yes!\", \"label\": \"positive\"}\n");
-    char p[512];
-    snprintf(p, sizeof p, "%s/v.task", dir);
     task_def t;
-    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_open(&t, tu_path(dir, "v.task")), LK_OK);
     assert_int_equal(task_load(&t), LK_OK);
     assert_string_equal(t.label_completion[0], " good");
     assert_string_equal(t.label_completion[1], " bad");
@@ -133,10 +127,8 @@ static void test_malformed_lines(void **state)
                           "{\"label\": \"no\"}\n"
                           "[1, 2]\n");
     write_file("b.jsonl", "{\"text\": 3, \"label\": \"no\"}\n");
-    char p[512];
-    snprintf(p, sizeof p, "%s/s.task", dir);
     task_def t;
-    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_open(&t, tu_path(dir, "s.task")), LK_OK);
     assert_int_equal(task_load(&t), LK_ERR_FORMAT);
     const char *msg = lk_errmsg();
     char want[600];
@@ -155,8 +147,7 @@ static void test_malformed_lines(void **state)
 
     /* Missing data file. */
     write_file("m.task", "type = generate\ntrain = nope.jsonl\nvalid = nope.jsonl\ntest = nope.jsonl\nsplit = \"=\"\n");
-    snprintf(p, sizeof p, "%s/m.task", dir);
-    assert_int_equal(task_open(&t, p), LK_OK);
+    assert_int_equal(task_open(&t, tu_path(dir, "m.task")), LK_OK);
     assert_int_equal(task_load(&t), LK_ERR_IO);
     assert_non_null(strstr(lk_errmsg(), "nope.jsonl"));
     task_free(&t);
@@ -165,10 +156,8 @@ static void test_malformed_lines(void **state)
 static void expect_bad_task(const char *text, const char *fragment)
 {
     write_file("bad.task", text);
-    char p[512];
-    snprintf(p, sizeof p, "%s/bad.task", dir);
     task_def t;
-    lk_status st = task_open(&t, p);
+    lk_status st = task_open(&t, tu_path(dir, "bad.task"));
     if (st == LK_OK) { task_free(&t); fail_msg("accepted: %s", text); }
     if (!strstr(lk_errmsg(), fragment)) fail_msg("message '%s' lacks '%s'", lk_errmsg(), fragment);
 }
