@@ -196,10 +196,36 @@ static void test_linear_and_helpers(void **state)
     assert_true(fabs(la_frobenius_f32(x, 6) - sqrt(91.0)) < 1e-12);
 }
 
+/* la_all_finite_f32 checks 64 floats per block: every position of a long
+ * array, at block edges and in the tail, must still be found and reported. */
+static void test_all_finite_blocks(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static float v[N];
+    for (int i = 0; i < N; i++) v[i] = (float)(i - 500) * 1e30f;   /* large but finite */
+    assert_true(la_all_finite_f32(v, N, NULL));
+    const size_t where[] = {0, 7, 63, 64, 65, 127, 500, 959, 960, 999};
+    const float what[] = {NAN, INFINITY, -INFINITY};
+    for (size_t w = 0; w < sizeof where / sizeof *where; w++) {
+        for (int k = 0; k < 3; k++) {
+            float keep = v[where[w]];
+            v[where[w]] = what[k];
+            size_t at = 12345;
+            assert_false(la_all_finite_f32(v, N, &at));
+            assert_int_equal(at, where[w]);
+            assert_false(la_all_finite_f32(v, where[w] + 1, NULL));
+            assert_true(la_all_finite_f32(v, where[w], NULL));
+            v[where[w]] = keep;
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_svd_reconstruction),
+        cmocka_unit_test(test_all_finite_blocks),
         cmocka_unit_test(test_svd_f32_and_full),
         cmocka_unit_test(test_svd_rejects_nan),
         cmocka_unit_test(test_qr),
