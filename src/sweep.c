@@ -162,8 +162,8 @@ typedef struct {
     rng_t rng;
 } batcher;
 
-static const task_example *len_base;
-static int len_max;
+static _Thread_local const task_example *len_base;   /* qsort has no context argument; thread-local for parallel cells */
+static _Thread_local int len_max;
 static int cmp_by_len(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;

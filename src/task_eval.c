@@ -30,8 +30,8 @@ static void set_score(task_scores *s, const char *name, double v)
 }
 
 /* Sort examples by encoded length, longest first, so batches have little padding. */
-static const task_example *const *sort_base;
-static int sort_maxlen;
+static _Thread_local const task_example *const *sort_base;   /* qsort has no context argument; thread-local for parallel cells */
+static _Thread_local int sort_maxlen;
 static int cmp_len(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;

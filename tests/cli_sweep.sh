@@ -118,6 +118,25 @@ for p in ('layers/1/q/A', 'layers/1/v/B'):
     assert np.array_equal(np.array(a[p]), np.array(b[p])), p
 EOF
 
+# --jobs 2 (two cells at once, one OpenBLAS thread each) gives the same numbers and
+# adapters as the sequential run, for every cell of the grid.
+"$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --ranks 1,4 --targets q,v --targets k --seeds 1,2 \
+    --alpha 8 --jobs 2 -o "$T/j.h5" > /dev/null 2> "$T/errj.txt" || { cat "$T/errj.txt"; fail "--jobs 2 sweep"; }
+grep -q "8 cells on 2 workers" "$T/errj.txt" || fail "--jobs 2 did not run two workers"
+"$PY" - "$T/r.h5" "$T/j.h5" <<'EOF' || fail "--jobs 2 differs from the sequential run"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], 'r')['runs'], h5py.File(sys.argv[2], 'r')['runs']
+assert sorted(a) == sorted(b), (sorted(a), sorted(b))
+for r in a:
+    for k in ('val_loss', 'val_metric', 'test_metric', 'trainable_params'):
+        assert a[r].attrs[k] == b[r].attrs[k], (r, k)
+    for i in a[r]['layers']:
+        for t in a[r]['layers'][i]:
+            for w in 'AB':
+                p = 'layers/%s/%s/%s' % (i, t, w)
+                assert np.array_equal(np.array(a[r][p]), np.array(b[r][p])), (r, p)
+EOF
+
 # export writes a standalone adapter file equal to the run's adapter.
 "$SWEEP" export "$T/r.h5:toy-qv-r4-s1" "$T/a.h5" > /dev/null || fail "export"
 "$PY" - "$T/r.h5" "$T/a.h5" <<'EOF' || fail "export content"
@@ -159,6 +178,7 @@ expect_error "exceeds min(in 32, out 32)" --base "$T/base.h5" --task "$T/t/toy.t
 expect_error "no-task" --base "$T/base.h5" --task no-task
 expect_error "no-such.h5" --base "$T/no-such.h5" --task "$T/t/toy.task"
 expect_error "unknown preset" --base "$T/base.h5" --preset huge
+expect_error "--jobs '0'" --base "$T/base.h5" --task "$T/t/toy.task" --jobs 0
 expect_error "alpha 'x'" --base "$T/base.h5" --task "$T/t/toy.task" --alpha x
 printf '{"q": "fine", "a": "yes"}\n{"q": "broken"\n' > "$T/t/valid.jsonl"
 expect_error "valid.jsonl:2: not valid JSON" --base "$T/base.h5" --task "$T/t/toy.task"
