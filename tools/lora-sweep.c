@@ -58,8 +58,6 @@ typedef struct {
     char budget_spec[32];
     long budget;
     int budget_ranks[SWEEP_MAX_TARGET_SETS];
-    int n_pre;                       /* preset recipe settings (after the task file, before options) */
-    const char *pre_k[4], *pre_v[4];
 } job;
 
 typedef struct {
@@ -296,9 +294,9 @@ static int preset_jobs(const char *name, job *jobs)
     int n = 0;
     if (!strcmp(name, "quick")) {
         /* {q,v} on sentiment at r = 8 and r = 64 with two seeds at r = 64 (the inputs of
-         * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL. Sentiment uses its
-         * tuned recipe (data/tasks/sentiment.task); WikiSQL trains 3 epochs instead of
-         * the tuned 4 to stay within the 10 minutes make demo may take. */
+         * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL, each task with its
+         * tuned recipe (data/tasks/NAME.task). make demo runs it with --jobs 2, which
+         * keeps it within the 10 minutes it may take (README). */
         static const char *qv[] = {"q,v"};
         job *j = &jobs[n++];
         snprintf(j->spec, sizeof j->spec, "sentiment");
@@ -315,7 +313,6 @@ static int preset_jobs(const char *name, job *jobs)
         add_targets(j, qv, 1);
         j->ranks[0] = 8; j->n_ranks = 1;
         j->seeds[0] = 1; j->n_seeds = 1;
-        j->pre_k[0] = "epochs"; j->pre_v[0] = "3"; j->n_pre = 1;
         return n;
     }
     if (!strcmp(name, "paper")) {
@@ -379,7 +376,7 @@ typedef struct {
     int *todo, n_todo;               /* plan indices of the cells to run */
     progress *pg;                    /* the overall progress (under sweep_pool_lock when parallel) */
     const char *out_path, *base_path, *fingerprint;
-    int parallel;
+    int parallel;                    /* workers, if more than one; else 0 */
 } cell_run;
 
 /* One cell: train, score, append to the results file, report. Runs on a pool
@@ -428,10 +425,9 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
         char el[32], eta[32];
         double elapsed = now() - tot->t_start;
         fmt_time(el, sizeof el, elapsed);
-        /* Parallel: the wall time per finished step so far, times the steps left
-         * (the cells on the other workers overlap, so CPU sums would overcount). */
-        double left = cr->parallel ? elapsed / (double)tot->steps_done_all * (double)tot->steps_total_left
-                                   : overall_eta(tot, 0, 0);
+        /* Parallel: the sequential estimate shared among the workers (the cells on
+         * the other workers overlap; their unfinished steps count as left). */
+        double left = overall_eta(tot, 0, 0) / (cr->parallel ? cr->parallel : 1);
         fmt_time(eta, sizeof eta, left);
         fprintf(stderr, "cell %d/%d %s: %s %.4f (val) %.4f (test), val loss %.4f; train %.1f s, %.0f tok/s, "
                         "eval %.1f s; elapsed %s, ETA %s\n", p->k, p->n, pc->cell.run_id, pm, task_score(&res.val, pm),
@@ -550,11 +546,6 @@ int main(int argc, char **argv)
             char where[1200];
             snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
             if (apply_recipe(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
-        }
-        for (int k = 0; k < j->n_pre; k++) {
-            char where[64];
-            snprintf(where, sizeof where, "--preset %s: %s", preset, j->pre_k[k]);
-            if (apply_recipe(&j->rec, j->pre_k[k], j->pre_v[k], where)) return die(NULL);
         }
         for (int k = 0; k < n_kv; k++) {
             char where[64];
@@ -684,7 +675,7 @@ int main(int argc, char **argv)
 
     /* The cells still to run, in plan order, on --jobs workers (sweep_pool.h). */
     cell_run cr = {.plan = plan, .pg = &pg, .out_path = out_path, .base_path = base_path,
-                   .fingerprint = m->fingerprint, .parallel = n_workers > 1};
+                   .fingerprint = m->fingerprint, .parallel = n_workers > 1 ? n_workers : 0};
     cr.todo = malloc(((size_t)n_plan + 1) * sizeof *cr.todo);
     if (!cr.todo) st = lk_fail(LK_ERR_NOMEM, "out of memory");
     for (int c = 0; c < n_plan && !report_only && cr.todo; c++) if (!plan[c].done) cr.todo[cr.n_todo++] = c;
