@@ -675,15 +675,16 @@ int main(int argc, char **argv)
 
     /* The cells still to run, in plan order, on --jobs workers (sweep_pool.h). */
     cell_run cr = {.plan = plan, .pg = &pg, .out_path = out_path, .base_path = base_path,
-                   .fingerprint = m->fingerprint, .parallel = n_workers > 1 ? n_workers : 0};
+                   .fingerprint = m->fingerprint};
     cr.todo = malloc(((size_t)n_plan + 1) * sizeof *cr.todo);
     if (!cr.todo) st = lk_fail(LK_ERR_NOMEM, "out of memory");
     for (int c = 0; c < n_plan && !report_only && cr.todo; c++) if (!plan[c].done) cr.todo[cr.n_todo++] = c;
     if (!st && cr.n_todo) {
-        if (n_workers > 1) {
+        if (n_workers > cr.n_todo) n_workers = cr.n_todo;   /* no idle workers */
+        cr.parallel = n_workers > 1 ? n_workers : 0;
+        if (cr.parallel) {
             pg.tty = 0;                       /* several cells at once: plain log lines, no bars */
-            fprintf(stderr, "lora-sweep: %d cells on %d workers (one OpenBLAS thread each)\n", cr.n_todo,
-                    n_workers < cr.n_todo ? n_workers : cr.n_todo);
+            fprintf(stderr, "lora-sweep: %d cells on %d workers (one OpenBLAS thread each)\n", cr.n_todo, n_workers);
         }
         gpt_lora_detach(m);
         st = sweep_pool_run(m, n_workers, cr.n_todo, run_cell, &cr);
