@@ -36,6 +36,9 @@ static int imax(int a, int b) { return a > b ? a : b; }
  * about as much as the arithmetic; these kernels stream it once instead (16
  * floats = one GCC vector, AVX-512 with -march=native, plain SIMD elsewhere),
  * about twice as fast. Other block sizes use sgemm. */
+/* Without AVX-512 GCC notes (-Wpsabi) that passing these 64-byte vectors by value
+ * changes the ABI; they never leave this file, so the note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v16 __attribute__((vector_size(64)));
 
 static inline v16 ld16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
