@@ -20,6 +20,7 @@
 #include "lora.h"
 #include "rng.h"
 #include "train.h"
+#include "testutil.h"
 
 static const gpt_config SMALL = {.n_layer = 2, .n_head = 2, .d_model = 32, .d_ff = 128, .n_ctx = 16, .vocab_size = 256};
 
@@ -174,11 +175,10 @@ static void test_lora_training_touches_only_adapter(void **state)
 static void test_checkpoint_and_adapter_round_trip(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_gpt_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char ck[256], ad_path[256];
-    snprintf(ck, sizeof ck, "%s/base.h5", dir);
-    snprintf(ad_path, sizeof ad_path, "%s/ad.h5", dir);
+    char dir[512], ck[600], ad_path[600];
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir, "gpt"), 0);   /* honours $TMPDIR */
+    snprintf(ck, sizeof ck, "%s", tu_path(dir, "base.h5"));
+    snprintf(ad_path, sizeof ad_path, "%s", tu_path(dir, "ad.h5"));
     gpt_model *m = new_model(5);
     assert_int_equal(gpt_save(m, ck), LK_OK);
     gpt_model *m2;
@@ -217,9 +217,7 @@ static void test_checkpoint_and_adapter_round_trip(void **state)
     gpt_free(other);
     gpt_free(m);
     gpt_free(m2);
-    unlink(ck);
-    unlink(ad_path);
-    rmdir(dir);
+    assert_int_equal(tu_rmdir(dir), 0);
 }
 
 /* A model with adapters on every target whose B is random (so ΔW ≠ 0). */
