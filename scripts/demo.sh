@@ -6,7 +6,7 @@
 # measures how ΔW relates to W (the paper's section 7). Outputs go to $DEMO_OUT
 # (build/demo). Rerunning skips the sweep cells already finished. The sweep trains
 # two cells at a time (--jobs 2, one OpenBLAS thread each): on 2 cores that gets
-# ~1.25x more done than one cell on both (DEMO_JOBS overrides).
+# ~1.3x more done than one cell on both (DEMO_JOBS overrides).
 set -eu
 BIN=${1:-bin}
 OUT=${DEMO_OUT:-build/demo}

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define POOL_MAX_JOBS 64
-
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void sweep_pool_lock(void) { pthread_mutex_lock(&pool_mu); }
@@ -48,7 +46,7 @@ static void *work(void *arg)
 
 lk_status sweep_pool_run(gpt_model *base, int jobs, long n_items, sweep_pool_fn fn, void *ctx)
 {
-    if (jobs < 1 || jobs > POOL_MAX_JOBS) return lk_fail(LK_ERR_ARG, "--jobs %d: must be 1 to %d", jobs, POOL_MAX_JOBS);
+    if (jobs < 1 || jobs > SWEEP_POOL_MAX_JOBS) return lk_fail(LK_ERR_ARG, "--jobs %d: must be 1 to %d", jobs, SWEEP_POOL_MAX_JOBS);
     if (jobs > n_items) jobs = n_items > 0 ? (int)n_items : 1;
     if (jobs == 1) {
         for (long i = 0; i < n_items; i++) {
@@ -57,7 +55,7 @@ lk_status sweep_pool_run(gpt_model *base, int jobs, long n_items, sweep_pool_fn 
         }
         return LK_OK;
     }
-    worker w[POOL_MAX_JOBS];
+    worker w[SWEEP_POOL_MAX_JOBS];
     pool p = {.fn = fn, .ctx = ctx, .n_items = n_items};
     pthread_mutex_init(&p.mu, NULL);
     lk_status st = LK_OK;
@@ -69,7 +67,7 @@ lk_status sweep_pool_run(gpt_model *base, int jobs, long n_items, sweep_pool_fn 
         st = gpt_clone(&w[made].m, base);
     }
     if (st) made--;                           /* the failed clone left nothing to free */
-    pthread_t tid[POOL_MAX_JOBS];
+    pthread_t tid[SWEEP_POOL_MAX_JOBS];
     int started = 0;
     if (!st) {
         int blas_threads = openblas_get_num_threads();

@@ -3,7 +3,7 @@
  * Why: on a small machine one training run does not keep every core busy
  * (OpenBLAS's second thread mostly waits on small matrices), while two runs
  * side by side with one OpenBLAS thread each get more tokens through: measured
- * ~1.25x on 2 cores (README, lora-sweep --jobs). Cells are independent, so
+ * ~1.3x on 2 cores (README, lora-sweep --jobs). Cells are independent, so
  * they parallelise without changing any result: each worker trains on its own
  * copy of the base model, and every cell is seeded by its own coordinates.
  *
@@ -22,6 +22,8 @@
 #define LK_SWEEP_POOL_H
 #include "gpt.h"
 #include "status.h"
+
+#define SWEEP_POOL_MAX_JOBS 64   /* the most workers sweep_pool_run accepts */
 
 typedef lk_status (*sweep_pool_fn)(void *ctx, gpt_model *m, long item);
 

@@ -43,7 +43,7 @@ static const char *usage =
     "--no-test never scores the test split (for choosing the recipe on validation data).\n"
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
     "--jobs N trains N cells at once, one OpenBLAS thread each (same results; on 2 cores,\n"
-    "--jobs 2 gets ~1.25x more cells through than one cell on both cores).\n";
+    "--jobs 2 gets ~1.3x more cells through than one cell on both cores).\n";
 
 typedef struct {
     char spec[1024];
@@ -477,7 +477,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--tag")) tag = v;
         else if (!strcmp(a, "--jobs")) {
             long jv;
-            if (!parse_long(v, &jv) || jv < 1 || jv > 64) { fprintf(stderr, "lora-sweep: --jobs '%s' must be 1 to 64\n", v); return 2; }
+            if (!parse_long(v, &jv) || jv < 1 || jv > SWEEP_POOL_MAX_JOBS) {
+                fprintf(stderr, "lora-sweep: --jobs '%s' must be 1 to %d\n", v, SWEEP_POOL_MAX_JOBS);
+                return 2;
+            }
             n_workers = (int)jv;
         }
         else if (!strcmp(a, "--task")) {
@@ -686,7 +689,6 @@ int main(int argc, char **argv)
             pg.tty = 0;                       /* several cells at once: plain log lines, no bars */
             fprintf(stderr, "lora-sweep: %d cells on %d workers (one OpenBLAS thread each)\n", cr.n_todo, n_workers);
         }
-        gpt_lora_detach(m);
         st = sweep_pool_run(m, n_workers, cr.n_todo, run_cell, &cr);
     }
     free(cr.todo);
