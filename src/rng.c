@@ -46,3 +46,15 @@ void rng_fill_normal_f64(rng_t *r, double *x, size_t n, double stddev)
 {
     for (size_t i = 0; i < n; i++) x[i] = rng_normal(r) * stddev;
 }
+
+void rng_fill_normal_pairs_f64(rng_t *r, double *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        double u = rng_uniform(r), v = rng_uniform(r);
+        double rad = sqrt(-2.0 * log(1.0 - u)), a = 6.283185307179586 * v;
+        x[i] = rad * cos(a);
+        x[i + 1] = rad * sin(a);
+    }
+    if (i < n) x[i] = rng_normal(r);
+}

@@ -102,9 +102,26 @@ static int sym_eig(double *G, int k, double *w)
     return info == 0 ? 0 : -1;
 }
 
-/* X = Σ Vᵀ-style decomposition through G = X·Xᵀ = Z Λ Zᵀ: V = T·X with
- * T = Λ^{-1/2} Zᵀ (rows by decreasing eigenvalue), kept factored in b->t.
- * Returns LK_ERR_UNSUPPORTED (no message) when X is too ill-conditioned for it. */
+/* From the Gram matrix G = X·Xᵀ of b's factor X (upper triangle, destroyed):
+ * b->sv and T = Λ^{-1/2} Zᵀ (rows by decreasing eigenvalue) into T [k, k], so
+ * that V = T·X (G = Z Λ Zᵀ). w is scratch [k]. Returns LK_ERR_UNSUPPORTED (no
+ * message) when X is too ill-conditioned for this route. */
+static lk_status gram_to_t(sub_basis *b, double *G, double *w, double *T)
+{
+    int k = b->k;
+    if (sym_eig(G, k, w)) return LK_ERR_UNSUPPORTED;
+    /* eigenvalues ascending: the largest is w[k-1] */
+    if (!(w[k - 1] > 0) || !(w[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * w[k - 1])) return LK_ERR_UNSUPPORTED;
+    for (int i = 0; i < k; i++) {            /* row i of T = eigenvector of the i-th largest eigenvalue / σᵢ */
+        int c = k - 1 - i;
+        b->sv[i] = sqrt(w[c]);
+        for (int j = 0; j < k; j++) T[(size_t)i * k + j] = G[(size_t)c * k + j] / b->sv[i];
+    }
+    return LK_OK;
+}
+
+/* X = Σ Vᵀ-style decomposition through G = X·Xᵀ: V = T·X, kept factored in
+ * b->t. Returns LK_ERR_UNSUPPORTED (no message) when X is too ill-conditioned. */
 static lk_status rows_gram(sub_basis *b, const double *X)
 {
     int k = b->k, n = b->n;
@@ -113,14 +130,7 @@ static lk_status rows_gram(sub_basis *b, const double *X)
     lk_status st = LK_OK;
     if (!G || !w || !T) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, k, n, 1.0, X, n, 0.0, G, k);
-    if (sym_eig(G, k, w)) { st = LK_ERR_UNSUPPORTED; goto done; }
-    /* eigenvalues ascending: the largest is w[k-1] */
-    if (!(w[k - 1] > 0) || !(w[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * w[k - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
-    for (int i = 0; i < k; i++) {            /* row i of T = eigenvector of the i-th largest eigenvalue / σᵢ */
-        int c = k - 1 - i;
-        b->sv[i] = sqrt(w[c]);
-        for (int j = 0; j < k; j++) T[(size_t)i * k + j] = G[(size_t)c * k + j] / b->sv[i];
-    }
+    if ((st = gram_to_t(b, G, w, T))) goto done;
     b->t = T;
     T = NULL;
 done:
@@ -344,15 +354,22 @@ done:
     return st;
 }
 
+/* A k×n matrix of i.i.d. N(0, 1) entries from a seed: one stream for every
+ * random basis here (the random pairs' two routes must draw the same matrices). */
+static void gaussian_rows(double *x, int k, int n, uint64_t seed)
+{
+    rng_t g;
+    rng_seed(&g, seed);
+    rng_fill_normal_pairs_f64(&g, x, (size_t)k * n);
+}
+
 static lk_status basis_gaussian(sub_basis *b, int k, int n, uint64_t seed, int factored)
 {
     memset(b, 0, sizeof *b);
     if (k <= 0 || n <= 0 || k > n) return lk_fail(LK_ERR_ARG, "subspace: random %dx%d matrix needs 0 < k <= n", k, n);
     double *x = malloc(sizeof(double) * (size_t)k * n);
     if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
-    rng_t g;
-    rng_seed(&g, seed);
-    rng_fill_normal_f64(&g, x, (size_t)k * n, 1.0);
+    gaussian_rows(x, k, n, seed);
     return rows_take(b, x, k, n, factored);
 }
 
@@ -401,6 +418,29 @@ static lk_status singular_values(double *M, int r1, int r2, double *s)
 static const double *basis_x(const sub_basis *b) { return b->v ? b->v : b->x; }
 static const double *basis_t(const sub_basis *b) { return b->v ? NULL : b->t; }
 
+/* res->phi, angles and geodesic from the overlap M = V₁·V₂ᵀ (destroyed); the
+ * caller has set res->r1, r2 and n, and frees res on error. */
+static lk_status overlap_finish(sub_result *res, double *M)
+{
+    int r1 = res->r1, r2 = res->r2, p = r1 < r2 ? r1 : r2;
+    double *s = malloc(sizeof(double) * (size_t)p);
+    res->phi = malloc(sizeof(double) * (size_t)r1 * r2);
+    res->angles = malloc(sizeof(double) * (size_t)p);
+    lk_status st = LK_OK;
+    if (!s || !res->phi || !res->angles) { free(s); return lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); }
+    sub_phi_from_overlap(res->phi, M, r1, r2);
+    if ((st = singular_values(M, r1, r2, s))) { free(s); return st; }
+    double g = 0;
+    for (int i = 0; i < p; i++) {
+        double c = s[i] > 1 ? 1 : s[i] < 0 ? 0 : s[i];
+        res->angles[i] = acos(c);     /* s descending, so the angles ascend */
+        g += res->angles[i] * res->angles[i];
+    }
+    res->geodesic = sqrt(g);
+    free(s);
+    return LK_OK;
+}
+
 lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
 {
     memset(res, 0, sizeof *res);
@@ -408,16 +448,13 @@ lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
         return lk_fail(LK_ERR_SHAPE, "subspace: the two subspaces live in different dimensions (%d and %d)", b1->n, b2->n);
     const double *x1 = basis_x(b1), *x2 = basis_x(b2), *t1 = basis_t(b1), *t2 = basis_t(b2);
     if (!x1 || !x2 || (!b1->v && !t1) || (!b2->v && !t2)) return lk_fail(LK_ERR_ARG, "subspace: a basis holds no vectors");
-    int r1 = b1->k, r2 = b2->k, p = r1 < r2 ? r1 : r2, n = b1->n;
+    int r1 = b1->k, r2 = b2->k, n = b1->n;
     res->r1 = r1; res->r2 = r2; res->n = n;
     /* M = V₁·V₂ᵀ = T₁ (X₁·X₂ᵀ) T₂ᵀ: one r1×r2×n product and two small ones,
      * instead of forming V₁ and V₂ (two more products of that size). */
     double *M = malloc(sizeof(double) * (size_t)r1 * r2), *C = malloc(sizeof(double) * (size_t)r1 * r2);
-    double *s = malloc(sizeof(double) * (size_t)p);
-    res->phi = malloc(sizeof(double) * (size_t)r1 * r2);
-    res->angles = malloc(sizeof(double) * (size_t)p);
     lk_status st = LK_OK;
-    if (!M || !C || !s || !res->phi || !res->angles) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (!M || !C) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
     /* M ← X₁·X₂ᵀ, then M ← T₁·M and M ← M·T₂ᵀ for the factored sides; each
      * product writes to C and the two buffers swap. */
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, n, 1.0, x1, n, x2, n, 0.0, M, r2);
@@ -430,18 +467,130 @@ lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1, r2, r2, 1.0, M, r2, t2, r2, 0.0, C, r2);
         swap = M; M = C; C = swap;
     }
-    sub_phi_from_overlap(res->phi, M, r1, r2);
-    if ((st = singular_values(M, r1, r2, s))) goto done;
-    double g = 0;
-    for (int i = 0; i < p; i++) {
-        double c = s[i] > 1 ? 1 : s[i] < 0 ? 0 : s[i];
-        res->angles[i] = acos(c);     /* s descending, so the angles ascend */
-        g += res->angles[i] * res->angles[i];
-    }
-    res->geodesic = sqrt(g);
+    st = overlap_finish(res, M);
 done:
-    free(M); free(C); free(s);
+    free(M); free(C);
     if (st) sub_result_free(res);
+    return st;
+}
+
+void sub_scratch_free(sub_scratch *s)
+{
+    if (!s) return;
+    free(s->buf);
+    s->buf = NULL;
+    s->cap = 0;
+}
+
+/* The stacked route: X = [X₁; X₂] (k1 + k2 rows of R^n, double) sits at the
+ * start of the scratch (stacked_reserve), and one Gram X·Xᵀ = [G₁ C; Cᵀ G₂]
+ * gives both factors' Gram matrices and C = X₁·X₂ᵀ for the cost of the three
+ * products (one larger BLAS call, which packs the data once). Then as
+ * rows_gram on each and sub_compare. LK_ERR_UNSUPPORTED (no message) when a
+ * factor is too ill-conditioned for the Gram route. */
+static size_t stacked_size(int k1, int k2, int n)
+{
+    size_t K = (size_t)k1 + k2;
+    /* X, G, then G₁, G₂, T₁, T₂, C, M and w */
+    return K * n + K * K + 2 * ((size_t)k1 * k1 + (size_t)k2 * k2) + 2 * (size_t)k1 * k2 + K;
+}
+
+static double *stacked_reserve(sub_scratch *ws, int k1, int k2, int n)
+{
+    size_t need = stacked_size(k1, k2, n);
+    if (need > ws->cap) {
+        double *p = realloc(ws->buf, sizeof(double) * need);
+        if (!p) { lk_fail(LK_ERR_NOMEM, "subspace: out of memory for %d×%d factors", k1 + k2, n); return NULL; }
+        ws->buf = p;
+        ws->cap = need;
+    }
+    return ws->buf;
+}
+
+static lk_status stacked_compare(sub_result *res, sub_basis *b1, sub_basis *b2, int k1, int k2, int n, sub_scratch *ws)
+{
+    int K = k1 + k2;
+    double *x = ws->buf, *G = x + (size_t)K * n, *G1 = G + (size_t)K * K, *G2 = G1 + (size_t)k1 * k1;
+    double *T1 = G2 + (size_t)k2 * k2, *T2 = T1 + (size_t)k1 * k1, *C = T2 + (size_t)k2 * k2;
+    double *M = C + (size_t)k1 * k2, *w = M + (size_t)k1 * k2;
+    memset(res, 0, sizeof *res);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, K, n, 1.0, x, n, 0.0, G, K);
+    for (int i = 0; i < k1; i++) {            /* the blocks of G's upper triangle */
+        memcpy(G1 + (size_t)i * k1 + i, G + (size_t)i * K + i, sizeof(double) * (size_t)(k1 - i));
+        memcpy(C + (size_t)i * k2, G + (size_t)i * K + k1, sizeof(double) * (size_t)k2);
+    }
+    for (int i = 0; i < k2; i++)
+        memcpy(G2 + (size_t)i * k2 + i, G + (size_t)(k1 + i) * K + k1 + i, sizeof(double) * (size_t)(k2 - i));
+    lk_status st = basis_alloc(b1, k1, n);
+    if (!st) st = basis_alloc(b2, k2, n);
+    if (!st && !(st = gram_to_t(b1, G1, w, T1)) && !(st = gram_to_t(b2, G2, w, T2))) {
+        /* M = T₁·C·T₂ᵀ */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k1, k2, k1, 1.0, T1, k1, C, k2, 0.0, M, k2);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k1, k2, k2, 1.0, M, k2, T2, k2, 0.0, C, k2);
+        res->r1 = k1; res->r2 = k2; res->n = n;
+        if ((st = overlap_finish(res, C))) sub_result_free(res);
+    }
+    if (st) { sub_basis_free(b1); sub_basis_free(b2); return st; }
+    set_rank(b1);
+    set_rank(b2);
+    return LK_OK;
+}
+
+/* The side's factor of a module as k rows of R^n in double (A, or Bᵀ) */
+static void factor_rows(double *x, const lora_module *m, sub_side side)
+{
+    if (side == SUB_SIDE_A) {
+        for (size_t i = 0; i < (size_t)m->rank * m->in; i++) x[i] = m->A[i];
+        return;
+    }
+    int n = m->out, k = m->rank;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) x[(size_t)j * n + i] = m->B[(size_t)i * k + j];
+}
+
+static int factor_finite(const lora_module *m, sub_side side)
+{
+    size_t bad;
+    return side == SUB_SIDE_A ? la_all_finite_f32(m->A, (size_t)m->rank * m->in, &bad)
+                              : la_all_finite_f32(m->B, (size_t)m->out * m->rank, &bad);
+}
+
+/* Two modules by the stacked route (side A or B, finite factors);
+ * LK_ERR_UNSUPPORTED (no message) where it does not apply. */
+static lk_status compare_stacked_modules(sub_result *res, sub_basis *b1, sub_basis *b2, const lora_module *m1,
+                                         const lora_module *m2, sub_side side, sub_scratch *ws)
+{
+    int k1 = m1->rank, k2 = m2->rank, n = sub_side_dim(m1, side);
+    if (side == SUB_SIDE_DW || sub_side_dim(m2, side) != n || k1 <= 0 || k2 <= 0 || k1 > n || k2 > n
+        || !factor_finite(m1, side) || !factor_finite(m2, side))
+        return LK_ERR_UNSUPPORTED;
+    double *x = stacked_reserve(ws, k1, k2, n);
+    if (!x) return LK_ERR_NOMEM;
+    factor_rows(x, m1, side);
+    factor_rows(x + (size_t)k1 * n, m2, side);
+    return stacked_compare(res, b1, b2, k1, k2, n, ws);
+}
+
+lk_status sub_compare_modules(sub_result *res, sub_basis *b1, sub_basis *b2, const lora_module *m1,
+                              const lora_module *m2, sub_side side, const char *name1, const char *name2,
+                              sub_scratch *ws)
+{
+    memset(res, 0, sizeof *res);
+    lk_status st = compare_stacked_modules(res, b1, b2, m1, m2, side, ws);
+    if (st != LK_ERR_UNSUPPORTED) return st;
+    /* the general route, which also names what is wrong with a bad input */
+    if ((st = sub_basis_module_factored(b1, m1, side))) return lk_fail_context(st, "%s", name1 ? name1 : "input 1");
+    if ((st = sub_basis_module_factored(b2, m2, side))) {
+        sub_basis_free(b1);
+        return lk_fail_context(st, "%s", name2 ? name2 : "input 2");
+    }
+    st = sub_compare(res, b1, b2);
+    /* keep what the callers read (k, n, sv, rank), drop the vectors */
+    for (sub_basis *b = b1; b; b = b == b1 ? b2 : NULL) {
+        free(b->v); free(b->x); free(b->t);
+        b->v = b->x = b->t = NULL;
+    }
+    if (st) { sub_basis_free(b1); sub_basis_free(b2); }
     return st;
 }
 
@@ -473,18 +622,40 @@ uint64_t sub_seed(uint64_t seed, int layer, const char *target, int index)
     return mix64(z ^ (uint64_t)(int64_t)index);
 }
 
+/* One random pair by the stacked route, else (near-square, ill-conditioned
+ * Gaussians; bad sizes) the general one: the same matrices either way. */
+static lk_status random_pair(sub_result *res, int r1, int r2, int n, uint64_t s1, uint64_t s2, sub_scratch *ws)
+{
+    sub_basis g1, g2;
+    lk_status st = LK_ERR_UNSUPPORTED;
+    memset(res, 0, sizeof *res);
+    if (r1 > 0 && r2 > 0 && r1 <= n && r2 <= n) {
+        double *x = stacked_reserve(ws, r1, r2, n);
+        if (!x) return LK_ERR_NOMEM;
+        gaussian_rows(x, r1, n, s1);
+        gaussian_rows(x + (size_t)r1 * n, r2, n, s2);
+        if (!(st = stacked_compare(res, &g1, &g2, r1, r2, n, ws))) { sub_basis_free(&g1); sub_basis_free(&g2); }
+    }
+    if (st != LK_ERR_UNSUPPORTED) return st;
+    if ((st = basis_gaussian(&g1, r1, n, s1, 1))) return st;
+    if (!(st = basis_gaussian(&g2, r2, n, s2, 1))) {
+        st = sub_compare(res, &g1, &g2);
+        sub_basis_free(&g2);
+    }
+    sub_basis_free(&g1);
+    return st;
+}
+
 lk_status sub_random_pairs(double *phi, int K, int r1, int r2, int n, uint64_t seed)
 {
-    for (int p = 0; p < K; p++) {
-        sub_basis g1, g2;
+    sub_scratch ws = {0};
+    lk_status st = LK_OK;
+    for (int p = 0; p < K && !st; p++) {
         sub_result res;
-        lk_status st = basis_gaussian(&g1, r1, n, mix64(seed ^ (2 * (uint64_t)p + 1)), 1);
-        if (st) return st;
-        if ((st = basis_gaussian(&g2, r2, n, mix64(seed ^ (2 * (uint64_t)p + 2)), 1))) { sub_basis_free(&g1); return st; }
-        st = sub_compare(&res, &g1, &g2);
+        st = random_pair(&res, r1, r2, n, mix64(seed ^ (2 * (uint64_t)p + 1)), mix64(seed ^ (2 * (uint64_t)p + 2)), &ws);
         if (!st) memcpy(phi + (size_t)p * r1 * r2, res.phi, sizeof(double) * (size_t)r1 * r2);
-        sub_basis_free(&g1); sub_basis_free(&g2); sub_result_free(&res);
-        if (st) return st;
+        sub_result_free(&res);
     }
-    return LK_OK;
+    sub_scratch_free(&ws);
+    return st;
 }

@@ -134,12 +134,11 @@ static lk_status copy_sv(double **dst, const sub_basis *b)
     return LK_OK;
 }
 
-/* Compares two bases into entry e and adds the random pairs. No notes: this runs
- * on worker threads. */
-static lk_status compute_entry(sub_entry *e, const sub_basis *b1, const sub_basis *b2, const sub_options *opt)
+/* The parts of entry e that follow from the bases (singular values, ranks)
+ * and the random pairs. No notes: this runs on worker threads. */
+static lk_status finish_entry(sub_entry *e, const sub_basis *b1, const sub_basis *b2, const sub_options *opt)
 {
-    lk_status st = sub_compare(&e->res, b1, b2);
-    if (!st) st = copy_sv(&e->sv1, b1);
+    lk_status st = copy_sv(&e->sv1, b1);
     if (!st) st = copy_sv(&e->sv2, b2);
     if (st) return st;
     e->rank1 = b1->rank;
@@ -151,6 +150,13 @@ static lk_status compute_entry(sub_entry *e, const sub_basis *b1, const sub_basi
         st = sub_random_pairs(e->random_phi, e->K, b1->k, b2->k, b1->n, sub_seed(opt->seed, e->layer, e->target, 0));
     }
     return st;
+}
+
+/* Compares two bases into entry e and adds the random pairs. */
+static lk_status compute_entry(sub_entry *e, const sub_basis *b1, const sub_basis *b2, const sub_options *opt)
+{
+    lk_status st = sub_compare(&e->res, b1, b2);
+    return st ? st : finish_entry(e, b1, b2, opt);
 }
 
 static lk_status rank_notes(sub_analysis *an, const sub_entry *e, const char *what1, const char *what2)
@@ -217,19 +223,18 @@ typedef struct {
     const char *src1, *src2;
 } pair_ctx;
 
-static void run_pair(pair_ctx *c, size_t i)
+static void run_pair(pair_ctx *c, size_t i, sub_scratch *ws)
 {
     pair_job *j = &c->jobs[i];
+    char name1[512], name2[512];
+    snprintf(name1, sizeof name1, "input 1 (%s)", c->src1);
+    snprintf(name2, sizeof name2, "input 2 (%s)", c->src2);
     sub_basis b1, b2;
-    lk_status st = sub_basis_module_factored(&b1, j->m1, c->opt->side);
-    if (st) st = lk_fail_context(st, "input 1 (%s)", c->src1);
-    else {
-        if ((st = sub_basis_module_factored(&b2, j->m2, c->opt->side))) st = lk_fail_context(st, "input 2 (%s)", c->src2);
-        else {
-            st = compute_entry(&c->e[i], &b1, &b2, c->opt);
-            sub_basis_free(&b2);
-        }
+    lk_status st = sub_compare_modules(&c->e[i].res, &b1, &b2, j->m1, j->m2, c->opt->side, name1, name2, ws);
+    if (!st) {
+        st = finish_entry(&c->e[i], &b1, &b2, c->opt);
         sub_basis_free(&b1);
+        sub_basis_free(&b2);
     }
     j->st = st;
     if (st) snprintf(j->msg, sizeof j->msg, "%s", lk_errmsg());
@@ -238,11 +243,13 @@ static void run_pair(pair_ctx *c, size_t i)
 static void *pair_worker(void *arg)
 {
     pair_ctx *c = arg;
+    sub_scratch ws = {0};
     for (;;) {
         size_t i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
         if (i >= c->n) break;
-        run_pair(c, i);
+        run_pair(c, i, &ws);
     }
+    sub_scratch_free(&ws);
     return NULL;
 }
 

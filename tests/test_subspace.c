@@ -426,6 +426,79 @@ static void test_factored_matches_explicit(void **state)
     adapter_free(&ad);
 }
 
+/* sub_compare_modules (stacked Gram route, scratch reused across sizes) gives
+ * what two factored bases and sub_compare give, on every side, for
+ * well-conditioned and ill-conditioned (fallback) factors; a bad input is
+ * named by its label. */
+static void test_compare_modules(void **state)
+{
+    (void)state;
+    int in = 40, out = 31, ranks[4] = {6, 9, 9, 3};
+    lora_adapter ad;
+    memset(&ad, 0, sizeof ad);
+    lora_module *m;
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(adapter_add(&ad, k, "q", ranks[k], in, out, 0.5 + k, &m), LK_OK);
+        float *A = gaussian_f32(m->rank, in, 60 + k), *B = gaussian_f32(out, m->rank, 70 + k);
+        memcpy(m->A, A, sizeof(float) * m->rank * in);
+        memcpy(m->B, B, sizeof(float) * out * m->rank);
+        free(A); free(B);
+    }
+    lora_module *ill = &ad.mods[2];           /* rows/columns over 6 decades: the general route */
+    for (int i = 0; i < ill->rank; i++) {
+        float f = powf(10.0f, -6.0f * i / (ill->rank - 1));
+        for (int j = 0; j < in; j++) ill->A[i * in + j] *= f;
+        for (int j = 0; j < out; j++) ill->B[j * ill->rank + i] *= f;
+    }
+    sub_scratch ws = {0};
+    int pairs[5][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 3}, {3, 0}};   /* sizes grow and shrink */
+    for (int side = SUB_SIDE_A; side <= SUB_SIDE_DW; side++)
+        for (int p = 0; p < 5; p++) {
+            const lora_module *m1 = &ad.mods[pairs[p][0]], *m2 = &ad.mods[pairs[p][1]];
+            sub_basis f1, f2, g1, g2;
+            sub_result ref, got;
+            assert_int_equal(sub_basis_module_factored(&f1, m1, side), LK_OK);
+            assert_int_equal(sub_basis_module_factored(&f2, m2, side), LK_OK);
+            assert_int_equal(sub_compare(&ref, &f1, &f2), LK_OK);
+            assert_int_equal(sub_compare_modules(&got, &g1, &g2, m1, m2, side, "one", "two", &ws), LK_OK);
+            assert_results_close(&ref, &got, 1e-12);
+            assert_int_equal(g1.k, f1.k);
+            assert_int_equal(g2.n, f2.n);
+            assert_int_equal(g1.rank, f1.rank);
+            assert_int_equal(g2.rank, f2.rank);
+            assert_null(g1.v); assert_null(g1.x); assert_null(g2.t);   /* no vectors kept */
+            for (int i = 0; i < f1.k; i++) assert_true(fabs(g1.sv[i] - f1.sv[i]) <= 1e-12 * f1.sv[0]);
+            for (int i = 0; i < f2.k; i++) assert_true(fabs(g2.sv[i] - f2.sv[i]) <= 1e-12 * f2.sv[0]);
+            sub_result_free(&ref); sub_result_free(&got);
+            sub_basis_free(&f1); sub_basis_free(&f2); sub_basis_free(&g1); sub_basis_free(&g2);
+        }
+    /* a NaN in the second input: an error naming it and the element, no result */
+    ad.mods[1].A[5] = NAN;
+    sub_basis g1, g2;
+    sub_result got;
+    assert_int_equal(sub_compare_modules(&got, &g1, &g2, &ad.mods[0], &ad.mods[1], SUB_SIDE_A, "one", "two", &ws), LK_ERR_NUMERIC);
+    assert_non_null(strstr(lk_errmsg(), "two"));
+    assert_non_null(strstr(lk_errmsg(), "NaN"));
+    assert_null(got.phi);
+    sub_scratch_free(&ws);
+    sub_scratch_free(&ws);                    /* twice is harmless */
+    adapter_free(&ad);
+}
+
+/* Random pairs that fill the whole space (r = n, near-singular Gaussians: the
+ * general route) span it: φ(n, n) = 1; and pairs of the same seed repeat. */
+static void test_random_pairs_full_space(void **state)
+{
+    (void)state;
+    int n = 12, K = 3;
+    double *phi = malloc(sizeof(double) * K * n * n), *again = malloc(sizeof(double) * K * n * n);
+    assert_int_equal(sub_random_pairs(phi, K, n, n, n, 5), LK_OK);
+    for (int p = 0; p < K; p++) assert_true(fabs(phi[(size_t)p * n * n + n * n - 1] - 1) < 1e-9);
+    assert_int_equal(sub_random_pairs(again, K, n, n, n, 5), LK_OK);
+    assert_memory_equal(phi, again, sizeof(double) * K * n * n);
+    free(phi); free(again);
+}
+
 static void test_dw_ill_conditioned(void **state)
 {
     (void)state;
@@ -780,6 +853,8 @@ int main(void)
         cmocka_unit_test(test_gram_and_svd_routes),
         cmocka_unit_test(test_sides),
         cmocka_unit_test(test_factored_matches_explicit),
+        cmocka_unit_test(test_compare_modules),
+        cmocka_unit_test(test_random_pairs_full_space),
         cmocka_unit_test(test_dw_ill_conditioned),
         cmocka_unit_test(test_topk_of_dense),
         cmocka_unit_test(test_topk_of_large),
