@@ -17,6 +17,7 @@
 #include "lora.h"
 #include "sweep.h"
 #include "sweep_pool.h"
+#include "sweep_recipe.h"
 #include "sweep_report.h"
 #include "task.h"
 #include "task_eval.h"
@@ -65,123 +66,6 @@ typedef struct {
     sweep_cell cell;
     int done;            /* already in the results file */
 } plan_cell;
-
-/* ---- small parsers ---- */
-
-static int parse_long(const char *s, long *v)
-{
-    char *e;
-    errno = 0;
-    long x = strtol(s, &e, 10);
-    if (errno || e == s || *e) return 0;
-    *v = x;
-    return 1;
-}
-
-static int parse_double(const char *s, double *v)
-{
-    char *e;
-    errno = 0;
-    double x = strtod(s, &e);
-    if (errno || e == s || *e || !isfinite(x)) return 0;
-    *v = x;
-    return 1;
-}
-
-static lk_status parse_int_list(const char *s, const char *what, long long *out, int cap, int *n)
-{
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        if (!e) e = p + strlen(p);
-        char tmp[32];
-        snprintf(tmp, sizeof tmp, "%.*s", (int)(e - p), p);
-        long v;
-        if (!parse_long(tmp, &v)) return lk_fail(LK_ERR_ARG, "%s: '%s' is not an integer (in '%s')", what, tmp, s);
-        if (*n == cap) return lk_fail(LK_ERR_ARG, "%s: at most %d values", what, cap);
-        for (int i = 0; i < *n; i++) if (out[i] == v) return lk_fail(LK_ERR_ARG, "%s: %ld given twice", what, v);
-        out[(*n)++] = v;
-        p = *e ? e + 1 : e;
-    }
-    if (*n == 0) return lk_fail(LK_ERR_ARG, "%s: empty list", what);
-    return LK_OK;
-}
-
-/* Applies one recipe setting (from a task file or the command line). */
-static lk_status apply_recipe(sweep_recipe *r, const char *key, const char *v, const char *where)
-{
-    double d;
-    long l;
-    if (!strcmp(key, "lr")) {
-        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: lr '%s' must be a positive number", where, v);
-        r->lr = d;
-    } else if (!strcmp(key, "alpha")) {
-        size_t n = strlen(v);
-        if (n > 1 && v[n - 1] == 'r') {
-            char tmp[64];
-            snprintf(tmp, sizeof tmp, "%.*s", (int)(n - 1), v);
-            if (!parse_double(tmp, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
-            r->alpha_per_rank = d;
-        } else {
-            if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
-            r->alpha = d;
-            r->alpha_per_rank = 0;
-        }
-    } else if (!strcmp(key, "scaling")) {
-        lk_status st = lora_parse_rule(v, &r->rule);
-        if (st) return lk_fail(LK_ERR_ARG, "%s: scaling '%s': expected alpha/r or alpha/sqrt(r)", where, v);
-    } else if (!strcmp(key, "init")) {
-        if (!strcmp(v, "kaiming")) r->init = LORA_INIT_KAIMING;
-        else if (!strcmp(v, "gaussian")) r->init = LORA_INIT_GAUSSIAN;
-        else return lk_fail(LK_ERR_ARG, "%s: init '%s': expected kaiming or gaussian", where, v);
-    } else if (!strcmp(key, "epochs")) {
-        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: epochs '%s' must be positive", where, v);
-        r->epochs = d;
-        r->steps = 0;
-    } else if (!strcmp(key, "steps")) {
-        if (!parse_long(v, &l) || l <= 0) return lk_fail(LK_ERR_ARG, "%s: steps '%s' must be a positive integer", where, v);
-        r->steps = l;
-    } else if (!strcmp(key, "batch")) {
-        if (!parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: batch '%s' must be 1..4096", where, v);
-        r->batch = (int)l;
-    } else if (!strcmp(key, "warmup")) {
-        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: warmup '%s' must be ≥ 0", where, v);
-        r->warmup = d;
-    } else if (!strcmp(key, "weight_decay")) {
-        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: weight decay '%s' must be ≥ 0", where, v);
-        r->weight_decay = d;
-    } else if (!strcmp(key, "dropout")) {
-        if (!parse_double(v, &d) || d < 0 || d >= 1) return lk_fail(LK_ERR_ARG, "%s: dropout '%s' must be in [0, 1)", where, v);
-        r->dropout = (float)d;
-    } else if (!strcmp(key, "eval_batch")) {
-        if (!parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: eval batch '%s' must be 1..4096", where, v);
-        r->eval_batch = (int)l;
-    } else if (!strcmp(key, "eval_max")) {
-        if (!parse_long(v, &l) || l < 0) return lk_fail(LK_ERR_ARG, "%s: eval-max '%s' must be ≥ 0", where, v);
-        r->eval_max = l;
-    } else return lk_fail(LK_ERR_ARG, "%s: unknown recipe setting '%s'", where, key);
-    return LK_OK;
-}
-
-static lk_status parse_budget(const char *s, const gpt_config *cfg, long *out)
-{
-    long v;
-    if (s[0] == 'r') {
-        if (!parse_long(s + 1, &v) || v <= 0) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
-        *out = v * 2L * cfg->d_model * cfg->n_layer;
-        return LK_OK;
-    }
-    size_t n = strlen(s);
-    double mult = 1, d;
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%s", s);
-    if (n && (tmp[n - 1] == 'k' || tmp[n - 1] == 'K')) { mult = 1e3; tmp[n - 1] = 0; }
-    else if (n && tmp[n - 1] == 'M') { mult = 1e6; tmp[n - 1] = 0; }
-    if (!parse_double(tmp, &d) || d * mult < 1) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
-    *out = (long)(d * mult);
-    return LK_OK;
-}
 
 /* ---- progress display ---- */
 
@@ -477,7 +361,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--tag")) tag = v;
         else if (!strcmp(a, "--jobs")) {
             long jv;
-            if (!parse_long(v, &jv) || jv < 1 || jv > SWEEP_POOL_MAX_JOBS) {
+            if (!sweep_parse_long(v, &jv) || jv < 1 || jv > SWEEP_POOL_MAX_JOBS) {
                 fprintf(stderr, "lora-sweep: --jobs '%s' must be 1 to %d\n", v, SWEEP_POOL_MAX_JOBS);
                 return 2;
             }
@@ -530,13 +414,13 @@ int main(int argc, char **argv)
             j->n_targets = n_targets_s ? n_targets_s : 1;
             long long tmp[SWEEP_MAX_RANKS];
             if (!budget_s) {
-                if (parse_int_list(ranks_s ? ranks_s : "8", "--ranks", tmp, SWEEP_MAX_RANKS, &j->n_ranks)) return die(NULL);
+                if (sweep_parse_int_list(ranks_s ? ranks_s : "8", "--ranks", tmp, SWEEP_MAX_RANKS, &j->n_ranks)) return die(NULL);
                 for (int i = 0; i < j->n_ranks; i++) {
                     if (tmp[i] <= 0) { fprintf(stderr, "lora-sweep: --ranks: rank %lld must be positive\n", tmp[i]); return 1; }
                     j->ranks[i] = tmp[i] > 1000000 ? 1000000 : (int)tmp[i];
                 }
             } else snprintf(j->budget_spec, sizeof j->budget_spec, "%s", budget_s);
-            if (parse_int_list(seeds_s ? seeds_s : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds)) return die(NULL);
+            if (sweep_parse_int_list(seeds_s ? seeds_s : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds)) return die(NULL);
         }
     }
 
@@ -548,13 +432,13 @@ int main(int argc, char **argv)
         for (int k = 0; k < j->task.n_recipe; k++) {
             char where[1200];
             snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
-            if (apply_recipe(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
+            if (sweep_recipe_set(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
         }
         for (int k = 0; k < n_kv; k++) {
             char where[64];
             snprintf(where, sizeof where, "--%s", kv_k[k]);
             for (char *c = where; *c; c++) if (*c == '_') *c = '-';
-            if (apply_recipe(&j->rec, kv_k[k], kv_v[k], where)) return die(NULL);
+            if (sweep_recipe_set(&j->rec, kv_k[k], kv_v[k], where)) return die(NULL);
         }
         j->rec.no_test = no_test;
         for (int t = 0; t < j->n_targets; t++) {
@@ -570,7 +454,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_jobs; i++) {
         job *j = &jobs[i];
         if (j->budget_spec[0]) {
-            if (parse_budget(j->budget_spec, &m->cfg, &j->budget)) { gpt_free(m); return die(NULL); }
+            if (sweep_parse_budget(j->budget_spec, &m->cfg, &j->budget)) { gpt_free(m); return die(NULL); }
             for (int t = 0; t < j->n_targets; t++) {
                 j->budget_ranks[t] = sweep_rank_for_budget(&m->cfg, j->targets[t], j->budget);
                 if (j->budget_ranks[t] < 1) {
