@@ -58,6 +58,20 @@ assert r.attrs["format"] == "lora-subspace" and r.attrs["mode"] == "adapters"
 EOF
 echo "ok: identical inputs give 1, swapping transposes"
 
+# 2b. --time=N: N analyses, the median reported, the same output as one run
+"$BIN" -q --time=3 --side B --random-pairs 2 --seed 5 -o t3.h5 a1.h5 a2.h5 2>time.txt || fail "--time=3: exit $?"
+grep -q "analysed 4 pairs in .* (median of the runs): [0-9]* pairs/s" time.txt || { cat time.txt >&2; fail "--time=3 report"; }
+"$BIN" -q --side B --random-pairs 2 --seed 5 -o t1.h5 a1.h5 a2.h5 || fail "--time reference"
+"$PY" - <<'EOF' || fail "--time=3 output differs from one run"
+import h5py, numpy as np
+a = h5py.File("t3.h5"); b = h5py.File("t1.h5")
+for g in ("layers/0/q", "layers/1/v"):
+    for d in ("phi", "angles", "random_phi"):
+        assert np.array_equal(a[g][d][()], b[g][d][()]), (g, d)
+EOF
+bad "--time=0" "--time" --time=0 a1.h5 a2.h5
+echo "ok: --time=N"
+
 # 3. plots: data, scripts, PNGs; the style file is analysis/subspace_heatmap.gp;
 #    a script re-renders on its own
 "$BIN" -q --random-pairs 1 --plot plots -o p.h5 a1.h5 a2.h5 || fail "plot"

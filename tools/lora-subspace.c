@@ -39,7 +39,9 @@ static void usage(FILE *f)
         "  -o, --output OUT.h5 results (required)\n"
         "  -q, --quiet         no summary on stdout\n"
         "  --threads N         pairs in parallel on N threads (default: one per CPU)\n"
-        "  --time              report the analysis time and pairs/s on stderr (I/O excluded)\n");
+        "  --time[=N]          report the analysis time and pairs/s on stderr (I/O excluded);\n"
+        "                      with N, run the analysis N times and report the median (a\n"
+        "                      benchmark: the first run pays OpenBLAS's start-up)\n");
 }
 
 static int parse_int(const char *s, const char *opt, long min, long *out)
@@ -54,6 +56,12 @@ static int parse_int(const char *s, const char *opt, long min, long *out)
     return 1;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
@@ -65,7 +73,7 @@ int main(int argc, char **argv)
         {"vs-base", required_argument, 0, O_VSBASE},  {"top", required_argument, 0, O_TOP},
         {"plot", required_argument, 0, O_PLOT},       {"no-render", no_argument, 0, O_NORENDER},
         {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                {"time", no_argument, 0, O_TIME},
+        {"help", no_argument, 0, 'h'},                {"time", optional_argument, 0, O_TIME},
         {"threads", required_argument, 0, O_THREADS},
         {0, 0, 0, 0}};
     sub_options opt = sub_options_default();
@@ -87,7 +95,10 @@ int main(int argc, char **argv)
         case O_TOP: if (!parse_int(optarg, "--top", 1, &v)) return 1; opt.top = (int)v; break;
         case O_PLOT: plot = optarg; break;
         case O_NORENDER: render = 0; break;
-        case O_TIME: timing = 1; break;
+        case O_TIME:
+            if (optarg && !parse_int(optarg, "--time", 1, &v)) return 1;
+            timing = optarg ? (int)v : 1;
+            break;
         case O_THREADS: if (!parse_int(optarg, "--threads", 0, &v)) return 1; opt.threads = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
@@ -105,6 +116,7 @@ int main(int argc, char **argv)
     }
     if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
+    if (timing > 64) { fprintf(stderr, "lora-subspace: --time=%d: at most 64 runs\n", timing); return 1; }
     if (opt.random_pairs > 100000) { fprintf(stderr, "lora-subspace: --random-pairs %d: at most 100000\n", opt.random_pairs); return 1; }
 
     lora_adapter a1, a2;
@@ -116,14 +128,23 @@ int main(int argc, char **argv)
                             opt.random_pairs, opt.seed, opt.top};
     lk_status st = adapter_load(&a1, meta.input_1);
     if (!st && !base) st = adapter_load(&a2, meta.input_2);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!st) st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* --time=N: N identical analyses (deterministic), the last one kept */
+    double secs[64];
+    int runs = timing > 1 ? timing : 1;
+    if (runs > 64) runs = 64;
+    for (int r = 0; r < runs && !st; r++) {
+        if (r) sub_analysis_free(&an);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs[r] = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    }
     if (!st && timing) {
-        double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        fprintf(stderr, "lora-subspace: analysed %zu pairs in %.1f ms: %.0f pairs/s (OpenBLAS %s)\n", an.n, 1e3 * dt,
-                dt > 0 ? (double)an.n / dt : 0.0, blas_env_core());
+        qsort(secs, (size_t)runs, sizeof secs[0], cmp_double);
+        double dt = secs[runs / 2];
+        fprintf(stderr, "lora-subspace: analysed %zu pairs in %.1f ms%s: %.0f pairs/s (OpenBLAS %s)\n", an.n, 1e3 * dt,
+                runs > 1 ? " (median of the runs)" : "", dt > 0 ? (double)an.n / dt : 0.0, blas_env_core());
     }
     if (!st)
         for (size_t i = 0; i < an.n_notes; i++) fprintf(stderr, "lora-subspace: note: %s\n", an.notes[i]);
