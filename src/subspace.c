@@ -521,6 +521,7 @@ static lk_status stacked_compare(sub_result *res, sub_basis *b1, sub_basis *b2, 
     }
     for (int i = 0; i < k2; i++)
         memcpy(G2 + (size_t)i * k2 + i, G + (size_t)(k1 + i) * K + k1 + i, sizeof(double) * (size_t)(k2 - i));
+    memset(b2, 0, sizeof *b2);                /* freed below even if b1's allocation fails */
     lk_status st = basis_alloc(b1, k1, n);
     if (!st) st = basis_alloc(b2, k2, n);
     if (!st && !(st = gram_to_t(b1, G1, w, T1)) && !(st = gram_to_t(b2, G2, w, T2))) {

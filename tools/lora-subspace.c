@@ -97,6 +97,7 @@ int main(int argc, char **argv)
         case O_NORENDER: render = 0; break;
         case O_TIME:
             if (optarg && !parse_int(optarg, "--time", 1, &v)) return 1;
+            if (optarg && v > 64) { fprintf(stderr, "lora-subspace: --time=%s: at most 64 runs\n", optarg); return 1; }
             timing = optarg ? (int)v : 1;
             break;
         case O_THREADS: if (!parse_int(optarg, "--threads", 0, &v)) return 1; opt.threads = (int)v; break;
@@ -116,7 +117,6 @@ int main(int argc, char **argv)
     }
     if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
-    if (timing > 64) { fprintf(stderr, "lora-subspace: --time=%d: at most 64 runs\n", timing); return 1; }
     if (opt.random_pairs > 100000) { fprintf(stderr, "lora-subspace: --random-pairs %d: at most 100000\n", opt.random_pairs); return 1; }
 
     lora_adapter a1, a2;
