@@ -70,8 +70,10 @@ for g in ("layers/0/q", "layers/1/v"):
         assert np.array_equal(a[g][d][()], b[g][d][()]), (g, d)
 EOF
 bad "--time=0" "--time" --time=0 a1.h5 a2.h5
-bad "--time=65" "at most 64" --time=65 a1.h5 a2.h5
-bad "--time=4294967299 (would wrap in an int)" "at most 64" --time=4294967299 a1.h5 a2.h5
+bad "--time=65" "1..64" --time=65 a1.h5 a2.h5
+bad "--time=4294967299 (would wrap in an int)" "1..64" --time=4294967299 a1.h5 a2.h5
+bad "--random-pairs 4294967296 (would wrap to 0)" "--random-pairs" --random-pairs 4294967296 a1.h5 a2.h5
+bad "--seed beyond long" "--seed" --seed 99999999999999999999 a1.h5 a2.h5
 echo "ok: --time=N"
 
 # 3. plots: data, scripts, PNGs; the style file is analysis/subspace_heatmap.gp;

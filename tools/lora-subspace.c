@@ -2,7 +2,9 @@
  * or between an adapter and its base model's W (Hu et al. 2021, Figures 3, 4, 6,
  * 7, 8), written as HDF5, a text summary and optional gnuplot heatmaps.
  * The work is in src/subspace*.c; this is argument handling only. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +46,15 @@ static void usage(FILE *f)
         "                      benchmark: the first run pays OpenBLAS's start-up)\n");
 }
 
-static int parse_int(const char *s, const char *opt, long min, long *out)
+/* A whole-string decimal integer in [min, max], else a message and 0: checked
+ * before any narrowing, so a huge value cannot wrap into the range. */
+static int parse_int(const char *s, const char *opt, long min, long max, long *out)
 {
     char *end;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || v < min) {
-        fprintf(stderr, "lora-subspace: %s '%s': expected an integer >= %ld\n", opt, s, min);
+    if (!*s || *end || errno || v < min || v > max) {
+        fprintf(stderr, "lora-subspace: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
         return 0;
     }
     *out = v;
@@ -88,19 +93,18 @@ int main(int argc, char **argv)
             break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, &v)) return 1; opt.random_pairs = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return 1; opt.random_pairs = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return 1; opt.seed = (uint64_t)v; break;
         case O_BASE: base = optarg; break;
         case O_VSBASE: vs = optarg; break;
-        case O_TOP: if (!parse_int(optarg, "--top", 1, &v)) return 1; opt.top = (int)v; break;
+        case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return 1; opt.top = (int)v; break;
         case O_PLOT: plot = optarg; break;
         case O_NORENDER: render = 0; break;
         case O_TIME:
-            if (optarg && !parse_int(optarg, "--time", 1, &v)) return 1;
-            if (optarg && v > 64) { fprintf(stderr, "lora-subspace: --time=%s: at most 64 runs\n", optarg); return 1; }
+            if (optarg && !parse_int(optarg, "--time", 1, 64, &v)) return 1;
             timing = optarg ? (int)v : 1;
             break;
-        case O_THREADS: if (!parse_int(optarg, "--threads", 0, &v)) return 1; opt.threads = (int)v; break;
+        case O_THREADS: if (!parse_int(optarg, "--threads", 0, 1024, &v)) return 1; opt.threads = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -117,7 +121,6 @@ int main(int argc, char **argv)
     }
     if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
-    if (opt.random_pairs > 100000) { fprintf(stderr, "lora-subspace: --random-pairs %d: at most 100000\n", opt.random_pairs); return 1; }
 
     lora_adapter a1, a2;
     memset(&a1, 0, sizeof a1);
