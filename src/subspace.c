@@ -172,6 +172,19 @@ lk_status sub_basis_rows_f64(sub_basis *b, const double *X, int k, int n)
     return rows_take(b, x, k, n, 0);
 }
 
+/* X [k, n] (float) as k rows of R^n in double. */
+static void rows_f64(double *x, const float *X, int k, int n)
+{
+    for (size_t i = 0; i < (size_t)k * n; i++) x[i] = X[i];
+}
+
+/* Xᵀ of X [n, k] (float) as k rows of R^n in double: its right vectors are X's left ones. */
+static void cols_f64(double *xt, const float *X, int n, int k)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) xt[(size_t)j * n + i] = X[(size_t)i * k + j];
+}
+
 static lk_status basis_rows(sub_basis *b, const float *X, int k, int n, int factored)
 {
     memset(b, 0, sizeof *b);
@@ -180,7 +193,7 @@ static lk_status basis_rows(sub_basis *b, const float *X, int k, int n, int fact
     if (!la_all_finite_f32(X, (size_t)k * n, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
     double *x = malloc(sizeof(double) * (size_t)k * n);
     if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
-    for (size_t i = 0; i < (size_t)k * n; i++) x[i] = X[i];
+    rows_f64(x, X, k, n);
     return rows_take(b, x, k, n, factored);
 }
 
@@ -195,10 +208,9 @@ static lk_status basis_cols(sub_basis *b, const float *X, int n, int k, int fact
     if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", n, k);
     size_t bad;
     if (!la_all_finite_f32(X, (size_t)k * n, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
-    double *xt = malloc(sizeof(double) * (size_t)k * n);   /* Xᵀ [k, n]: its right vectors are X's left ones */
+    double *xt = malloc(sizeof(double) * (size_t)k * n);
     if (!xt) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++) xt[(size_t)j * n + i] = X[(size_t)i * k + j];
+    cols_f64(xt, X, n, k);
     return rows_take(b, xt, k, n, factored);
 }
 
@@ -223,8 +235,8 @@ static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float
     double *H = malloc(sizeof(double) * (size_t)r * r), *la = malloc(sizeof(double) * (size_t)r);
     double *mu = malloc(sizeof(double) * (size_t)r);
     if (!Ad || !Bd || !GA || !GB || !D || !T || !H || !la || !mu) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
-    for (size_t i = 0; i < (size_t)r * in; i++) Ad[i] = A[i];
-    for (size_t i = 0; i < (size_t)out * r; i++) Bd[i] = B[i];
+    rows_f64(Ad, A, r, in);
+    rows_f64(Bd, B, out, r);
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, r, in, 1.0, Ad, in, 0.0, GA, r);
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, out, 1.0, Bd, r, 0.0, GB, r);
     for (int i = 0; i < r; i++)
@@ -540,13 +552,8 @@ static lk_status stacked_compare(sub_result *res, sub_basis *b1, sub_basis *b2, 
 /* The side's factor of a module as k rows of R^n in double (A, or Bᵀ) */
 static void factor_rows(double *x, const lora_module *m, sub_side side)
 {
-    if (side == SUB_SIDE_A) {
-        for (size_t i = 0; i < (size_t)m->rank * m->in; i++) x[i] = m->A[i];
-        return;
-    }
-    int n = m->out, k = m->rank;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++) x[(size_t)j * n + i] = m->B[(size_t)i * k + j];
+    if (side == SUB_SIDE_A) rows_f64(x, m->A, m->rank, m->in);
+    else cols_f64(x, m->B, m->out, m->rank);
 }
 
 static int factor_finite(const lora_module *m, sub_side side)
