@@ -579,6 +579,13 @@ static lk_status compare_stacked_modules(sub_result *res, sub_basis *b1, sub_bas
     return stacked_compare(res, b1, b2, k1, k2, n, ws);
 }
 
+/* Keeps what sub_compare_modules' callers read (k, n, sv, rank); frees the vectors. */
+static void drop_vectors(sub_basis *b)
+{
+    free(b->v); free(b->x); free(b->t);
+    b->v = b->x = b->t = NULL;
+}
+
 lk_status sub_compare_modules(sub_result *res, sub_basis *b1, sub_basis *b2, const lora_module *m1,
                               const lora_module *m2, sub_side side, const char *name1, const char *name2,
                               sub_scratch *ws)
@@ -593,11 +600,8 @@ lk_status sub_compare_modules(sub_result *res, sub_basis *b1, sub_basis *b2, con
         return lk_fail_context(st, "%s", name2 ? name2 : "input 2");
     }
     st = sub_compare(res, b1, b2);
-    /* keep what the callers read (k, n, sv, rank), drop the vectors */
-    for (sub_basis *b = b1; b; b = b == b1 ? b2 : NULL) {
-        free(b->v); free(b->x); free(b->t);
-        b->v = b->x = b->t = NULL;
-    }
+    drop_vectors(b1);
+    drop_vectors(b2);
     if (st) { sub_basis_free(b1); sub_basis_free(b2); }
     return st;
 }
