@@ -215,22 +215,22 @@ typedef struct {
     char msg[1024];
 } pair_job;
 
+#define PAIR_NAME_MAX (sizeof ((lora_adapter *)0)->source + 16)
+
 typedef struct {
     pair_job *jobs;
     sub_entry *e;
     size_t n, next;                 /* next: claimed atomically by the workers */
     const sub_options *opt;
-    const char *src1, *src2;
+    /* error context, formatted once: "input 1 (" + the adapter's source + ")" */
+    char name1[PAIR_NAME_MAX], name2[PAIR_NAME_MAX];
 } pair_ctx;
 
 static void run_pair(pair_ctx *c, size_t i, sub_scratch *ws)
 {
     pair_job *j = &c->jobs[i];
-    char name1[512], name2[512];
-    snprintf(name1, sizeof name1, "input 1 (%s)", c->src1);
-    snprintf(name2, sizeof name2, "input 2 (%s)", c->src2);
     sub_basis b1, b2;
-    lk_status st = sub_compare_modules(&c->e[i].res, &b1, &b2, j->m1, j->m2, c->opt->side, name1, name2, ws);
+    lk_status st = sub_compare_modules(&c->e[i].res, &b1, &b2, j->m1, j->m2, c->opt->side, c->name1, c->name2, ws);
     if (!st) {
         st = finish_entry(&c->e[i], &b1, &b2, c->opt);
         sub_basis_free(&b1);
@@ -307,7 +307,9 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
     if (n == 0)
         return lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
                        a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
-    pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, a1->source, a2->source};
+    pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, "", ""};
+    snprintf(c.name1, sizeof c.name1, "input 1 (%s)", a1->source);
+    snprintf(c.name2, sizeof c.name2, "input 2 (%s)", a2->source);
     if (!c.jobs || !c.e) { free(c.jobs); free(c.e); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
     size_t k = 0;
     for (size_t i = 0; i < a1->n; i++) {
