@@ -2,19 +2,17 @@
  * command-line options): recipe settings, integer lists, parameter budgets. */
 #include "sweep_recipe.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "args.h"
 
+/* The callers replace args_long's message with one that names the setting. */
 int sweep_parse_long(const char *s, long *v)
 {
-    char *e;
-    errno = 0;
-    long x = strtol(s, &e, 10);
-    if (errno || e == s || *e) return 0;
-    *v = x;
-    return 1;
+    return args_long(s, "", LONG_MIN, LONG_MAX, v) == LK_OK;
 }
 
 static int parse_double(const char *s, double *v)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "args.h"
 #include "amplify_report.h"
 #include "amplify_run.h"
 #include "blas_env.h"
@@ -40,16 +41,12 @@ static void usage(FILE *f)
         "  -q, --quiet          no progress on stderr, no table on stdout\n");
 }
 
+/* args_long's check, its message printed with the tool's name */
 static int parse_int(const char *s, const char *opt, long min, long max, long *out)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < min || v > max) {
-        fprintf(stderr, "lora-amplify: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
-        return 0;
-    }
-    *out = v;
-    return 1;
+    if (!args_long(s, opt, min, max, out)) return 1;
+    fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
+    return 0;
 }
 
 int main(int argc, char **argv)

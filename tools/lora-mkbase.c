@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "args.h"
 #include "blas_env.h"
 #include "synthbase.h"
 
@@ -32,16 +33,12 @@ static void usage(FILE *f)
         "  -q, --quiet      no progress lines\n");
 }
 
+/* args_long's check, its message printed with the tool's name */
 static int parse_long(const char *s, const char *opt, long min, long max, long *out)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < min || v > max) {
-        fprintf(stderr, "lora-mkbase: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
-        return 0;
-    }
-    *out = v;
-    return 1;
+    if (!args_long(s, opt, min, max, out)) return 1;
+    fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg());
+    return 0;
 }
 
 int main(int argc, char **argv)

@@ -2,13 +2,13 @@
  * or between an adapter and its base model's W (Hu et al. 2021, Figures 3, 4, 6,
  * 7, 8), written as HDF5, a text summary and optional gnuplot heatmaps.
  * The work is in src/subspace*.c; this is argument handling only. */
-#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "args.h"
 #include "adapter.h"
 #include "blas_env.h"
 #include "subspace_report.h"
@@ -46,19 +46,12 @@ static void usage(FILE *f)
         "                      benchmark: the first run pays OpenBLAS's start-up)\n");
 }
 
-/* A whole-string decimal integer in [min, max], else a message and 0: checked
- * before any narrowing, so a huge value cannot wrap into the range. */
+/* args_long's check, its message printed with the tool's name */
 static int parse_int(const char *s, const char *opt, long min, long max, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < min || v > max) {
-        fprintf(stderr, "lora-subspace: %s '%s': expected an integer in %ld..%ld\n", opt, s, min, max);
-        return 0;
-    }
-    *out = v;
-    return 1;
+    if (!args_long(s, opt, min, max, out)) return 1;
+    fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
