@@ -54,6 +54,8 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
     return 0;
 }
 
+#define TIME_MAX_RUNS 64                       /* --time=N: N analyses at most */
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -94,7 +96,7 @@ int main(int argc, char **argv)
         case O_PLOT: plot = optarg; break;
         case O_NORENDER: render = 0; break;
         case O_TIME:
-            if (optarg && !parse_int(optarg, "--time", 1, 64, &v)) return 1;
+            if (optarg && !parse_int(optarg, "--time", 1, TIME_MAX_RUNS, &v)) return 1;
             timing = optarg ? (int)v : 1;
             break;
         case O_THREADS: if (!parse_int(optarg, "--threads", 0, 1024, &v)) return 1; opt.threads = (int)v; break;
@@ -125,9 +127,8 @@ int main(int argc, char **argv)
     lk_status st = adapter_load(&a1, meta.input_1);
     if (!st && !base) st = adapter_load(&a2, meta.input_2);
     /* --time=N: N identical analyses (deterministic), the last one kept */
-    double secs[64];
+    double secs[TIME_MAX_RUNS];
     int runs = timing > 1 ? timing : 1;
-    if (runs > 64) runs = 64;
     for (int r = 0; r < runs && !st; r++) {
         if (r) sub_analysis_free(&an);
         struct timespec t0, t1;
