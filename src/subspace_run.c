@@ -1,6 +1,7 @@
 /* subspace_run.c: pairs up modules of two adapters (or an adapter and its base) and
  * runs the subspace analysis on each pair (see subspace_run.h). */
 #include "subspace_run.h"
+#include "args.h"
 #include "basew.h"
 #include <cblas.h>
 #include <pthread.h>
@@ -67,13 +68,10 @@ int sub_target_selected(const char *list, const char *target)
 {
     if (!list) return 1;
     size_t tl = strlen(target);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n && ((n == tl && !strncmp(p, target, n)) || (n < tl && !strncmp(p, target, n) && target[n] == '.'))) return 1;
-        p += n;
-        if (*p == ',') p++;
-    }
+    const char *it;
+    int n;
+    for (const char *c = list; args_list_next(&c, &it, &n);)
+        if (n && (size_t)n <= tl && !strncmp(it, target, (size_t)n) && (target[n] == 0 || target[n] == '.')) return 1;
     return 0;
 }
 

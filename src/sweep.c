@@ -1,6 +1,7 @@
 /* sweep.c: one cell of a rank × target sweep (train, score) and the results file (see sweep.h). */
 #include "sweep.h"
 #include "adapter.h"
+#include "args.h"
 #include "h5io.h"
 #include "rng.h"
 #include "task_batch.h"
@@ -38,19 +39,17 @@ void sweep_recipe_default(sweep_recipe *r)
 lk_status sweep_canon_targets(const char *list, char *out, size_t cap)
 {
     int seen[GPT_N_TARGETS] = {0};
-    const char *s = list;
-    if (!*s) return lk_fail(LK_ERR_ARG, "empty target set (use e.g. q,v; targets are q, k, v, o, fc, proj)");
-    while (*s) {
-        const char *e = strchr(s, ',');
-        if (!e) e = s + strlen(s);
+    if (!*list) return lk_fail(LK_ERR_ARG, "empty target set (use e.g. q,v; targets are q, k, v, o, fc, proj)");
+    const char *it;
+    int n;
+    for (const char *c = list; args_list_next(&c, &it, &n);) {
         char name[32];
-        snprintf(name, sizeof name, "%.*s", (int)(e - s), s);
+        snprintf(name, sizeof name, "%.*s", n, it);
         int ti = lora_target_index(name);
         if (ti < 0) return lk_fail(LK_ERR_ARG, "unknown target '%s' in '%s' (targets are q, k, v, o, fc, proj)", name, list);
         if (seen[ti]) return lk_fail(LK_ERR_ARG, "target '%s' given twice in '%s'", name, list);
         seen[ti] = 1;
-        s = *e ? e + 1 : e;
-        if (*e && !*s) return lk_fail(LK_ERR_ARG, "trailing comma in target set '%s'", list);
+        if (it[n] && !*c) return lk_fail(LK_ERR_ARG, "trailing comma in target set '%s'", list);
     }
     size_t k = 0;
     out[0] = 0;
@@ -73,16 +72,13 @@ static void target_dims(const gpt_config *cfg, int t, int *in, int *out)
 /* Visits the targets of a canonical list. */
 static int target_list(const char *targets, int idx[GPT_N_TARGETS])
 {
-    int n = 0;
-    const char *s = targets;
-    while (*s) {
-        const char *e = strchr(s, ',');
-        if (!e) e = s + strlen(s);
+    int n = 0, len;
+    const char *it;
+    for (const char *c = targets; args_list_next(&c, &it, &len);) {
         char name[32];
-        snprintf(name, sizeof name, "%.*s", (int)(e - s), s);
+        snprintf(name, sizeof name, "%.*s", len, it);
         int ti = lora_target_index(name);
         if (ti >= 0 && n < GPT_N_TARGETS) idx[n++] = ti;
-        s = *e ? e + 1 : e;
     }
     return n;
 }

@@ -28,18 +28,16 @@ static int parse_double(const char *s, double *v)
 lk_status sweep_parse_int_list(const char *s, const char *what, long long *out, int cap, int *n)
 {
     *n = 0;
-    const char *p = s;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        if (!e) e = p + strlen(p);
+    const char *it;
+    int len;
+    for (const char *c = s; args_list_next(&c, &it, &len);) {
         char tmp[32];
-        snprintf(tmp, sizeof tmp, "%.*s", (int)(e - p), p);
+        snprintf(tmp, sizeof tmp, "%.*s", len, it);
         long v;
         if (!sweep_parse_long(tmp, &v)) return lk_fail(LK_ERR_ARG, "%s: '%s' is not an integer (in '%s')", what, tmp, s);
         if (*n == cap) return lk_fail(LK_ERR_ARG, "%s: at most %d values", what, cap);
         for (int i = 0; i < *n; i++) if (out[i] == v) return lk_fail(LK_ERR_ARG, "%s: %ld given twice", what, v);
         out[(*n)++] = v;
-        p = *e ? e + 1 : e;
     }
     if (*n == 0) return lk_fail(LK_ERR_ARG, "%s: empty list", what);
     return LK_OK;

@@ -1,5 +1,6 @@
 /* sweep_report.c: Tables 5 / 6 style Markdown and metric-vs-rank plots (see sweep_report.h). */
 #include "sweep_report.h"
+#include "args.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,14 +10,12 @@ void sweep_targets_label(const char *targets, char *out, size_t cap)
 {
     size_t k = 0;
     out[0] = 0;
-    const char *s = targets;
-    while (*s && k + 1 < cap) {
-        const char *e = strchr(s, ',');
-        if (!e) e = s + strlen(s);
-        int w = snprintf(out + k, cap - k, "%sW_%.*s", k ? ", " : "", (int)(e - s), s);
+    const char *it;
+    int n;
+    for (const char *c = targets; k + 1 < cap && args_list_next(&c, &it, &n);) {
+        int w = snprintf(out + k, cap - k, "%sW_%.*s", k ? ", " : "", n, it);
         if (w < 0 || (size_t)w >= cap - k) break;
         k += (size_t)w;
-        s = *e ? e + 1 : e;
     }
 }
 

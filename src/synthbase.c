@@ -1,6 +1,7 @@
 /* synthbase.c: synthetic bases and adapters in every layout (see synthbase.h). */
 #include "synthbase.h"
 #include "adapter.h"
+#include "args.h"
 #include "h5io.h"
 #include "rng.h"
 #include <cblas.h>
@@ -396,15 +397,13 @@ lk_status synth_write(const synth_opts *o, const char *dir)
     if (kind < 0) return lk_fail(LK_ERR_ARG, "layout '%s': expected llama, gpt2 or ours", o->layout);
     if (o->n_layer < 1 || o->d < 4 || o->d > 65536 || c.dff < 4 || c.dff > 262144)
         return lk_fail(LK_ERR_ARG, "sizes: layers %d, d %d, d_ff %d out of range", o->n_layer, o->d, c.dff);
-    for (const char *p = o->targets; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
+    const char *it;
+    int n;
+    for (const char *cur = o->targets ? o->targets : ""; args_list_next(&cur, &it, &n);) {
         int hit = -1;
-        for (int t = 0; t < 6; t++) if (strlen(OURS[t]) == n && !strncmp(OURS[t], p, n)) hit = t;
-        if (hit < 0) return lk_fail(LK_ERR_ARG, "target '%.*s': expected q, k, v, o, fc or proj", (int)n, p);
+        for (int t = 0; t < 6; t++) if (strlen(OURS[t]) == (size_t)n && !strncmp(OURS[t], it, (size_t)n)) hit = t;
+        if (hit < 0) return lk_fail(LK_ERR_ARG, "target '%.*s': expected q, k, v, o, fc or proj", n, it);
         c.use[hit] = 1;
-        p += n;
-        if (*p == ',') p++;
     }
     int any = 0;
     for (int t = 0; t < 6; t++) any |= c.use[t];

@@ -1,5 +1,6 @@
 /* task.c: task description files and their JSONL data (see task.h). */
 #include "task.h"
+#include "args.h"
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -119,15 +120,14 @@ static lk_status resolve(const char *spec, char *path, size_t cap)
                    "(give the path of a .task file instead)", spec, spec);
 }
 
-/* Splits "a, b ,c" into trimmed labels. */
-/* A comma-separated list (labels, label_words) into out[]; entries trimmed, non-empty, distinct. */
+/* A comma-separated list (labels, label_words: "a, b ,c") into out[]; entries
+ * trimmed, non-empty, distinct. */
 static lk_status parse_list(char **out, int *n, const char *v, const char *key, const char *file, int line)
 {
-    const char *s = v;
-    while (*s) {
-        const char *e = strchr(s, ',');
-        if (!e) e = s + strlen(s);
-        const char *a = s, *b = e;
+    const char *it;
+    int len;
+    for (const char *c = v; args_list_next(&c, &it, &len);) {
+        const char *a = it, *b = it + len;
         while (a < b && isspace((unsigned char)*a)) a++;
         while (b > a && isspace((unsigned char)b[-1])) b--;
         if (a == b) return lk_fail(LK_ERR_FORMAT, "%s:%d: empty entry in %s", file, line, key);
@@ -138,7 +138,6 @@ static lk_status parse_list(char **out, int *n, const char *v, const char *key, 
         for (int i = 0; i < *n - 1; i++)
             if (!strcmp(out[i], out[*n - 1]))
                 return lk_fail(LK_ERR_FORMAT, "%s:%d: '%s' given twice in %s", file, line, out[i], key);
-        s = *e ? e + 1 : e;
     }
     return LK_OK;
 }

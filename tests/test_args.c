@@ -1,0 +1,77 @@
+/* test_args.c: the shared parsers of src/args.c: whole-string ranged integers
+ * (args_long) and the comma-list walk (args_list_next) that the target, rank,
+ * seed, layer and label lists of every tool and task file go through. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "args.h"
+
+/* The entries of list joined with '|' (empty entries visible as "||"). */
+static void walk(const char *list, char *out, size_t cap, int *count)
+{
+    const char *it;
+    int n;
+    size_t k = 0;
+    *count = 0;
+    out[0] = 0;
+    for (const char *c = list; args_list_next(&c, &it, &n);) {
+        assert_true(n >= 0 && k + (size_t)n + 2 < cap);
+        if ((*count)++) out[k++] = '|';
+        memcpy(out + k, it, (size_t)n);
+        k += (size_t)n;
+        out[k] = 0;
+    }
+}
+
+static void test_list_next(void **state)
+{
+    (void)state;
+    static const struct { const char *in, *want; int count; } cases[] = {
+        {"", "", 0},
+        {"q", "q", 1},
+        {"q,v", "q|v", 2},
+        {"q,k,v,o", "q|k|v|o", 4},
+        {"q,", "q", 1},                 /* a trailing comma ends the walk */
+        {"q,,v", "q||v", 3},            /* an empty entry is yielded, for callers to refuse */
+        {",q", "|q", 2},
+        {" a, b ", " a| b ", 2},         /* no trimming: callers decide */
+        {"12,345,6789", "12|345|6789", 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[64];
+        int count;
+        walk(cases[i].in, got, sizeof got, &count);
+        if (strcmp(got, cases[i].want) || count != cases[i].count)
+            fail_msg("'%s': got '%s' (%d entries), want '%s' (%d)", cases[i].in, got, count, cases[i].want, cases[i].count);
+    }
+}
+
+static void test_long(void **state)
+{
+    (void)state;
+    long v = -1;
+    assert_int_equal(args_long("42", "--x", 0, 100, &v), LK_OK);
+    assert_int_equal(v, 42);
+    assert_int_equal(args_long("-3", "--x", -5, 5, &v), LK_OK);
+    assert_int_equal(v, -3);
+    static const char *bad[] = {"", "4x", "x4", "101", "-1", "1e2", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = 7;
+        if (args_long(bad[i], "--x", 0, 100, &v) != LK_ERR_ARG) fail_msg("'%s' was accepted", bad[i]);
+        assert_int_equal(v, 7);                  /* untouched on failure */
+        assert_non_null(strstr(lk_errmsg(), "--x"));
+        assert_non_null(strstr(lk_errmsg(), "0..100"));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_long),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
