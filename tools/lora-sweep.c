@@ -1,7 +1,8 @@
 /* lora-sweep: rank × target-matrix ablations (the LoRA paper's Tables 5 and 6)
  * on a base model and tasks described by data/tasks/NAME.task; results in HDF5
  * (sweep.h), Markdown tables and metric-vs-rank plots (sweep_report.h).
- * This file is the command line: options, presets, progress display. */
+ * This file is the command line: options, progress display, plots; the jobs,
+ * presets and the cell plan are in sweep_plan.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,13 +17,13 @@
 #include "gpt.h"
 #include "lora.h"
 #include "sweep.h"
+#include "sweep_plan.h"
 #include "sweep_pool.h"
 #include "sweep_recipe.h"
 #include "sweep_report.h"
 #include "task.h"
 #include "task_eval.h"
 
-#define MAX_JOBS 16
 #define MAX_KV 32
 
 static const char *usage =
@@ -45,27 +46,6 @@ static const char *usage =
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
     "--jobs N trains N cells at once, one OpenBLAS thread each (same results; on 2 cores,\n"
     "--jobs 2 gets ~1.3x more cells through than one cell on both cores).\n";
-
-typedef struct {
-    char spec[1024];
-    task_def task;
-    sweep_recipe rec;
-    char targets[SWEEP_MAX_TARGET_SETS][64];
-    int n_targets;
-    int ranks[SWEEP_MAX_RANKS];
-    int n_ranks;
-    long long seeds[SWEEP_MAX_SEEDS];
-    int n_seeds;
-    char budget_spec[32];
-    long budget;
-    int budget_ranks[SWEEP_MAX_TARGET_SETS];
-} job;
-
-typedef struct {
-    job *j;
-    sweep_cell cell;
-    int done;            /* already in the results file */
-} plan_cell;
 
 /* ---- progress display ---- */
 
@@ -165,65 +145,6 @@ static void on_eval(void *ctx, long done, long total)
     draw(p, line);
 }
 
-/* ---- presets ---- */
-
-static void add_targets(job *j, const char *const *t, int n)
-{
-    for (int i = 0; i < n; i++) snprintf(j->targets[j->n_targets++], sizeof j->targets[0], "%s", t[i]);
-}
-
-/* quick: what make demo runs; paper: Tables 5 and 6 on both tasks with 3 seeds. */
-static int preset_jobs(const char *name, job *jobs)
-{
-    int n = 0;
-    if (!strcmp(name, "quick")) {
-        /* {q,v} on sentiment at r = 8 and r = 64 with two seeds at r = 64 (the inputs of
-         * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL, each task with its
-         * tuned recipe (data/tasks/NAME.task). make demo runs it with --jobs 2, which
-         * keeps it within the 10 minutes it may take (README). */
-        static const char *qv[] = {"q,v"};
-        job *j = &jobs[n++];
-        snprintf(j->spec, sizeof j->spec, "sentiment");
-        add_targets(j, qv, 1);
-        j->ranks[0] = 8; j->ranks[1] = 64; j->n_ranks = 2;
-        j->seeds[0] = 1; j->n_seeds = 1;
-        j = &jobs[n++];
-        snprintf(j->spec, sizeof j->spec, "sentiment");
-        add_targets(j, qv, 1);
-        j->ranks[0] = 64; j->n_ranks = 1;
-        j->seeds[0] = 2; j->n_seeds = 1;
-        j = &jobs[n++];
-        snprintf(j->spec, sizeof j->spec, "wikisql");
-        add_targets(j, qv, 1);
-        j->ranks[0] = 8; j->n_ranks = 1;
-        j->seeds[0] = 1; j->n_seeds = 1;
-        return n;
-    }
-    if (!strcmp(name, "paper")) {
-        static const char *t6[] = {"q", "q,v", "q,k,v,o"};
-        static const char *t5[] = {"q", "k", "v", "o", "q,k", "q,v", "q,k,v,o"};
-        static const char *tasks[] = {"sentiment", "wikisql"};
-        for (int t = 0; t < 2; t++) {
-            job *j = &jobs[n++];
-            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
-            add_targets(j, t6, 3);
-            int r[] = {1, 2, 4, 8, 64};
-            for (int i = 0; i < 5; i++) j->ranks[i] = r[i];
-            j->n_ranks = 5;
-            for (int s = 0; s < 3; s++) j->seeds[s] = s + 1;
-            j->n_seeds = 3;
-            j = &jobs[n++];
-            snprintf(j->spec, sizeof j->spec, "%s", tasks[t]);
-            add_targets(j, t5, 7);
-            snprintf(j->budget_spec, sizeof j->budget_spec, "r8");
-            for (int s = 0; s < 3; s++) j->seeds[s] = s + 1;
-            j->n_seeds = 3;
-        }
-        return n;
-    }
-    return -1;
-}
-
 /* ---- plotting ---- */
 
 static void run_gnuplot(const char *gp)
@@ -256,7 +177,7 @@ static void strip_h5(const char *path, char *out, size_t cap)
 /* ---- running the cells ---- */
 
 typedef struct {
-    plan_cell *plan;
+    sweep_plan_cell *plan;
     int *todo, n_todo;               /* plan indices of the cells to run */
     progress *pg;                    /* the overall progress (under sweep_pool_lock when parallel) */
     const char *out_path, *base_path, *fingerprint;
@@ -269,7 +190,7 @@ typedef struct {
 static lk_status run_cell(void *ctx, gpt_model *m, long item)
 {
     cell_run *cr = ctx;
-    plan_cell *pc = &cr->plan[cr->todo[item]];
+    sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
     progress own, *p = cr->pg;
     sweep_pool_lock();
     p->k++;
@@ -340,7 +261,7 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *base_path = NULL, *out_path = NULL, *preset = NULL, *tag = NULL;
-    const char *task_specs[MAX_JOBS];
+    const char *task_specs[SWEEP_MAX_JOBS];
     int n_task_specs = 0;
     const char *ranks_s = NULL, *seeds_s = NULL, *budget_s = NULL;
     const char *targets_s[SWEEP_MAX_TARGET_SETS];
@@ -368,7 +289,7 @@ int main(int argc, char **argv)
             n_workers = (int)jv;
         }
         else if (!strcmp(a, "--task")) {
-            if (n_task_specs == MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", MAX_JOBS); return 2; }
+            if (n_task_specs == SWEEP_MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", SWEEP_MAX_JOBS); return 2; }
             task_specs[n_task_specs++] = v;
         } else if (!strcmp(a, "--ranks")) ranks_s = v;
         else if (!strcmp(a, "--seeds")) seeds_s = v;
@@ -393,7 +314,7 @@ int main(int argc, char **argv)
     }
     if (!base_path || !out_path) { fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage); return 2; }
 
-    static job jobs[MAX_JOBS];
+    static sweep_job jobs[SWEEP_MAX_JOBS];
     int n_jobs = 0;
     if (preset) {
         if (n_task_specs || ranks_s || seeds_s || budget_s || n_targets_s) {
@@ -401,117 +322,28 @@ int main(int argc, char **argv)
                             "--targets, --seeds or --budget (recipe options are fine)\n");
             return 2;
         }
-        n_jobs = preset_jobs(preset, jobs);
+        n_jobs = sweep_preset_jobs(preset, jobs);
         if (n_jobs < 0) { fprintf(stderr, "lora-sweep: unknown preset '%s' (quick or paper)\n", preset); return 2; }
     } else {
         if (!n_task_specs) { fprintf(stderr, "lora-sweep: give --task (or --preset)\n%s", usage); return 2; }
-        if (budget_s && ranks_s) { fprintf(stderr, "lora-sweep: --budget chooses the ranks; do not give --ranks too\n"); return 2; }
-        for (int t = 0; t < n_task_specs; t++) {
-            job *j = &jobs[n_jobs++];
-            snprintf(j->spec, sizeof j->spec, "%s", task_specs[t]);
-            if (n_targets_s) for (int i = 0; i < n_targets_s; i++) snprintf(j->targets[i], sizeof j->targets[i], "%s", targets_s[i]);
-            else snprintf(j->targets[0], sizeof j->targets[0], "q,v");
-            j->n_targets = n_targets_s ? n_targets_s : 1;
-            long long tmp[SWEEP_MAX_RANKS];
-            if (!budget_s) {
-                if (sweep_parse_int_list(ranks_s ? ranks_s : "8", "--ranks", tmp, SWEEP_MAX_RANKS, &j->n_ranks)) return die(NULL);
-                for (int i = 0; i < j->n_ranks; i++) {
-                    if (tmp[i] <= 0) { fprintf(stderr, "lora-sweep: --ranks: rank %lld must be positive\n", tmp[i]); return 1; }
-                    j->ranks[i] = tmp[i] > 1000000 ? 1000000 : (int)tmp[i];
-                }
-            } else snprintf(j->budget_spec, sizeof j->budget_spec, "%s", budget_s);
-            if (sweep_parse_int_list(seeds_s ? seeds_s : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds)) return die(NULL);
-        }
+        for (int t = 0; t < n_task_specs; t++)
+            if (sweep_job_from_options(&jobs[n_jobs++], task_specs[t], targets_s, n_targets_s, ranks_s, budget_s, seeds_s))
+                return die(NULL);
     }
 
     /* Everything is validated before any training: tasks and their data, targets, the base, ranks, the results file. */
-    for (int i = 0; i < n_jobs; i++) {
-        job *j = &jobs[i];
-        if (task_open(&j->task, j->spec) || task_load(&j->task)) return die(NULL);
-        sweep_recipe_default(&j->rec);
-        for (int k = 0; k < j->task.n_recipe; k++) {
-            char where[1200];
-            snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
-            if (sweep_recipe_set(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where)) return die(NULL);
-        }
-        for (int k = 0; k < n_kv; k++) {
-            char where[64];
-            snprintf(where, sizeof where, "--%s", kv_k[k]);
-            for (char *c = where; *c; c++) if (*c == '_') *c = '-';
-            if (sweep_recipe_set(&j->rec, kv_k[k], kv_v[k], where)) return die(NULL);
-        }
-        j->rec.no_test = no_test;
-        for (int t = 0; t < j->n_targets; t++) {
-            char canon[64];
-            if (sweep_canon_targets(j->targets[t], canon, sizeof canon)) return die("--targets");
-            snprintf(j->targets[t], sizeof j->targets[t], "%s", canon);
-            for (int u = 0; u < t; u++)
-                if (!strcmp(j->targets[u], canon)) { fprintf(stderr, "lora-sweep: --targets %s given twice\n", canon); return 1; }
-        }
-    }
+    for (int i = 0; i < n_jobs; i++)
+        if (sweep_job_prepare(&jobs[i], kv_k, kv_v, n_kv, no_test)) return die(NULL);
     gpt_model *m = NULL;
     if (gpt_load(&m, base_path)) return die(NULL);
-    for (int i = 0; i < n_jobs; i++) {
-        job *j = &jobs[i];
-        if (j->budget_spec[0]) {
-            if (sweep_parse_budget(j->budget_spec, &m->cfg, &j->budget)) { gpt_free(m); return die(NULL); }
-            for (int t = 0; t < j->n_targets; t++) {
-                j->budget_ranks[t] = sweep_rank_for_budget(&m->cfg, j->targets[t], j->budget);
-                if (j->budget_ranks[t] < 1) {
-                    fprintf(stderr, "lora-sweep: --budget %ld is below rank 1 on %s (%ld parameters)\n", j->budget,
-                            j->targets[t], sweep_params(&m->cfg, j->targets[t], 1));
-                    gpt_free(m);
-                    return 1;
-                }
-                if (sweep_check_rank(&m->cfg, j->targets[t], j->budget_ranks[t])) { gpt_free(m); return die("--budget"); }
-            }
-        } else {
-            for (int t = 0; t < j->n_targets; t++)
-                for (int r = 0; r < j->n_ranks; r++)
-                    if (sweep_check_rank(&m->cfg, j->targets[t], j->ranks[r])) { gpt_free(m); return die("--ranks"); }
-        }
-    }
+    for (int i = 0; i < n_jobs; i++)
+        if (sweep_job_resolve(&jobs[i], &m->cfg)) { gpt_free(m); return die(NULL); }
     int exists;
     if (sweep_results_check(out_path, m->fingerprint, &exists)) { gpt_free(m); return die(NULL); }
 
-    /* The plan: every cell, in job order, without duplicates (budget cells often coincide with rank cells). */
-    int cap = 0;
-    for (int i = 0; i < n_jobs; i++)
-        cap += jobs[i].n_targets * (jobs[i].budget_spec[0] ? 1 : jobs[i].n_ranks) * jobs[i].n_seeds;
-    plan_cell *plan = calloc((size_t)cap + 1, sizeof *plan);
-    int n_plan = 0, n_done = 0;
-    if (!plan) { gpt_free(m); fprintf(stderr, "lora-sweep: out of memory\n"); return 1; }
-    for (int i = 0; i < n_jobs; i++) {
-        job *j = &jobs[i];
-        int nr = j->budget_spec[0] ? 1 : j->n_ranks;
-        for (int t = 0; t < j->n_targets; t++)
-            for (int r = 0; r < nr; r++)
-                for (int s = 0; s < j->n_seeds; s++) {
-                    int rank = j->budget_spec[0] ? j->budget_ranks[t] : j->ranks[r];
-                    plan_cell *pc = &plan[n_plan];
-                    pc->j = j;
-                    sweep_cell_init(&pc->cell, &j->task, &m->cfg, &j->rec, j->targets[t], rank, j->seeds[s], tag);
-                    int dup = 0;
-                    for (int q = 0; q < n_plan && !dup; q++) {
-                        if (strcmp(plan[q].cell.run_id, pc->cell.run_id)) continue;
-                        dup = 1;
-                        if (plan[q].j->task.file[0] && strcmp(plan[q].j->task.file, j->task.file)) dup = 2;
-                    }
-                    if (dup == 2) {
-                        fprintf(stderr, "lora-sweep: two different task files are both named '%s'\n", j->task.name);
-                        gpt_free(m);
-                        return 1;
-                    }
-                    if (dup) continue;
-                    int same;
-                    if (sweep_results_has(out_path, &pc->cell, &j->rec, &same)) {
-                        if (!same) { gpt_free(m); return die(NULL); }
-                        pc->done = 1;
-                        n_done++;
-                    }
-                    n_plan++;
-                }
-    }
+    sweep_plan_cell *plan;
+    int n_plan, n_done;
+    if (sweep_plan_build(jobs, n_jobs, &m->cfg, out_path, tag, &plan, &n_plan, &n_done)) { gpt_free(m); return die(NULL); }
     int tty = isatty(2);
     fprintf(stderr, "lora-sweep: base %s (%s; %d layers, d_model %d, n_ctx %d); %d cells, %d already in %s\n",
             base_path, m->fingerprint, m->cfg.n_layer, m->cfg.d_model, m->cfg.n_ctx, n_plan, n_done, out_path);
@@ -585,7 +417,7 @@ int main(int argc, char **argv)
     if (access(out_path, F_OK) != 0) {
         fprintf(stderr, "lora-sweep: no results in %s yet\n", out_path);
         free(plan);
-        for (int i = 0; i < n_jobs; i++) task_free(&jobs[i].task);
+        sweep_jobs_free(jobs, n_jobs);
         return 0;
     }
     if (sweep_results_read(out_path, &rows, &n_rows)) { free(plan); return die(NULL); }
@@ -598,53 +430,12 @@ int main(int argc, char **argv)
                  out_path, base_path, out_path);
     /* One report per task and mode: jobs of the same task and budget (0 = fixed rank) are merged. */
     for (int i = 0; i < n_jobs; i++) {
-        job *j = &jobs[i];
-        int seen = 0;
-        for (int q = 0; q < i; q++) seen |= !strcmp(jobs[q].task.name, j->task.name) && jobs[q].budget == j->budget;
-        if (seen) continue;
-        const char *tp[SWEEP_MAX_TARGET_SETS];
-        int rk[SWEEP_MAX_TARGET_SETS > SWEEP_MAX_RANKS ? SWEEP_MAX_TARGET_SETS : SWEEP_MAX_RANKS];
-        long long sd[SWEEP_MAX_SEEDS];
-        int nt = 0, nr = 0, ns = 0;
-        for (int q = i; q < n_jobs; q++) {
-            job *o = &jobs[q];
-            if (strcmp(o->task.name, j->task.name) || o->budget != j->budget) continue;
-            for (int t = 0; t < o->n_targets; t++) {
-                int have = 0;
-                for (int u = 0; u < nt; u++) have |= !strcmp(tp[u], o->targets[t]);
-                if (have || nt == SWEEP_MAX_TARGET_SETS) continue;
-                if (o->budget) rk[nt] = o->budget_ranks[t];
-                tp[nt++] = o->targets[t];
-            }
-            for (int r = 0; !o->budget && r < o->n_ranks; r++) {
-                int have = 0;
-                for (int u = 0; u < nr; u++) have |= rk[u] == o->ranks[r];
-                if (have || nr == SWEEP_MAX_RANKS) continue;
-                int k = nr++;
-                while (k > 0 && rk[k - 1] > o->ranks[r]) { rk[k] = rk[k - 1]; k--; }
-                rk[k] = o->ranks[r];
-            }
-            for (int s = 0; s < o->n_seeds; s++) {
-                int have = 0;
-                for (int u = 0; u < ns; u++) have |= sd[u] == o->seeds[s];
-                if (!have && ns < SWEEP_MAX_SEEDS) sd[ns++] = o->seeds[s];
-            }
-        }
-        sweep_grid g = {0};
-        g.task = j->task.name;
-        g.metric = j->task.primary;
-        g.higher_better = task_metric_higher_better(g.metric);
+        sweep_grid_lists lists;
+        sweep_grid g;
+        if (!sweep_jobs_grid(jobs, n_jobs, i, tag, &lists, &g)) continue;
         double dummy;
         sweep_results_baseline(out_path, g.task, g.metric, &g.base_val, &g.base_test);
         sweep_results_baseline(out_path, g.task, "loss", &g.base_val_loss, &dummy);
-        g.targets = tp;
-        g.n_targets = nt;
-        g.ranks = rk;
-        g.n_ranks = j->budget ? nt : nr;
-        g.seeds = sd;
-        g.n_seeds = ns;
-        g.tag = tag;
-        g.budget = j->budget;
         sweep_report_grid(stdout, &g, rows, n_rows);
         if (mf) sweep_report_grid(mf, &g, rows, n_rows);
         if (!g.budget && g.n_ranks >= 2 && !no_plot) {
@@ -662,6 +453,6 @@ int main(int argc, char **argv)
     if (mf) { fclose(mf); fprintf(stderr, "lora-sweep: tables in %s\n", md); }
     free(rows);
     free(plan);
-    for (int i = 0; i < n_jobs; i++) task_free(&jobs[i].task);
+    sweep_jobs_free(jobs, n_jobs);
     return 0;
 }
