@@ -1,6 +1,7 @@
 /* amplify_report.c: lora-amplify's HDF5 file, Table 7 in Markdown, and plots
  * (see amplify_report.h). */
 #include "amplify_report.h"
+#include "gnuplot.h"
 #include "h5io.h"
 #include "subspace_run.h"
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- HDF5 ------------------------------------------------------------------ */
@@ -185,40 +185,6 @@ static void safe_name(const char *t, char *buf, size_t n)
 }
 
 /* gnuplot single-quoted string: ' is written ''. */
-static void gp_quote(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) { if (*s == '\'') fputc('\'', f); fputc(*s, f); }
-    fputc('\'', f);
-}
-
-static lk_status run_gnuplot(const char *dir, const char *script)
-{
-    const char *gp = getenv("GNUPLOT");
-    if (!gp || !*gp) gp = "gnuplot";
-    char log[1200];
-    snprintf(log, sizeof log, "%s/%s.log", dir, script);
-    pid_t pid = fork();
-    if (pid < 0) return lk_fail(LK_ERR_IO, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        if (chdir(dir) != 0) _exit(126);
-        FILE *lf = freopen(log, "w", stderr);
-        (void)lf;
-        execlp(gp, gp, script, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) { unlink(log); return LK_OK; }
-    char msg[400] = "";
-    FILE *lf = fopen(log, "r");
-    if (lf) { size_t n = fread(msg, 1, sizeof msg - 1, lf); msg[n] = 0; fclose(lf); }
-    for (char *p = msg; *p; p++) if (*p == '\n') *p = ' ';
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s not found: the plot data and scripts are in %s; install gnuplot (gnuplot-nox) and run 'gnuplot %s' there", gp, dir, script);
-    return lk_fail(LK_ERR_IO, "%s/%s: gnuplot failed (status %d): %s", dir, script, WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg);
-}
-
 static FILE *open_in(const char *dir, const char *name, char *path, size_t n)
 {
     snprintf(path, n, "%s/%s", dir, name);
@@ -241,9 +207,11 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     snprintf(name, sizeof name, "amplify_%s.dat", sn);
     FILE *f = open_in(dir, name, path, sizeof path);
     if (!f) return LK_ERR_IO;
-    fprintf(f, "# lora-amplify, target %s: layer, then for each adapter k = 0..%d six columns:\n"
+    fputs("# lora-amplify, target ", f);
+    gp_text(f, target);
+    fprintf(f, ": layer, then for each adapter k = 0..%d six columns:\n"
                "# amplification proj_dW proj_W proj_random_mean proj_random_std norm_dW (NaN = undefined / absent)\n",
-            target, an->n_adapters - 1);
+            an->n_adapters - 1);
     for (size_t i = 0; i < an->n; i++) {
         const amp_entry *e = &an->e[i];
         if (strcmp(e->target, target)) continue;
@@ -264,8 +232,9 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     char gp1[200], gp2[200];
     snprintf(gp1, sizeof gp1, "amplification_%s.gp", sn);
     if (!(f = open_in(dir, gp1, path, sizeof path))) return LK_ERR_IO;
-    fprintf(f, "# Amplification factor ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F across layers, target %s (lora-amplify).\n"
-               "# Run from this directory: gnuplot %s\n", target, gp1);
+    fputs("# Amplification factor ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F across layers, target ", f);
+    gp_text(f, target);
+    fprintf(f, " (lora-amplify).\n# Run from this directory: gnuplot %s\n", gp1);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 900,560 font 'Sans,11'\nset output 'amplification_%s.png'\n", sn);
     fputs("set title ", f);
     char title[1400];
@@ -287,8 +256,9 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     /* the three projections, one panel each */
     snprintf(gp2, sizeof gp2, "projections_%s.gp", sn);
     if (!(f = open_in(dir, gp2, path, sizeof path))) return LK_ERR_IO;
-    fprintf(f, "# ‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target %s.\n"
-               "# Run from this directory: gnuplot %s\n", an->K, target, gp2);
+    fprintf(f, "# ‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target ", an->K);
+    gp_text(f, target);
+    fprintf(f, ".\n# Run from this directory: gnuplot %s\n", gp2);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 1500,520 font 'Sans,11'\nset output 'projections_%s.png'\n", sn);
     fputs("set datafile missing 'NaN'\nset logscale y\nset grid\nset xlabel 'layer'\nset key bottom right font ',9'\n", f);
     if (an->n_layer <= 16) fputs("set xtics 1\n", f);
@@ -309,8 +279,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     }
     fputs("unset multiplot\n", f);
     if (fclose(f)) return lk_fail(LK_ERR_IO, "%s: write failed", path);
-    lk_status st = run_gnuplot(dir, gp1);
-    return st ? st : run_gnuplot(dir, gp2);
+    lk_status st = gp_run(dir, gp1);
+    return st ? st : gp_run(dir, gp2);
 }
 
 lk_status amp_write_plots(const amp_analysis *an, const char *dir)

@@ -1,8 +1,11 @@
 /* args.c: option values from the tools' command lines (see args.h). */
 #include "args.h"
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out)
 {
@@ -24,4 +27,53 @@ int args_list_next(const char **cursor, const char **item, int *len)
     *len = (int)n;
     *cursor = s[n] ? s + n + 1 : s + n;
     return 1;
+}
+
+lk_status args_name(const char *s, const char *what)
+{
+    size_t n = strlen(s);
+    int ok = n >= 1 && n <= 64 && strcmp(s, ".") && strcmp(s, "..");
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        ok = c < 0x80 && (isalnum(c) || c == '_' || c == '.' || c == '-');
+    }
+    if (ok) return LK_OK;
+    /* the name as printable text: it may hold the very characters refused */
+    char shown[80];
+    size_t k = 0, i = 0;
+    for (; i < n && k + 5 < sizeof shown; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f) shown[k++] = (char)c;
+        else k += (size_t)snprintf(shown + k, sizeof shown - k, "\\x%02x", c);
+    }
+    shown[k] = 0;
+    return lk_fail(LK_ERR_ARG, "%s '%s%s': use 1-64 letters, digits, '_', '.' or '-' (it names files, HDF5 groups and plots)",
+                   what, shown, i < n ? "..." : "");
+}
+
+/* stat of an input path, or of its FILE part when it is given as FILE:RUN. */
+static int stat_input(const char *in, struct stat *sb)
+{
+    if (stat(in, sb) == 0) return 0;
+    const char *colon = strrchr(in, ':');
+    if (!colon || colon == in) return -1;
+    char *file = strndup(in, (size_t)(colon - in));
+    int r = file ? stat(file, sb) : -1;
+    free(file);
+    return r;
+}
+
+lk_status args_output(const char *out, const char *what, const char *const *inputs, int n_inputs)
+{
+    struct stat so;
+    if (stat(out, &so) != 0) return LK_OK;                 /* a new file */
+    if (!S_ISREG(so.st_mode))
+        return lk_fail(LK_ERR_ARG, "%s %s: exists and is not a regular file (a directory, device or pipe); give a file name",
+                       what, out);
+    for (int i = 0; i < n_inputs; i++) {
+        struct stat si;
+        if (inputs[i] && stat_input(inputs[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            return lk_fail(LK_ERR_ARG, "%s %s: is the input %s; writing it would destroy the input", what, out, inputs[i]);
+    }
+    return LK_OK;
 }

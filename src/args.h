@@ -11,6 +11,18 @@
  * long itself (overflow included), before a caller narrows it to an int. */
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out);
 
+/* A name that becomes part of file names, HDF5 group names and plot scripts
+ * (a task name, a run tag): 1-64 letters, digits, '_', '.' or '-', not "." or
+ * "..". The message names what it is (e.g. "task name", "--tag"). */
+lk_status args_name(const char *s, const char *what);
+
+/* Checks an output path before any work is done. Refused: an existing path
+ * that is not a regular file (a directory, a device, a FIFO: the atomic rename
+ * that writes outputs would replace it), and the same file as one of the
+ * n_inputs inputs (NULL entries skipped; an input "FILE:RUN" is compared by its
+ * FILE). what names the option in the message (e.g. "-o"). */
+lk_status args_output(const char *out, const char *what, const char *const *inputs, int n_inputs);
+
 /* Walks a comma-separated list: while *cursor is not at the end, sets item and
  * len to the next entry (up to the next comma; len 0 for an empty one, as in
  * "a,,b"), moves *cursor past it and its comma and returns 1; then 0. A trailing

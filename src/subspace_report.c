@@ -1,6 +1,7 @@
 /* subspace_report.c: HDF5 results, text summary and gnuplot heatmaps of
  * lora-subspace (see subspace_report.h). */
 #include "subspace_report.h"
+#include "gnuplot.h"
 #include "h5io.h"
 #include <ctype.h>
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 const char *sub_side_vectors(sub_side side, int vs_base)
@@ -151,14 +151,6 @@ static lk_status mkdirs(const char *dir)
     return LK_OK;
 }
 
-/* gnuplot single-quoted string: ' is written ''. */
-static void gp_quote(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) { if (*s == '\'') fputc('\'', f); fputc(*s, f); }
-    fputc('\'', f);
-}
-
 static lk_status close_checked(FILE *f, const char *path)
 {
     int bad = ferror(f);
@@ -217,7 +209,9 @@ static lk_status write_module_plot(const char *dir, const sub_entry *e, const su
     snprintf(path, sizeof path, "%s/%s.gp", dir, st_);
     FILE *f = fopen(path, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    fprintf(f, "# lora-subspace heatmap of layer %d, target %s. Render from this directory:\n", e->layer, e->target);
+    fprintf(f, "# lora-subspace heatmap of layer %d, target ", e->layer);
+    gp_text(f, e->target);
+    fprintf(f, ". Render from this directory:\n");
     fprintf(f, "#   gnuplot %s.gp\n# The style is in subspace_heatmap.gp (shared by every plot here).\n", st_);
     fprintf(f, "datafile = '%s.dat'\n", st_);
     if (e->K > 0) fprintf(f, "randomfile = '%s_random.dat'\n", st_);
@@ -238,46 +232,6 @@ static lk_status write_module_plot(const char *dir, const sub_entry *e, const su
     return close_checked(f, path);
 }
 
-/* Runs gnuplot on script inside dir; its output (stdout and stderr) is captured
- * and quoted in the error message when it fails. */
-static lk_status run_gnuplot(const char *dir, const char *script)
-{
-    int fd[2];
-    if (pipe(fd) != 0) return lk_fail(LK_ERR_IO, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) { close(fd[0]); close(fd[1]); return lk_fail(LK_ERR_IO, "fork: %s", strerror(errno)); }
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        close(fd[1]);
-        if (chdir(dir) != 0) _exit(126);
-        execlp("gnuplot", "gnuplot", script, (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    char out[600] = "";
-    size_t used = 0;
-    ssize_t k;
-    char buf[512];
-    while ((k = read(fd[0], buf, sizeof buf)) > 0 || (k < 0 && errno == EINTR)) {
-        if (k <= 0) continue;
-        size_t take = (size_t)k < sizeof out - 1 - used ? (size_t)k : sizeof out - 1 - used;
-        memcpy(out + used, buf, take);
-        used += take;
-    }
-    out[used] = 0;
-    close(fd[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return lk_fail(LK_ERR_IO, "waitpid: %s", strerror(errno));
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return lk_fail(LK_ERR_UNSUPPORTED, "gnuplot not found on PATH: the scripts and data are in %s; install gnuplot (gnuplot-nox) and run 'gnuplot %s' there", dir, script);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return lk_fail(LK_ERR_IO, "%s/%s: gnuplot failed (status %d): %s", dir, script, WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
-    return LK_OK;
-}
-
 lk_status sub_report_plots(const char *dir, const sub_analysis *an, const sub_report_meta *meta, int render)
 {
     lk_status st = mkdirs(dir);
@@ -296,5 +250,5 @@ lk_status sub_report_plots(const char *dir, const sub_analysis *an, const sub_re
         fprintf(f, "load '%s.gp'\n", st_);
     }
     if ((st = close_checked(f, path))) return st;
-    return render ? run_gnuplot(dir, "all.gp") : LK_OK;
+    return render ? gp_run(dir, "all.gp") : LK_OK;
 }

@@ -71,11 +71,15 @@ lk_status sweep_job_from_options(sweep_job *j, const char *task, const char *con
         long long r[SWEEP_MAX_RANKS];
         if ((st = sweep_parse_int_list(ranks ? ranks : "8", "--ranks", r, SWEEP_MAX_RANKS, &j->n_ranks))) return st;
         for (int i = 0; i < j->n_ranks; i++) {
-            if (r[i] <= 0) return lk_fail(LK_ERR_ARG, "--ranks: rank %lld must be positive", r[i]);
-            j->ranks[i] = r[i] > 1000000 ? 1000000 : (int)r[i];   /* sweep_job_resolve refuses it against the base */
+            if (r[i] <= 0 || r[i] > 1000000) return lk_fail(LK_ERR_ARG, "--ranks: rank %lld must be 1..1000000 (and fit the model)", r[i]);
+            j->ranks[i] = (int)r[i];
         }
     }
-    return sweep_parse_int_list(seeds ? seeds : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds);
+    if ((st = sweep_parse_int_list(seeds ? seeds : "1", "--seeds", j->seeds, SWEEP_MAX_SEEDS, &j->n_seeds))) return st;
+    for (int i = 0; i < j->n_seeds; i++)   /* results store the seed exactly (as a double, too): keep it small */
+        if (j->seeds[i] < 0 || j->seeds[i] > 1000000000)
+            return lk_fail(LK_ERR_ARG, "--seeds: seed %lld must be 0..1000000000", j->seeds[i]);
+    return LK_OK;
 }
 
 lk_status sweep_job_prepare(sweep_job *j, const char *const *keys, const char *const *vals, int n_kv, int no_test)

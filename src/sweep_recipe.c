@@ -48,17 +48,17 @@ lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *v, cons
     double d;
     long l;
     if (!strcmp(key, "lr")) {
-        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: lr '%s' must be a positive number", where, v);
+        if (!parse_double(v, &d) || d <= 0 || d > 10) return lk_fail(LK_ERR_ARG, "%s: lr '%s' must be in (0, 10]", where, v);
         r->lr = d;
     } else if (!strcmp(key, "alpha")) {
         size_t n = strlen(v);
         if (n > 1 && v[n - 1] == 'r') {
             char tmp[64];
             snprintf(tmp, sizeof tmp, "%.*s", (int)(n - 1), v);
-            if (!parse_double(tmp, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
+            if (!parse_double(tmp, &d) || d <= 0 || d > 1e4) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r), N in (0, 1e4]", where, v);
             r->alpha_per_rank = d;
         } else {
-            if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r)", where, v);
+            if (!parse_double(v, &d) || d <= 0 || d > 1e6) return lk_fail(LK_ERR_ARG, "%s: alpha '%s': expected A or Nr (e.g. 16 or 2r), A in (0, 1e6]", where, v);
             r->alpha = d;
             r->alpha_per_rank = 0;
         }
@@ -70,20 +70,21 @@ lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *v, cons
         else if (!strcmp(v, "gaussian")) r->init = LORA_INIT_GAUSSIAN;
         else return lk_fail(LK_ERR_ARG, "%s: init '%s': expected kaiming or gaussian", where, v);
     } else if (!strcmp(key, "epochs")) {
-        if (!parse_double(v, &d) || d <= 0) return lk_fail(LK_ERR_ARG, "%s: epochs '%s' must be positive", where, v);
+        if (!parse_double(v, &d) || d <= 0 || d > 1e5) return lk_fail(LK_ERR_ARG, "%s: epochs '%s' must be in (0, 1e5]", where, v);
         r->epochs = d;
         r->steps = 0;
     } else if (!strcmp(key, "steps")) {
-        if (!sweep_parse_long(v, &l) || l <= 0) return lk_fail(LK_ERR_ARG, "%s: steps '%s' must be a positive integer", where, v);
+        if (!sweep_parse_long(v, &l) || l <= 0 || l > 1000000000) return lk_fail(LK_ERR_ARG, "%s: steps '%s' must be an integer in 1..1e9", where, v);
         r->steps = l;
     } else if (!strcmp(key, "batch")) {
         if (!sweep_parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: batch '%s' must be 1..4096", where, v);
         r->batch = (int)l;
     } else if (!strcmp(key, "warmup")) {
-        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: warmup '%s' must be ≥ 0", where, v);
+        /* below 1: a fraction of the steps; from 1: a number of steps */
+        if (!parse_double(v, &d) || d < 0 || d > 1e9) return lk_fail(LK_ERR_ARG, "%s: warmup '%s' must be a fraction in [0, 1) or steps up to 1e9", where, v);
         r->warmup = d;
     } else if (!strcmp(key, "weight_decay")) {
-        if (!parse_double(v, &d) || d < 0) return lk_fail(LK_ERR_ARG, "%s: weight decay '%s' must be ≥ 0", where, v);
+        if (!parse_double(v, &d) || d < 0 || d > 10) return lk_fail(LK_ERR_ARG, "%s: weight decay '%s' must be in [0, 10]", where, v);
         r->weight_decay = d;
     } else if (!strcmp(key, "dropout")) {
         if (!parse_double(v, &d) || d < 0 || d >= 1) return lk_fail(LK_ERR_ARG, "%s: dropout '%s' must be in [0, 1)", where, v);
@@ -102,7 +103,7 @@ lk_status sweep_parse_budget(const char *s, const gpt_config *cfg, long *out)
 {
     long v;
     if (s[0] == 'r') {
-        if (!sweep_parse_long(s + 1, &v) || v <= 0) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
+        if (!sweep_parse_long(s + 1, &v) || v <= 0 || v > 1000000) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN (N up to 1e6)", s);
         *out = v * 2L * cfg->d_model * cfg->n_layer;
         return LK_OK;
     }
@@ -112,7 +113,7 @@ lk_status sweep_parse_budget(const char *s, const gpt_config *cfg, long *out)
     snprintf(tmp, sizeof tmp, "%s", s);
     if (n && (tmp[n - 1] == 'k' || tmp[n - 1] == 'K')) { mult = 1e3; tmp[n - 1] = 0; }
     else if (n && tmp[n - 1] == 'M') { mult = 1e6; tmp[n - 1] = 0; }
-    if (!parse_double(tmp, &d) || d * mult < 1) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN", s);
+    if (!parse_double(tmp, &d) || d * mult < 1 || d * mult > 1e12) return lk_fail(LK_ERR_ARG, "--budget '%s': expected P, Pk, PM or rN (P from 1 to 1e12)", s);
     *out = (long)(d * mult);
     return LK_OK;
 }

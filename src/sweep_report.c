@@ -1,5 +1,6 @@
 /* sweep_report.c: Tables 5 / 6 style Markdown and metric-vs-rank plots (see sweep_report.h). */
 #include "sweep_report.h"
+#include "gnuplot.h"
 #include "args.h"
 #include <math.h>
 #include <stdio.h>
@@ -223,8 +224,11 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot write", dat);
     int is_loss = !strcmp(g->metric, "loss");
     double scale = is_loss ? 1 : 100;
-    fprintf(f, "# %s: test %s%s vs rank; one block per target set: rank mean std seeds\n", g->task, g->metric,
-            is_loss ? "" : " (%)");
+    fputs("# ", f);
+    gp_text(f, g->task);
+    fputs(": test ", f);
+    gp_text(f, g->metric);
+    fprintf(f, "%s vs rank; one block per target set: rank mean std seeds\n", is_loss ? "" : " (%)");
     for (int i = 0; i < g->n_targets; i++) {
         fprintf(f, "%s# %s\n", i ? "\n\n" : "", g->targets[i]);
         for (int j = 0; j < g->n_ranks; j++) {
@@ -239,11 +243,22 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     const char *d = strrchr(dat, '/'), *p = strrchr(png, '/');
     d = d ? d + 1 : dat;
     p = p ? p + 1 : png;
-    fprintf(f, "# %s: test %s vs LoRA rank, one line per adapted target set (written by lora-sweep).\n"
-               "# Run from this directory: gnuplot %s\n", g->task, g->metric, strrchr(gp, '/') ? strrchr(gp, '/') + 1 : gp);
-    fprintf(f, "set terminal pngcairo size 820,520 font ',11'\nset output '%s'\n", p);
-    fprintf(f, "set title '%s: %s on the test split vs rank (mean ± std over seeds)'\n", g->task, g->metric);
-    fprintf(f, "set logscale x 2\nset xlabel 'rank r (log scale)'\nset ylabel '%s%s'\n", g->metric, is_loss ? "" : " (%)");
+    const char *gp_name = strrchr(gp, '/') ? strrchr(gp, '/') + 1 : gp;
+    char text[600];
+    snprintf(text, sizeof text, "%s: test %s vs LoRA rank, one line per adapted target set (written by lora-sweep).", g->task, g->metric);
+    fputs("# ", f);
+    gp_text(f, text);
+    fputs("\n# Run from this directory: gnuplot ", f);
+    gp_text(f, gp_name);
+    fputs("\nset terminal pngcairo size 820,520 font ',11'\nset output ", f);
+    gp_quote(f, p);
+    snprintf(text, sizeof text, "%s: %s on the test split vs rank (mean ± std over seeds)", g->task, g->metric);
+    fputs("\nset title ", f);
+    gp_quote(f, text);
+    snprintf(text, sizeof text, "%s%s", g->metric, is_loss ? "" : " (%)");
+    fputs(" noenhanced\nset logscale x 2\nset xlabel 'rank r (log scale)'\nset ylabel ", f);
+    gp_quote(f, text);
+    fputs("\n", f);
     int rmin = g->ranks[0], rmax = g->ranks[0];
     for (int j = 1; j < g->n_ranks; j++) {
         if (g->ranks[j] < rmin) rmin = g->ranks[j];
@@ -256,7 +271,10 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     for (int i = 0; i < g->n_targets; i++) {
         char lab[128];
         sweep_targets_label(g->targets[i], lab, sizeof lab);
-        fprintf(f, "'%s' index %d using 1:2:3 with yerrorlines lw 2 pt 7 title '%s', \\\n     ", d, i, lab);
+        gp_quote(f, d);
+        fprintf(f, " index %d using 1:2:3 with yerrorlines lw 2 pt 7 title ", i);
+        gp_quote(f, lab);
+        fputs(", \\\n     ", f);
     }
     if (isfinite(g->base_test)) fprintf(f, "%g with lines dt 2 lc rgb 'gray40' lw 2 title 'base model (no adapter)'\n", scale * g->base_test);
     else fprintf(f, "1/0 notitle\n");

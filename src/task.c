@@ -291,6 +291,11 @@ lk_status task_open(task_def *t, const char *spec)
         b = b ? b + 1 : t->file;
         snprintf(t->name, sizeof t->name, "%.*s", (int)(strlen(b) > 5 ? strlen(b) - 5 : strlen(b)), b);
     }
+    if (args_name(t->name, "task name")) {   /* run ids, result groups and plot titles carry it */
+        st = lk_fail_context(LK_ERR_FORMAT, "%s", t->file);
+        task_free(t);
+        return st;
+    }
     const char *f = t->file;
     if (!have_type) st = lk_fail(LK_ERR_FORMAT, "%s: missing key 'type' (generate or classify)", f);
     for (int i = 0; !st && i < 3; i++) {

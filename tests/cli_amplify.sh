@@ -144,6 +144,11 @@ for l in range(3):
             assert a[f'adapter0/layers/{l}/{t}/{k}'][()] == b[f'adapter0/layers/{l}/{t}/{k}'][()], (l, t, k)
 " || fail "RESULTS.h5:RUN_ID gives the adapter file's numbers"
 bad "missing run" "results.h5 7" --base ou/base.h5 results.h5:7
+cp ou/base.h5 keepbase.h5
+if "$AMP" -q --base ou/base.h5 -o ou/base.h5 ou/adapter_r4.h5 2>err.txt; then fail "-o naming the base was accepted"; fi
+grep -q "is the input ou/base.h5" err.txt || fail "-o naming the base: $(cat err.txt)"
+cmp -s ou/base.h5 keepbase.h5 || fail "-o naming the base changed it"
+echo "ok: -o naming an input is refused"
 echo "ok: RESULTS.h5:RUN_ID"
 
 # 7. bad input

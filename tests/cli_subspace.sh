@@ -76,6 +76,17 @@ bad "--random-pairs 4294967296 (would wrap to 0)" "--random-pairs" --random-pair
 bad "--seed beyond long" "--seed" --seed 99999999999999999999 a1.h5 a2.h5
 echo "ok: --time=N"
 
+# -o must neither overwrite an input nor replace something that is not a file
+cp a1.h5 keep.h5
+if "$BIN" -q -o a1.h5 a1.h5 a2.h5 2>err.txt; then fail "-o naming an input was accepted"; fi
+grep -q "is the input a1.h5" err.txt || fail "-o naming an input: $(cat err.txt)"
+cmp -s a1.h5 keep.h5 || fail "-o naming an input changed it"
+mkfifo pipe.h5 || fail "mkfifo"
+if "$BIN" -q -o pipe.h5 a1.h5 a2.h5 2>err.txt; then fail "-o naming a FIFO was accepted"; fi
+[ -p pipe.h5 ] || fail "-o replaced a FIFO"
+grep -q "not a regular file" err.txt || fail "-o naming a FIFO: $(cat err.txt)"
+echo "ok: -o naming an input or a FIFO is refused, nothing touched"
+
 # 3. plots: data, scripts, PNGs; the style file is analysis/subspace_heatmap.gp;
 #    a script re-renders on its own
 "$BIN" -q --random-pairs 1 --plot plots -o p.h5 a1.h5 a2.h5 || fail "plot"

@@ -147,6 +147,10 @@ assert np.array_equal(np.array(r['layers/0/v/B']), np.array(a['layers/0/v/B']))
 assert a['layers/0/v'].attrs['rank'] == 4
 EOF
 "$SWEEP" export "$T/r.h5:no-such-run" "$T/x.h5" 2> "$T/err4.txt" && fail "export of a missing run"
+cp "$T/r.h5" "$T/keep.h5"
+"$SWEEP" export "$T/r.h5:toy-qv-r4-s1" "$T/r.h5" 2> "$T/err5.txt" && fail "export onto its own results file"
+grep -q "is the input" "$T/err5.txt" || fail "export onto its results file: $(cat "$T/err5.txt")"
+cmp -s "$T/r.h5" "$T/keep.h5" || fail "export onto its results file changed it"
 grep -q "no-such-run" "$T/err4.txt" || fail "export error message"
 
 # Fixed budget: rank 2 on one matrix type = rank 1 on two.
@@ -180,6 +184,10 @@ expect_error "no-such.h5" --base "$T/no-such.h5" --task "$T/t/toy.task"
 expect_error "unknown preset" --base "$T/base.h5" --preset huge
 expect_error "--jobs '0'" --base "$T/base.h5" --task "$T/t/toy.task" --jobs 0
 expect_error "alpha 'x'" --base "$T/base.h5" --task "$T/t/toy.task" --alpha x
+expect_error "--tag 'a/b'" --base "$T/base.h5" --task "$T/t/toy.task" --tag a/b
+{ cat "$T/t/toy.task"; printf '%s\n' "name = \"x'; system('touch PWNED'); print '\""; } > "$T/t/inj.task"
+expect_error "task name 'x'" --base "$T/base.h5" --task "$T/t/inj.task"
+[ -e PWNED ] && fail "a task name ran a command"
 printf '{"q": "fine", "a": "yes"}\n{"q": "broken"\n' > "$T/t/valid.jsonl"
 expect_error "valid.jsonl:2: not valid JSON" --base "$T/base.h5" --task "$T/t/toy.task"
 echo "cli_sweep: ok"

@@ -1,6 +1,7 @@
 /* test_args.c: the shared parsers of src/args.c: whole-string ranged integers
- * (args_long) and the comma-list walk (args_list_next) that the target, rank,
- * seed, layer and label lists of every tool and task file go through. */
+ * (args_long), the comma-list walk (args_list_next) that the target, rank,
+ * seed, layer and label lists of every tool and task file go through, and the
+ * names (args_name) that become file names, HDF5 groups and plot titles. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -67,11 +68,29 @@ static void test_long(void **state)
     }
 }
 
+static void test_name(void **state)
+{
+    (void)state;
+    static const char *good[] = {"sentiment", "wikisql-v2", "my_task.1", "A", "r8.s1-x"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (args_name(good[i], "task name")) fail_msg("'%s' refused: %s", good[i], lk_errmsg());
+    static const char *bad[] = {"", ".", "..", "a/b", "a b", "x'y", "q\nsystem('x')", "caf\xc3\xa9",
+                                "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (args_name(bad[i], "--tag") != LK_ERR_ARG) fail_msg("'%s' accepted", bad[i]);
+        assert_non_null(strstr(lk_errmsg(), "--tag '"));
+        assert_null(strchr(lk_errmsg(), '\n'));          /* shown printable: \x0a */
+    }
+    args_name("q\nx", "--tag");
+    assert_non_null(strstr(lk_errmsg(), "q\\x0ax"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_long),
+        cmocka_unit_test(test_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

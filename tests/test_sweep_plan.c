@@ -104,7 +104,12 @@ static void test_options(void **state)
     assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, "8", "r8", NULL), LK_ERR_ARG);
     assert_non_null(strstr(lk_errmsg(), "--budget chooses the ranks"));
     assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, "8,0", NULL, NULL), LK_ERR_ARG);
-    assert_non_null(strstr(lk_errmsg(), "--ranks: rank 0 must be positive"));
+    assert_non_null(strstr(lk_errmsg(), "--ranks: rank 0 must be 1..1000000"));
+    assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, "99999999999", NULL, NULL), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "rank 99999999999 must be"));
+    assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, NULL, NULL, "9007199254740993"), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "--seeds: seed 9007199254740993"));
+    assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, NULL, NULL, "-1"), LK_ERR_ARG);
     assert_int_equal(sweep_job_from_options(&j, "sentiment", NULL, 0, NULL, NULL, "1,x"), LK_ERR_ARG);
     assert_non_null(strstr(lk_errmsg(), "--seeds"));
 

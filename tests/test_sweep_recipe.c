@@ -54,7 +54,8 @@ static void test_recipe_refuses(void **state)
     const char *bad[][2] = {
         {"lr", "-1"}, {"lr", "abc"}, {"lr", "1e999"}, {"alpha", "xr"}, {"alpha", "0"}, {"scaling", "alpha"},
         {"init", "zeros"}, {"epochs", "0"}, {"steps", "1.5"}, {"batch", "0"}, {"batch", "5000"},
-        {"warmup", "-0.1"}, {"weight_decay", "-1"}, {"dropout", "1"}, {"eval_batch", "x"}, {"eval_max", "-2"},
+        {"warmup", "-0.1"}, {"warmup", "1e300"}, {"weight_decay", "-1"}, {"weight_decay", "1e300"},
+        {"lr", "1e30"}, {"alpha", "1e300"}, {"alpha", "1e300r"}, {"epochs", "1e300"}, {"steps", "99999999999"}, {"dropout", "1"}, {"eval_batch", "x"}, {"eval_max", "-2"},
         {"momentum", "0.9"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -97,7 +98,7 @@ static void test_budget(void **state)
     assert_int_equal(b, 1500000);
     assert_int_equal(sweep_parse_budget("16384", &cfg, &b), LK_OK);
     assert_int_equal(b, 16384);
-    const char *bad[] = {"", "r", "r0", "rx", "0", "0.5", "k", "12q", "-5"};
+    const char *bad[] = {"", "r", "r0", "rx", "0", "0.5", "k", "12q", "-5", "r4611686018427387904", "9e18", "2e6M"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (sweep_parse_budget(bad[i], &cfg, &b) != LK_ERR_ARG) fail_msg("budget '%s' was accepted", bad[i]);
         assert_non_null(strstr(lk_errmsg(), "--budget"));

@@ -95,6 +95,13 @@ int main(int argc, char **argv)
         if (n > 3 && !strcmp(out + n - 3, ".h5")) snprintf(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
         else snprintf(mdpath, sizeof mdpath, "%s.md", out);
     }
+    for (int i = -1; i < opt.n_adapters; i++) {   /* outputs that would overwrite an input: refused before any work */
+        const char *in = i < 0 ? opt.base : opt.adapters[i];
+        if (args_output(out, "-o", &in, 1) || args_output(mdpath, table ? "--table" : "-o (its .md table)", &in, 1)) {
+            fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
+            return 1;
+        }
+    }
     if (!quiet) opt.progress = stderr;
 
     amp_analysis an;

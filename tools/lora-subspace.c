@@ -116,6 +116,9 @@ int main(int argc, char **argv)
     }
     if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
+    const char *inputs[3] = {base, vs, NULL};
+    if (!base) { inputs[0] = argv[optind]; inputs[1] = argv[optind + 1]; }
+    if (args_output(out, "-o", inputs, 2)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
 
     lora_adapter a1, a2;
     memset(&a1, 0, sizeof a1);

@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "adapter.h"
+#include "args.h"
 #include "blas_env.h"
+#include "gnuplot.h"
 #include "gpt.h"
 #include "lora.h"
 #include "sweep.h"
@@ -147,6 +148,8 @@ static void on_eval(void *ctx, long done, long total)
 
 /* ---- plotting ---- */
 
+/* Renders a plot script where it lies; a failure (or no gnuplot) is reported,
+ * not fatal: the tables and the results file are what matter. */
 static void run_gnuplot(const char *gp)
 {
     char dir[1200];
@@ -154,17 +157,7 @@ static void run_gnuplot(const char *gp)
     char *sl = strrchr(dir, '/');
     const char *base = gp;
     if (sl) { *sl = 0; base = sl + 1; } else snprintf(dir, sizeof dir, ".");
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir) == 0) execlp("gnuplot", "gnuplot", base, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
-        if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
-            fprintf(stderr, "lora-sweep: gnuplot not found; run 'gnuplot %s' in %s to draw the plot\n", base, dir);
-        else fprintf(stderr, "lora-sweep: gnuplot failed on %s\n", gp);
-    }
+    if (gp_run(dir, base)) fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
 }
 
 static void strip_h5(const char *path, char *out, size_t cap)
@@ -256,6 +249,8 @@ int main(int argc, char **argv)
     blas_env_init(argc, argv);   /* the fast OpenBLAS kernels on this kind of VM (may re-execute) */
     if (argc >= 2 && !strcmp(argv[1], "export")) {
         if (argc != 4) { fprintf(stderr, "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"); return 2; }
+        const char *in = argv[2];
+        if (args_output(argv[3], "export: OUT.h5", &in, 1)) return die(NULL);
         if (sweep_export(argv[2], argv[3])) return die("export");
         printf("wrote %s (adapter %s)\n", argv[3], argv[2]);
         return 0;
@@ -312,6 +307,8 @@ int main(int argc, char **argv)
             if (!found) { fprintf(stderr, "lora-sweep: unknown option %s\n%s", a, usage); return 2; }
         }
     }
+    if (tag && args_name(tag, "--tag")) return die(NULL);
+    if (out_path && base_path && args_output(out_path, "-o", &base_path, 1)) return die(NULL);
     if (!base_path || !out_path) { fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage); return 2; }
 
     static sweep_job jobs[SWEEP_MAX_JOBS];
