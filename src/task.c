@@ -214,8 +214,8 @@ char *task_expand(const char *tmpl, const void *json_object, const char *where)
                 snprintf(key, sizeof key, "%.*s", (int)(e - s - 1), s + 1);
                 const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
                 if (!cJSON_IsString(it) || !it->valuestring) {
-                    lk_fail(LK_ERR_FORMAT, "%s: %s field '%s' (used by the template)", where,
-                            it ? "non-string" : "missing", key);
+                    lk_fail(LK_ERR_FORMAT, it ? "%s: field '%s' (used by the template) is not a string"
+                                              : "%s: missing field '%s' (used by the template)", where, key);
                     free(out);
                     return NULL;
                 }
@@ -369,14 +369,21 @@ static int parse_example(task_def *t, const char *line, size_t len, task_example
 {
     memset(ex, 0, sizeof *ex);
     ex->label = -1;
-    cJSON *o = cJSON_ParseWithLength(line, len);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (!o) { lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", where); return 0; }
+    while (end && end < line + len && isspace((unsigned char)*end)) end++;
+    if (end && end < line + len) {             /* e.g. two objects on one line */
+        lk_fail(LK_ERR_FORMAT, "%s: text after the JSON object (one object per line)", where);
+        cJSON_Delete(o);
+        return 0;
+    }
     int ok = 0;
     if (!cJSON_IsObject(o)) { lk_fail(LK_ERR_FORMAT, "%s: not a JSON object", where); goto done; }
     if (t->type == TASK_GENERATE && t->split) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, t->text_field);
         if (!cJSON_IsString(it) || !it->valuestring) {
-            lk_fail(LK_ERR_FORMAT, "%s: %s string field '%s'", where, it ? "non-string" : "missing", t->text_field);
+            lk_fail(LK_ERR_FORMAT, it ? "%s: field '%s' is not a string" : "%s: missing string field '%s'", where, t->text_field);
             goto done;
         }
         const char *txt = it->valuestring, *p = strstr(txt, t->split);
@@ -390,7 +397,8 @@ static int parse_example(task_def *t, const char *line, size_t len, task_example
         if (t->type == TASK_CLASSIFY) {
             const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, t->label_field);
             if (!cJSON_IsString(it) || !it->valuestring) {
-                lk_fail(LK_ERR_FORMAT, "%s: %s string field '%s' (the label)", where, it ? "non-string" : "missing", t->label_field);
+                lk_fail(LK_ERR_FORMAT, it ? "%s: field '%s' (the label) is not a string" : "%s: missing string field '%s' (the label)",
+                        where, t->label_field);
                 goto done;
             }
             for (int i = 0; i < t->n_labels; i++) if (!strcmp(t->labels[i], it->valuestring)) ex->label = i;

@@ -125,7 +125,8 @@ static void test_malformed_lines(void **state)
                           "{\"text\": \"broken\", \"label\": \n"
                           "{\"text\": \"x\", \"label\": \"maybe\"}\n"
                           "{\"label\": \"no\"}\n"
-                          "[1, 2]\n");
+                          "[1, 2]\n"
+                          "{\"text\": \"a\", \"label\": \"yes\"} {\"text\": \"b\", \"label\": \"no\"}\n");
     write_file("b.jsonl", "{\"text\": 3, \"label\": \"no\"}\n");
     task_def t;
     assert_int_equal(task_open(&t, tu_path(dir, "s.task")), LK_OK);
@@ -140,9 +141,11 @@ static void test_malformed_lines(void **state)
     assert_non_null(strstr(msg, want));
     snprintf(want, sizeof want, "%s/a.jsonl:5: not a JSON object", dir);
     assert_non_null(strstr(msg, want));
-    snprintf(want, sizeof want, "%s/b.jsonl:1: non-string field 'text'", dir);
+    snprintf(want, sizeof want, "%s/a.jsonl:6: text after the JSON object", dir);
     assert_non_null(strstr(msg, want));
-    assert_non_null(strstr(msg, "6 malformed lines"));   /* 4 in a.jsonl; b.jsonl is both valid and test */
+    snprintf(want, sizeof want, "%s/b.jsonl:1: field 'text' (used by the template) is not a string", dir);
+    assert_non_null(strstr(msg, want));
+    assert_non_null(strstr(msg, "7 malformed lines"));   /* 5 in a.jsonl; b.jsonl is both valid and test */
     task_free(&t);
 
     /* Missing data file. */
