@@ -3,6 +3,8 @@
 #include <hdf5.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,19 +155,22 @@ void h5_close(h5file *f)
 int h5_exists(h5file *f, const char *path)
 {
     if (!strcmp(path, "/") || !path[0]) return 1;
-    /* H5Lexists fails on a missing intermediate group, so walk the path. */
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; ; p++) {
+    /* H5Lexists fails on a missing intermediate group, so walk the path (a copy of
+     * any length: a fixed buffer would walk a truncated path). */
+    char *buf = strdup(path);
+    if (!buf) return 0;
+    int ok = 1;
+    for (char *p = buf + 1; ok; p++) {
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
-            if (H5Lexists(f->id, buf, H5P_DEFAULT) <= 0) return 0;
+            if (H5Lexists(f->id, buf, H5P_DEFAULT) <= 0) ok = 0;
             if (!c) break;
             *p = c;
         }
     }
-    return H5Oexists_by_name(f->id, path, H5P_DEFAULT) > 0;
+    free(buf);
+    return ok && H5Oexists_by_name(f->id, path, H5P_DEFAULT) > 0;
 }
 
 int h5_is_group(h5file *f, const char *path)
@@ -227,12 +232,19 @@ static int all_digits(const char *s)
     return 1;
 }
 
+/* Numeric order for digit strings of any length (no atoll, which overflows on
+ * "99999999999999999999"): without leading zeros, the shorter number is smaller. */
 static int cmp_names(const void *a, const void *b)
 {
     const char *x = *(char *const *)a, *y = *(char *const *)b;
     if (all_digits(x) && all_digits(y)) {
-        long long u = atoll(x), v = atoll(y);
-        return (u > v) - (u < v);
+        const char *u = x, *v = y;
+        while (u[0] == '0' && u[1]) u++;
+        while (v[0] == '0' && v[1]) v++;
+        size_t lu = strlen(u), lv = strlen(v);
+        if (lu != lv) return lu < lv ? -1 : 1;
+        int c = strcmp(u, v);
+        if (c) return c;
     }
     return strcmp(x, y);
 }
@@ -251,7 +263,7 @@ lk_status h5_list(h5file *f, const char *group, char ***names, size_t *n)
         h5_free_names(l.names, l.n);
         return lk_fail(l.oom ? LK_ERR_NOMEM : LK_ERR_FORMAT, "%s: cannot list group %s", f->path, group);
     }
-    qsort(l.names, l.n, sizeof *l.names, cmp_names);
+    if (l.n) qsort(l.names, l.n, sizeof *l.names, cmp_names);   /* an empty group has names == NULL */
     *names = l.names;
     *n = l.n;
     return LK_OK;
@@ -313,19 +325,38 @@ static lk_status open_dataset(h5file *f, const char *path, hid_t *ds)
     return LK_OK;
 }
 
+/* Shape of an open dataset. Every dimension must fit an int (callers keep
+ * dimensions as int: a larger one, e.g. 2^32 + 32, would wrap to a small number
+ * and a read would overrun the buffer sized from it), and the element count times
+ * 8 bytes must fit a size_t. A null dataspace holds no value at all: refused. */
 static lk_status dataset_shape(h5file *f, hid_t ds, const char *path, int *rank, size_t dims[H5IO_MAX_RANK], size_t *count)
 {
     hid_t space = H5Dget_space(ds);
+    if (space < 0) return lk_fail(LK_ERR_FORMAT, "%s: cannot read the dataspace of dataset %s", f->path, path);
+    H5S_class_t cls = H5Sget_simple_extent_type(space);
     int r = H5Sget_simple_extent_ndims(space);
+    if (cls == H5S_NULL || (cls != H5S_SCALAR && cls != H5S_SIMPLE)) {
+        H5Sclose(space);
+        return lk_fail(LK_ERR_FORMAT, "%s: dataset %s has a null or unknown dataspace (no values)", f->path, path);
+    }
     if (r < 0 || r > H5IO_MAX_RANK) {
         H5Sclose(space);
         return lk_fail(LK_ERR_FORMAT, "%s: dataset %s has unsupported rank", f->path, path);
     }
     hsize_t hd[H5IO_MAX_RANK];
-    H5Sget_simple_extent_dims(space, hd, NULL);
+    int got = H5Sget_simple_extent_dims(space, hd, NULL);
     H5Sclose(space);
+    if (got != r) return lk_fail(LK_ERR_FORMAT, "%s: cannot read the dimensions of dataset %s", f->path, path);
     size_t c = 1;
-    for (int i = 0; i < r; i++) { dims[i] = hd[i]; c *= hd[i]; }
+    for (int i = 0; i < r; i++) {
+        if (hd[i] > (hsize_t)INT_MAX)
+            return lk_fail(LK_ERR_SHAPE, "%s: dataset %s: dimension %d is %llu, above the limit %d", f->path, path,
+                           i, (unsigned long long)hd[i], INT_MAX);
+        if (hd[i] && c > SIZE_MAX / 8 / hd[i])
+            return lk_fail(LK_ERR_SHAPE, "%s: dataset %s has too many elements to hold in memory", f->path, path);
+        c *= hd[i];
+        dims[i] = hd[i];
+    }
     *rank = r;
     if (count) *count = c;
     return LK_OK;
@@ -514,35 +545,53 @@ lk_status h5_get_attr_double(h5file *f, const char *obj, const char *name, doubl
     return get_num_attr(f, obj, name, H5T_NATIVE_DOUBLE, v);
 }
 
+/* A string attribute into buf. Only a single string is accepted (a scalar or one-
+ * element dataspace): reading an array of strings would write every element into
+ * room for one. A value that does not fit buf is an error, not silently cut;
+ * buf is only written on success. */
 lk_status h5_get_attr_str(h5file *f, const char *obj, const char *name, char *buf, size_t bufsize)
 {
     hid_t a;
     lk_status st = open_attr(f, obj, name, &a);
     if (st) return st;
     hid_t t = H5Aget_type(a);
+    hid_t space = H5Aget_space(a);
+    hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    H5S_class_t scls = space < 0 ? H5S_NO_CLASS : H5Sget_simple_extent_type(space);
+    if (space >= 0) H5Sclose(space);
+    char *s = NULL;       /* the value, NUL-terminated */
+    int vlen = 0;
     st = LK_OK;
-    if (H5Tget_class(t) != H5T_STRING) {
+    if (t < 0 || H5Tget_class(t) != H5T_STRING) {
         st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s is not a string", f->path, name, obj);
+    } else if (npoints != 1 || scls == H5S_NULL) {
+        st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s holds %lld strings, expected a single string", f->path, name, obj,
+                     (long long)(scls == H5S_NULL ? 0 : npoints));
     } else if (H5Tis_variable_str(t) > 0) {
-        char *s = NULL;
+        vlen = 1;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
         H5Tset_cset(mt, H5Tget_cset(t));
         if (H5Aread(a, mt, &s) < 0 || !s) st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
-        else snprintf(buf, bufsize, "%s", s);
-        if (s) H5free_memory(s);
         H5Tclose(mt);
     } else {
         size_t n = H5Tget_size(t);
-        char *s = calloc(n + 1, 1);
+        s = n < SIZE_MAX ? calloc(n + 1, 1) : NULL;
         hid_t mt = H5Tcopy(t);
-        if (!s) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+        if (!s) st = lk_fail(LK_ERR_NOMEM, "%s: out of memory reading attribute '%s' on %s", f->path, name, obj);
         else if (H5Aread(a, mt, s) < 0) st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
-        else snprintf(buf, bufsize, "%s", s);
-        free(s);
         H5Tclose(mt);
     }
-    H5Tclose(t);
+    if (!st) {
+        size_t len = strlen(s);
+        if (len >= bufsize)
+            st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s is %zu characters long, more than the %zu this reader keeps",
+                         f->path, name, obj, len, bufsize ? bufsize - 1 : 0);
+        else memcpy(buf, s, len + 1);
+    }
+    if (vlen) { if (s) H5free_memory(s); }
+    else free(s);
+    if (t >= 0) H5Tclose(t);
     H5Aclose(a);
     return st;
 }

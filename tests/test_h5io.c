@@ -1,4 +1,6 @@
-/* test_h5io.c: HDF5 round trips, attributes, listing, atomic writes and error messages. */
+/* test_h5io.c: HDF5 round trips, attributes, listing, atomic writes and error messages;
+ * and hostile files (made with the raw HDF5 API, as h5io itself never writes them):
+ * dimensions beyond int, string attributes holding arrays, empty groups. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <hdf5.h>
 #include "testutil.h"
 #include "h5io.h"
 #include "adapter.h"
@@ -220,6 +223,177 @@ static void test_adapter_rejects_nan_and_bad_rank(void **state)
     adapter_free(&ad);
 }
 
+/* ---- hostile files ---- */
+
+static hid_t raw_open(const char *p)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    return f;
+}
+
+/* A float32 dataset of the given shape, chunked so that no storage is allocated. */
+static void raw_chunked(hid_t f, const char *name, int rank, const hsize_t *dims)
+{
+    hsize_t chunk[H5IO_MAX_RANK];
+    for (int i = 0; i < rank; i++) chunk[i] = i == rank - 1 && dims[i] > 1024 ? 1024 : i == rank - 1 ? dims[i] : 1;
+    hid_t space = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(H5Pset_chunk(dcpl, rank, chunk) >= 0);
+    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    H5Dclose(ds); H5Pclose(dcpl); H5Sclose(space);
+}
+
+/* A string attribute on the root: variable-length (fixed == 0) or fixed-length, n elements
+ * (n == 0: a null dataspace, n < 0: scalar). */
+static void raw_str_attr(hid_t f, const char *name, int fixed, int n, const char *const *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, fixed ? 16 : H5T_VARIABLE);
+    hsize_t d = (hsize_t)(n > 0 ? n : 1);
+    hid_t space = n > 0 ? H5Screate_simple(1, &d, NULL) : H5Screate(n == 0 ? H5S_NULL : H5S_SCALAR);
+    if (H5Aexists(f, name) > 0) H5Adelete(f, name);
+    hid_t a = H5Acreate2(f, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0);
+    if (n != 0) {
+        char fx[4][16] = {{0}};
+        for (int i = 0; fixed && i < (n > 0 ? n : 1); i++) snprintf(fx[i], sizeof fx[i], "%s", v[i]);
+        assert_true(H5Awrite(a, t, fixed ? (const void *)fx : (const void *)v) >= 0);
+    }
+    H5Aclose(a); H5Sclose(space); H5Tclose(t);
+}
+
+/* A small valid adapter: layer 0 q and layer 1 v, rank 2, [4, 5]. */
+static void small_adapter(const char *p)
+{
+    lora_adapter ad = {0};
+    lora_module *m;
+    assert_int_equal(adapter_add(&ad, 0, "q", 2, 5, 4, 1.0, &m), LK_OK);
+    for (int i = 0; i < 10; i++) m->A[i] = (float)(i + 1);
+    for (int i = 0; i < 8; i++) m->B[i] = (float)(8 - i);
+    assert_int_equal(adapter_add(&ad, 1, "v", 2, 5, 4, 1.0, &m), LK_OK);
+    for (int i = 0; i < 10; i++) m->A[i] = (float)(i % 3);
+    for (int i = 0; i < 8; i++) m->B[i] = (float)(i % 5);
+    assert_int_equal(adapter_save(&ad, p), LK_OK);
+    adapter_free(&ad);
+}
+
+/* A dimension of 2^32 + 5 used to be narrowed to int (5) by the adapter reader, which
+ * then read 32 GB into a buffer sized for 2 x 5 floats; 2^31 + 5 became negative. */
+static void test_dimension_beyond_int(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "wide.h5");
+    small_adapter(p);
+    hid_t f = raw_open(p);
+    assert_true(H5Ldelete(f, "layers/0/q/A", H5P_DEFAULT) >= 0);
+    hsize_t wide[2] = {2, (1ull << 32) + 5}, neg[2] = {(1ull << 31) + 5, 2}, many[3] = {INT32_MAX, INT32_MAX, 8};
+    raw_chunked(f, "layers/0/q/A", 2, wide);
+    assert_true(H5Ldelete(f, "layers/1/v/B", H5P_DEFAULT) >= 0);
+    raw_chunked(f, "layers/1/v/B", 2, neg);
+    raw_chunked(f, "many", 3, many);
+    hid_t space = H5Screate(H5S_NULL);
+    hid_t ds = H5Dcreate2(f, "nothing", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    H5Dclose(ds); H5Sclose(space); H5Fclose(f);
+
+    h5file *h;
+    int rank;
+    size_t dims[H5IO_MAX_RANK];
+    float *x = NULL;
+    double v = 42;
+    assert_int_equal(h5_open_read(&h, p), LK_OK);
+    assert_int_equal(h5_shape(h, "layers/0/q/A", &rank, dims), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_errmsg(), "wide.h5"));
+    assert_non_null(strstr(lk_errmsg(), "layers/0/q/A"));
+    assert_non_null(strstr(lk_errmsg(), "4294967301"));
+    assert_int_equal(h5_read_f32(h, "layers/1/v/B", &x, NULL, NULL), LK_ERR_SHAPE);
+    assert_null(x);
+    assert_non_null(strstr(lk_errmsg(), "2147483653"));
+    assert_int_equal(h5_read_f32(h, "many", &x, NULL, NULL), LK_ERR_SHAPE);   /* count * 8 overflows */
+    assert_int_equal(h5_read_scalar(h, "nothing", &v), LK_ERR_FORMAT);      /* no value to read */
+    assert_non_null(strstr(lk_errmsg(), "nothing"));
+    assert_true(v == 42);
+    h5_close(h);
+
+    lora_adapter ad;
+    assert_int_equal(adapter_load(&ad, p), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_errmsg(), "wide.h5"));
+    assert_non_null(strstr(lk_errmsg(), "layers/0/q/A"));
+    assert_int_equal(ad.n, 0);
+}
+
+/* h5_get_attr_str read every element of a string array into room for one. */
+static void test_string_attribute_shapes(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "strattr.h5");
+    small_adapter(p);
+    const char *two[2] = {"lora-adapter", "x"}, *one[1] = {"lora-adapter"};
+    hid_t f = raw_open(p);
+    raw_str_attr(f, "vl2", 0, 2, two);
+    raw_str_attr(f, "fx2", 1, 2, two);
+    raw_str_attr(f, "vl1", 0, 1, one);
+    raw_str_attr(f, "fx1", 1, 1, one);
+    raw_str_attr(f, "fxs", 1, -1, one);
+    raw_str_attr(f, "vlnull", 0, 0, NULL);
+    H5Fclose(f);
+
+    h5file *h;
+    char buf[64], small[8] = "keep";
+    assert_int_equal(h5_open_read(&h, p), LK_OK);
+    assert_int_equal(h5_get_attr_str(h, "/", "vl2", buf, sizeof buf), LK_ERR_FORMAT);
+    assert_non_null(strstr(lk_errmsg(), "strattr.h5"));
+    assert_non_null(strstr(lk_errmsg(), "'vl2'"));
+    assert_non_null(strstr(lk_errmsg(), "2 strings"));
+    assert_int_equal(h5_get_attr_str(h, "/", "fx2", buf, sizeof buf), LK_ERR_FORMAT);
+    assert_non_null(strstr(lk_errmsg(), "'fx2'"));
+    assert_int_equal(h5_get_attr_str(h, "/", "vlnull", buf, sizeof buf), LK_ERR_FORMAT);
+    for (const char *const *n = (const char *const[]){"vl1", "fx1", "fxs", NULL}; *n; n++) {
+        memset(buf, 'z', sizeof buf);
+        assert_int_equal(h5_get_attr_str(h, "/", *n, buf, sizeof buf), LK_OK);
+        assert_string_equal(buf, "lora-adapter");
+    }
+    /* too long for the buffer: an error, and the buffer is left as it was */
+    assert_int_equal(h5_get_attr_str(h, "/", "vl1", small, sizeof small), LK_ERR_FORMAT);
+    assert_non_null(strstr(lk_errmsg(), "12 characters"));
+    assert_string_equal(small, "keep");
+    h5_close(h);
+}
+
+/* h5_list on an empty group passed a NULL base to qsort; digit names of any length sort numerically. */
+static void test_list_empty_and_long_numbers(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "list.h5");
+    h5file *f;
+    assert_int_equal(h5_create(&f, p), LK_OK);
+    assert_int_equal(h5_create_group(f, "runs"), LK_OK);
+    const char *names_in[] = {"g/99999999999999999999999", "g/10", "g/2", "g/010", "g/b", "g/a"};
+    for (int i = 0; i < 6; i++) assert_int_equal(h5_create_group(f, names_in[i]), LK_OK);
+    assert_int_equal(h5_commit(f), LK_OK);
+    assert_int_equal(h5_open_read(&f, p), LK_OK);
+    char **names = (char **)1;
+    size_t n = 99;
+    assert_int_equal(h5_list(f, "runs", &names, &n), LK_OK);
+    assert_int_equal(n, 0);
+    h5_free_names(names, n);
+    assert_int_equal(h5_list(f, "g", &names, &n), LK_OK);
+    assert_int_equal(n, 6);
+    const char *want[] = {"2", "010", "10", "99999999999999999999999", "a", "b"};
+    for (int i = 0; i < 6; i++) assert_string_equal(names[i], want[i]);
+    h5_free_names(names, n);
+    /* a path longer than any fixed buffer */
+    char longp[3000];
+    memset(longp, 'x', sizeof longp - 1);
+    longp[sizeof longp - 1] = 0;
+    assert_false(h5_exists(f, longp));
+    h5_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +403,9 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_adapter_roundtrip),
         cmocka_unit_test(test_adapter_rejects_nan_and_bad_rank),
+        cmocka_unit_test(test_dimension_beyond_int),
+        cmocka_unit_test(test_string_attribute_shapes),
+        cmocka_unit_test(test_list_empty_and_long_numbers),
     };
     return cmocka_run_group_tests_name("h5io", tests, setup, teardown);
 }
