@@ -1,17 +1,55 @@
 /* adapter.c: LoRA adapters in memory and in our HDF5 layout (see adapter.h). */
 #include "adapter.h"
 #include "linalg.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+int adapter_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= ADAPTER_NAME_MAX || !strcmp(name, ".") || !strcmp(name, "..")) return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '.' || *p == '-')) return 0;
+    return 1;
+}
+
+const char *adapter_name_escape(char *buf, size_t n, const char *name)
+{
+    if (n < 4) { if (n) buf[0] = 0; return buf; }
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        char piece[8];
+        if (*p == '\n') snprintf(piece, sizeof piece, "\\n");
+        else if (*p == '\t') snprintf(piece, sizeof piece, "\\t");
+        else if (*p == '\r') snprintf(piece, sizeof piece, "\\r");
+        else if (*p == '"' || *p == '\'' || *p == '\\') snprintf(piece, sizeof piece, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f) snprintf(piece, sizeof piece, "\\x%02x", *p);
+        else { piece[0] = (char)*p; piece[1] = 0; }
+        size_t l = strlen(piece);
+        if (k + l + 4 > n) { memcpy(buf + k, "...", 4); return buf; }   /* room for "..." is always kept */
+        memcpy(buf + k, piece, l);
+        k += l;
+    }
+    buf[k] = 0;
+    return buf;
+}
+
 lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
                       double scaling, lora_module **mod)
 {
+    if (!adapter_name_ok(target)) {
+        char e[96];
+        return lk_fail(LK_ERR_ARG, "layer %d: target name \"%s\" is not 1 to %d characters of [A-Za-z0-9_.-]", layer,
+                       adapter_name_escape(e, sizeof e, target), ADAPTER_NAME_MAX - 1);
+    }
+    if (layer < 0 || layer > ADAPTER_LAYER_MAX)
+        return lk_fail(LK_ERR_ARG, "target %s: layer %d is outside [0, %d]", target, layer, ADAPTER_LAYER_MAX);
     if (rank <= 0 || in <= 0 || out <= 0)
         return lk_fail(LK_ERR_ARG, "layer %d target %s: rank %d, in %d, out %d must be positive", layer, target, rank, in, out);
-    if (strlen(target) >= ADAPTER_NAME_MAX) return lk_fail(LK_ERR_ARG, "target name too long: %s", target);
     lora_module *mods = realloc(ad->mods, (ad->n + 1) * sizeof *mods);
     if (!mods) return lk_fail(LK_ERR_NOMEM, "out of memory");
     ad->mods = mods;
@@ -38,7 +76,7 @@ static int target_order(const char *t)
 static int cmp_mod(const void *a, const void *b)
 {
     const lora_module *x = a, *y = b;
-    if (x->layer != y->layer) return x->layer - y->layer;
+    if (x->layer != y->layer) return x->layer < y->layer ? -1 : 1;   /* no subtraction: it can overflow */
     int ox = target_order(x->target), oy = target_order(y->target);
     if (ox != oy) return ox - oy;
     return strcmp(x->target, y->target);
@@ -68,18 +106,37 @@ void adapter_free(lora_adapter *ad)
     memset(ad, 0, sizeof *ad);
 }
 
-static void join(char *buf, size_t n, const char *prefix, const char *rest)
+/* "/prefix/rest" into buf; 0 if it does not fit (a long run id: refused, not cut,
+ * which would name another group). */
+static int join(char *buf, size_t n, const char *prefix, const char *rest)
 {
-    if (!prefix || !prefix[0] || !strcmp(prefix, "/")) snprintf(buf, n, "/%s", rest);
-    else snprintf(buf, n, "%s%s/%s", prefix[0] == '/' ? "" : "/", prefix, rest);
+    int k;
+    if (!prefix || !prefix[0] || !strcmp(prefix, "/")) k = snprintf(buf, n, "/%s", rest);
+    else k = snprintf(buf, n, "%s%s/%s", prefix[0] == '/' ? "" : "/", prefix, rest);
+    return k >= 0 && (size_t)k < n;
 }
+
+/* The group of an adapter under prefix, without the trailing '/' (except for "/"). */
+static lk_status adapter_root(char *root, size_t n, h5file *f, const char *prefix)
+{
+    if (!join(root, n, prefix, "")) {
+        char e[64];
+        return lk_fail(LK_ERR_ARG, "%s: group name \"%s\" is too long (over %zu characters)", h5_path(f),
+                       adapter_name_escape(e, sizeof e, prefix), n - 2);
+    }
+    if (strlen(root) > 1) root[strlen(root) - 1] = 0;
+    return LK_OK;
+}
+
+/* Room for the root group, "/layers/{i}/{t}/A" below it and slack: keeps every
+ * path under the fixed buffers below. */
+#define ROOT_MAX 512
 
 lk_status adapter_write(const lora_adapter *ad, h5file *f, const char *prefix)
 {
-    char root[512], path[640];
-    join(root, sizeof root, prefix, "");
-    if (strlen(root) > 1) root[strlen(root) - 1] = 0;   /* drop trailing '/' except for "/" */
-    lk_status st = h5_create_group(f, root);
+    char root[ROOT_MAX], path[ROOT_MAX + 160];
+    lk_status st = adapter_root(root, sizeof root, f, prefix);
+    if (!st) st = h5_create_group(f, root);
     if (!st) st = h5_set_attr_str(f, root, "format", "lora-adapter");
     if (!st) st = h5_set_attr_int(f, root, "version", 1);
     if (!st) st = h5_set_attr_double(f, root, "alpha", ad->alpha);
@@ -93,8 +150,8 @@ lk_status adapter_write(const lora_adapter *ad, h5file *f, const char *prefix)
         char grp[128];
         snprintf(grp, sizeof grp, "layers/%d/%s", m->layer, m->target);
         size_t da[2] = {(size_t)m->rank, (size_t)m->in}, db[2] = {(size_t)m->out, (size_t)m->rank};
-        join(path, sizeof path, prefix, grp);
-        char pa[1024], pb[1024];
+        snprintf(path, sizeof path, "%s/%s", strcmp(root, "/") ? root : "", grp);
+        char pa[ROOT_MAX + 200], pb[ROOT_MAX + 200];
         snprintf(pa, sizeof pa, "%s/A", path);
         snprintf(pb, sizeof pb, "%s/B", path);
         st = h5_write_f32(f, pa, 2, da, m->A);
@@ -120,6 +177,8 @@ static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int l
     long long rank;
     double scaling;
     if ((st = h5_get_attr_int(f, grp, "rank", &rank)) || (st = h5_get_attr_double(f, grp, "scaling", &scaling))) return st;
+    if (!isfinite(scaling))
+        return lk_fail(LK_ERR_NUMERIC, "%s: %s: attribute scaling = %g is not finite", h5_path(f), grp, scaling);
     if (rank <= 0 || (size_t)rank != da[0])
         return lk_fail(LK_ERR_FORMAT, "%s: %s: attribute rank = %lld but A has %zu rows", h5_path(f), grp, rank, da[0]);
     if ((size_t)rank > da[1] || (size_t)rank > db[0])
@@ -135,43 +194,94 @@ static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int l
     return LK_OK;
 }
 
+/* Layer group name -> index: 1 to 16 decimal digits and nothing else (no sign,
+ * space or hex, which strtol would take), value at most ADAPTER_LAYER_MAX. Leading
+ * zeros are read ("01" is layer 1); a second group for the same layer is then
+ * reported as a duplicate module. */
+static int parse_layer(const char *s, int *layer)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 16) return 0;
+    long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        v = v * 10 + (*p - '0');
+        if (v > ADAPTER_LAYER_MAX) return 0;
+    }
+    *layer = (int)v;
+    return 1;
+}
+
+/* Optional root attributes: absent leaves the default; present but unreadable
+ * (wrong type, an array, too long) is an error rather than a silent default. */
+static lk_status opt_str(h5file *f, const char *obj, const char *name, char *buf, size_t n)
+{
+    return h5_has_attr(f, obj, name) ? h5_get_attr_str(f, obj, name, buf, n) : LK_OK;
+}
+
+static lk_status opt_double(h5file *f, const char *obj, const char *name, double *v)
+{
+    return h5_has_attr(f, obj, name) ? h5_get_attr_double(f, obj, name, v) : LK_OK;
+}
+
+static lk_status opt_int(h5file *f, const char *obj, const char *name, long long *v)
+{
+    return h5_has_attr(f, obj, name) ? h5_get_attr_int(f, obj, name, v) : LK_OK;
+}
+
 lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
 {
     memset(ad, 0, sizeof *ad);
-    char root[512], layers[600];
-    join(root, sizeof root, prefix, "");
-    if (strlen(root) > 1) root[strlen(root) - 1] = 0;
+    char root[ROOT_MAX], layers[ROOT_MAX + 16], esc[96];
+    lk_status st = adapter_root(root, sizeof root, f, prefix);
+    if (st) return st;
     if (!h5_is_group(f, root)) return lk_fail(LK_ERR_NOTFOUND, "%s: no group %s", h5_path(f), root);
     char fmt[64] = "";
-    lk_status st = h5_get_attr_str(f, root, "format", fmt, sizeof fmt);
-    if (st || strcmp(fmt, "lora-adapter"))
-        return lk_fail(LK_ERR_FORMAT, "%s: %s is not a lora-adapter (attribute format = '%s')", h5_path(f), root, fmt);
+    if (!h5_has_attr(f, root, "format"))
+        return lk_fail(LK_ERR_FORMAT, "%s: %s is not a lora-adapter (no attribute format)", h5_path(f), root);
+    if ((st = h5_get_attr_str(f, root, "format", fmt, sizeof fmt))) return st;
+    if (strcmp(fmt, "lora-adapter"))
+        return lk_fail(LK_ERR_FORMAT, "%s: %s is not a lora-adapter (attribute format = \"%s\")", h5_path(f), root,
+                       adapter_name_escape(esc, sizeof esc, fmt));
     long long version = 0;
-    if (h5_get_attr_int(f, root, "version", &version) || version != 1)
+    if (h5_has_attr(f, root, "version") && (st = h5_get_attr_int(f, root, "version", &version))) return st;
+    if (version != 1)
         return lk_fail(LK_ERR_FORMAT, "%s: %s: unsupported lora-adapter version %lld (expected 1)", h5_path(f), root, version);
     snprintf(ad->format, sizeof ad->format, "lora-adapter");
-    h5_get_attr_double(f, root, "alpha", &ad->alpha);
-    h5_get_attr_str(f, root, "scaling_rule", ad->scaling_rule, sizeof ad->scaling_rule);
-    h5_get_attr_str(f, root, "targets", ad->targets, sizeof ad->targets);
-    h5_get_attr_int(f, root, "seed", &ad->seed);
-    h5_get_attr_str(f, root, "task", ad->task, sizeof ad->task);
-    h5_get_attr_str(f, root, "base", ad->base, sizeof ad->base);
-    lk_clear_error();
-    join(layers, sizeof layers, prefix, "layers");
+    if ((st = opt_double(f, root, "alpha", &ad->alpha)) ||
+        (st = opt_str(f, root, "scaling_rule", ad->scaling_rule, sizeof ad->scaling_rule)) ||
+        (st = opt_str(f, root, "targets", ad->targets, sizeof ad->targets)) ||
+        (st = opt_int(f, root, "seed", &ad->seed)) ||
+        (st = opt_str(f, root, "task", ad->task, sizeof ad->task)) ||
+        (st = opt_str(f, root, "base", ad->base, sizeof ad->base)))
+        goto fail;
+    snprintf(layers, sizeof layers, "%s/layers", strcmp(root, "/") ? root : "");
     char **ln = NULL, **tn = NULL;
     size_t nl = 0, nt = 0;
     if ((st = h5_list(f, layers, &ln, &nl))) goto fail;
     for (size_t i = 0; i < nl && !st; i++) {
-        char *end;
-        long layer = strtol(ln[i], &end, 10);
-        if (*end || layer < 0) { st = lk_fail(LK_ERR_FORMAT, "%s: %s/%s is not a layer index", h5_path(f), layers, ln[i]); break; }
-        char lg[700];
+        int layer;
+        if (!parse_layer(ln[i], &layer)) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\" is not a layer index (decimal digits only, at most %d)", h5_path(f), layers,
+                         adapter_name_escape(esc, sizeof esc, ln[i]), ADAPTER_LAYER_MAX);
+            break;
+        }
+        char lg[ROOT_MAX + 40];
         snprintf(lg, sizeof lg, "%s/%s", layers, ln[i]);
         if ((st = h5_list(f, lg, &tn, &nt))) break;
+        if (nt == 0) st = lk_fail(LK_ERR_FORMAT, "%s: layer group %s holds no modules", h5_path(f), lg);
         for (size_t j = 0; j < nt && !st; j++) {
-            char grp[800];
+            char grp[ROOT_MAX + 120];
+            if (!adapter_name_ok(tn[j])) {
+                st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\": a target name must be 1 to %d characters of [A-Za-z0-9_.-]", h5_path(f), lg,
+                             adapter_name_escape(esc, sizeof esc, tn[j]), ADAPTER_NAME_MAX - 1);
+                break;
+            }
             snprintf(grp, sizeof grp, "%s/%s", lg, tn[j]);
-            st = read_module(ad, f, grp, (int)layer, tn[j]);
+            if (adapter_find(ad, layer, tn[j]))
+                st = lk_fail(LK_ERR_FORMAT, "%s: %s is a second module for layer %d target %s (layer groups that differ only in leading zeros?)",
+                             h5_path(f), grp, layer, tn[j]);
+            else st = read_module(ad, f, grp, layer, tn[j]);
         }
         h5_free_names(tn, nt);
         tn = NULL; nt = 0;
@@ -209,22 +319,25 @@ lk_status adapter_load(lora_adapter *ad, const char *spec)
     if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) st = peft_load(ad, spec);
     else if (has_suffix(spec, ".safetensors")) st = peft_load(ad, spec);
     else {
-        /* FILE.h5 or FILE.h5:RUN_ID. The run id follows the last ':' when the whole spec is no file. */
-        char file[512], prefix[600] = "";
-        snprintf(file, sizeof file, "%s", spec);
+        /* FILE.h5 or FILE.h5:RUN_ID. The run id follows the last ':' when the whole spec is no file.
+         * Both parts are allocated, so a spec of any length is split without overflow. */
         const char *colon = strrchr(spec, ':');
-        if (colon && stat(spec, &sb) != 0) {
-            file[colon - spec] = 0;
-            snprintf(prefix, sizeof prefix, "runs/%s", colon + 1);
+        int run = colon && stat(spec, &sb) != 0;
+        char *file = run ? strndup(spec, (size_t)(colon - spec)) : strdup(spec), *prefix = NULL;
+        if (!file || (run && asprintf(&prefix, "runs/%s", colon + 1) < 0)) {
+            free(file);
+            return lk_fail(LK_ERR_NOMEM, "out of memory for adapter name");
         }
         h5file *f;
-        if ((st = h5_open_read(&f, file))) return st;
-        if (prefix[0] && !h5_is_group(f, prefix)) {
+        if ((st = h5_open_read(&f, file))) { free(file); free(prefix); return st; }
+        if (prefix && !h5_is_group(f, prefix)) {
             st = lk_fail(LK_ERR_NOTFOUND, "%s: no run '%s' (no group %s)", file, colon + 1, prefix);
         } else {
-            st = adapter_read(ad, f, prefix);
+            st = adapter_read(ad, f, prefix ? prefix : "");
         }
         h5_close(f);
+        free(file);
+        free(prefix);
     }
     if (st) return st;
     snprintf(ad->source, sizeof ad->source, "%s", spec);

@@ -26,6 +26,7 @@
 #include "status.h"
 
 #define ADAPTER_NAME_MAX 64
+#define ADAPTER_LAYER_MAX 1000000   /* largest layer index read from a file */
 
 typedef struct {
     int layer;
@@ -49,7 +50,16 @@ typedef struct {
     lora_module *mods;             /* sorted by (layer, target) */
 } lora_adapter;
 
-/* Appends a module with freshly allocated, zeroed A and B. Returns it via *out. */
+/* 1 if name may be a target (or layer group) name: 1 to ADAPTER_NAME_MAX - 1
+ * characters of [A-Za-z0-9_.-], not "." or "..". Names end up in HDF5 paths, file
+ * names, gnuplot scripts and Markdown, so readers refuse anything else at load. */
+int adapter_name_ok(const char *name);
+/* name for a message: control, quote, backslash and non-ASCII bytes as \n, \", \xHH;
+ * cut with "..." to fit buf (n >= 8). Returns buf. */
+const char *adapter_name_escape(char *buf, size_t n, const char *name);
+
+/* Appends a module with freshly allocated, zeroed A and B. Returns it via *out.
+ * layer must be in [0, ADAPTER_LAYER_MAX] and target pass adapter_name_ok(). */
 lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
                       double scaling, lora_module **mod);
 void adapter_sort(lora_adapter *ad);

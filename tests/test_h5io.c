@@ -1,6 +1,7 @@
 /* test_h5io.c: HDF5 round trips, attributes, listing, atomic writes and error messages;
  * and hostile files (made with the raw HDF5 API, as h5io itself never writes them):
- * dimensions beyond int, string attributes holding arrays, empty groups. */
+ * dimensions beyond int, string attributes holding arrays, empty groups; and adapter
+ * files with bad layer / target names, duplicate modules, long "FILE:RUN" specs. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -394,6 +395,210 @@ static void test_list_empty_and_long_numbers(void **state)
     h5_close(f);
 }
 
+/* ---- hostile adapter files ---- */
+
+/* Renames group from -> to inside the adapter file p. */
+static void raw_move(const char *p, const char *from, const char *to)
+{
+    hid_t f = raw_open(p);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    assert_true(H5Lmove(f, from, f, to, lcpl, H5P_DEFAULT) >= 0);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+}
+
+/* adapter_load(p) fails with st and a message holding every one of the strings. */
+static void load_fails(const char *p, lk_status st, const char *const *want)
+{
+    lora_adapter ad;
+    lk_status got = adapter_load(&ad, p);
+    if (got != st) fail_msg("%s: status %d, want %d (%s)", p, got, st, lk_errmsg());
+    for (; *want; want++)
+        if (!strstr(lk_errmsg(), *want)) fail_msg("%s: message lacks '%s': %s", p, *want, lk_errmsg());
+    assert_int_equal(ad.n, 0);
+    assert_null(ad.mods);
+}
+
+/* Layer group names went through strtol and a cast to int: "4294967295" became -1,
+ * "2147483648" INT_MIN (signed overflow in the sort), "+7" and " 7" layer 7. */
+static void test_adapter_layer_names(void **state)
+{
+    (void)state;
+    const char *bad[] = {"99999999999", "4294967295", "2147483648", "1000001", "99999999999999999999999",
+                         "+7", " 7", "7 ", "-1", "0x1", "abc", "1e3"};
+    char p[300];
+    path_in(p, sizeof p, "layername.h5");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        small_adapter(p);
+        char to[64];
+        snprintf(to, sizeof to, "layers/%s", bad[i]);
+        raw_move(p, "layers/0", to);
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", bad[i]);
+        load_fails(p, LK_ERR_FORMAT, (const char *const[]){"layername.h5", quoted, "not a layer index", NULL});
+    }
+    /* the largest index, and leading zeros, are read */
+    small_adapter(p);
+    raw_move(p, "layers/0", "layers/1000000");
+    raw_move(p, "layers/1", "layers/007");
+    lora_adapter ad;
+    assert_int_equal(adapter_load(&ad, p), LK_OK);
+    assert_int_equal(ad.n, 2);
+    assert_int_equal(ad.mods[0].layer, 7);
+    assert_string_equal(ad.mods[0].target, "v");
+    assert_int_equal(ad.mods[1].layer, 1000000);
+    adapter_free(&ad);
+}
+
+/* "01" and "1" are the same layer: two modules for one (layer, target) are refused. */
+static void test_adapter_duplicate_modules(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "dup.h5");
+    small_adapter(p);
+    hid_t f = raw_open(p);
+    assert_true(H5Ocopy(f, "layers/1", f, "layers/01", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"dup.h5", "second module", "layer 1 target v", NULL});
+}
+
+/* Target names went into gnuplot scripts as they were (a newline started a command). */
+static void test_adapter_target_names(void **state)
+{
+    (void)state;
+    const char *bad[] = {"q\nsystem('touch PWNED')\n#", "q'\"x", "%s%n%s", "\xc3\xa9", "a b", "a;b", "..",
+                         "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"};   /* 64 characters */
+    const char *shown[] = {"q\\nsystem(\\'touch PWNED\\')\\n#", "q\\'\\\"x", "%s%n%s", "\\xc3\\xa9", "a b", "a;b", "..",
+                           "qqqqqqqqqqqqqqqqqqqq"};
+    char p[300];
+    path_in(p, sizeof p, "tgtname.h5");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        small_adapter(p);
+        char to[128];
+        snprintf(to, sizeof to, "layers/0/%s", bad[i]);
+        raw_move(p, "layers/0/q", to);
+        load_fails(p, LK_ERR_FORMAT, (const char *const[]){"tgtname.h5", shown[i], "[A-Za-z0-9_.-]", NULL});
+        assert_null(strchr(lk_errmsg(), '\n'));
+    }
+    small_adapter(p);
+    raw_move(p, "layers/0/q", "layers/0/self_attn.q-proj_2");   /* every allowed character class */
+    lora_adapter ad;
+    assert_int_equal(adapter_load(&ad, p), LK_OK);
+    assert_non_null(adapter_find(&ad, 0, "self_attn.q-proj_2"));
+    adapter_free(&ad);
+    /* adapter_add refuses the same names, and layers outside [0, ADAPTER_LAYER_MAX] */
+    lora_module *m;
+    assert_int_equal(adapter_add(&ad, 0, "q\n", 1, 2, 2, 1.0, &m), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "q\\n"));
+    assert_int_equal(adapter_add(&ad, 0, "", 1, 2, 2, 1.0, &m), LK_ERR_ARG);
+    assert_int_equal(adapter_add(&ad, -1, "q", 1, 2, 2, 1.0, &m), LK_ERR_ARG);
+    assert_int_equal(adapter_add(&ad, ADAPTER_LAYER_MAX + 1, "q", 1, 2, 2, 1.0, &m), LK_ERR_ARG);
+    assert_int_equal(ad.n, 0);
+    adapter_free(&ad);
+    char e[16];
+    assert_string_equal(adapter_name_escape(e, sizeof e, "a\tb\x01"), "a\\tb\\x01");
+    assert_string_equal(adapter_name_escape(e, sizeof e, "abcdefghijklmnopqrstuvwxyz"), "abcdefghijkl...");
+    assert_string_equal(adapter_name_escape(e, 8, "\n\n\n\n"), "\\n\\n...");
+}
+
+/* Empty groups: an adapter with no modules is an error (the listing passed NULL to qsort). */
+static void test_adapter_empty_groups(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "empty.h5");
+    small_adapter(p);
+    hid_t f = raw_open(p);
+    assert_true(H5Ldelete(f, "layers", H5P_DEFAULT) >= 0);
+    hid_t g = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    H5Fclose(f);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"empty.h5", "no adapter modules", NULL});
+    small_adapter(p);
+    f = raw_open(p);
+    g = H5Gcreate2(f, "layers/5", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    H5Fclose(f);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"empty.h5", "layers/5", "no modules", NULL});
+}
+
+/* "FILE:RUN" specs longer than 512 characters overflowed a stack buffer. */
+static void test_adapter_long_spec(void **state)
+{
+    (void)state;
+    char p[300], spec[4000];
+    path_in(p, sizeof p, "longspec.h5");
+    small_adapter(p);
+    lora_adapter ad;
+    /* a long file name with a run */
+    int k = snprintf(spec, sizeof spec, "%s/", dir);
+    memset(spec + k, 'd', 1500);
+    snprintf(spec + k + 1500, sizeof spec - (size_t)k - 1500, ".h5:3");
+    assert_int_not_equal(adapter_load(&ad, spec), LK_OK);
+    assert_non_null(strstr(lk_errmsg(), "ddddd"));
+    /* a long run name that does not exist, and one that does */
+    char run[700];
+    memset(run, 'r', sizeof run - 1);
+    run[sizeof run - 1] = 0;
+    snprintf(spec, sizeof spec, "%s:%s", p, run);
+    assert_int_equal(adapter_load(&ad, spec), LK_ERR_NOTFOUND);
+    char to[800];
+    snprintf(to, sizeof to, "runs/%s", run);
+    hid_t f = raw_open(p);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    assert_true(H5Ocopy(f, "/", f, to, H5P_DEFAULT, lcpl) >= 0);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+    assert_int_equal(adapter_load(&ad, spec), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "too long"));
+    assert_int_equal(ad.n, 0);
+    /* a long path that is a file (no run split) */
+    char lp[1200];
+    k = snprintf(lp, sizeof lp, "%s/", dir);
+    memset(lp + k, 'f', 200);
+    snprintf(lp + k + 200, sizeof lp - (size_t)k - 200, ":x.h5");
+    small_adapter(lp);
+    assert_int_equal(adapter_load(&ad, lp), LK_OK);
+    assert_string_equal(ad.source, lp);
+    adapter_free(&ad);
+}
+
+/* Present but unreadable attributes are errors, not silent defaults; the scaling must be finite. */
+static void test_adapter_bad_attributes(void **state)
+{
+    (void)state;
+    char p[300];
+    path_in(p, sizeof p, "attrs.h5");
+    const char *two[2] = {"lora-adapter", "x"};
+    small_adapter(p);
+    hid_t f = raw_open(p);
+    raw_str_attr(f, "format", 0, 2, two);
+    H5Fclose(f);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"attrs.h5", "'format'", "2 strings", NULL});
+    char longtask[200];
+    memset(longtask, 't', sizeof longtask - 1);
+    longtask[sizeof longtask - 1] = 0;
+    h5file *h;
+    small_adapter(p);
+    assert_int_equal(h5_open_update(&h, p), LK_OK);
+    assert_int_equal(h5_set_attr_str(h, "/", "task", longtask), LK_OK);
+    assert_int_equal(h5_commit(h), LK_OK);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"attrs.h5", "'task'", "199 characters", NULL});
+    small_adapter(p);
+    assert_int_equal(h5_open_update(&h, p), LK_OK);
+    assert_int_equal(h5_set_attr_double(h, "layers/1/v", "scaling", NAN), LK_OK);
+    assert_int_equal(h5_commit(h), LK_OK);
+    load_fails(p, LK_ERR_NUMERIC, (const char *const[]){"attrs.h5", "layers/1/v", "scaling", NULL});
+    small_adapter(p);
+    assert_int_equal(h5_open_update(&h, p), LK_OK);
+    assert_int_equal(h5_set_attr_str(h, "/", "alpha", "16"), LK_OK);
+    assert_int_equal(h5_commit(h), LK_OK);
+    load_fails(p, LK_ERR_FORMAT, (const char *const[]){"attrs.h5", "'alpha'", NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +611,12 @@ int main(void)
         cmocka_unit_test(test_dimension_beyond_int),
         cmocka_unit_test(test_string_attribute_shapes),
         cmocka_unit_test(test_list_empty_and_long_numbers),
+        cmocka_unit_test(test_adapter_layer_names),
+        cmocka_unit_test(test_adapter_duplicate_modules),
+        cmocka_unit_test(test_adapter_target_names),
+        cmocka_unit_test(test_adapter_empty_groups),
+        cmocka_unit_test(test_adapter_long_spec),
+        cmocka_unit_test(test_adapter_bad_attributes),
     };
     return cmocka_run_group_tests_name("h5io", tests, setup, teardown);
 }
