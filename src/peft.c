@@ -8,6 +8,11 @@
  * the target the path's last segment (q_proj, c_attn, ...). Modules without a
  * layer index (lm_head, embeddings) and non-LoRA keys (lora_B.bias, heads in
  * modules_to_save) are skipped; an adapter where nothing is left is an error.
+ * A layer segment that looks like a number but is not plain decimal digits up to
+ * ADAPTER_LAYER_MAX ("-1", "99999999999", "0x") and a target name outside
+ * [A-Za-z0-9_.-] (names go into file names and plot scripts) are errors, not
+ * skipped; so are two modules that map to one (layer, target), e.g. "layers.00"
+ * and "layers.0".
  *
  * Scaling follows PEFT: s = alpha / r, or alpha / sqrt(r) with use_rslora, where
  * r and alpha come from rank_pattern / alpha_pattern when a key matches the
@@ -177,7 +182,8 @@ typedef struct {
     const st_tensor *A, *B;
 } peft_entry;
 
-/* Splits a tensor key into module path and side ('A' / 'B'); 0 if not a LoRA weight. */
+/* Splits a tensor key into module path and side ('A' / 'B'); 0 if not a LoRA weight,
+ * -1 if it is one but its module path does not fit mod. */
 static int split_key(const char *key, char *mod, size_t cap, char *side)
 {
     const char *best = NULL;
@@ -190,15 +196,20 @@ static int split_key(const char *key, char *mod, size_t cap, char *side)
     const char *start = key;
     if (!strncmp(start, "base_model.model.", 17)) start += 17;
     size_t n = (size_t)(best - start);
-    if (best < start || n == 0 || n >= cap) return 0;
+    if (best < start || n == 0) return 0;
+    if (n >= cap) return -1;
     memcpy(mod, start, n);
     mod[n] = 0;
     *side = best[6];
     return 1;
 }
 
-/* Layer index: the integer segment after layers / h / layer / blocks / block. -1 if none. */
-static int layer_of(const char *m)
+/* Layer index: the segment after a layers / h / layer / blocks / block segment.
+ * 1 with *layer set; 0 if there is none (lm_head, embeddings: skipped); -1 with
+ * *seg / *seglen pointing at it if the segment starts like a number ([+-]?digit)
+ * but is not 1 to 16 decimal digits with a value up to ADAPTER_LAYER_MAX: such a
+ * module is refused, as skipping it would drop it silently. */
+static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seglen)
 {
     static const char *names[] = {"layers", "h", "layer", "blocks", "block"};
     const char *seg = m;
@@ -208,60 +219,89 @@ static int layer_of(const char *m)
         for (size_t i = 0; end && i < sizeof names / sizeof names[0]; i++) {
             if (strlen(names[i]) != len || strncmp(seg, names[i], len)) continue;
             const char *num = end + 1;
-            char *stop;
-            errno = 0;
-            long v = strtol(num, &stop, 10);
-            if (stop > num && (*stop == '.' || *stop == 0) && *num >= '0' && *num <= '9' && !errno && v <= 1000000)
-                return (int)v;
+            size_t nl = strcspn(num, ".");
+            const char *d = num + (num[0] == '+' || num[0] == '-');
+            if (*d < '0' || *d > '9') continue;   /* "layers.attention...": not an index */
+            int ok = d == num && nl <= 16;
+            long v = 0;
+            for (size_t k = 0; ok && k < nl; k++) {
+                if (num[k] < '0' || num[k] > '9') ok = 0;
+                else if ((v = v * 10 + (num[k] - '0')) > ADAPTER_LAYER_MAX) ok = 0;
+            }
+            if (!ok) { *seg_out = num; *seglen = nl; return -1; }
+            *layer = (int)v;
+            return 1;
         }
         seg = end ? end + 1 : NULL;
     }
-    return -1;
+    return 0;
 }
 
 static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_t *skipped, const char **example)
 {
     peft_entry *e = NULL;
     size_t n = 0;
+    lk_status st = LK_OK;
+    char en[200], es[96];   /* escaped tensor key and name, for messages */
     *skipped = 0;
     *example = NULL;
-    for (size_t i = 0; i < st_count(f); i++) {
+    for (size_t i = 0; i < st_count(f) && !st; i++) {
         const st_tensor *t = st_tensor_at(f, i);
         char mod[512], side;
-        if (!split_key(t->name, mod, sizeof mod, &side)) { (*skipped)++; if (!*example) *example = t->name; continue; }
-        int layer = layer_of(mod);
+        int sk = split_key(t->name, mod, sizeof mod, &side);
+        if (sk < 0) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': module path longer than %zu characters", st_path(f),
+                         adapter_name_escape(en, sizeof en, t->name), sizeof mod - 1);
+            break;
+        }
+        if (!sk) { (*skipped)++; if (!*example) *example = t->name; continue; }
+        int layer;
+        const char *seg;
+        size_t seglen;
+        int lk = layer_of(mod, &layer, &seg, &seglen);
+        if (lk < 0) {
+            char num[40];
+            snprintf(num, sizeof num, "%.*s", (int)(seglen < 32 ? seglen : 32), seg);
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': layer index \"%s\" is not decimal digits in [0, %d]", st_path(f),
+                         adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, num), ADAPTER_LAYER_MAX);
+            break;
+        }
+        if (!lk) { (*skipped)++; if (!*example) *example = t->name; continue; }
         const char *last = strrchr(mod, '.');
         last = last ? last + 1 : mod;
-        if (layer < 0 || strlen(last) >= ADAPTER_NAME_MAX) { (*skipped)++; if (!*example) *example = t->name; continue; }
+        if (!adapter_name_ok(last)) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': module name \"%s\" must be 1 to %d characters of [A-Za-z0-9_.-]", st_path(f),
+                         adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, last), ADAPTER_NAME_MAX - 1);
+            break;
+        }
         size_t j = 0;
         while (j < n && strcmp(e[j].path, mod)) j++;
         if (j == n) {
             peft_entry *g = realloc(e, (n + 1) * sizeof *e);
-            if (!g) goto nomem;
+            if (!g) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f)); break; }
             e = g;
             memset(&e[n], 0, sizeof e[n]);
-            if (!(e[n].path = strdup(mod))) goto nomem;
+            if (!(e[n].path = strdup(mod))) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f)); break; }
             e[n].layer = layer;
-            snprintf(e[n].target, sizeof e[n].target, "%s", last);
+            memcpy(e[n].target, last, strlen(last) + 1);   /* adapter_name_ok: shorter than the field */
             n++;
         }
         const st_tensor **slot = side == 'A' ? &e[j].A : &e[j].B;
         if (*slot) {
-            lk_status st = lk_fail(LK_ERR_FORMAT, "%s: tensors '%s' and '%s' are both lora_%c of module %s", st_path(f),
-                                   (*slot)->name, t->name, side, mod);
-            for (size_t k = 0; k < n; k++) free(e[k].path);
-            free(e);
-            return st;
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensors '%s' and '%s' are both lora_%c of module %s", st_path(f),
+                         (*slot)->name, t->name, side, mod);
+            break;
         }
         *slot = t;
+    }
+    if (st) {
+        for (size_t k = 0; k < n; k++) free(e[k].path);
+        free(e);
+        return st;
     }
     *out = e;
     *nout = n;
     return LK_OK;
-nomem:
-    for (size_t k = 0; k < n; k++) free(e[k].path);
-    free(e);
-    return lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f));
 }
 
 /* ---- loading ------------------------------------------------------------------------- */
