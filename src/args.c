@@ -1,6 +1,6 @@
 /* args.c: option values from the tools' command lines (see args.h). */
 #include "args.h"
-#include <ctype.h>
+#include "adapter.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,24 +31,12 @@ int args_list_next(const char **cursor, const char **item, int *len)
 
 lk_status args_name(const char *s, const char *what)
 {
-    size_t n = strlen(s);
-    int ok = n >= 1 && n <= 64 && strcmp(s, ".") && strcmp(s, "..");
-    for (size_t i = 0; ok && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        ok = c < 0x80 && (isalnum(c) || c == '_' || c == '.' || c == '-');
-    }
-    if (ok) return LK_OK;
-    /* the name as printable text: it may hold the very characters refused */
+    /* one rule for every name that becomes a path, a group or a plot title:
+     * the one adapter readers apply to layer and target names */
+    if (adapter_name_ok(s)) return LK_OK;
     char shown[80];
-    size_t k = 0, i = 0;
-    for (; i < n && k + 5 < sizeof shown; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f) shown[k++] = (char)c;
-        else k += (size_t)snprintf(shown + k, sizeof shown - k, "\\x%02x", c);
-    }
-    shown[k] = 0;
-    return lk_fail(LK_ERR_ARG, "%s '%s%s': use 1-64 letters, digits, '_', '.' or '-' (it names files, HDF5 groups and plots)",
-                   what, shown, i < n ? "..." : "");
+    return lk_fail(LK_ERR_ARG, "%s '%s': use 1-%d letters, digits, '_', '.' or '-' (it names files, HDF5 groups and plots)",
+                   what, adapter_name_escape(shown, sizeof shown, s), ADAPTER_NAME_MAX - 1);
 }
 
 /* stat of an input path, or of its FILE part when it is given as FILE:RUN. */

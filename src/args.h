@@ -12,8 +12,9 @@
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out);
 
 /* A name that becomes part of file names, HDF5 group names and plot scripts
- * (a task name, a run tag): 1-64 letters, digits, '_', '.' or '-', not "." or
- * "..". The message names what it is (e.g. "task name", "--tag"). */
+ * (a task name, a run tag): adapter_name_ok's rule (1-63 letters, digits, '_',
+ * '.' or '-', not "." or ".."). The message names what it is ("task name",
+ * "--tag") and shows the name escaped. */
 lk_status args_name(const char *s, const char *what);
 
 /* Checks an output path before any work is done. Refused: an existing path

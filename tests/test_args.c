@@ -82,7 +82,7 @@ static void test_name(void **state)
         assert_null(strchr(lk_errmsg(), '\n'));          /* shown printable: \x0a */
     }
     args_name("q\nx", "--tag");
-    assert_non_null(strstr(lk_errmsg(), "q\\x0ax"));
+    assert_non_null(strstr(lk_errmsg(), "'q\\nx'"));
 }
 
 int main(void)
