@@ -186,7 +186,7 @@ expect_error "--jobs '0'" --base "$T/base.h5" --task "$T/t/toy.task" --jobs 0
 expect_error "alpha 'x'" --base "$T/base.h5" --task "$T/t/toy.task" --alpha x
 expect_error "--tag 'a/b'" --base "$T/base.h5" --task "$T/t/toy.task" --tag a/b
 { cat "$T/t/toy.task"; printf '%s\n' "name = \"x'; system('touch PWNED'); print '\""; } > "$T/t/inj.task"
-expect_error "task name 'x'" --base "$T/base.h5" --task "$T/t/inj.task"
+expect_error "task name 'x" --base "$T/base.h5" --task "$T/t/inj.task"
 [ -e PWNED ] && fail "a task name ran a command"
 printf '{"q": "fine", "a": "yes"}\n{"q": "broken"\n' > "$T/t/valid.jsonl"
 expect_error "valid.jsonl:2: not valid JSON" --base "$T/base.h5" --task "$T/t/toy.task"
