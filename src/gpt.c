@@ -445,6 +445,15 @@ lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_ne
         gc_ws_free_f32(&w);
     }
     while (!st && *n_out < max_new) {
+        /* A model whose output overflowed (weights finite but huge) would pick
+         * token 0 (greedy) or V-1 (sampling) for ever: refuse instead. -inf is a
+         * zero probability from the prefill; NaN, +inf or no finite value is not. */
+        int nonfinite = 1;
+        for (int j = 0; j < V; j++) {
+            if (isnan(logits[j]) || logits[j] == INFINITY) { nonfinite = 1; break; }
+            if (isfinite(logits[j])) nonfinite = 0;
+        }
+        if (nonfinite) { st = lk_fail(LK_ERR_NUMERIC, "generation: the model's output is not finite at position %d", kv.pos); break; }
         int next = 0;
         if (temperature <= 0) {
             for (int j = 1; j < V; j++) if (logits[j] > logits[next]) next = j;

@@ -28,13 +28,19 @@
 /* exp for float without branches or calls (Cephes' polynomial after reduction
  * by ln 2; relative error ~2e-7), so that loops over it vectorize: glibc's expf
  * and tanhf are scalar calls and dominated GELU and softmax. Arguments are
- * clamped to [-87, 88] (exp(-87) ~ 1.6e-38 stands for 0 in softmax). */
+ * clamped to [-87, 88] (exp(-87) ~ 1.6e-38 stands for 0 in softmax), so ±inf
+ * and huge values give the clamp's value. NaN passes both comparisons and
+ * propagates through the polynomial into the result, so that a NaN loss is
+ * refused by the caller. */
 static inline float fexpf(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    /* round to nearest by the 1.5·2^23 trick (floorf is a library call without fast-math) */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    /* round to nearest by the 1.5·2^23 trick (floorf is a library call without
+     * fast-math): t lies in [2^23, 2^24), where the spacing of floats is 1, so
+     * its bits are those of 1.5·2^23 (0x4B400000) plus the integer n */
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -43,8 +49,13 @@ static inline float fexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } u;
-    u.i = ((int32_t)n + 127) << 23;
+    /* 2^n built from t's bits in unsigned arithmetic: n + 127 is in [1, 254]
+     * for every number; for NaN the bits are garbage but defined (a float to
+     * int conversion of NaN, as (int32_t)n was, is undefined behaviour), and
+     * p is NaN anyway. Same result as (int32_t)n for all other inputs, checked
+     * on all 2^32 floats. */
+    union { uint32_t i; float f; } tb = {.f = t}, u;
+    u.i = (tb.i - 0x4B400000u + 127u) << 23;
     return p * u.f;
 }
 #endif

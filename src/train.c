@@ -5,6 +5,7 @@
 #include "gpt_core.h"
 #include "linalg.h"
 #include "lora.h"
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +54,9 @@ lk_status trainer_new(trainer **out, gpt_model *m, const train_config *c, int fu
 {
     *out = NULL;
     if (!(c->lr > 0) || !(c->min_lr >= 0) || c->warmup_steps < 0 || c->total_steps < 1 || !(c->beta1 >= 0 && c->beta1 < 1) ||
-        !(c->beta2 >= 0 && c->beta2 < 1) || !(c->eps > 0) || !(c->weight_decay >= 0) || !(c->clip >= 0))
-        return lk_fail(LK_ERR_ARG, "training config: need lr > 0, min_lr >= 0, warm-up >= 0, total steps >= 1, betas in [0, 1), eps > 0, weight decay >= 0, clip >= 0");
+        !(c->beta2 >= 0 && c->beta2 < 1) || !(c->eps > 0) || !(c->weight_decay >= 0) || !(c->clip >= 0) ||
+        !isfinite(c->lr) || !isfinite(c->min_lr) || !isfinite(c->eps) || !isfinite(c->weight_decay) || !isfinite(c->clip))
+        return lk_fail(LK_ERR_ARG, "training config: need lr > 0, min_lr >= 0, warm-up >= 0, total steps >= 1, betas in [0, 1), eps > 0, weight decay >= 0, clip >= 0, all finite");
     trainer *t = calloc(1, sizeof *t);
     if (!t) return lk_fail(LK_ERR_NOMEM, "out of memory");
     t->m = m; t->c = *c; t->full = full;
@@ -100,7 +102,7 @@ lk_status trainer_accumulate(trainer *t, const int *tokens, const unsigned char 
 
 lk_status trainer_step(trainer *t, train_step_info *info)
 {
-    if (t->count == 0) return lk_fail(LK_ERR_ARG, "optimizer step with no accumulated positions (all masked?)");
+    if (t->count == 0) return lk_fail(LK_ERR_ARG, "step %ld: optimizer step with no accumulated positions (all masked?)", t->step);
     float inv = 1.0f / (float)t->count;
     double nrm = 0;
     for (size_t i = 0; i < t->n; i++) { t->g[i] *= inv; nrm += (double)t->g[i] * t->g[i]; }
@@ -120,6 +122,12 @@ lk_status trainer_step(trainer *t, train_step_info *info)
     float lrf = (float)lr, wd = (float)(lr * t->c.weight_decay);
     float *p = t->p, *g = t->g, *mo = t->mom, *va = t->var;
     const unsigned char *dec = t->decay;
+    /* The update is checked as it is applied: a huge lr or weight decay, or a
+     * corrupt resumed state, would otherwise leave weights that only fail at
+     * the next forward pass (or never, when they are merely huge). A separate
+     * checking pass, to leave the weights unchanged, doubled the step's cost
+     * (sqrtf does not vectorize); callers stop at this error and save nothing. */
+    int finite = 1;
     for (size_t i = 0; i < t->n; i++) {
         float gi = g[i] * clipf;
         mo[i] = b1 * mo[i] + (1 - b1) * gi;
@@ -128,6 +136,14 @@ lk_status trainer_step(trainer *t, train_step_info *info)
         if (!dec || dec[i]) p[i] -= wd * p[i];
         p[i] -= lrf * upd;
         g[i] = 0;
+        finite &= (fabsf(p[i]) <= FLT_MAX) & (fabsf(mo[i]) <= FLT_MAX) & (va[i] <= FLT_MAX);   /* no branches; NaN fails */
+    }
+    if (!finite) {
+        size_t bad = 0;
+        while (bad < t->n && isfinite(p[bad]) && isfinite(mo[bad]) && isfinite(va[bad])) bad++;
+        return lk_fail(LK_ERR_NUMERIC, "step %ld: the AdamW update (lr %.3g, weight decay %.3g) made parameter %zu or its moments "
+                       "not finite: the weights are unusable (too large a learning rate or decay, or a corrupt optimizer state?)",
+                       t->step, lr, t->c.weight_decay, bad);
     }
     t->step = k;
     if (info) { info->step = k; info->lr = lr; info->grad_norm = nrm; info->loss = loss; info->accuracy = acc; info->n = cnt; }
@@ -168,6 +184,11 @@ lk_status trainer_read_state(trainer *t, h5file *f, const char *prefix)
     size_t bad;
     if (!la_all_finite_f32(t->mom, t->n, &bad) || !la_all_finite_f32(t->var, t->n, &bad))
         return lk_fail(LK_ERR_NUMERIC, "%s: optimizer state has a non-finite value", h5_path(f));
+    /* The second moment is a running mean of squared gradients: a negative entry
+     * cannot come from training, and its square root would be NaN. */
+    for (size_t i = 0; i < t->n; i++)
+        if (t->var[i] < 0)
+            return lk_fail(LK_ERR_NUMERIC, "%s: %s has a negative entry (element %zu, %g): not a second moment", h5_path(f), b, i, (double)t->var[i]);
     if (step < 0) return lk_fail(LK_ERR_FORMAT, "%s: %s has a negative step", h5_path(f), a);
     t->step = (long)step;
     return LK_OK;

@@ -59,13 +59,15 @@ lk_status trainer_accumulate(trainer *t, const int *tokens, const unsigned char 
 
 /* Clips, applies AdamW at the scheduled lr, zeroes the gradient. Fails (and
  * leaves the weights unchanged) if the gradient is not finite or nothing was
- * accumulated. */
+ * accumulated. Fails too if the update made a weight or moment not finite;
+ * the weights and optimizer state are then unusable: stop, save nothing. */
 lk_status trainer_step(trainer *t, train_step_info *info);
 
 long trainer_steps_done(const trainer *t);
 
 /* Optimizer state (step, AdamW moments) under group prefix of an open file,
- * for resumable checkpoints. Read checks the shapes against the trainer. */
+ * for resumable checkpoints. Read checks the shapes against the trainer, and
+ * refuses non-finite moments, a negative second moment or a negative step. */
 lk_status trainer_write_state(const trainer *t, h5file *f, const char *prefix);
 lk_status trainer_read_state(trainer *t, h5file *f, const char *prefix);
 
