@@ -109,7 +109,8 @@ int gc_segments(const gpt_config *c, gc_segment *seg, int max)
     return n;
 }
 
-lk_status gpt_config_check(const gpt_config *c)
+/* gpt_config_check without the parameter-count bound: each size on its own. */
+static lk_status config_sizes_check(const gpt_config *c)
 {
     if (c->n_layer < 1 || c->n_head < 1 || c->d_model < 1 || c->d_ff < 1 || c->n_ctx < 1 || c->vocab_size < 1)
         return lk_fail(LK_ERR_ARG, "config: every size must be positive (n_layer %d, n_head %d, d_model %d, d_ff %d, n_ctx %d, vocab_size %d)",
@@ -117,8 +118,35 @@ lk_status gpt_config_check(const gpt_config *c)
     if (c->d_model % c->n_head)
         return lk_fail(LK_ERR_ARG, "config: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
     if (c->n_layer > 1024 || c->d_model > 65536 || c->d_ff > 262144 || c->n_ctx > 65536 || c->vocab_size > 1 << 20)
-        return lk_fail(LK_ERR_ARG, "config: sizes out of range");
+        return lk_fail(LK_ERR_ARG, "config: sizes out of range (n_layer %d of at most 1024, d_model %d of 65536, d_ff %d of 262144, "
+                       "n_ctx %d of 65536, vocab_size %d of 1048576)", c->n_layer, c->d_model, c->d_ff, c->n_ctx, c->vocab_size);
     return LK_OK;
+}
+
+lk_status gpt_config_check(const gpt_config *c)
+{
+    lk_status st = config_sizes_check(c);
+    if (st) return st;
+    /* Each size may be in range and their product still absurd (d_model 65536
+     * with d_ff 4 is 17 G parameters): bound the block itself, counted in
+     * double so that nothing overflows on the way. */
+    double d = c->d_model, F = c->d_ff;
+    double np = ((double)c->vocab_size + c->n_ctx + 2) * d + (double)c->n_layer * (4 * d * d + 2 * d * F + 9 * d + F);
+    if (np > GPT_MAX_PARAMS)
+        return lk_fail(LK_ERR_ARG, "config: %.3g parameters (n_layer %d, d_model %d, d_ff %d, n_ctx %d, vocab_size %d), more than the %.3g allowed",
+                       np, c->n_layer, c->d_model, c->d_ff, c->n_ctx, c->vocab_size, (double)GPT_MAX_PARAMS);
+    return LK_OK;
+}
+
+double gpt_memory_bytes(const gpt_config *c, int B, int T, int training)
+{
+    double d = c->d_model, F = c->d_ff, L = c->n_layer, H = c->n_head, V = c->vocab_size, N = (double)B * T;
+    double np = (V + c->n_ctx + 2) * d + L * (4 * d * d + 2 * d * F + 9 * d + F);
+    /* gc_ws_init's buffers, in floats */
+    double act = N * d * (L + 1 + 3 * L + 3 * L + L + 1 + 6) + 4 * L * N + 3 * L * N * F + 2 * N * F + L * B * H * (double)T * T +
+                 N * V + 2 * N + (double)T * T + (double)B * (T + 1) + N / 4;
+    /* training: the gradient block and the two AdamW moments, plus the decay flags */
+    return 4 * (np * (training ? 4 : 1) + act) + (training ? np : 0);
 }
 
 static void make_views(const gpt_config *c, float *base, gpt_params *p, gpt_layer *layers)
@@ -301,13 +329,35 @@ lk_status gpt_read(gpt_model **out, h5file *f)
         (st = get_int_attr(f, "d_model", &c.d_model)) || (st = get_int_attr(f, "d_ff", &c.d_ff)) ||
         (st = get_int_attr(f, "n_ctx", &c.n_ctx)) || (st = get_int_attr(f, "vocab_size", &c.vocab_size)))
         return st;
-    if ((st = gpt_config_check(&c))) return lk_fail_context(st, "%s", h5_path(f));
-    gpt_model *m;
-    if ((st = gpt_new(&m, &c))) return st;
+    if ((st = config_sizes_check(&c))) return lk_fail_context(st, "%s", h5_path(f));
     int n = n_tensors(&c);
     tensor_desc *t = malloc((size_t)n * sizeof *t);
-    if (!t) { gpt_free(m); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+    if (!t) return lk_fail(LK_ERR_NOMEM, "out of memory");
     tensor_list(&c, t);
+    /* Every dataset must be there with the shape the root attributes imply
+     * before the block is allocated: attributes claiming a huge model over
+     * small datasets are refused here, not by a failed (or granted) allocation. */
+    for (int i = 0; i < n && !st; i++) {
+        int r;
+        size_t dims[H5IO_MAX_RANK];
+        if ((st = h5_shape(f, t[i].name, &r, dims))) break;
+        int same = r == t[i].rank;
+        for (int k = 0; same && k < r; k++) same = dims[k] == t[i].dims[k];
+        if (!same) {
+            char got[96] = "", want[96];
+            size_t k = 0;
+            for (int j = 0; j < r && k < sizeof got; j++) k += (size_t)snprintf(got + k, sizeof got - k, "%s%zu", j ? "x" : "", dims[j]);
+            if (t[i].rank == 2) snprintf(want, sizeof want, "%zux%zu", t[i].dims[0], t[i].dims[1]);
+            else snprintf(want, sizeof want, "%zu", t[i].dims[0]);
+            st = lk_fail(LK_ERR_SHAPE, "%s: dataset %s has shape %s, expected %s from the root attributes (n_layer %d, d_model %d, "
+                         "d_ff %d, n_ctx %d, vocab_size %d)", h5_path(f), t[i].name, r ? got : "scalar", want,
+                         c.n_layer, c.d_model, c.d_ff, c.n_ctx, c.vocab_size);
+        }
+    }
+    if (!st && (st = gpt_config_check(&c))) lk_fail_context(st, "%s", h5_path(f));
+    gpt_model *m = NULL;
+    if (!st) st = gpt_new(&m, &c);
+    if (st) { free(t); return st; }
     for (int i = 0; i < n && !st; i++) {
         size_t cnt = t[i].dims[0] * (t[i].rank == 2 ? t[i].dims[1] : 1), bad;
         st = h5_read_f32_into(f, t[i].name, t[i].rank, t[i].dims, m->data + t[i].off);

@@ -78,8 +78,18 @@ typedef struct {
     long n_correct;                 /* argmax == target */
 } gpt_stats;
 
-/* Checks sizes (positive, d_model divisible by n_head, ...). */
+/* Most parameters a gpt_model may have (8 GiB of float32). */
+#define GPT_MAX_PARAMS (1LL << 31)
+
+/* Checks sizes (positive, d_model divisible by n_head, each size in range, at
+ * most GPT_MAX_PARAMS parameters). */
 lk_status gpt_config_check(const gpt_config *c);
+
+/* Bytes that gpt_new (+ trainer_new's gradient and AdamW state if training)
+ * and gpt_reserve(B, T) will allocate for config c, approximately (LoRA
+ * buffers not counted). In double, so that a tool can refuse an absurd
+ * combination of sizes before allocating anything. */
+double gpt_memory_bytes(const gpt_config *c, int B, int T, int training);
 
 /* A model with every parameter zero; gpt_init() gives the GPT-2 initialisation
  * (N(0, 0.02), residual projections N(0, 0.02/sqrt(2·n_layer)), LN gain 1). */

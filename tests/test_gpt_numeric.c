@@ -3,7 +3,10 @@
  * defined for NaN and ±inf, which UBSan checks under SANITIZE=1, and the pass
  * must fail instead of returning a number), generation from such a model, an
  * AdamW update that overflows (the step fails),
- * and a resumed optimizer state with a negative second moment. */
+ * a resumed optimizer state with a negative second moment, and a
+ * checkpoint whose root attributes declare a
+ * model far larger than its datasets (refused from the shapes, before any
+ * allocation), with the parameter-count bound behind it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -135,6 +138,48 @@ static void test_negative_second_moment_refused(void **state)
     gpt_free(m);
 }
 
+/* Root attributes claiming d_model 65536 over datasets of a d_model 16 model
+ * (the adversarial big_cfg.h5): refused from the first dataset's shape. */
+static void test_declared_size_checked_against_datasets(void **state)
+{
+    (void)state;
+    gpt_model *m = new_model(9);
+    const char *path = tu_path(g_dir, "big.h5");
+    assert_int_equal(gpt_save(m, path), LK_OK);
+    gpt_free(m);
+    h5file *f;
+    assert_int_equal(h5_open_update(&f, path), LK_OK);
+    assert_int_equal(h5_set_attr_int(f, "/", "d_model", 65536), LK_OK);
+    assert_int_equal(h5_set_attr_int(f, "/", "d_ff", 4), LK_OK);
+    assert_int_equal(h5_set_attr_int(f, "/", "n_head", 1), LK_OK);
+    assert_int_equal(h5_commit(f), LK_OK);
+    assert_int_equal(gpt_load(&m, path), LK_ERR_SHAPE);
+    assert_null(m);
+    assert_non_null(strstr(lk_errmsg(), "wte"));
+    assert_non_null(strstr(lk_errmsg(), "256x65536"));
+}
+
+static void test_parameter_bound(void **state)
+{
+    (void)state;
+    gpt_config c = {.n_layer = 1, .n_head = 1, .d_model = 65536, .d_ff = 4, .n_ctx = 4, .vocab_size = 256};
+    assert_int_equal(gpt_config_check(&c), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "parameters"));
+    gpt_model *m;
+    assert_int_equal(gpt_new(&m, &c), LK_ERR_ARG);
+    assert_null(m);
+    /* the estimate covers at least the four training blocks and grows with the batch */
+    m = new_model(1);
+    double one = gpt_memory_bytes(&SMALL, 1, 8, 1), big = gpt_memory_bytes(&SMALL, 64, 8, 1);
+    assert_true(one >= 16.0 * m->n_params);
+    assert_true(gpt_memory_bytes(&SMALL, 1, 8, 0) < one);
+    assert_true(big > one);
+    /* and does not overflow for the largest sizes the options allow */
+    gpt_config h = {.n_layer = 1024, .n_head = 1024, .d_model = 16384, .d_ff = 65536, .n_ctx = 65536, .vocab_size = 256};
+    assert_true(isfinite(gpt_memory_bytes(&h, 65536, 65536, 1)) && gpt_memory_bytes(&h, 65536, 65536, 1) > 1e18);
+    gpt_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +187,8 @@ int main(void)
         cmocka_unit_test(test_generate_overflow_fails),
         cmocka_unit_test(test_update_overflow_refused),
         cmocka_unit_test(test_negative_second_moment_refused),
+        cmocka_unit_test(test_declared_size_checked_against_datasets),
+        cmocka_unit_test(test_parameter_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
