@@ -100,6 +100,12 @@ lk_status trainer_accumulate(trainer *t, const int *tokens, const unsigned char 
     return LK_OK;
 }
 
+void trainer_discard(trainer *t)
+{
+    memset(t->g, 0, t->n * sizeof(float));
+    t->count = 0; t->loss_sum = 0; t->n_correct = 0;
+}
+
 lk_status trainer_step(trainer *t, train_step_info *info)
 {
     if (t->count == 0) return lk_fail(LK_ERR_ARG, "step %ld: optimizer step with no accumulated positions (all masked?)", t->step);

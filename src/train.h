@@ -63,6 +63,10 @@ lk_status trainer_accumulate(trainer *t, const int *tokens, const unsigned char 
  * the weights and optimizer state are then unusable: stop, save nothing. */
 lk_status trainer_step(trainer *t, train_step_info *info);
 
+/* Drops what was accumulated since the last step (gradient and counts), e.g.
+ * when a run is stopped in the middle of a step's micro-batches. */
+void trainer_discard(trainer *t);
+
 long trainer_steps_done(const trainer *t);
 
 /* Optimizer state (step, AdamW moments) under group prefix of an open file,

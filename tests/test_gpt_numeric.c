@@ -3,8 +3,8 @@
  * defined for NaN and ±inf, which UBSan checks under SANITIZE=1, and the pass
  * must fail instead of returning a number), generation from such a model, an
  * AdamW update that overflows (the step fails),
- * a resumed optimizer state with a negative second moment, and a
- * checkpoint whose root attributes declare a
+ * a resumed optimizer state with a negative second moment, dropping a
+ * half-accumulated step, and a checkpoint whose root attributes declare a
  * model far larger than its datasets (refused from the shapes, before any
  * allocation), with the parameter-count bound behind it. */
 #include <stdarg.h>
@@ -138,6 +138,33 @@ static void test_negative_second_moment_refused(void **state)
     gpt_free(m);
 }
 
+/* A discarded half step leaves no trace: the next step equals a fresh one's. */
+static void test_discard(void **state)
+{
+    (void)state;
+    gpt_model *a = new_model(7), *b = new_model(7);
+    train_config tc;
+    train_config_default(&tc);
+    trainer *ta, *tb;
+    assert_int_equal(trainer_new(&ta, a, &tc, 1), LK_OK);
+    assert_int_equal(trainer_new(&tb, b, &tc, 1), LK_OK);
+    int t1[2 * 9], t2[2 * 9];
+    random_tokens(t1, 18, 8);
+    random_tokens(t2, 18, 9);
+    train_step_info ia, ib;
+    assert_int_equal(trainer_accumulate(ta, t1, NULL, 2, 8, NULL), LK_OK);
+    trainer_discard(ta);
+    assert_int_equal(trainer_step(ta, &ia), LK_ERR_ARG);   /* nothing accumulated any more */
+    assert_int_equal(trainer_accumulate(ta, t2, NULL, 2, 8, NULL), LK_OK);
+    assert_int_equal(trainer_accumulate(tb, t2, NULL, 2, 8, NULL), LK_OK);
+    assert_int_equal(trainer_step(ta, &ia), LK_OK);
+    assert_int_equal(trainer_step(tb, &ib), LK_OK);
+    assert_true(ia.loss == ib.loss && ia.n == ib.n && ia.grad_norm == ib.grad_norm);
+    assert_memory_equal(a->data, b->data, a->n_params * sizeof(float));
+    trainer_free(ta); trainer_free(tb);
+    gpt_free(a); gpt_free(b);
+}
+
 /* Root attributes claiming d_model 65536 over datasets of a d_model 16 model
  * (the adversarial big_cfg.h5): refused from the first dataset's shape. */
 static void test_declared_size_checked_against_datasets(void **state)
@@ -187,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_generate_overflow_fails),
         cmocka_unit_test(test_update_overflow_refused),
         cmocka_unit_test(test_negative_second_moment_refused),
+        cmocka_unit_test(test_discard),
         cmocka_unit_test(test_declared_size_checked_against_datasets),
         cmocka_unit_test(test_parameter_bound),
     };

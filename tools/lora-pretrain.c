@@ -10,8 +10,13 @@
  * (and on Ctrl-C / SIGTERM) the weights and AdamW state go atomically to the
  * checkpoint; a run finding its checkpoint resumes from it (losing at most one
  * interval after a crash). On a terminal a progress bar is drawn; otherwise plain
- * log lines. The final weights (no optimizer state) go to --out. */
+ * log lines. The final weights (no optimizer state) go to --out. Options are
+ * whole numbers in the ranges --help lists, checked before anything is read or
+ * allocated; a step whose loss, gradient or update is not finite ends the run
+ * with a message and saves nothing. */
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,11 +25,16 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "args.h"
 #include "blas_env.h"
 #include "gpt.h"
 #include "h5io.h"
 #include "rng.h"
 #include "train.h"
+
+/* Refuse option combinations whose model, AdamW state and activations would
+ * need more than this (gpt_memory_bytes), before allocating anything. */
+#define MAX_GIB 64
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -57,30 +67,97 @@ static void usage(void)
             "            --weight-decay 0.1 --clip 1.0 --beta2 0.99 --seed 1\n"
             "  data:     --valid-frac 0.02 --write-valid FILE\n"
             "  continue: --init BASE.h5 (start from these weights, with a fresh optimizer and schedule)\n"
-            "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n");
+            "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n"
+            "ranges: --layers 1-1024, --heads 1-1024 (dividing --d-model), --d-model 1-16384, --ctx 1-65536,\n"
+            "  --batch 1-65536, --accum/--steps 1-1e9, --warmup 0-1e9, --eval-batches 1-1e6, --seed >= 0;\n"
+            "  --eval-every/--ckpt-every/--log-every >= 1; --lr in (0, 10], --min-lr in [0, --lr],\n"
+            "  --weight-decay in [0, 1e6] with --lr x --weight-decay < 1, --clip in [0, 1e6] (0 = none),\n"
+            "  --beta2 in [0, 1), --valid-frac in (0, 0.5); the model, its optimizer state and\n"
+            "  activations must fit in %d GiB.\n"
+            "checkpoint: a run finding CKPT (default OUT.ckpt) resumes from it; it must be of the same\n"
+            "  model sizes, --steps and --seed. Ctrl-C / SIGTERM stops within one micro-batch; the\n"
+            "  unfinished step is dropped and CKPT holds the last finished one. A CKPT already at\n"
+            "  step --steps (a run whose final write did not happen) is written to OUT without\n"
+            "  training and removed; one past --steps is refused and left alone.\n",
+            MAX_GIB);
+}
+
+/* An integer option in [min, max] (args_long: the whole string, range checked
+ * before narrowing). 0 on success; else prints the message and returns 1. */
+static int opt_long(const char *v, const char *opt, long min, long max, long *out)
+{
+    if (args_long(v, opt, min, max, out) == LK_OK) return 0;
+    fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+    return 1;
+}
+
+static int opt_int(const char *v, const char *opt, long min, long max, int *out)
+{
+    long x;
+    if (opt_long(v, opt, min, max, &x)) return 1;
+    *out = (int)x;
+    return 0;
+}
+
+/* A real option: the whole string a finite number in [lo, hi] (an end
+ * excluded when open_lo / open_hi). atof took "1x" as 1, "abc" as 0 and "nan". */
+static int opt_real(const char *v, const char *opt, double lo, int open_lo, double hi, int open_hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (*v && !isspace((unsigned char)*v) && !*end && !errno && isfinite(x) && (open_lo ? x > lo : x >= lo) &&
+        (open_hi ? x < hi : x <= hi)) {
+        *out = x;
+        return 0;
+    }
+    fprintf(stderr, "lora-pretrain: %s '%s': expected a number in %c%g, %g%c\n", opt, v, open_lo ? '(' : '[', lo, hi, open_hi ? ')' : ']');
+    return 1;
 }
 
 /* The bytes of the files, split into the training part and the held-out tail of each. */
 typedef struct { unsigned char *train, *valid; size_t n_train, n_valid; } corpus;
 
+static void corpus_free(corpus *c)
+{
+    free(c->train);
+    free(c->valid);
+    memset(c, 0, sizeof *c);
+}
+
+/* 0, or 1 after printing why (and freeing what was read). */
 static int load_corpus(corpus *c, char **files, int n, double frac)
 {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < n; i++) {
         FILE *f = fopen(files[i], "rb");
-        if (!f) { fprintf(stderr, "lora-pretrain: %s: %s\n", files[i], strerror(errno)); return 1; }
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
+        if (!f) { fprintf(stderr, "lora-pretrain: %s: %s\n", files[i], strerror(errno)); corpus_free(c); return 1; }
+        /* a directory opens, and ftell then says LLONG_MAX */
+        struct stat sb;
+        if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
+            fclose(f);
+            fprintf(stderr, "lora-pretrain: %s: not a regular file (a corpus file is read whole)\n", files[i]);
+            corpus_free(c);
+            return 1;
+        }
+        long len = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
         fseek(f, 0, SEEK_SET);
-        if (len <= 0) { fclose(f); fprintf(stderr, "lora-pretrain: %s: empty or unreadable\n", files[i]); return 1; }
+        if (len <= 0) { fclose(f); fprintf(stderr, "lora-pretrain: %s: empty or unreadable\n", files[i]); corpus_free(c); return 1; }
         unsigned char *buf = malloc((size_t)len);
         size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
         fclose(f);
-        if (got != (size_t)len) { free(buf); fprintf(stderr, "lora-pretrain: %s: short read\n", files[i]); return 1; }
+        if (got != (size_t)len) {
+            fprintf(stderr, "lora-pretrain: %s: %s\n", files[i], buf ? "short read" : "out of memory");
+            free(buf);
+            corpus_free(c);
+            return 1;
+        }
         size_t nv = (size_t)(frac * (double)len), nt = (size_t)len - nv;
-        unsigned char *t2 = realloc(c->train, c->n_train + nt), *v2 = realloc(c->valid, c->n_valid + nv + 1);
-        if (!t2 || !v2) { free(buf); fprintf(stderr, "lora-pretrain: out of memory\n"); return 1; }
-        c->train = t2; c->valid = v2;
+        unsigned char *t2 = realloc(c->train, c->n_train + nt);
+        if (t2) c->train = t2;
+        unsigned char *v2 = t2 ? realloc(c->valid, c->n_valid + nv + 1) : NULL;
+        if (v2) c->valid = v2;
+        if (!t2 || !v2) { free(buf); fprintf(stderr, "lora-pretrain: out of memory\n"); corpus_free(c); return 1; }
         memcpy(c->train + c->n_train, buf, nt);
         memcpy(c->valid + c->n_valid, buf + nt, nv);
         c->n_train += nt; c->n_valid += nv;
@@ -142,43 +219,61 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         if (a[0] != '-') {
-            if (nfiles >= 64) { fprintf(stderr, "lora-pretrain: too many files\n"); return 2; }
+            if (nfiles >= 64) { fprintf(stderr, "lora-pretrain: too many files (at most 64)\n"); return 2; }
             files[nfiles++] = argv[i];
             continue;
         }
         if (!v) { fprintf(stderr, "lora-pretrain: option %s needs a value\n", a); usage(); return 2; }
+        long seed = 0;
+        int bad = 0;
         if (!strcmp(a, "--out")) o.out = v;
         else if (!strcmp(a, "--ckpt")) o.ckpt = v;
         else if (!strcmp(a, "--write-valid")) o.write_valid = v;
         else if (!strcmp(a, "--init")) o.init = v;
-        else if (!strcmp(a, "--layers")) o.cfg.n_layer = atoi(v);
-        else if (!strcmp(a, "--heads")) o.cfg.n_head = atoi(v);
-        else if (!strcmp(a, "--d-model")) o.cfg.d_model = atoi(v);
-        else if (!strcmp(a, "--ctx")) o.cfg.n_ctx = atoi(v);
-        else if (!strcmp(a, "--steps")) o.steps = atol(v);
-        else if (!strcmp(a, "--batch")) o.batch = atoi(v);
-        else if (!strcmp(a, "--accum")) o.accum = atoi(v);
-        else if (!strcmp(a, "--lr")) o.tc.lr = atof(v);
-        else if (!strcmp(a, "--min-lr")) o.tc.min_lr = atof(v);
-        else if (!strcmp(a, "--warmup")) o.tc.warmup_steps = atol(v);
-        else if (!strcmp(a, "--weight-decay")) o.tc.weight_decay = atof(v);
-        else if (!strcmp(a, "--clip")) o.tc.clip = atof(v);
-        else if (!strcmp(a, "--beta2")) o.tc.beta2 = atof(v);
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--valid-frac")) o.valid_frac = atof(v);
-        else if (!strcmp(a, "--eval-every")) o.eval_every = atol(v);
-        else if (!strcmp(a, "--eval-batches")) o.eval_batches = atoi(v);
-        else if (!strcmp(a, "--ckpt-every")) o.ckpt_every = atol(v);
-        else if (!strcmp(a, "--log-every")) o.log_every = atol(v);
+        /* --d-model's bound keeps d_ff = 4·d_model an int (and within the model's limits) */
+        else if (!strcmp(a, "--layers")) bad = opt_int(v, a, 1, 1024, &o.cfg.n_layer);
+        else if (!strcmp(a, "--heads")) bad = opt_int(v, a, 1, 1024, &o.cfg.n_head);
+        else if (!strcmp(a, "--d-model")) bad = opt_int(v, a, 1, 16384, &o.cfg.d_model);
+        else if (!strcmp(a, "--ctx")) bad = opt_int(v, a, 1, 65536, &o.cfg.n_ctx);
+        else if (!strcmp(a, "--steps")) bad = opt_long(v, a, 1, 1000000000, &o.steps);
+        else if (!strcmp(a, "--batch")) bad = opt_int(v, a, 1, 65536, &o.batch);
+        else if (!strcmp(a, "--accum")) bad = opt_int(v, a, 1, 1000000000, &o.accum);
+        else if (!strcmp(a, "--lr")) bad = opt_real(v, a, 0, 1, 10, 0, &o.tc.lr);
+        else if (!strcmp(a, "--min-lr")) bad = opt_real(v, a, 0, 0, 10, 0, &o.tc.min_lr);
+        else if (!strcmp(a, "--warmup")) bad = opt_long(v, a, 0, 1000000000, &o.tc.warmup_steps);
+        else if (!strcmp(a, "--weight-decay")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o.tc.weight_decay);
+        else if (!strcmp(a, "--clip")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o.tc.clip);
+        else if (!strcmp(a, "--beta2")) bad = opt_real(v, a, 0, 0, 1, 1, &o.tc.beta2);
+        else if (!strcmp(a, "--seed")) { bad = opt_long(v, a, 0, LONG_MAX, &seed); o.seed = (unsigned long long)seed; }
+        else if (!strcmp(a, "--valid-frac")) bad = opt_real(v, a, 0, 1, 0.5, 1, &o.valid_frac);
+        else if (!strcmp(a, "--eval-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.eval_every);
+        else if (!strcmp(a, "--eval-batches")) bad = opt_int(v, a, 1, 1000000, &o.eval_batches);
+        else if (!strcmp(a, "--ckpt-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.ckpt_every);
+        else if (!strcmp(a, "--log-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.log_every);
         else { fprintf(stderr, "lora-pretrain: unknown option %s\n", a); usage(); return 2; }
+        if (bad) return 2;
         i++;
     }
     if (!o.out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
     o.cfg.d_ff = 4 * o.cfg.d_model;
     o.tc.total_steps = o.steps;
-    if (o.batch < 1 || o.accum < 1 || o.steps < 1 || o.eval_every < 1 || o.ckpt_every < 1 || o.log_every < 1 ||
-        o.eval_batches < 1 || !(o.valid_frac > 0 && o.valid_frac < 0.5)) {
-        fprintf(stderr, "lora-pretrain: sizes and intervals must be positive, --valid-frac in (0, 0.5)\n");
+    if (o.tc.min_lr > o.tc.lr) {
+        fprintf(stderr, "lora-pretrain: --min-lr %g is above --lr %g (the schedule decays from --lr to --min-lr)\n", o.tc.min_lr, o.tc.lr);
+        return 2;
+    }
+    /* decoupled decay multiplies a weight by 1 - lr·wd each step */
+    if (o.tc.lr * o.tc.weight_decay >= 1) {
+        fprintf(stderr, "lora-pretrain: --lr %g times --weight-decay %g is %g: it must be below 1 (each step scales the weights by 1 - lr x decay)\n",
+                o.tc.lr, o.tc.weight_decay, o.tc.lr * o.tc.weight_decay);
+        return 2;
+    }
+    lk_status st = gpt_config_check(&o.cfg);
+    if (st) { fprintf(stderr, "lora-pretrain: --layers/--heads/--d-model/--ctx: %s\n", lk_errmsg()); return 2; }
+    double need = gpt_memory_bytes(&o.cfg, o.batch, o.cfg.n_ctx, 1);
+    if (need > (double)MAX_GIB * (1 << 30)) {
+        fprintf(stderr, "lora-pretrain: --layers %d --d-model %d --ctx %d --batch %d would need about %.0f GiB for the model, its optimizer "
+                        "state and activations, more than the %d GiB allowed\n",
+                o.cfg.n_layer, o.cfg.d_model, o.cfg.n_ctx, o.batch, need / (1 << 30), MAX_GIB);
         return 2;
     }
     if (!o.ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out); o.ckpt = ckpt_buf; }
@@ -187,24 +282,24 @@ int main(int argc, char **argv)
 
     corpus c;
     if (load_corpus(&c, files, nfiles, o.valid_frac)) return 1;
+    /* from here every exit goes through done: */
+    gpt_model *m = NULL;
+    trainer *tr = NULL;
+    int *tok = NULL;
+    int rc = 1, resumed = 0;
     int T = o.cfg.n_ctx, B = o.batch;
     if (c.n_train < (size_t)T + 2 || c.n_valid < (size_t)T + 1) {
         fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation bytes) for a context of %d\n", c.n_train, c.n_valid, T);
-        return 1;
+        goto done;
     }
     if (o.write_valid) {
         FILE *f = fopen(o.write_valid, "wb");
-        if (!f || fwrite(c.valid, 1, c.n_valid, f) != c.n_valid || fclose(f)) {
-            fprintf(stderr, "lora-pretrain: cannot write %s\n", o.write_valid);
-            return 1;
-        }
+        int ok = f && fwrite(c.valid, 1, c.n_valid, f) == c.n_valid;
+        if (f && fclose(f)) ok = 0;
+        if (!ok) { fprintf(stderr, "lora-pretrain: cannot write %s\n", o.write_valid); goto done; }
     }
 
-    gpt_model *m = NULL;
-    trainer *tr = NULL;
-    lk_status st;
     struct stat sb;
-    int resumed = 0;
     if (stat(o.ckpt, &sb) == 0) {
         h5file *f;
         st = h5_open_read(&f, o.ckpt);
@@ -212,15 +307,22 @@ int main(int argc, char **argv)
             st = gpt_read(&m, f);
             if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
                 st = lk_fail(LK_ERR_ARG, "%s: checkpoint model size differs from the options (remove it to start over)", o.ckpt);
-            long long ts = 0;
+            long long ts = 0, seed = 0;
             if (!st) st = h5_get_attr_int(f, "/", "train_total_steps", &ts);
             if (!st && ts != o.steps)
                 st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a %lld-step run, the options say %ld", o.ckpt, ts, o.steps);
+            /* the batches are drawn from (seed, step): another seed would continue on other data */
+            if (!st) st = h5_get_attr_int(f, "/", "train_seed", &seed);
+            if (!st && (unsigned long long)seed != o.seed)
+                st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a run with --seed %lld, the options say %llu", o.ckpt, seed, o.seed);
             if (!st) st = trainer_new(&tr, m, &o.tc, 1);
             if (!st) st = trainer_read_state(tr, f, "train");
+            if (!st && trainer_steps_done(tr) > o.steps)
+                st = lk_fail(LK_ERR_FORMAT, "%s: checkpoint is at step %ld, past the run's last step %ld (corrupt? it is left as it is; "
+                             "remove it to start over)", o.ckpt, trainer_steps_done(tr), o.steps);
             h5_close(f);
         }
-        if (st) { fprintf(stderr, "lora-pretrain: resuming: %s\n", lk_errmsg()); trainer_free(tr); gpt_free(m); return 1; }
+        if (st) { fprintf(stderr, "lora-pretrain: resuming: %s\n", lk_errmsg()); goto done; }
         resumed = 1;
     } else {
         if (o.init) {
@@ -232,36 +334,45 @@ int main(int argc, char **argv)
             if (!st) gpt_init(m, o.seed);
         }
         if (!st) st = trainer_new(&tr, m, &o.tc, 1);
-        if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); gpt_free(m); return 1; }
+        if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); goto done; }
     }
-    if ((st = gpt_reserve(m, B, T))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    if ((st = gpt_reserve(m, B, T))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); goto done; }
+    tok = malloc((size_t)B * ((size_t)T + 1) * sizeof *tok);
+    if (!tok) { fprintf(stderr, "lora-pretrain: out of memory\n"); goto done; }
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     int tty = isatty(2);
-    int *tok = malloc((size_t)B * (T + 1) * sizeof *tok);
     long step = trainer_steps_done(tr);
     fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / %zu validation bytes; "
                     "%ld steps of %d x %d x %d tokens; blas %s\n",
             resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", m->n_params, o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T,
             c.n_train, c.n_valid, o.steps, o.accum, B, T, blas_env_core());
-    if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
+    if (resumed && step == o.steps)
+        fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing its weights to %s\n",
+                o.ckpt, step, o.out);
+    else if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
     double t_start = now(), t_last = t_start, ema = NAN;
     long step0 = step, last_ckpt = step;
-    int rc = 0;
+    rc = 0;
     while (step < o.steps && !g_stop) {
         train_step_info info;
         rng_t r;
         rng_seed(&r, o.seed * 0x9e3779b97f4a7c15ULL + (unsigned long long)step + 1);
-        for (int k = 0; k < o.accum && !st; k++) {
+        /* the stop flag is checked per micro-batch, so that a large --accum does
+         * not delay Ctrl-C / SIGTERM by a whole step */
+        int k = 0;
+        for (; k < o.accum && !st && !g_stop; k++) {
             for (int b = 0; b < B; b++) {
                 size_t off = (size_t)rng_below(&r, c.n_train - (size_t)T);
-                for (int j = 0; j <= T; j++) tok[b * (T + 1) + j] = c.train[off + j];
+                for (int j = 0; j <= T; j++) tok[(size_t)b * (T + 1) + j] = c.train[off + j];
             }
             st = trainer_accumulate(tr, tok, NULL, B, T, NULL);
         }
-        if (!st) st = trainer_step(tr, &info);
+        if (!st && k < o.accum) { trainer_discard(tr); break; }   /* stopped: the unfinished step is dropped */
         if (st) { fprintf(stderr, "\nlora-pretrain: step %ld: %s\n", step, lk_errmsg()); rc = 1; break; }
+        /* trainer_step's messages name the step themselves */
+        if ((st = trainer_step(tr, &info))) { fprintf(stderr, "\nlora-pretrain: %s\n", lk_errmsg()); rc = 1; break; }
         step = info.step;
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
         double el = now() - t_start, tps = (double)(step - step0) * o.accum * B * T / el;
@@ -293,6 +404,8 @@ int main(int argc, char **argv)
     }
     if (!rc && g_stop && step < o.steps) {
         if (step != last_ckpt && (st = save_ckpt(m, tr, &o))) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; }
+        else if (step == step0 && !resumed)
+            fprintf(stderr, "\nlora-pretrain: interrupted before the first step finished; nothing saved\n");
         else fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step, o.ckpt);
         if (!rc) rc = 130;
     } else if (!rc) {
@@ -303,9 +416,9 @@ int main(int argc, char **argv)
             unlink(o.ckpt);
         }
     }
+done:
     free(tok);
-    free(c.train);
-    free(c.valid);
+    corpus_free(&c);
     trainer_free(tr);
     gpt_free(m);
     return rc;
