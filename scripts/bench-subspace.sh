@@ -8,14 +8,14 @@
 #
 #   sh scripts/bench-subspace.sh [DIR]      (default /tmp/lora-subspace-bench)
 #   BIN_DIR=bin (where lora-subspace is); CONFIGS overrides the list below,
-#   each entry SIDE:RANK:N:LAYERS.
+#   each entry SIDE:RANK:N:LAYERS, RANK either R or R1xR2 (input 1 and 2).
 set -eu
 DIR=${1:-/tmp/lora-subspace-bench}
 BIN=${BIN_DIR:-bin}
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 FIX="$HERE/../tests/subspace_fixture.py"
-CONFIGS=${CONFIGS:-"A:8:768:12 A:32:768:12 A:64:768:12 A:64:4096:4 B:64:768:12 dW:64:768:12"}
+CONFIGS=${CONFIGS:-"A:8:768:12 A:32:768:12 A:8x64:768:12 A:64:768:12 A:64:4096:4 B:64:768:12 dW:64:768:12"}
 mkdir -p "$DIR"
 
 layers() { i=0; l=""; while [ "$i" -lt "$1" ]; do l="$l${l:+,}$i"; i=$((i + 1)); done; echo "$l"; }
@@ -24,15 +24,17 @@ echo "| side | r₁ × r₂ | n | pairs | 1 thread, pairs/s | 2 threads, pairs/s
 echo "|---|---|---|---:|---:|---:|"
 for c in $CONFIGS; do
     side=${c%%:*}; rest=${c#*:}; r=${rest%%:*}; rest=${rest#*:}; n=${rest%%:*}; L=${rest#*:}
+    r1=${r%x*}; r2=${r#*x}                   # RANK is R (both inputs) or R1xR2 (e.g. 8x64, Figure 3)
     for s in 1 2; do
-        f="$DIR/ad_${r}_${n}_${L}_$s.h5"
+        rs=$r1; [ "$s" = 2 ] && rs=$r2
+        f="$DIR/ad_${rs}_${n}_${L}_$s.h5"
         [ -s "$f" ] || "$PY" "$FIX" ours "$f" --layers "$(layers "$L")" --targets q,k,v,o \
-            --rank "$r" --in "$n" --out "$n" --seed "$s"
+            --rank "$rs" --in "$n" --out "$n" --seed "$s"
     done
-    row="| $side | $r × $r | $n | $((L * 4)) |"
+    row="| $side | $r1 × $r2 | $n | $((L * 4)) |"
     for t in 1 2; do
         p=$("$BIN/lora-subspace" -q --time=7 --threads "$t" --side "$side" -o "$DIR/out.h5" \
-            "$DIR/ad_${r}_${n}_${L}_1.h5" "$DIR/ad_${r}_${n}_${L}_2.h5" 2>&1 |
+            "$DIR/ad_${r1}_${n}_${L}_1.h5" "$DIR/ad_${r2}_${n}_${L}_2.h5" 2>&1 |
             sed -n 's/.*: \([0-9]*\) pairs\/s.*/\1/p')
         row="$row ${p:-?} |"
     done
