@@ -1,7 +1,9 @@
 /* args.c: option values from the tools' command lines (see args.h). */
 #include "args.h"
 #include "adapter.h"
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,19 @@ int args_list_next(const char **cursor, const char **item, int *len)
     *len = (int)n;
     *cursor = s[n] ? s + n + 1 : s + n;
     return 1;
+}
+
+lk_status args_double(const char *s, const char *opt, double lo, int open_lo, double hi, int open_hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (*s && !isspace((unsigned char)*s) && !*end && !errno && isfinite(x) && (open_lo ? x > lo : x >= lo) &&
+        (open_hi ? x < hi : x <= hi)) {
+        *out = x;
+        return LK_OK;
+    }
+    return lk_fail(LK_ERR_ARG, "%s '%s': expected a number in %c%g, %g%c", opt, s, open_lo ? '(' : '[', lo, hi, open_hi ? ')' : ']');
 }
 
 lk_status args_name(const char *s, const char *what)

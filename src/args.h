@@ -11,6 +11,10 @@
  * long itself (overflow included), before a caller narrows it to an int. */
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out);
 
+/* A whole-string finite real in [lo, hi], an end excluded when open_lo /
+ * open_hi ("1x", "abc", "nan", "inf", " 1" and overflow are refused). */
+lk_status args_double(const char *s, const char *opt, double lo, int open_lo, double hi, int open_hi, double *out);
+
 /* A name that becomes part of file names, HDF5 group names and plot scripts
  * (a task name, a run tag): adapter_name_ok's rule (1-63 letters, digits, '_',
  * '.' or '-', not "." or ".."). The message names what it is ("task name",

@@ -15,14 +15,10 @@ int sweep_parse_long(const char *s, long *v)
     return args_long(s, "", LONG_MIN, LONG_MAX, v) == LK_OK;
 }
 
+/* Any finite real (the callers check their own ranges and name the setting). */
 static int parse_double(const char *s, double *v)
 {
-    char *e;
-    errno = 0;
-    double x = strtod(s, &e);
-    if (errno || e == s || *e || !isfinite(x)) return 0;
-    *v = x;
-    return 1;
+    return args_double(s, "", -HUGE_VAL, 1, HUGE_VAL, 1, v) == LK_OK;
 }
 
 lk_status sweep_parse_int_list(const char *s, const char *what, long long *out, int cap, int *n)

@@ -68,6 +68,23 @@ static void test_long(void **state)
     }
 }
 
+static void test_double(void **state)
+{
+    (void)state;
+    double x = -1;
+    assert_int_equal(args_double("2e-3", "--lr", 0, 1, 10, 0, &x), LK_OK);
+    assert_true(x == 2e-3);
+    assert_int_equal(args_double("10", "--lr", 0, 1, 10, 0, &x), LK_OK);      /* closed end */
+    static const char *bad[] = {"", "0", "10.5", "1x", "abc", "nan", "inf", " 1", "1e999", "-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        x = 7;
+        if (args_double(bad[i], "--lr", 0, 1, 10, 0, &x) != LK_ERR_ARG) fail_msg("'%s' was accepted", bad[i]);
+        assert_true(x == 7);
+        assert_non_null(strstr(lk_errmsg(), "--lr '"));
+        assert_non_null(strstr(lk_errmsg(), "(0, 10]"));
+    }
+}
+
 static void test_name(void **state)
 {
     (void)state;
@@ -90,6 +107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_long),
+        cmocka_unit_test(test_double),
         cmocka_unit_test(test_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

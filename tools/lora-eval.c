@@ -43,11 +43,8 @@ static void usage(void)
  * "1x" as 1, "abc" as 0 and "nan" as NaN). 0, or 1 after printing why. */
 static int opt_real(const char *v, const char *opt, double lo, double hi, double *out)
 {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (*v && !isspace((unsigned char)*v) && !*end && !errno && isfinite(x) && x >= lo && x <= hi) { *out = x; return 0; }
-    fprintf(stderr, "lora-eval: %s '%s': expected a number in [%g, %g]\n", opt, v, lo, hi);
+    if (args_double(v, opt, lo, 0, hi, 0, out) == LK_OK) return 0;
+    fprintf(stderr, "lora-eval: %s\n", lk_errmsg());
     return 1;
 }
 

@@ -103,15 +103,8 @@ static int opt_int(const char *v, const char *opt, long min, long max, int *out)
  * excluded when open_lo / open_hi). atof took "1x" as 1, "abc" as 0 and "nan". */
 static int opt_real(const char *v, const char *opt, double lo, int open_lo, double hi, int open_hi, double *out)
 {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (*v && !isspace((unsigned char)*v) && !*end && !errno && isfinite(x) && (open_lo ? x > lo : x >= lo) &&
-        (open_hi ? x < hi : x <= hi)) {
-        *out = x;
-        return 0;
-    }
-    fprintf(stderr, "lora-pretrain: %s '%s': expected a number in %c%g, %g%c\n", opt, v, open_lo ? '(' : '[', lo, hi, open_hi ? ')' : ']');
+    if (args_double(v, opt, lo, open_lo, hi, open_hi, out) == LK_OK) return 0;
+    fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
     return 1;
 }
 
