@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out)
 {
@@ -69,7 +70,16 @@ static int stat_input(const char *in, struct stat *sb)
 lk_status args_output(const char *out, const char *what, const char *const *inputs, int n_inputs)
 {
     struct stat so;
-    if (stat(out, &so) != 0) return LK_OK;                 /* a new file */
+    if (stat(out, &so) != 0) {                             /* a new file: its directory must take it */
+        const char *sl = strrchr(out, '/');
+        char *dir = sl ? strndup(out, sl == out ? 1 : (size_t)(sl - out)) : strdup(".");
+        struct stat sd;
+        int ok = dir && stat(dir, &sd) == 0 && S_ISDIR(sd.st_mode) && access(dir, W_OK | X_OK) == 0;
+        lk_status st = ok ? LK_OK : lk_fail(LK_ERR_IO, "%s %s: the directory %s does not exist or is not writable", what, out,
+                                              dir ? dir : "?");
+        free(dir);
+        return st;
+    }
     if (!S_ISREG(so.st_mode))
         return lk_fail(LK_ERR_ARG, "%s %s: exists and is not a regular file (a directory, device or pipe); give a file name",
                        what, out);

@@ -21,8 +21,8 @@ lk_status args_double(const char *s, const char *opt, double lo, int open_lo, do
  * "--tag") and shows the name escaped. */
 lk_status args_name(const char *s, const char *what);
 
-/* Checks an output path before any work is done. Refused: an existing path
- * that is not a regular file (a directory, a device, a FIFO: the atomic rename
+/* Checks an output path before any work is done. Refused: a new file whose
+ * directory is missing or not writable, an existing path that is not a regular file (a directory, a device, a FIFO: the atomic rename
  * that writes outputs would replace it), and the same file as one of the
  * n_inputs inputs (NULL entries skipped; an input "FILE:RUN" is compared by its
  * FILE). what names the option in the message (e.g. "-o"). */

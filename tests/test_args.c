@@ -85,6 +85,21 @@ static void test_double(void **state)
     }
 }
 
+static void test_output(void **state)
+{
+    (void)state;
+    assert_int_equal(args_output("build/test_args_new_output.h5", "-o", NULL, 0), LK_OK);   /* new, in a directory that exists */
+    assert_int_equal(args_output("no/such/dir/x.h5", "-o", NULL, 0), LK_ERR_IO);
+    assert_non_null(strstr(lk_errmsg(), "the directory no/such/dir does not exist"));
+    assert_int_equal(args_output("src", "-o", NULL, 0), LK_ERR_ARG);                       /* a directory */
+    assert_non_null(strstr(lk_errmsg(), "not a regular file"));
+    const char *in[] = {"README.md:run-7", NULL};                                           /* FILE:RUN compared by FILE */
+    assert_int_equal(args_output("README.md", "-o", in, 2), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "is the input README.md:run-7"));
+    const char *other[] = {"Makefile"};
+    assert_int_equal(args_output("README.md", "-o", other, 1), LK_OK);                      /* an existing file, not an input */
+}
+
 static void test_name(void **state)
 {
     (void)state;
@@ -109,6 +124,7 @@ int main(void)
         cmocka_unit_test(test_long),
         cmocka_unit_test(test_double),
         cmocka_unit_test(test_name),
+        cmocka_unit_test(test_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
