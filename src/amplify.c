@@ -180,6 +180,11 @@ lk_status amp_module(const amp_base *ab, const float *B, const float *A, int ran
     out->proj_random_mean = sum / K;
     for (int i = 0; i < K; i++) var += (ps[i] - out->proj_random_mean) * (ps[i] - out->proj_random_mean);
     out->proj_random_std = K > 1 ? sqrt(var / (K - 1)) : 0;
+    /* W's entries are finite floats, but products of huge ones overflow float32:
+     * an error, not a NaN that would look like a number (or like "undefined") */
+    if (!isfinite(out->norm_dW) || !isfinite(out->proj_random_mean) || (!out->undefined && !isfinite(out->proj_dW)))
+        st = lk_fail(LK_ERR_NUMERIC, "amplify: the products with W are not finite (|W| or |ΔW| too large for float32: ‖W‖_F = %g)",
+                     out->norm_W);
 done:
     free(Bd); free(Ad); free(G1); free(G2); free(U); free(S); free(V); free(Vf); free(Uf); free(WV); free(tmp); free(ps);
     return st;

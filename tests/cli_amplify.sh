@@ -144,6 +144,11 @@ for l in range(3):
             assert a[f'adapter0/layers/{l}/{t}/{k}'][()] == b[f'adapter0/layers/{l}/{t}/{k}'][()], (l, t, k)
 " || fail "RESULTS.h5:RUN_ID gives the adapter file's numbers"
 bad "missing run" "results.h5 7" --base ou/base.h5 results.h5:7
+mk --layout ours --layers 2 --d 32 --targets q,v --ranks 4 --seed 1 huge
+"$PY" -c "
+import h5py, numpy as np
+with h5py.File('huge/base.h5', 'r+') as f: f['layers/0/wq'][...] = np.float32(3e38)" || fail "huge base"
+bad "W too large for float32 products" "not finite huge/adapter_r4.h5 target q" --base huge/base.h5 huge/adapter_r4.h5
 cp ou/base.h5 keepbase.h5
 if "$AMP" -q --base ou/base.h5 -o ou/base.h5 ou/adapter_r4.h5 2>err.txt; then fail "-o naming the base was accepted"; fi
 grep -q "is the input ou/base.h5" err.txt || fail "-o naming the base: $(cat err.txt)"
