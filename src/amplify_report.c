@@ -207,11 +207,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     snprintf(name, sizeof name, "amplify_%s.dat", sn);
     FILE *f = open_in(dir, name, path, sizeof path);
     if (!f) return LK_ERR_IO;
-    fputs("# lora-amplify, target ", f);
-    gp_text(f, target);
-    fprintf(f, ": layer, then for each adapter k = 0..%d six columns:\n"
-               "# amplification proj_dW proj_W proj_random_mean proj_random_std norm_dW (NaN = undefined / absent)\n",
-            an->n_adapters - 1);
+    gp_comment(f, "lora-amplify, target %s: layer, then for each adapter k = 0..%d six columns:", target, an->n_adapters - 1);
+    gp_comment(f, "amplification proj_dW proj_W proj_random_mean proj_random_std norm_dW (NaN = undefined / absent)");
     for (size_t i = 0; i < an->n; i++) {
         const amp_entry *e = &an->e[i];
         if (strcmp(e->target, target)) continue;
@@ -232,9 +229,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     char gp1[200], gp2[200];
     snprintf(gp1, sizeof gp1, "amplification_%s.gp", sn);
     if (!(f = open_in(dir, gp1, path, sizeof path))) return LK_ERR_IO;
-    fputs("# Amplification factor ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F across layers, target ", f);
-    gp_text(f, target);
-    fprintf(f, " (lora-amplify).\n# Run from this directory: gnuplot %s\n", gp1);
+    gp_comment(f, "Amplification factor ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F across layers, target %s (lora-amplify).", target);
+    gp_comment(f, "Run from this directory: gnuplot %s", gp1);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 900,560 font 'Sans,11'\nset output 'amplification_%s.png'\n", sn);
     fputs("set title ", f);
     char title[1400];
@@ -256,9 +252,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     /* the three projections, one panel each */
     snprintf(gp2, sizeof gp2, "projections_%s.gp", sn);
     if (!(f = open_in(dir, gp2, path, sizeof path))) return LK_ERR_IO;
-    fprintf(f, "# ‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target ", an->K);
-    gp_text(f, target);
-    fprintf(f, ".\n# Run from this directory: gnuplot %s\n", gp2);
+    gp_comment(f, "‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target %s.", an->K, target);
+    gp_comment(f, "Run from this directory: gnuplot %s", gp2);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 1500,520 font 'Sans,11'\nset output 'projections_%s.png'\n", sn);
     fputs("set datafile missing 'NaN'\nset logscale y\nset grid\nset xlabel 'layer'\nset key bottom right font ',9'\n", f);
     if (an->n_layer <= 16) fputs("set xtics 1\n", f);

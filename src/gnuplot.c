@@ -1,6 +1,7 @@
 /* gnuplot.c: safe script strings and running gnuplot (see gnuplot.h). */
 #include "gnuplot.h"
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -18,9 +19,16 @@ void gp_quote(FILE *f, const char *s)
     fputc('\'', f);
 }
 
-void gp_text(FILE *f, const char *s)
+void gp_comment(FILE *f, const char *fmt, ...)
 {
-    for (; *s; s++) fputc(is_control((unsigned char)*s) ? '?' : *s, f);
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    fputs("# ", f);
+    for (const char *s = text; *s; s++) fputc(is_control((unsigned char)*s) ? '?' : *s, f);
+    fputc('\n', f);
 }
 
 lk_status gp_run(const char *dir, const char *script)

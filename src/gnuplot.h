@@ -13,8 +13,10 @@
  * (newlines included) written as '?'. */
 void gp_quote(FILE *f, const char *s);
 
-/* s as text inside a '#' comment line: control characters written as '?'. */
-void gp_text(FILE *f, const char *s);
+/* One '#' comment line, printf-formatted (names from input may be among the
+ * arguments): every control character of the text, newlines included, written
+ * as '?', so the comment cannot end early. */
+void gp_comment(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Runs gnuplot (the GNUPLOT environment variable, else "gnuplot" on PATH) on
  * script inside dir. A failure quotes gnuplot's output; a missing gnuplot is

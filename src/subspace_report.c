@@ -209,10 +209,9 @@ static lk_status write_module_plot(const char *dir, const sub_entry *e, const su
     snprintf(path, sizeof path, "%s/%s.gp", dir, st_);
     FILE *f = fopen(path, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    fprintf(f, "# lora-subspace heatmap of layer %d, target ", e->layer);
-    gp_text(f, e->target);
-    fprintf(f, ". Render from this directory:\n");
-    fprintf(f, "#   gnuplot %s.gp\n# The style is in subspace_heatmap.gp (shared by every plot here).\n", st_);
+    gp_comment(f, "lora-subspace heatmap of layer %d, target %s. Render from this directory:", e->layer, e->target);
+    gp_comment(f, "  gnuplot %s.gp", st_);
+    gp_comment(f, "The style is in subspace_heatmap.gp (shared by every plot here).");
     fprintf(f, "datafile = '%s.dat'\n", st_);
     if (e->K > 0) fprintf(f, "randomfile = '%s_random.dat'\n", st_);
     else fprintf(f, "randomfile = ''\n");

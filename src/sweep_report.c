@@ -224,11 +224,7 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot write", dat);
     int is_loss = !strcmp(g->metric, "loss");
     double scale = is_loss ? 1 : 100;
-    fputs("# ", f);
-    gp_text(f, g->task);
-    fputs(": test ", f);
-    gp_text(f, g->metric);
-    fprintf(f, "%s vs rank; one block per target set: rank mean std seeds\n", is_loss ? "" : " (%)");
+    gp_comment(f, "%s: test %s%s vs rank; one block per target set: rank mean std seeds", g->task, g->metric, is_loss ? "" : " (%)");
     for (int i = 0; i < g->n_targets; i++) {
         fprintf(f, "%s# %s\n", i ? "\n\n" : "", g->targets[i]);
         for (int j = 0; j < g->n_ranks; j++) {
@@ -243,14 +239,10 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     const char *d = strrchr(dat, '/'), *p = strrchr(png, '/');
     d = d ? d + 1 : dat;
     p = p ? p + 1 : png;
-    const char *gp_name = strrchr(gp, '/') ? strrchr(gp, '/') + 1 : gp;
+    gp_comment(f, "%s: test %s vs LoRA rank, one line per adapted target set (written by lora-sweep).", g->task, g->metric);
+    gp_comment(f, "Run from this directory: gnuplot %s", strrchr(gp, '/') ? strrchr(gp, '/') + 1 : gp);
     char text[600];
-    snprintf(text, sizeof text, "%s: test %s vs LoRA rank, one line per adapted target set (written by lora-sweep).", g->task, g->metric);
-    fputs("# ", f);
-    gp_text(f, text);
-    fputs("\n# Run from this directory: gnuplot ", f);
-    gp_text(f, gp_name);
-    fputs("\nset terminal pngcairo size 820,520 font ',11'\nset output ", f);
+    fputs("set terminal pngcairo size 820,520 font ',11'\nset output ", f);
     gp_quote(f, p);
     snprintf(text, sizeof text, "%s: %s on the test split vs rank (mean ± std over seeds)", g->task, g->metric);
     fputs("\nset title ", f);

@@ -41,12 +41,17 @@ static void test_quote(void **state)
     free(q);
 }
 
-static void test_text(void **state)
+static void test_comment(void **state)
 {
     (void)state;
-    char *t = written(gp_text, "layer\nsystem('x')");
-    assert_string_equal(t, "layer?system('x')");
-    free(t);
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    assert_non_null(f);
+    gp_comment(f, "target %s, layer %d", "q\nsystem('x')", 3);
+    fclose(f);
+    assert_string_equal(buf, "# target q?system('x'), layer 3\n");   /* one line, whatever the name holds */
+    free(buf);
 }
 
 static void test_run(void **state)
@@ -68,7 +73,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quote),
-        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_comment),
         cmocka_unit_test(test_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
