@@ -21,30 +21,18 @@
 #include "rng.h"
 #include "train.h"
 #include "testutil.h"
+#include "gpt_testutil.h"
 
 static const gpt_config SMALL = {.n_layer = 2, .n_head = 2, .d_model = 32, .d_ff = 128, .n_ctx = 16, .vocab_size = 256};
 
-static gpt_model *new_model(uint64_t seed)
-{
-    gpt_model *m;
-    assert_int_equal(gpt_new(&m, &SMALL), LK_OK);
-    gpt_init(m, seed);
-    return m;
-}
-
-static void random_tokens(int *tok, int n, uint64_t seed)
-{
-    rng_t r;
-    rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) tok[i] = (int)rng_below(&r, 256);
-}
+static gpt_model *new_model(uint64_t seed) { return tu_new_model(&SMALL, seed); }
 
 static void test_initial_loss(void **state)
 {
     (void)state;
     gpt_model *m = new_model(1);
     int tok[4 * 17];
-    random_tokens(tok, 4 * 17, 5);
+    tu_random_tokens(tok, 4 * 17, 5);
     gpt_stats st = {0};
     assert_int_equal(gpt_eval(m, tok, NULL, 4, 16, &st), LK_OK);
     double loss = st.loss_sum / st.n;
@@ -58,7 +46,7 @@ static void test_overfit_one_batch(void **state)
     (void)state;
     gpt_model *m = new_model(2);
     int tok[2 * 17];
-    random_tokens(tok, 2 * 17, 6);
+    tu_random_tokens(tok, 2 * 17, 6);
     train_config tc;
     train_config_default(&tc);
     tc.lr = 3e-3; tc.warmup_steps = 5; tc.total_steps = 300; tc.weight_decay = 0;
@@ -112,7 +100,7 @@ static void test_merge_unmerge(void **state)
     lora_config lc = all_targets();
     assert_int_equal(gpt_lora_attach(m, &lc), LK_OK);
     int tok[3 * 17];
-    random_tokens(tok, 3 * 17, 7);
+    tu_random_tokens(tok, 3 * 17, 7);
     float lp0[48], lp1[48], lp2[48], lpb[48];
     assert_int_equal(gpt_logprobs(m, tok, 3, 16, lp0), LK_OK); /* B = 0: same as the base */
     randomize_B(m, 4);
@@ -152,7 +140,7 @@ static void test_lora_training_touches_only_adapter(void **state)
     assert_int_equal(trainer_new(&tr, m, &tc, 0), LK_OK);
     assert_null(m->grad_data); /* no gradient block for frozen weights */
     int tok[2 * 17];
-    random_tokens(tok, 2 * 17, 8);
+    tu_random_tokens(tok, 2 * 17, 8);
     unsigned char mask[32];
     for (int i = 0; i < 32; i++) mask[i] = (i % 16) >= 8; /* a "prompt" of 8 bytes */
     train_step_info first = {0}, info = {0};
@@ -203,7 +191,7 @@ static void test_checkpoint_and_adapter_round_trip(void **state)
     assert_int_equal(adapter_load(&back, ad_path), LK_OK);
     assert_int_equal(gpt_lora_import(m2, &back), LK_OK);
     int tok[2 * 17];
-    random_tokens(tok, 34, 9);
+    tu_random_tokens(tok, 34, 9);
     float a[32], b[32];
     assert_int_equal(gpt_logprobs(m, tok, 2, 16, a), LK_OK);
     assert_int_equal(gpt_logprobs(m2, tok, 2, 16, b), LK_OK);
@@ -316,7 +304,7 @@ static void test_short_sequences(void **state)
     gpt_model *m = new_model(8);
     assert_int_equal(gpt_reserve(m, 4, 16), LK_OK);
     int tok[17], pad[17];
-    random_tokens(tok, 17, 10);
+    tu_random_tokens(tok, 17, 10);
     memcpy(pad, tok, sizeof tok);
     for (int i = 9; i < 17; i++) pad[i] = 0;
     float a[8], b[16];
@@ -357,7 +345,7 @@ static void test_reproducible(void **state)
         assert_int_equal(trainer_new(&tr, m, &tc, 0), LK_OK);
         int tok[2 * 17];
         for (int s = 0; s < 8; s++) {
-            random_tokens(tok, 34, 100 + (uint64_t)s);
+            tu_random_tokens(tok, 34, 100 + (uint64_t)s);
             train_step_info info;
             assert_int_equal(trainer_accumulate(tr, tok, NULL, 2, 16, NULL), LK_OK);
             assert_int_equal(trainer_step(tr, &info), LK_OK);

@@ -21,6 +21,7 @@
 #include "rng.h"
 #include "train.h"
 #include "testutil.h"
+#include "gpt_testutil.h"
 
 static const gpt_config SMALL = {.n_layer = 1, .n_head = 2, .d_model = 16, .d_ff = 64, .n_ctx = 8, .vocab_size = 256};
 static char g_dir[512];
@@ -28,20 +29,7 @@ static char g_dir[512];
 static int setup(void **state) { (void)state; return tu_mkdtemp(g_dir, sizeof g_dir, "gptnum"); }
 static int teardown(void **state) { (void)state; return tu_rmdir(g_dir); }
 
-static gpt_model *new_model(uint64_t seed)
-{
-    gpt_model *m;
-    assert_int_equal(gpt_new(&m, &SMALL), LK_OK);
-    gpt_init(m, seed);
-    return m;
-}
-
-static void random_tokens(int *tok, int n, uint64_t seed)
-{
-    rng_t r;
-    rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) tok[i] = (int)rng_below(&r, 256);
-}
+static gpt_model *new_model(uint64_t seed) { return tu_new_model(&SMALL, seed); }
 
 /* wte = value everywhere: finite, but LayerNorm's mean and variance overflow */
 static void test_forward_overflow_fails(void **state)
@@ -52,7 +40,7 @@ static void test_forward_overflow_fails(void **state)
         gpt_model *m = new_model(1);
         for (size_t i = 0; i < (size_t)SMALL.vocab_size * SMALL.d_model; i++) m->p.wte[i] = vals[v];
         int tok[2 * 9];
-        random_tokens(tok, 18, 2);
+        tu_random_tokens(tok, 18, 2);
         gpt_stats st = {0};
         assert_int_equal(gpt_eval(m, tok, NULL, 2, 8, &st), LK_ERR_NUMERIC);
         assert_non_null(strstr(lk_errmsg(), "not finite"));
@@ -93,7 +81,7 @@ static void test_update_overflow_refused(void **state)
     trainer *tr;
     assert_int_equal(trainer_new(&tr, m, &tc, 1), LK_OK);
     int tok[2 * 9];
-    random_tokens(tok, 18, 4);
+    tu_random_tokens(tok, 18, 4);
     assert_int_equal(trainer_accumulate(tr, tok, NULL, 2, 8, NULL), LK_OK);
     train_step_info info;
     assert_int_equal(trainer_step(tr, &info), LK_ERR_NUMERIC);
@@ -149,8 +137,8 @@ static void test_discard(void **state)
     assert_int_equal(trainer_new(&ta, a, &tc, 1), LK_OK);
     assert_int_equal(trainer_new(&tb, b, &tc, 1), LK_OK);
     int t1[2 * 9], t2[2 * 9];
-    random_tokens(t1, 18, 8);
-    random_tokens(t2, 18, 9);
+    tu_random_tokens(t1, 18, 8);
+    tu_random_tokens(t2, 18, 9);
     train_step_info ia, ib;
     assert_int_equal(trainer_accumulate(ta, t1, NULL, 2, 8, NULL), LK_OK);
     trainer_discard(ta);
