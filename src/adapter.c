@@ -194,18 +194,13 @@ static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int l
     return LK_OK;
 }
 
-/* Layer group name -> index: 1 to 16 decimal digits and nothing else (no sign,
- * space or hex, which strtol would take), value at most ADAPTER_LAYER_MAX. Leading
- * zeros are read ("01" is layer 1); a second group for the same layer is then
- * reported as a duplicate module. */
-static int parse_layer(const char *s, int *layer)
+int adapter_layer_index(const char *s, size_t n, int *layer)
 {
-    size_t n = strlen(s);
     if (n == 0 || n > 16) return 0;
     long v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return 0;
-        v = v * 10 + (*p - '0');
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9') return 0;
+        v = v * 10 + (s[k] - '0');
         if (v > ADAPTER_LAYER_MAX) return 0;
     }
     *layer = (int)v;
@@ -244,7 +239,7 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
         return lk_fail(LK_ERR_FORMAT, "%s: %s is not a lora-adapter (attribute format = \"%s\")", h5_path(f), root,
                        adapter_name_escape(esc, sizeof esc, fmt));
     long long version = 0;
-    if (h5_has_attr(f, root, "version") && (st = h5_get_attr_int(f, root, "version", &version))) return st;
+    if ((st = opt_int(f, root, "version", &version))) return st;
     if (version != 1)
         return lk_fail(LK_ERR_FORMAT, "%s: %s: unsupported lora-adapter version %lld (expected 1)", h5_path(f), root, version);
     snprintf(ad->format, sizeof ad->format, "lora-adapter");
@@ -261,7 +256,8 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
     if ((st = h5_list(f, layers, &ln, &nl))) goto fail;
     for (size_t i = 0; i < nl && !st; i++) {
         int layer;
-        if (!parse_layer(ln[i], &layer)) {
+        /* leading zeros are read ("01" is layer 1): a second group for one layer is then a duplicate module */
+        if (!adapter_layer_index(ln[i], strlen(ln[i]), &layer)) {
             st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\" is not a layer index (decimal digits only, at most %d)", h5_path(f), layers,
                          adapter_name_escape(esc, sizeof esc, ln[i]), ADAPTER_LAYER_MAX);
             break;

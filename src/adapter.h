@@ -58,6 +58,12 @@ int adapter_name_ok(const char *name);
  * cut with "..." to fit buf (n >= 8). Returns buf. */
 const char *adapter_name_escape(char *buf, size_t n, const char *name);
 
+/* The layer index written in s[0..n): 1 to 16 decimal digits and nothing else
+ * (no sign, space or hex, which strtol would take), value at most
+ * ADAPTER_LAYER_MAX. 1 with *layer set, else 0. Our layer groups and PEFT keys
+ * are read by this one rule. */
+int adapter_layer_index(const char *s, size_t n, int *layer);
+
 /* Appends a module with freshly allocated, zeroed A and B. Returns it via *out.
  * layer must be in [0, ADAPTER_LAYER_MAX] and target pass adapter_name_ok(). */
 lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,

@@ -222,14 +222,7 @@ static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seg
             size_t nl = strcspn(num, ".");
             const char *d = num + (num[0] == '+' || num[0] == '-');
             if (*d < '0' || *d > '9') continue;   /* "layers.attention...": not an index */
-            int ok = d == num && nl <= 16;
-            long v = 0;
-            for (size_t k = 0; ok && k < nl; k++) {
-                if (num[k] < '0' || num[k] > '9') ok = 0;
-                else if ((v = v * 10 + (num[k] - '0')) > ADAPTER_LAYER_MAX) ok = 0;
-            }
-            if (!ok) { *seg_out = num; *seglen = nl; return -1; }
-            *layer = (int)v;
+            if (!adapter_layer_index(num, nl, layer)) { *seg_out = num; *seglen = nl; return -1; }   /* a sign fails too */
             return 1;
         }
         seg = end ? end + 1 : NULL;
