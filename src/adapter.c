@@ -307,6 +307,15 @@ static int has_suffix(const char *s, const char *suf)
     return n >= m && !strcmp(s + n - m, suf);
 }
 
+char *adapter_spec_file(const char *spec, const char **run)
+{
+    struct stat sb;
+    const char *colon = strrchr(spec, ':');
+    int has_run = colon && stat(spec, &sb) != 0;
+    *run = has_run ? colon + 1 : NULL;
+    return has_run ? strndup(spec, (size_t)(colon - spec)) : strdup(spec);
+}
+
 lk_status adapter_load(lora_adapter *ad, const char *spec)
 {
     memset(ad, 0, sizeof *ad);
@@ -315,19 +324,17 @@ lk_status adapter_load(lora_adapter *ad, const char *spec)
     if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) st = peft_load(ad, spec);
     else if (has_suffix(spec, ".safetensors")) st = peft_load(ad, spec);
     else {
-        /* FILE.h5 or FILE.h5:RUN_ID. The run id follows the last ':' when the whole spec is no file.
-         * Both parts are allocated, so a spec of any length is split without overflow. */
-        const char *colon = strrchr(spec, ':');
-        int run = colon && stat(spec, &sb) != 0;
-        char *file = run ? strndup(spec, (size_t)(colon - spec)) : strdup(spec), *prefix = NULL;
-        if (!file || (run && asprintf(&prefix, "runs/%s", colon + 1) < 0)) {
+        /* FILE.h5 or FILE.h5:RUN_ID. Both parts are allocated, so a spec of any length is split without overflow. */
+        const char *run;
+        char *file = adapter_spec_file(spec, &run), *prefix = NULL;
+        if (!file || (run && asprintf(&prefix, "runs/%s", run) < 0)) {
             free(file);
             return lk_fail(LK_ERR_NOMEM, "out of memory for adapter name");
         }
         h5file *f;
         if ((st = h5_open_read(&f, file))) { free(file); free(prefix); return st; }
         if (prefix && !h5_is_group(f, prefix)) {
-            st = lk_fail(LK_ERR_NOTFOUND, "%s: no run '%s' (no group %s)", file, colon + 1, prefix);
+            st = lk_fail(LK_ERR_NOTFOUND, "%s: no run '%s' (no group %s)", file, run, prefix);
         } else {
             st = adapter_read(ad, f, prefix ? prefix : "");
         }

@@ -82,6 +82,10 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix);
 lk_status adapter_save(const lora_adapter *ad, const char *path);
 /* Loads any of the forms listed above. */
 lk_status adapter_load(lora_adapter *ad, const char *spec);
+/* The file of a spec (malloc'd; NULL if out of memory): the whole spec when it
+ * names an existing path, else the part before its last ':', with *run pointing
+ * at the run id after it (NULL when there is none). */
+char *adapter_spec_file(const char *spec, const char **run);
 
 /* PEFT reader (peft.c): a directory or .safetensors file. */
 lk_status peft_load(lora_adapter *ad, const char *path);

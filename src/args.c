@@ -58,10 +58,8 @@ lk_status args_name(const char *s, const char *what)
 /* stat of an input path, or of its FILE part when it is given as FILE:RUN. */
 static int stat_input(const char *in, struct stat *sb)
 {
-    if (stat(in, sb) == 0) return 0;
-    const char *colon = strrchr(in, ':');
-    if (!colon || colon == in) return -1;
-    char *file = strndup(in, (size_t)(colon - in));
+    const char *run;
+    char *file = adapter_spec_file(in, &run);
     int r = file ? stat(file, sb) : -1;
     free(file);
     return r;
