@@ -123,15 +123,20 @@ static lk_status config_sizes_check(const gpt_config *c)
     return LK_OK;
 }
 
+/* The parameter count of c, in double so that no absurd config overflows it. */
+static double param_count(const gpt_config *c)
+{
+    double d = c->d_model, F = c->d_ff;
+    return ((double)c->vocab_size + c->n_ctx + 2) * d + (double)c->n_layer * (4 * d * d + 2 * d * F + 9 * d + F);
+}
+
 lk_status gpt_config_check(const gpt_config *c)
 {
     lk_status st = config_sizes_check(c);
     if (st) return st;
     /* Each size may be in range and their product still absurd (d_model 65536
-     * with d_ff 4 is 17 G parameters): bound the block itself, counted in
-     * double so that nothing overflows on the way. */
-    double d = c->d_model, F = c->d_ff;
-    double np = ((double)c->vocab_size + c->n_ctx + 2) * d + (double)c->n_layer * (4 * d * d + 2 * d * F + 9 * d + F);
+     * with d_ff 4 is 17 G parameters): bound the block itself. */
+    double np = param_count(c);
     if (np > GPT_MAX_PARAMS)
         return lk_fail(LK_ERR_ARG, "config: %.3g parameters (n_layer %d, d_model %d, d_ff %d, n_ctx %d, vocab_size %d), more than the %.3g allowed",
                        np, c->n_layer, c->d_model, c->d_ff, c->n_ctx, c->vocab_size, (double)GPT_MAX_PARAMS);
@@ -141,7 +146,7 @@ lk_status gpt_config_check(const gpt_config *c)
 double gpt_memory_bytes(const gpt_config *c, int B, int T, int training)
 {
     double d = c->d_model, F = c->d_ff, L = c->n_layer, H = c->n_head, V = c->vocab_size, N = (double)B * T;
-    double np = (V + c->n_ctx + 2) * d + L * (4 * d * d + 2 * d * F + 9 * d + F);
+    double np = param_count(c);
     /* gc_ws_init's buffers, in floats */
     double act = N * d * (L + 1 + 3 * L + 3 * L + L + 1 + 6) + 4 * L * N + 3 * L * N * F + 2 * N * F + L * B * H * (double)T * T +
                  N * V + 2 * N + (double)T * T + (double)B * (T + 1) + N / 4;

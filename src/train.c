@@ -117,7 +117,7 @@ lk_status trainer_step(trainer *t, train_step_info *info)
     double loss = t->loss_sum / cnt, acc = (double)t->n_correct / cnt;
     t->count = 0; t->loss_sum = 0; t->n_correct = 0;
     if (!isfinite(nrm)) {
-        memset(t->g, 0, t->n * sizeof(float));
+        trainer_discard(t);
         return lk_fail(LK_ERR_NUMERIC, "step %ld: the gradient is not finite; weights left unchanged", t->step);
     }
     float clipf = (t->c.clip > 0 && nrm > t->c.clip) ? (float)(t->c.clip / nrm) : 1.0f;

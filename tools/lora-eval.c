@@ -13,8 +13,6 @@
  *       fewer when the context n_ctx fills up).
  * ADAPTER is anything adapter_load() accepts (FILE.h5, RESULTS.h5:RUN, PEFT);
  * an adapter made for another base is refused. */
-#include <ctype.h>
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>

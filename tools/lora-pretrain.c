@@ -14,7 +14,6 @@
  * whole numbers in the ranges --help lists, checked before anything is read or
  * allocated; a step whose loss, gradient or update is not finite ends the run
  * with a message and saves nothing. */
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
