@@ -1,7 +1,6 @@
 /* sweep_pool.c: runs the cells of a sweep on several workers at once (see
  * sweep_pool.h for why and how). */
 #include "sweep_pool.h"
-#include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,15 +69,12 @@ lk_status sweep_pool_run(gpt_model *base, int jobs, long n_items, sweep_pool_fn 
     pthread_t tid[SWEEP_POOL_MAX_JOBS];
     int started = 0;
     if (!st) {
-        int blas_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
         for (int k = 1; k < made; k++) {
             if (pthread_create(&tid[k], NULL, work, &w[k])) break;   /* fewer workers is fine */
             started++;
         }
         work(&w[0]);                          /* the calling thread is worker 0 */
         for (int k = 1; k <= started; k++) pthread_join(tid[k], NULL);
-        openblas_set_num_threads(blas_threads > 0 ? blas_threads : 1);
         if (p.st) st = lk_fail(p.st, "%s", p.err);
     }
     for (int k = 1; k < made; k++) gpt_free(w[k].m);

@@ -3,17 +3,19 @@
  * Why: on a small machine one training run does not keep every core busy
  * (OpenBLAS's second thread mostly waits on small matrices), while two runs
  * side by side with one OpenBLAS thread each get more tokens through: measured
- * ~1.3x on 2 cores (README, lora-sweep --jobs). Cells are independent, so
- * they parallelise without changing any result: each worker trains on its own
- * copy of the base model, and every cell is seeded by its own coordinates.
+ * ~1.3x on 2 cores (lora-sweep --jobs). Cells are independent, so they
+ * parallelise without changing any result: each worker trains on its own copy
+ * of the base model, and every cell is seeded by its own coordinates.
  *
  *   lk_status fn(void *ctx, gpt_model *m, long item);  // runs item on m
  *   st = sweep_pool_run(base, jobs, n_items, fn, ctx);
  *
  * With jobs = 1, fn runs on `base` itself in the calling thread, item after
- * item (no copy, OpenBLAS threads untouched). With jobs > 1, worker 0 uses
- * `base` and the others a gpt_clone of it; OpenBLAS is held at one thread
- * while they run (and restored after). Items are handed out in order; after
+ * item (no copy). With jobs > 1, worker 0 uses `base` and the others a
+ * gpt_clone of it. The pool leaves OpenBLAS's thread count alone: the caller
+ * sets it once (lora-sweep: --blas-threads, default 1), so that a cell gets
+ * the same thread count, hence the same bits, whatever jobs is; OpenBLAS does
+ * not promise the same bits across thread counts. Items are handed out in order; after
  * the first error no new item starts, the running ones finish, and that
  * error is returned. fn is called concurrently: anything it shares (the
  * results file, the terminal) it must guard itself, e.g. with

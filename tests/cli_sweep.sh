@@ -57,7 +57,7 @@ EOF
 
 # Fixed rank: 2 target sets x 2 ranks x 2 seeds; reports and plot files.
 "$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --ranks 1,4 --targets q,v --targets k --seeds 1,2 \
-    --alpha 8 -o "$T/r.h5" > "$T/out1.txt" 2> "$T/err1.txt" || { cat "$T/err1.txt"; fail "fixed-rank sweep"; }
+    --alpha 8 --jobs 1 -o "$T/r.h5" > "$T/out1.txt" 2> "$T/err1.txt" || { cat "$T/err1.txt"; fail "fixed-rank sweep"; }
 grep -q "fixed rank (layout of the LoRA paper's Table 6)" "$T/out1.txt" || fail "no Table 6 report"
 grep -q "| W_q, W_v |" "$T/out1.txt" || fail "no W_q, W_v row"
 grep -q "Base model without an adapter: accuracy" "$T/out1.txt" || fail "no base score beside the table"
@@ -118,8 +118,9 @@ for p in ('layers/1/q/A', 'layers/1/v/B'):
     assert np.array_equal(np.array(a[p]), np.array(b[p])), p
 EOF
 
-# --jobs 2 (two cells at once, one OpenBLAS thread each) gives the same numbers and
-# adapters as the sequential run, for every cell of the grid.
+# --jobs 2 (two cells at once, one OpenBLAS thread each, as in --jobs 1) gives the same
+# bits as the sequential run, for every cell of the grid, on any CPU: each cell runs with
+# --blas-threads (default 1) threads whatever --jobs is.
 "$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --ranks 1,4 --targets q,v --targets k --seeds 1,2 \
     --alpha 8 --jobs 2 -o "$T/j.h5" > /dev/null 2> "$T/errj.txt" || { cat "$T/errj.txt"; fail "--jobs 2 sweep"; }
 grep -q "8 cells on 2 workers" "$T/errj.txt" || fail "--jobs 2 did not run two workers"
@@ -136,6 +137,25 @@ for r in a:
                 p = 'layers/%s/%s/%s' % (i, t, w)
                 assert np.array_equal(np.array(a[r][p]), np.array(b[r][p])), (r, p)
 EOF
+
+# --blas-threads 2: OpenBLAS may split sgemm differently, so the bits may change on some
+# CPUs (they do on AMD EPYC with the Haswell kernels); the numbers agree to float32 rounding.
+"$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --ranks 1,4 --targets q,v --targets k --seeds 1,2 \
+    --alpha 8 --jobs 1 --blas-threads 2 -o "$T/b2.h5" > /dev/null 2>&1 || fail "--blas-threads 2 sweep"
+"$PY" - "$T/r.h5" "$T/b2.h5" <<'EOF' || fail "--blas-threads 2 differs beyond rounding from one thread"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], 'r')['runs'], h5py.File(sys.argv[2], 'r')['runs']
+assert sorted(a) == sorted(b)
+for r in a:
+    x, y = a[r].attrs['val_loss'], b[r].attrs['val_loss']
+    assert abs(x - y) <= 1e-4 * abs(x), (r, x, y)
+    assert a[r].attrs['trainable_params'] == b[r].attrs['trainable_params']
+EOF
+if "$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --blas-threads 0 -o "$T/x.h5" > /dev/null 2> "$T/eu.txt"; then
+    fail "--blas-threads 0 accepted"
+fi
+grep -q "blas-threads '0' must be" "$T/eu.txt" || fail "--blas-threads 0 message: $(cat "$T/eu.txt")"
+[ ! -e "$T/x.h5" ] || fail "--blas-threads 0 left a results file"
 
 # export writes a standalone adapter file equal to the run's adapter.
 "$SWEEP" export "$T/r.h5:toy-qv-r4-s1" "$T/a.h5" > /dev/null || fail "export"

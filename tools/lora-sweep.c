@@ -3,6 +3,7 @@
  * (sweep.h), Markdown tables and metric-vs-rank plots (sweep_report.h).
  * This file is the command line: options, progress display, plots; the jobs,
  * presets and the cell plan are in sweep_plan.h. */
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static const char *usage =
     "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
     "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
     "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot] [--no-test]\n"
-    "                  [--report-only] [--jobs N]\n"
+    "                  [--report-only] [--jobs N] [--blas-threads N]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
     "\n"
@@ -45,8 +46,10 @@ static const char *usage =
     "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n"
     "--no-test never scores the test split (for choosing the recipe on validation data).\n"
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
-    "--jobs N trains N cells at once, one OpenBLAS thread each (same results; on 2 cores,\n"
-    "--jobs 2 gets ~1.3x more cells through than one cell on both cores).\n";
+    "--jobs N trains N cells at once (default: one per online CPU, at most one per cell).\n"
+    "--blas-threads N: OpenBLAS threads per cell and for the baseline (default 1). For a given\n"
+    "N, results are bit-identical whatever --jobs is; another N may change the last bits on\n"
+    "some CPUs (OpenBLAS splits the work differently).\n";
 
 /* ---- progress display ---- */
 
@@ -260,7 +263,7 @@ int main(int argc, char **argv)
     int n_task_specs = 0;
     const char *ranks_s = NULL, *seeds_s = NULL, *budget_s = NULL;
     const char *targets_s[SWEEP_MAX_TARGET_SETS];
-    int n_targets_s = 0, no_plot = 0, no_test = 0, report_only = 0, n_workers = 1;
+    int n_targets_s = 0, no_plot = 0, no_test = 0, report_only = 0, n_workers = 0, blas_threads = 1;
     const char *kv_k[MAX_KV], *kv_v[MAX_KV];
     int n_kv = 0;
     for (int i = 1; i < argc; i++) {
@@ -282,6 +285,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             n_workers = (int)jv;
+        }
+        else if (!strcmp(a, "--blas-threads")) {
+            long tv;
+            if (!sweep_parse_long(v, &tv) || tv < 1 || tv > SWEEP_POOL_MAX_JOBS) {
+                fprintf(stderr, "lora-sweep: --blas-threads '%s' must be 1 to %d\n", v, SWEEP_POOL_MAX_JOBS);
+                return 2;
+            }
+            blas_threads = (int)tv;
         }
         else if (!strcmp(a, "--task")) {
             if (n_task_specs == SWEEP_MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", SWEEP_MAX_JOBS); return 2; }
@@ -327,6 +338,11 @@ int main(int argc, char **argv)
             if (sweep_job_from_options(&jobs[n_jobs++], task_specs[t], targets_s, n_targets_s, ranks_s, budget_s, seeds_s))
                 return die(NULL);
     }
+
+    /* Every cell and the baseline run with the same OpenBLAS thread count whatever --jobs is: OpenBLAS
+     * does not promise the same bits for another thread count (it splits sgemm differently), and on
+     * some CPUs (seen on AMD EPYC with the Haswell kernels) the bits do change. */
+    openblas_set_num_threads(blas_threads);
 
     /* Everything is validated before any training: tasks and their data, targets, the base, ranks, the results file. */
     for (int i = 0; i < n_jobs; i++)
@@ -396,11 +412,16 @@ int main(int argc, char **argv)
     if (!cr.todo) st = lk_fail(LK_ERR_NOMEM, "out of memory");
     for (int c = 0; c < n_plan && !report_only && cr.todo; c++) if (!plan[c].done) cr.todo[cr.n_todo++] = c;
     if (!st && cr.n_todo) {
+        if (n_workers == 0) {                 /* default: one worker per online CPU */
+            long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+            n_workers = cpus > 1 ? (int)(cpus < SWEEP_POOL_MAX_JOBS ? cpus : SWEEP_POOL_MAX_JOBS) : 1;
+        }
         if (n_workers > cr.n_todo) n_workers = cr.n_todo;   /* no idle workers */
         cr.parallel = n_workers > 1 ? n_workers : 0;
         if (cr.parallel) {
             pg.tty = 0;                       /* several cells at once: plain log lines, no bars */
-            fprintf(stderr, "lora-sweep: %d cells on %d workers (one OpenBLAS thread each)\n", cr.n_todo, n_workers);
+            fprintf(stderr, "lora-sweep: %d cells on %d workers (%d OpenBLAS thread%s each)\n", cr.n_todo, n_workers,
+                    blas_threads, blas_threads == 1 ? "" : "s");
         }
         st = sweep_pool_run(m, n_workers, cr.n_todo, run_cell, &cr);
     }
