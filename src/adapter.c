@@ -1,5 +1,6 @@
 /* adapter.c: LoRA adapters in memory and in our HDF5 layout (see adapter.h). */
 #include "adapter.h"
+#include "peft.h"
 #include "linalg.h"
 #include <math.h>
 #include <stdio.h>

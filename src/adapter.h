@@ -16,7 +16,8 @@
  *   FILE.h5               our adapter file
  *   RESULTS.h5:RUN_ID     the adapter of one run of a lora-sweep results file
  *   DIR                   a PEFT directory (adapter_config.json + adapter_model.safetensors)
- *   FILE.safetensors      a PEFT adapter file (config read from the same directory if present)
+ *   FILE.safetensors      a PEFT adapter file (its adapter_config.json read from the same directory)
+ * PEFT adapters are read by peft.c (peft.h).
  */
 #ifndef LK_ADAPTER_H
 #define LK_ADAPTER_H
@@ -86,12 +87,5 @@ lk_status adapter_load(lora_adapter *ad, const char *spec);
  * names an existing path, else the part before its last ':', with *run pointing
  * at the run id after it (NULL when there is none). */
 char *adapter_spec_file(const char *spec, const char **run);
-
-/* PEFT reader (peft.c): a directory or .safetensors file. */
-lk_status peft_load(lora_adapter *ad, const char *path);
-/* Replaces each GPT-2 fused "c_attn" module (A [r, in], B [3·d, r]) by "c_attn.q",
- * "c_attn.k", "c_attn.v": the same A and scaling, B's three row blocks [d, r].
- * Other modules are untouched; on failure ad is unchanged. */
-lk_status adapter_split_fused(lora_adapter *ad);
 
 #endif

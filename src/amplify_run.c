@@ -2,6 +2,7 @@
 #include "amplify_run.h"
 #include "basew.h"
 #include "linalg.h"
+#include "peft.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
 #include <math.h>
 #include <stdlib.h>

@@ -26,6 +26,7 @@
  * (fan_in_fan_out): its in/out come from the Conv1D weight [in, out], so B·A is
  * already in our [out, in] layout and needs no transpose.
  */
+#include "peft.h"
 #include "adapter.h"
 #include "linalg.h"
 #include "safetensors.h"

@@ -3,6 +3,7 @@
 #include "subspace_run.h"
 #include "args.h"
 #include "basew.h"
+#include "peft.h"
 #include <cblas.h>
 #include <pthread.h>
 #include <unistd.h>

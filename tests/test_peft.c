@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "adapter.h"
+#include "peft.h"
 #include "safetensors.h"
 #include "testutil.h"
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "adapter.h"
+#include "peft.h"
 #include "safetensors.h"
 #include "testutil.h"
 
