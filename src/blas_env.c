@@ -11,10 +11,18 @@ const char *blas_env_core(void)
     return c ? c : "unknown";
 }
 
+/* Set in the environment of our own re-exec, to tell it from a user's choice. */
+#define REEXEC_MARK "LORA_BLAS_ENV_CHOSE"
+
+static const char *core_source = "OpenBLAS's CPU detection";
+
+const char *blas_env_source(void) { return core_source; }
+
 void blas_env_init(int argc, char **argv)
 {
     (void)argc;
-    if (getenv("OPENBLAS_CORETYPE")) return; /* the user's choice, or our re-exec */
+    if (getenv(REEXEC_MARK)) { core_source = "chosen by blas_env (OpenBLAS fell back to generic kernels)"; return; }
+    if (getenv("OPENBLAS_CORETYPE")) { core_source = "OPENBLAS_CORETYPE from the environment"; return; }
     const char *core = blas_env_core();
     if (strcasecmp(core, "Prescott") && strcasecmp(core, "Core2") && strcasecmp(core, "Nehalem") &&
         strcasecmp(core, "Sandybridge") && strcasecmp(core, "unknown"))
@@ -26,7 +34,7 @@ void blas_env_init(int argc, char **argv)
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         want = "Haswell";
     if (!want || !strcasecmp(core, want)) return;
-    if (setenv("OPENBLAS_CORETYPE", want, 1)) return;
+    if (setenv("OPENBLAS_CORETYPE", want, 1) || setenv(REEXEC_MARK, "1", 1)) return;
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the slower kernels */
 }

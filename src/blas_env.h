@@ -16,4 +16,10 @@ void blas_env_init(int argc, char **argv);
 /* The OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...). */
 const char *blas_env_core(void);
 
+/* Where that choice came from: the environment (OPENBLAS_CORETYPE set by the
+ * user), blas_env_init's re-exec, or OpenBLAS's own CPU detection. Kernel sets
+ * differ in speed (on AMD EPYC with AVX-512, SkylakeX/Cooperlake ran single-
+ * thread sgemm 1.5-2x faster than Haswell) and in the last bits of results. */
+const char *blas_env_source(void);
+
 #endif

@@ -132,7 +132,7 @@ static int bench_train(int argc, char **argv)
     printf("tokens_per_cpu_s %.1f\n", (double)steps * B * T / cpu);
     printf("gflops %.2f\n", gflops);
     printf("sgemm_peak_gflops %.2f\n", peak);
-    printf("blas_core %s\n", blas_env_core());
+    printf("blas_core %s (%s)\n", blas_env_core(), blas_env_source());
     printf("percent_of_peak %.1f\n", peak > 0 ? 100 * gflops / peak : 0);
     free(tok);
     trainer_free(tr);
