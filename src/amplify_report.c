@@ -3,6 +3,7 @@
 #include "amplify_report.h"
 #include "gnuplot.h"
 #include "h5io.h"
+#include "notes.h"
 #include "subspace_run.h"
 #include <errno.h>
 #include <math.h>
@@ -46,6 +47,10 @@ lk_status amp_write_h5(const amp_analysis *an, const char *path)
     if (!st) st = h5_set_attr_int(f, "/", "n_adapters", an->n_adapters);
     if (!st) st = h5_set_attr_int(f, "/", "random_draws", an->K);
     if (!st) st = h5_set_attr_int(f, "/", "seed", (long long)an->seed);
+    char *notes = st ? NULL : notes_join(an->notes, an->n_notes);
+    if (!st && !notes) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    if (!st) st = h5_set_attr_str(f, "/", "notes", notes);
+    free(notes);
     for (int a = 0; a < an->n_adapters && !st; a++) {
         char g[64];
         snprintf(g, sizeof g, "adapter%d", a);

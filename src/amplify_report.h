@@ -3,7 +3,8 @@
  *
  * HDF5 (written atomically; independent checks read exactly these names):
  *   root attributes: format = "lora-amplify", version = 1, base, layout
- *     ("lora-gpt" | "llama" | "gpt2"), n_layer, n_adapters, random_draws, seed
+ *     ("lora-gpt" | "llama" | "gpt2"), n_layer, n_adapters, random_draws, seed,
+ *     notes (amp_analysis.notes, one per line: modules with ΔW = 0; "" if none)
  *   adapter{k}/  (k = command-line order from 0)   attributes source, rank (largest module rank)
  *     layers/{i}/{t}/  float64 scalar datasets
  *        norm_W, norm_dW, norm_dW_unscaled, proj_dW, proj_W,

@@ -2,6 +2,7 @@
 #include "amplify_run.h"
 #include "basew.h"
 #include "linalg.h"
+#include "notes.h"
 #include "peft.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
 #include <math.h>
@@ -33,6 +34,7 @@ void amp_analysis_free(amp_analysis *an)
     free(an->e);
     free(an->source);
     free(an->max_rank);
+    notes_free(an->notes, an->n_notes);
     memset(an, 0, sizeof *an);
 }
 
@@ -121,7 +123,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
         const lora_adapter *ad = &ads[a];
         where[a] = malloc(sizeof(int) * (ad->n ? ad->n : 1));
         if (!where[a]) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
-        size_t nsel = 0;
+        size_t nsel = 0, nzero = 0;
         for (size_t j = 0; j < ad->n && !st; j++) {
             const lora_module *m = &ad->mods[j];
             where[a][j] = -1;
@@ -147,11 +149,15 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
             where[a][j] = bi;
             entry_of[bi] = 0;
             nsel++;
+            nzero += la_all_zero_f32(m->B, (size_t)m->out * m->rank) || la_all_zero_f32(m->A, (size_t)m->rank * m->in);
             if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
         }
         if (!st && !nsel)
             st = lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", ad->source,
                          opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+        if (!st && nzero == nsel)
+            st = lk_fail(LK_ERR_NUMERIC, "adapter %s: ΔW = 0 (B = 0: untrained) in every one of its %zu selected modules: nothing to analyse",
+                         ad->source, nsel);
     }
     if (st) goto done;
 
@@ -224,6 +230,11 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
             fputc('\n', opt->progress);
         }
     }
+    for (int a = 0; a < na && !st; a++)
+        for (size_t i = 0; i < an->n && !st; i++)
+            if (an->e[i].res[a].rank && an->e[i].res[a].undefined)
+                st = notes_add(&an->notes, &an->n_notes, "adapter %s: layer %d target %s has ΔW = 0 (B = 0: untrained, or never reached by the data): proj_dW and amplification undefined",
+                               ads[a].source, an->e[i].layer, an->e[i].target);
     an->seconds_total = now() - t0;
 done:
     if (st) amp_analysis_free(an);

@@ -9,6 +9,9 @@
  * is streamed one W at a time (in the base's order): its top singular values are
  * computed once for the largest rank any adapter has there (amp_base_prepare),
  * and every adapter's module is analysed against it (amp_module).
+ * A module whose B (or A) is all zero (untrained, or never reached by the data)
+ * has ΔW = 0: it is analysed as "undefined" (amplify.h) and named in an->notes;
+ * an adapter whose every selected module is zero is an error, before any work.
  * Nothing is written here (amplify_report.h does that) and nothing is printed
  * except progress lines when opt.progress is set.
  *
@@ -73,6 +76,8 @@ typedef struct {
     size_t n;
     amp_entry *e;                     /* in the base's (layer, target) order */
     double seconds_total;
+    size_t n_notes;
+    char **notes;                     /* one sentence each (notes.h): modules with ΔW = 0 */
 } amp_analysis;
 
 lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt);

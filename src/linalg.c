@@ -208,6 +208,12 @@ done:
  * loop); the exact index is searched only in a bad block. */
 typedef float v8f __attribute__((vector_size(32)));
 
+int la_all_zero_f32(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) if (x[i] != 0.0f) return 0;
+    return 1;
+}
+
 int la_all_finite_f32(const float *x, size_t n, size_t *bad)
 {
     size_t i = 0;

@@ -57,6 +57,9 @@ lk_status la_random_orthonormal(double *Q, int n, int k, uint64_t seed);
 /* 1 if all entries are finite. Returns the index of the first bad one in *bad if not. */
 int la_all_finite_f32(const float *x, size_t n, size_t *bad);
 
+/* 1 if every entry is zero (±0): an untrained LoRA factor (PEFT initialises B = 0). */
+int la_all_zero_f32(const float *x, size_t n);
+
 double la_frobenius_f32(const float *x, size_t n);  /* accumulated in double */
 
 #endif

@@ -4,7 +4,8 @@
 # file and shards, our HDF5 layout) with PEFT and our adapters. Every number in
 # the HDF5 output is recomputed with NumPy (tests/amplify_check.py: dense ΔW,
 # full SVDs); the same matrices in three layouts give the same numbers; plots and
-# the Table 7 Markdown; ΔW = 0 is "undefined"; bad inputs exit non-zero with a
+# the Table 7 Markdown; ΔW = 0 in some modules is "undefined" and noted, in all
+# of them an error; bad inputs exit non-zero with a
 # message naming file and tensor, and leave no output file.
 set -u
 BIN="${BIN_DIR:-bin}"
@@ -102,29 +103,47 @@ if [ $GNUPLOT_OK = 1 ]; then
     echo "ok: plots"
 fi
 
-# 5. ΔW = 0 (B = 0, as PEFT initialises it): undefined, not a crash
-cp -r ll/adapter_r4 zero
-"$PY" - <<'EOF' || fail "writing the zero adapter"
-import json, struct, numpy as np
-p = "zero/adapter_model.safetensors"
+# 5. ΔW = 0 (B = 0, as PEFT initialises it) in some modules: those are undefined and
+#    named in the notes, the others analysed, exit 0; B = 0 in every module is an error
+zero_b() {   # zero_b SRC DST KEY-SUBSTRING...: a copy of adapter SRC with lora_B = 0 where the key has a substring
+    src=$1; dst=$2; shift 2
+    rm -rf "$dst"; cp -r "$src" "$dst"
+    "$PY" - "$dst/adapter_model.safetensors" "$@" <<'EOF' || fail "writing the zero adapter $dst"
+import json, struct, sys
+p, subs = sys.argv[1], sys.argv[2:]
 raw = open(p, "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
 for k, v in h.items():
-    if k.endswith("lora_B.weight"):
+    if k.endswith("lora_B.weight") and any(s in k for s in subs):
         b, e = v["data_offsets"]; data[b:e] = bytes(e - b)
 open(p, "wb").write(raw[:8 + n] + bytes(data))
 EOF
-"$AMP" -q --base ll/base -o zero.h5 zero ll/adapter_r4 || fail "zero adapter must not fail"
+}
+zero_b ll/adapter_r4 zero layers.0.self_attn.q_proj layers.2.
+"$AMP" --base ll/base --table-layers 0,1 -o zero.h5 zero ll/adapter_r4 > zero.txt 2> zero.err || { cat zero.err; fail "an adapter zero in some modules must not fail"; }
 check zero.h5 ll/base zero ll/adapter_r4
 "$PY" -c "
 import h5py, math
 f = h5py.File('zero.h5'); e = f['adapter0/layers/0/q_proj']
 assert math.isnan(e['amplification'][()]) and math.isnan(e['proj_dW'][()]) and e.attrs['undefined'] == 1
 assert e['norm_dW'][()] == 0 and e['proj_W'][()] > 0
+assert f['adapter0/layers/0/v_proj'].attrs['undefined'] == 0 and f['adapter0/layers/1/q_proj'].attrs['undefined'] == 0
 assert f['adapter1/layers/0/q_proj'].attrs['undefined'] == 0
-" || fail "zero adapter: NaN + undefined flag"
-grep -q 'undefined' zero.md || fail "zero adapter: the table says undefined"
-echo "ok: ΔW = 0 is undefined (NaN + flag)"
+notes = f.attrs['notes']
+notes = notes.decode() if isinstance(notes, bytes) else notes
+lines = notes.split(chr(10))
+assert len(lines) == 3, lines
+assert 'layer 0 target q_proj' in lines[0] and 'layer 2 target q_proj' in lines[1] and 'layer 2 target v_proj' in lines[2], lines
+assert all(l.startswith('adapter zero:') and 'ΔW = 0' in l for l in lines), lines
+assert h5py.File('ll.h5').attrs['notes'] in ('', b'')
+" || fail "zero modules: NaN + undefined flag + notes"
+[ "$(grep -c 'lora-amplify: note: adapter zero: layer .* has ΔW = 0' zero.err)" -eq 3 ] || { cat zero.err; fail "zero modules: notes on stderr"; }
+grep -q 'undefined' zero.md || fail "zero modules: the table says undefined"
+"$AMP" -q --base ll/base --layers 1 -o zero1.h5 zero || fail "the trained layer of a partly zero adapter"
+zero_b ll/adapter_r4 allzero lora_B
+bad "B = 0 in every module" "allzero every 6 selected untrained" --base ll/base allzero ll/adapter_r4
+bad "B = 0 in every selected module" "zero every 2 selected" --base ll/base --layers 2 zero
+echo "ok: ΔW = 0 in some modules is undefined (NaN + flag + note); in all of them an error"
 
 # 6. an adapter inside a lora-sweep results file (RESULTS.h5:RUN_ID) = the same adapter file
 "$PY" -c "

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     amp_analysis an;
     lk_status st = amp_analyse(&an, &opt);
     int have = !st;                 /* amp_analyse frees its own partial result */
+    for (size_t i = 0; have && i < an.n_notes; i++) fprintf(stderr, "lora-amplify: note: %s\n", an.notes[i]);
     if (!st && plot) st = amp_write_plots(&an, plot);
     if (!st) st = amp_write_table_file(&an, tlayers, mdpath);
     if (!st && (st = amp_write_h5(&an, out))) unlink(mdpath);
