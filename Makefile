@@ -1,10 +1,12 @@
 # LoRA subspace toolkit: build, test, demo.
 #   make            library + tools into bin/
-#   make test       every unit and CLI test (installs missing Debian packages first)
+#   make deps       installs the missing Debian packages (scripts/deps.sh; apt-get as root)
+#   make test       every unit and CLI test (runs make deps first)
 #   make test SANITIZE=1   the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make demo       the main job on the shipped data and model
+#   make demo       the main job on the shipped data and model (runs make deps first)
 #   make base       re-creates data/base.h5 (about an hour on 2 cores)
 #   make fuzz       libFuzzer on the safetensors parser, bounded time (not in CI)
+#   make clean      removes build/ and bin/
 # Every src/*.c goes into the library; every tools/lora-NAME.c becomes bin/lora-NAME;
 # every tests/test_*.c becomes a cmocka test binary; tests/cli_*.sh are CLI tests.
 
@@ -26,14 +28,31 @@ O       := $(BUILD)/rel
 BIN     := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 endif
 
-# build/config.mk holds the pkg-config flags; making it first runs scripts/deps.sh,
-# which installs what is missing. GNU make restarts after remaking an included file.
--include build/config.mk
-build/config.mk: scripts/deps.sh
-	@sh scripts/deps.sh
+# build/config.mk holds the pkg-config flags. Generating it installs nothing: with a
+# package missing it stops and names `make deps`. The set-up goals (test, demo, base)
+# run `make deps` first, so that `make demo` and `make test` work on a fresh Debian 12;
+# clean and deps read no configuration. GNU make restarts after remaking an included file;
+# the file is only rewritten when its contents change, so objects depending on it are not
+# rebuilt by a rerun of deps.
+SETUP_GOALS := test demo base
+NOCONF_GOALS := clean deps fuzz
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(NOCONF_GOALS),$(MAKECMDGOALS)),)
+NO_CONFIG := 1
+endif
+endif
+ifndef NO_CONFIG
+include build/config.mk
+endif
+build/config.mk: scripts/deps.sh $(if $(filter $(SETUP_GOALS),$(MAKECMDGOALS)),deps)
+	@sh scripts/deps.sh --check || { echo "make: run 'make deps' (as root) to install them" >&2; exit 1; }
 	@mkdir -p build
 	@{ echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
-	   echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread"; } > $@.tmp && mv $@.tmp $@
+	   echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread"; } > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+deps:
+	@sh scripts/deps.sh
 
 LIB_SRC   := $(wildcard src/*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(O)/obj/%.o)
@@ -42,25 +61,35 @@ TOOL_SRC  := $(wildcard tools/lora-*.c)
 TOOLS     := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+# -MMD -MP: each compile writes the headers it read to a .d file next to its output
+# (tools' and tests' under $(O)/dep), included below; -MP adds empty rules for the
+# headers so that removing one does not break the build.
+DEPFLAGS   = -MMD -MP -MF $(O)/dep/$(notdir $@).d -MT $@
 
 .PHONY: all test demo base fuzz clean deps
 all: $(LIB) $(TOOLS)
 
-$(O)/obj/%.o: src/%.c $(wildcard src/*.h) build/config.mk
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEP_CFLAGS) -c -o $@ $<
+$(O)/obj/%.o: src/%.c $(O)/dep/%.o.d build/config.mk
+	@mkdir -p $(dir $@) $(O)/dep
+	$(CC) $(CFLAGS) $(DEP_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/%: tools/%.c $(LIB) $(wildcard src/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEP_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(DEP_LIBS)
+$(BIN)/%: tools/%.c $(O)/dep/%.d $(LIB) build/config.mk
+	@mkdir -p $(dir $@) $(O)/dep
+	$(CC) $(CFLAGS) $(DEP_CFLAGS) $(DEPFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(DEP_LIBS)
 
-$(O)/tests/%: tests/%.c $(LIB) $(wildcard src/*.h) $(wildcard tests/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEP_CFLAGS) -Itests -o $@ $< $(LIB) $(LDFLAGS) $(DEP_LIBS)
+$(O)/tests/%: tests/%.c $(O)/dep/%.d $(LIB) build/config.mk
+	@mkdir -p $(dir $@) $(O)/dep
+	$(CC) $(CFLAGS) $(DEP_CFLAGS) $(DEPFLAGS) -Itests -o $@ $< $(LIB) $(LDFLAGS) $(DEP_LIBS)
+
+# Each .d is named as an explicit target without a recipe: a missing one (a first build,
+# or output made before the .d files existed) counts as changed, so its output rebuilds.
+DEPFILES := $(LIB_OBJ:$(O)/obj/%=$(O)/dep/%.d) $(TOOLS:$(BIN)/%=$(O)/dep/%.d) $(TESTS:$(O)/tests/%=$(O)/dep/%.d)
+$(DEPFILES):
+-include $(wildcard $(DEPFILES))
 
 test: $(LIB) $(TOOLS) $(TESTS)
 	@BIN_DIR=$(BIN) TEST_DIR=$(O)/tests sh scripts/run-tests.sh

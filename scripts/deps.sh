@@ -1,7 +1,9 @@
 #!/bin/sh
-# Installs (or names) the Debian 12 packages the build needs.
-# Called by the Makefile before the first compile; safe to run again.
+# Installs (or names) the Debian 12 packages the build needs: `make deps` runs it, and
+# `make test` / `make demo` / `make base` run make deps first. Safe to run again.
 # As root it runs apt-get itself; otherwise it prints the exact command and fails.
+# --check installs nothing: it names the missing packages and fails (the Makefile's
+# configuration step uses it).
 set -u
 PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libhdf5-dev hdf5-tools gnuplot-nox libcmocka-dev libcjson-dev python3-numpy python3-h5py"
 missing=""
@@ -10,6 +12,7 @@ for p in $PKGS; do
 done
 [ -z "$missing" ] && exit 0
 echo "deps: missing Debian packages:$missing" >&2
+[ "${1:-}" = --check ] && exit 1
 if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >&2 && apt-get install -y -q $missing >&2 || { echo "deps: apt-get install failed" >&2; exit 1; }
