@@ -18,6 +18,7 @@
 #include "gnuplot.h"
 #include "gpt.h"
 #include "lora.h"
+#include "peft_export.h"
 #include "sweep.h"
 #include "sweep_plan.h"
 #include "sweep_pool.h"
@@ -37,6 +38,7 @@ static const char *usage =
     "                  [--report-only] [--jobs N] [--blas-threads N]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
+    "       lora-sweep export --peft ADAPTER DIR [--base-name NAME]\n"
     "\n"
     "Fixed rank (Table 6): every rank x every target set x every seed. Fixed budget (Table 5,\n"
     "--budget): per target set, the largest rank whose trainable parameters fit P (P a number,\n"
@@ -45,11 +47,18 @@ static const char *usage =
     "the steps. The recipe defaults come from the task file (recipe.* keys); options override.\n"
     "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n"
     "--no-test never scores the test split (for choosing the recipe on validation data).\n"
+    "export --peft writes ADAPTER (RESULTS.h5:RUN_ID or an adapter file) as a PEFT adapter for\n"
+    "GPT2LMHeadModel (q,k,v -> attn.c_attn fused; o -> attn.c_proj; fc -> mlp.c_fc; proj -> mlp.c_proj);\n"
+    "NAME goes into base_model_name_or_path (default: the base's fingerprint).\n"
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
     "--jobs N trains N cells at once (default: one per online CPU, at most one per cell).\n"
     "--blas-threads N: OpenBLAS threads per cell and for the baseline (default 1). For a given\n"
     "N, results are bit-identical whatever --jobs is; another N may change the last bits on\n"
     "some CPUs (OpenBLAS splits the work differently).\n";
+
+static const char *export_usage =
+    "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
+    "       lora-sweep export --peft ADAPTER DIR [--base-name NAME]\n";
 
 /* ---- progress display ---- */
 
@@ -250,8 +259,21 @@ static int die(const char *what)
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);   /* the fast OpenBLAS kernels on this kind of VM (may re-execute) */
+    if (argc >= 3 && !strcmp(argv[1], "export") && !strcmp(argv[2], "--peft")) {
+        const char *base_name = NULL;
+        if (argc == 7 && !strcmp(argv[5], "--base-name")) base_name = argv[6];
+        else if (argc != 5) { fprintf(stderr, "%s", export_usage); return 2; }
+        lora_adapter ad;
+        if (adapter_load(&ad, argv[3])) return die("export --peft");
+        lk_status st = peft_export(&ad, argv[4], base_name);
+        adapter_free(&ad);
+        if (st) return die("export --peft");
+        printf("wrote %s/adapter_config.json and %s/adapter_model.safetensors (PEFT, GPT-2 module names; adapter %s)\n",
+               argv[4], argv[4], argv[3]);
+        return 0;
+    }
     if (argc >= 2 && !strcmp(argv[1], "export")) {
-        if (argc != 4) { fprintf(stderr, "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"); return 2; }
+        if (argc != 4) { fprintf(stderr, "%s", export_usage); return 2; }
         const char *in = argv[2];
         if (args_output(argv[3], "export: OUT.h5", &in, 1)) return die(NULL);
         if (sweep_export(argv[2], argv[3])) return die("export");
