@@ -1,6 +1,6 @@
 /* lora-bench: throughput benchmarks.
  *   lora-bench train --d-model D --layers L --heads H --ctx T --batch B --rank R
- *                    --targets q,v [--alpha A] --seconds S [--full] [--seed N]
+ *                    --targets q,v [--alpha A] --seconds S [--full] [--seed N] [--vocab V]
  * trains a randomly initialised model on random bytes (AdamW steps) and prints
  * `tokens_per_s`, the achieved GFLOP/s of the step's matrix work and the
  * machine's sgemm peak (measured here on a 1024³ product), one "key value" per line. */
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include "blas_env.h"
 #include "gpt.h"
@@ -52,7 +53,8 @@ static double sgemm_peak(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: lora-bench train --d-model D --layers L --heads H --ctx T --batch B --rank R --targets q,v\n"
-                    "                        [--alpha A] [--seconds S] [--full] [--seed N]\n");
+                    "                        [--alpha A] [--seconds S] [--full] [--seed N] [--vocab V]\n"
+                    "--vocab V: vocabulary size (default 256, our byte model; 50257 for GPT-2's shape)\n");
 }
 
 static int bench_train(int argc, char **argv)
@@ -70,6 +72,7 @@ static int bench_train(int argc, char **argv)
         else if (!strcmp(a, "--layers")) c.n_layer = atoi(v);
         else if (!strcmp(a, "--heads")) c.n_head = atoi(v);
         else if (!strcmp(a, "--ctx")) c.n_ctx = atoi(v);
+        else if (!strcmp(a, "--vocab")) c.vocab_size = atoi(v);
         else if (!strcmp(a, "--batch")) B = atoi(v);
         else if (!strcmp(a, "--rank")) rank = atoi(v);
         else if (!strcmp(a, "--targets")) targets = v;
@@ -107,7 +110,7 @@ static int bench_train(int argc, char **argv)
     double t0 = 0, t = 0, c0 = 0;
     train_step_info info = {0};
     for (int k = 0;; k++) {
-        for (int i = 0; i < B * (T + 1); i++) tok[i] = (int)rng_below(&r, 256);
+        for (int i = 0; i < B * (T + 1); i++) tok[i] = (int)rng_below(&r, (uint64_t)c.vocab_size);
         if (k == 1) { t0 = now(); c0 = cpu_now(); } /* the first step is a warm-up */
         if ((st = trainer_accumulate(tr, tok, NULL, B, T, NULL)) || (st = trainer_step(tr, &info))) break;
         if (k >= 1) {
@@ -121,7 +124,7 @@ static int bench_train(int argc, char **argv)
     double tps = (double)steps * B * T / t;
     double gflops = tps * gpt_train_flops_per_token(m, T, full) / 1e9;
     printf("mode %s\n", full ? "full" : "lora");
-    printf("config d_model=%d layers=%d heads=%d ctx=%d batch=%d%s%s rank=%d alpha=%g\n", c.d_model, c.n_layer, c.n_head, T, B,
+    printf("config d_model=%d layers=%d heads=%d ctx=%d vocab=%d batch=%d%s%s rank=%d alpha=%g\n", c.d_model, c.n_layer, c.n_head, T, c.vocab_size, B,
            full ? "" : " targets=", full ? "" : targets, full ? 0 : rank, alpha);
     printf("trainable_params %zu\n", full ? m->n_params : (size_t)gpt_lora_n_params(m));
     printf("steps %ld\n", steps);
@@ -134,6 +137,8 @@ static int bench_train(int argc, char **argv)
     printf("sgemm_peak_gflops %.2f\n", peak);
     printf("blas_core %s (%s)\n", blas_env_core(), blas_env_source());
     printf("percent_of_peak %.1f\n", peak > 0 ? 100 * gflops / peak : 0);
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru)) printf("peak_rss_mib %.1f\n", ru.ru_maxrss / 1024.0);
     free(tok);
     trainer_free(tr);
     gpt_free(m);
