@@ -11,7 +11,7 @@
 # every tests/test_*.c becomes a cmocka test binary; tests/cli_*.sh are CLI tests.
 
 .DEFAULT_GOAL := all
-PKGS    := openblas lapacke hdf5 cmocka libcjson
+PKGS    := openblas lapacke hdf5 cmocka libcjson libpcre2-8
 CC      ?= cc
 OPT     ?= -O2 -march=native
 CFLAGS  := -std=c11 -g $(OPT) -Wall -Wextra -D_GNU_SOURCE -Isrc

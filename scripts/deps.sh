@@ -5,7 +5,7 @@
 # --check installs nothing: it names the missing packages and fails (the Makefile's
 # configuration step uses it).
 set -u
-PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libhdf5-dev hdf5-tools gnuplot-nox libcmocka-dev libcjson-dev python3-numpy python3-h5py"
+PKGS="build-essential pkg-config libopenblas-dev liblapacke-dev libhdf5-dev hdf5-tools gnuplot-nox libcmocka-dev libcjson-dev libpcre2-dev python3-numpy python3-h5py"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
