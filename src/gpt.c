@@ -3,6 +3,7 @@
  * float entry points over the core (gpt_core_impl.h). */
 #include "gpt.h"
 #include "gpt_core.h"
+#include "hf_gpt2.h"
 #include "lora.h"
 #include "linalg.h"
 #include "rng.h"
@@ -245,6 +246,7 @@ lk_status gpt_clone(gpt_model **out, const gpt_model *m)
     if (st) return st;
     memcpy((*out)->data, m->data, m->n_params * sizeof(float));
     memcpy((*out)->fingerprint, m->fingerprint, sizeof m->fingerprint);
+    (*out)->tokenizer = m->tokenizer;
     return LK_OK;
 }
 
@@ -265,6 +267,9 @@ lk_status gpt_write(gpt_model *m, h5file *f)
 {
     const gpt_config *c = &m->cfg;
     lk_status st = LK_OK;
+    if (m->tokenizer != GPT_TOK_BYTES)
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: a model with the GPT-2 BPE tokenizer is not written as a lora-gpt checkpoint "
+                       "(that layout is byte-level; the vocabulary would be lost)", h5_path(f));
     st = st ? st : h5_set_attr_str(f, "/", "format", "lora-gpt");
     st = st ? st : h5_set_attr_int(f, "/", "version", 1);
     st = st ? st : h5_set_attr_str(f, "/", "tokenizer", "bytes");
@@ -378,6 +383,7 @@ lk_status gpt_read(gpt_model **out, h5file *f)
 
 lk_status gpt_load(gpt_model **out, const char *path)
 {
+    if (hf_gpt2_is_dir(path)) return hf_gpt2_load(out, path);
     h5file *f;
     lk_status st = h5_open_read(&f, path);
     if (st) return st;

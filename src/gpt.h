@@ -56,6 +56,11 @@ typedef struct {
 } gpt_params;
 
 typedef struct gpt_lora gpt_lora;   /* see lora.h */
+
+/* How text becomes token ids for a model: bytes (ids 0-255; lora-gpt checkpoints)
+ * or GPT-2's byte-level BPE (a HuggingFace GPT-2 directory, hf_gpt2.h, whose
+ * vocab.json + merges.txt define it). */
+typedef enum { GPT_TOK_BYTES = 0, GPT_TOK_GPT2_BPE } gpt_tokenizer;
 typedef struct gpt_work gpt_work;   /* activations and scratch (private) */
 
 typedef struct {
@@ -69,6 +74,7 @@ typedef struct {
     gpt_lora *lora;                 /* attached LoRA (NULL if none) */
     gpt_work *work;                 /* buffers sized by gpt_reserve() */
     int training;                   /* 1 while training: enables LoRA dropout */
+    gpt_tokenizer tokenizer;        /* GPT_TOK_BYTES unless loaded from a HuggingFace directory */
 } gpt_model;
 
 /* Sums over the masked predicted positions of one or more batches. */
@@ -99,7 +105,11 @@ void gpt_free(gpt_model *m);
 /* Deep copy of the weights and config (no LoRA, no buffers). */
 lk_status gpt_clone(gpt_model **out, const gpt_model *m);
 
-/* Checkpoint I/O in the "lora-gpt" layout (format, version 1, tokenizer "bytes",
+/* gpt_load also takes a HuggingFace GPT-2 directory (any path that is a
+ * directory: hf_gpt2_load, see hf_gpt2.h); such a model has tokenizer
+ * GPT_TOK_GPT2_BPE, and gpt_write refuses it (a lora-gpt checkpoint is byte-level).
+ *
+ * Checkpoint I/O in the "lora-gpt" layout (format, version 1, tokenizer "bytes",
  * sizes as root attributes; wte, wpe, lnf_g, lnf_b, layers/{i}/...). Load checks
  * format, version, every dataset's presence and shape, and finiteness, and names
  * file and dataset in errors. gpt_write/gpt_read work on an open file (under
