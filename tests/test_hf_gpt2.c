@@ -6,7 +6,8 @@
  * rounding to the stored dtype) and gives the same logits (1e-5); an
  * independent forward pass written from HuggingFace's GPT-2 definition (Conv1D
  * y = x·W + b over the stored [in, out] arrays, in double) gives the engine's
- * logits. Bad input: config.json missing, malformed, with a missing or mistyped
+ * logits; the analysis tools' reader (basew) sees the engine's W for every
+ * (layer, target). Bad input: config.json missing, malformed, with a missing or mistyped
  * field, or asking for what the engine does not compute; tensor shapes that
  * disagree with config.json; a shard missing; an untied lm_head; NaN. */
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "basew.h"
 #include "gpt.h"
 #include "gpt_core.h"
 #include "hf_gpt2.h"
@@ -250,6 +252,36 @@ static void test_independent_forward(void **state)
     gpt_free(m0);
 }
 
+/* lora-amplify / lora-subspace --vs-base read W through basew: the same
+ * matrices as the engine's, for every layer and target, from shards with prefix */
+static void test_basew_agrees(void **state)
+{
+    (void)state;
+    gpt_model *m0 = random_model(&SMALL, 7);
+    const char *dir = fresh_dir("bw");
+    hf_fixture_opts o = {.dtype = ST_BF16, .prefix = 1, .shards = 2, .buffers = 1};
+    hf_fixture_write(m0, dir, &o);
+    gpt_model *m;
+    assert_int_equal(gpt_load(&m, dir), LK_OK);
+    basew *b;
+    if (basew_open(&b, dir)) fail_msg("basew_open: %s", lk_errmsg());
+    static const char *targets[6] = {"c_attn.q", "c_attn.k", "c_attn.v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    float *w = malloc(basew_max_elems(b) * sizeof *w);
+    for (int l = 0; l < SMALL.n_layer; l++)
+        for (int k = 0; k < 6; k++) {
+            const gpt_layer *L = &m->p.layers[l];
+            const float *ours[6] = {L->wq, L->wk, L->wv, L->wo, L->w_fc, L->w_proj};
+            const basew_matrix *bm;
+            if (basew_lookup(b, l, targets[k], &bm)) fail_msg("%s", lk_errmsg());
+            assert_int_equal(basew_load(b, bm, w), LK_OK);
+            assert_memory_equal(w, ours[k], (size_t)bm->out * bm->in * sizeof(float));
+        }
+    free(w);
+    basew_close(b);
+    gpt_free(m);
+    gpt_free(m0);
+}
+
 /* n_inner null = 4·n_embd; gelu_pytorch_tanh is the same function */
 static void test_defaults(void **state)
 {
@@ -438,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layouts_match_ours),
         cmocka_unit_test(test_independent_forward),
+        cmocka_unit_test(test_basew_agrees),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_shapes_disagree),

@@ -319,7 +319,10 @@ int main(int argc, char **argv)
     } else {
         if (o.init) {
             st = gpt_load(&m, o.init);
-            if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
+            if (!st && m->tokenizer != GPT_TOK_BYTES)
+                st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the corpus is read as bytes, so --init "
+                             "takes byte-level checkpoints only", o.init);
+            else if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
                 st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o.init);
         } else {
             st = gpt_new(&m, &o.cfg);

@@ -371,6 +371,12 @@ int main(int argc, char **argv)
         if (sweep_job_prepare(&jobs[i], kv_k, kv_v, n_kv, no_test)) return die(NULL);
     gpt_model *m = NULL;
     if (gpt_load(&m, base_path)) return die(NULL);
+    if (m->tokenizer != GPT_TOK_BYTES) {
+        lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the tasks' text is tokenized as bytes, so cells "
+                "train on byte-level bases only", base_path);
+        gpt_free(m);
+        return die(NULL);
+    }
     for (int i = 0; i < n_jobs; i++)
         if (sweep_job_resolve(&jobs[i], &m->cfg)) { gpt_free(m); return die(NULL); }
     int exists;
