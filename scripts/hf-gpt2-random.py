@@ -8,7 +8,8 @@ GPT-2-shaped base without downloading one. Needs only python3-numpy.
   python3 scripts/hf-gpt2-random.py OUT_DIR                 # the 124M shape
   python3 scripts/hf-gpt2-random.py --layers 2 --d-model 64 --heads 4 --ctx 32 OUT_DIR
 
-Weights: N(0, 0.02), LayerNorm gains 1, biases 0 (GPT-2's initialisation scale).
+Weights: N(0, 0.02), LayerNorm gains 1, biases 0 (GPT-2's initialisation scale);
+--zero makes every weight 0, so that the model predicts the uniform distribution.
 """
 import argparse
 import json
@@ -27,6 +28,7 @@ def main():
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--dtype", choices=["F32", "F16"], default="F32")
     ap.add_argument("--no-buffers", action="store_true", help="leave out the attn.bias mask buffers")
+    ap.add_argument("--zero", action="store_true", help="every weight 0 (the model then predicts the uniform distribution)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("out_dir")
     a = ap.parse_args()
@@ -65,7 +67,9 @@ def main():
         f.write(struct.pack("<Q", len(hb)))
         f.write(hb)
         for name, shape, kind in specs:
-            if kind == "w":
+            if a.zero and kind != "mask":
+                x = np.zeros(shape, np_dt)
+            elif kind == "w":
                 x = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np_dt)
             elif kind == "one":
                 x = np.ones(shape, np_dt)
