@@ -103,12 +103,48 @@ $PY tests/subspace_fixture.py peft "$T/peft" --style gpt2 --layers 0,1 --rank 4 
 "$BIN_DIR/lora-subspace" --base "$HF" --vs-base "$T/peft" -o "$T/sub.h5" > "$T/sub.txt" 2>"$T/err" || die "lora-subspace --vs-base on an HF dir: $(cat "$T/err")"
 grep -q "c_attn.q" "$T/sub.txt" || die "lora-subspace --vs-base: no c_attn.q row"
 "$BIN_DIR/lora-amplify" --base "$HF" -o "$T/amp.h5" "$T/peft" > /dev/null 2>"$T/err" || die "lora-amplify on an HF dir: $(cat "$T/err")"
-# the model loads (lora-eval gets as far as the tokenizer); sweep and pretrain refuse a BPE base
-"$BIN_DIR/lora-eval" --base "$HF" --text "$T/text.bin" > "$T/out" 2>"$T/err"
-grep -q "config.json\|safetensors" "$T/err" && die "lora-eval: the good HF directory did not load: $(cat "$T/err")"
+# sweep and pretrain refuse a BPE base (they tokenize as bytes)
 expect_fail "lora-sweep on a BPE base" "GPT-2 BPE tokenizer" -- \
     "$BIN_DIR/lora-sweep" --base "$HF" $SWEEP_ARGS -o "$T/sweep.h5"
 [ -e "$T/sweep.h5" ] && die "lora-sweep wrote $T/sweep.h5"
+
+# ---- lora-eval --text on a zero GPT-2 with the real vocabulary: uniform over 50257 ----
+Z="$T/zero-gpt2"
+$PY scripts/hf-gpt2-random.py --zero --layers 1 --heads 2 --d-model 16 --ctx 32 "$Z" || die "hf-gpt2-random.py --zero"
+cp data/gpt2/vocab.json data/gpt2/merges.txt "$Z/"
+$PY -c "
+import random
+r = random.Random(2)
+words = ['the', 'whale', \"isn't\", 'Ünïcödé', '東京', '123', '  ', '\t', 'émoji 🙂', 'can\\'t', '\r\n']
+open('$T/mixed.txt', 'w', encoding='utf-8').write(' '.join(r.choice(words) for _ in range(400)))
+"
+"$BIN_DIR/lora-eval" --base "$Z" --text "$T/mixed.txt" > "$T/ez" || die "lora-eval --text on a GPT-2 directory failed"
+"$BIN_DIR/lora-eval" --base "$Z" --tokenize "$T/mixed.txt" > "$T/ids" || die "lora-eval --tokenize failed"
+# the expected values from the ids and vocab.json alone (GPT-2's byte decoder), chunks of 33
+$PY - "$T/ids" "$Z/vocab.json" "$T/ez" <<'EOF' || die "lora-eval --text on a GPT-2 directory: values disagree"
+import json, math, sys
+ids = [int(x) for x in open(sys.argv[1]).read().split()]
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+rest = [b for b in range(256) if b not in bs]
+cs = bs + [256 + n for n in range(len(rest))]
+bs += rest
+dec = {chr(c): b for b, c in zip(bs, cs)}
+tok_bytes = {i: len(bytes(dec[ch] for ch in t)) for t, i in json.load(open(sys.argv[2])).items()}
+got = dict(l.split() for l in open(sys.argv[3]))
+n_ch = len(ids) // 33
+nbytes = sum(tok_bytes[ids[k * 33 + j]] for k in range(n_ch) for j in range(1, 33))
+want = {"tokens": len(ids), "chunks": n_ch, "tokens_scored": 32 * n_ch, "bytes_scored": nbytes}
+bad = [k for k in want if int(got[k]) != want[k]]
+bpb = 32 * n_ch * math.log(50257) / math.log(2) / nbytes
+if abs(float(got["loss_per_token"]) - math.log(50257)) > 2e-6: bad.append("loss_per_token")
+if abs(float(got["bits_per_byte"]) - bpb) > 2e-6: bad.append("bits_per_byte %.6f" % bpb)
+if bad: sys.exit("wrong: %s; got %s" % (bad, got))
+EOF
+printf 'bad \377 byte\n' > "$T/notutf8.txt"
+expect_fail "text not UTF-8" "notutf8.txt" "byte offset 4" -- "$BIN_DIR/lora-eval" --base "$Z" --text "$T/notutf8.txt"
+"$BIN_DIR/lora-eval" --base "$Z" --sample 3 --prompt "Hello" > "$T/s" || die "sampling a GPT-2 directory failed"
+# greedy on the uniform distribution takes token 0, "!"
+[ "$(cat "$T/s")" = "Hello!!!" ] || die "sample: '$(cat "$T/s")'"
 
 # ---- bad directories ----
 bad() { rm -rf "$T/bad"; cp -r "$HF" "$T/bad"; }
@@ -154,8 +190,10 @@ json.dump({"metadata": {"total_size": len(data)}, "weight_map": wm}, open(os.pat
 os.remove(os.path.join(d, "model.safetensors"))
 EOF
 "$BIN_DIR/lora-subspace" --base "$T/bad" --vs-base "$T/peft" -o "$T/sub2.h5" > /dev/null 2>"$T/err" || die "sharded HF dir: $(cat "$T/err")"
-"$BIN_DIR/lora-eval" --base "$T/bad" --text "$T/text.bin" > "$T/out" 2>"$T/err"
-grep -q "index\|shard\|safetensors" "$T/err" && die "lora-eval: the sharded HF directory did not load: $(cat "$T/err")"
+# the weights load; the real vocabulary is larger than this model's 300 rows
+cp data/gpt2/vocab.json data/gpt2/merges.txt "$T/bad/"
+expect_fail "vocabulary beyond vocab_size" "the tokenizer has 50257 tokens, more than the model's vocab_size 300" -- \
+    "$BIN_DIR/lora-eval" --base "$T/bad" --sample 2 --prompt "a"
 rm "$T/bad/model-00002-of-00002.safetensors"
 run_bad "a shard missing" "model.safetensors.index.json names shard model-00002-of-00002.safetensors" "which is missing"
 
