@@ -19,6 +19,8 @@ lk_status amp_base_prepare(amp_base *ab, const float *W, int d, int k, int kmax,
     ab->sigma = malloc(sizeof(double) * (size_t)kmax);
     if (!ab->sigma) return lk_fail(LK_ERR_NOMEM, "amplify: out of memory");
     topk_opts o = opt ? *opt : topk_defaults();
+    /* proj_W needs (Σ_{i≤r} σ_i²)^½ only: certify those sums, not every σ_i (topk.h) */
+    o.certify = TOPK_CERTIFY_SUMS;
     lk_status st = topk_svd(W, d, k, kmax, &o, NULL, ab->sigma, NULL, &ab->info);
     if (st) { free(ab->sigma); ab->sigma = NULL; }
     return st;

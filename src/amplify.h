@@ -7,7 +7,8 @@
  *   norm_dW_unscaled  ‖B·A‖_F
  *   proj_dW           ‖Uᵀ W V‖_F, U, V the top-r singular vectors of ΔW (la_svd_lowrank), as Uᵀ(W·V)
  *   proj_W            the same for W's own top-r singular vectors: ‖U_Wᵀ W V_W‖_F = sqrt(Σ_{i≤r} σ_i(W)²),
- *                     the σ_i from topk_svd (block Krylov, agreeing with a dense SVD to ~1e-8)
+ *                     the σ_i from topk_svd (block Krylov) with TOPK_CERTIFY_SUMS: every
+ *                     prefix (Σ_{i≤r} σ_i²)^½, r ≤ kmax, certified to 1e-6 relative (topk.h)
  *   proj_random_mean, proj_random_std
  *                     over K draws of Haar-random orthonormal U [d, r], V [k, r]
  *                     (E‖UᵀWV‖²_F = ‖W‖²_F·r²/(d·k)); sample standard deviation (K−1), 0 if K = 1

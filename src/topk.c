@@ -24,7 +24,7 @@
 
 topk_opts topk_defaults(void)
 {
-    topk_opts o = {0, 1e-6, 0x70706b5eedULL, -1};
+    topk_opts o = {0, 1e-6, 0x70706b5eedULL, -1, TOPK_CERTIFY_EACH};
     return o;
 }
 
@@ -185,6 +185,249 @@ static lk_status sv_only(double *a, int L, double *s)
     return LK_OK;
 }
 
+/* ---- the Krylov state and one block step ---- */
+
+typedef struct {
+    const float *W;
+    int m, n, b, Lmax, ldu, ldv;
+    float *Ub, *Vb;          /* m×Lmax, n×(Lmax+b) */
+    float *blk, *tmp, *coef, *save;
+    double *dq, *rd, *Sblk, *Rblk;
+    double *T;               /* Lmax×Lmax, T = Ubᵀ W Vb (block upper triangular) */
+    double *Tw, *X, *Yt;     /* L×L work, left / right singular vectors of T */
+    double *sig, *rho;       /* Ritz values (L) and residual norms ρ_i (L) */
+    rng_t g;
+    orth_ws ws;
+    double scale;            /* ≈ ‖W‖₂, the reference for "numerically dependent" */
+    int L, c0;               /* basis size; first column of the last U block */
+} kry;
+
+static void kry_free(kry *q)
+{
+    free(q->Ub); free(q->Vb); free(q->blk); free(q->tmp); free(q->coef); free(q->save); free(q->dq); free(q->rd);
+    free(q->Sblk); free(q->Rblk); free(q->T); free(q->Tw); free(q->X); free(q->Yt); free(q->sig); free(q->rho);
+    memset(q, 0, sizeof *q);
+}
+
+/* Allocates the bases and starts with a random orthonormal V_1. */
+static lk_status kry_init(kry *q, const float *W, int m, int n, int b, int Lmax, uint64_t seed)
+{
+    memset(q, 0, sizeof *q);
+    q->W = W; q->m = m; q->n = n; q->b = b; q->Lmax = Lmax; q->ldu = Lmax; q->ldv = Lmax + b;
+    int rows = imax(m, n);
+    size_t LL = (size_t)Lmax * Lmax;
+    q->Ub = malloc(sizeof(float) * (size_t)m * q->ldu);
+    q->Vb = malloc(sizeof(float) * (size_t)n * q->ldv);
+    q->blk = malloc(sizeof(float) * (size_t)rows * b);
+    q->tmp = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
+    q->coef = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
+    q->save = malloc(sizeof(float) * (size_t)rows * b);
+    q->dq = malloc(sizeof(double) * (size_t)rows * b);
+    q->rd = malloc(sizeof(double) * (size_t)b * b);
+    q->Sblk = malloc(sizeof(double) * (size_t)b * b);
+    q->Rblk = malloc(sizeof(double) * (size_t)b * b);
+    q->T = calloc(LL, sizeof(double));
+    q->Tw = malloc(sizeof(double) * LL);
+    q->X = malloc(sizeof(double) * LL);
+    q->Yt = malloc(sizeof(double) * LL);
+    q->sig = malloc(sizeof(double) * (size_t)Lmax);
+    q->rho = malloc(sizeof(double) * (size_t)Lmax);
+    if (!q->Ub || !q->Vb || !q->blk || !q->tmp || !q->coef || !q->save || !q->dq || !q->rd || !q->Sblk || !q->Rblk
+        || !q->T || !q->Tw || !q->X || !q->Yt || !q->sig || !q->rho) {
+        kry_free(q);
+        return lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory for a %dx%d matrix (basis up to %d)", m, n, Lmax);
+    }
+    rng_seed(&q->g, seed);
+    orth_ws ws = {q->tmp, q->save, q->dq, q->rd, &q->g};
+    q->ws = ws;
+    for (size_t i = 0; i < (size_t)n * b; i++) q->blk[i] = (float)rng_normal(&q->g);
+    lk_status st = orth_block(q->blk, n, b, q->Vb, q->ldv, 0, 0.0, q->Sblk, &q->ws);
+    if (st) { kry_free(q); return st; }
+    for (int r = 0; r < n; r++) memcpy(q->Vb + (size_t)r * q->ldv, q->blk + (size_t)r * b, sizeof(float) * b);
+    return LK_OK;
+}
+
+/* One block step: U_j from W·V_j (column block j of T), V_{j+1} and S_j from Wᵀ·U_j. */
+static lk_status kry_step(kry *q, topk_info *inf)
+{
+    int m = q->m, n = q->n, b = q->b, c0 = q->L, Lm = q->Lmax;
+    lk_status st;
+    /* P = W·V_j, then against U_1..U_{j-1}; a contiguous copy of V_j: the kernel
+     * re-reads it for every 8 rows of W, and rows ldv apart would cost a TLB miss each */
+    for (int r = 0; r < n; r++) memcpy(q->save + (size_t)r * b, q->Vb + (size_t)r * q->ldv + c0, sizeof(float) * b);
+    mul_nn(m, n, b, 1.0f, q->W, n, q->save, b, 0.0f, q->blk);
+    inf->products++;
+    memset(q->coef, 0, sizeof(float) * (size_t)c0 * b);
+    reorth(q->blk, m, b, q->Ub, q->ldu, c0, q->tmp, q->coef);
+    if (c0 == 0) {   /* the first block sets the scale: ‖W V_1‖ ≤ ‖W‖₂·√b */
+        double fro = 0;
+        for (size_t i = 0; i < (size_t)m * b; i++) fro += (double)q->blk[i] * q->blk[i];
+        q->scale = sqrt(fro / b);
+    }
+    double delta = 1e-6 * q->scale;
+    if ((st = orth_block(q->blk, m, b, q->Ub, q->ldu, c0, delta, q->Rblk, &q->ws))) return st;
+    for (int r = 0; r < m; r++) memcpy(q->Ub + (size_t)r * q->ldu + c0, q->blk + (size_t)r * b, sizeof(float) * b);
+    for (int i = 0; i < c0; i++)
+        for (int j = 0; j < b; j++) q->T[(size_t)i * Lm + c0 + j] = q->coef[(size_t)i * b + j];
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++) {
+            double x = q->Rblk[(size_t)i * b + j];
+            q->T[(size_t)(c0 + i) * Lm + c0 + j] = x;
+            if (fabs(x) > q->scale) q->scale = fabs(x);
+        }
+    q->c0 = c0;
+    q->L = c0 + b;
+    /* Q = Wᵀ·U_j, then against V_1..V_j: the next V block and S_j. */
+    mul_tn(m, n, b, q->W, n, q->Ub + c0, q->ldu, q->blk);
+    inf->products++;
+    reorth(q->blk, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL);
+    if ((st = orth_block(q->blk, n, b, q->Vb, q->ldv, q->L, delta, q->Sblk, &q->ws))) return st;
+    for (int r = 0; r < n; r++) memcpy(q->Vb + (size_t)r * q->ldv + q->L, q->blk + (size_t)r * b, sizeof(float) * b);
+    return LK_OK;
+}
+
+/* Ritz values only (q->sig, all L). */
+static lk_status kry_values(kry *q)
+{
+    int L = q->L;
+    for (int i = 0; i < L; i++) memcpy(q->Tw + (size_t)i * L, q->T + (size_t)i * q->Lmax, sizeof(double) * L);
+    return sv_only(q->Tw, L, q->sig);
+}
+
+/* Ritz triplets of T and the residual ρ_i = ‖Wᵀ·Ub·x_i − σ_i·Vb·y_i‖ = ‖S_s·x_i,last‖
+ * of every one of them (b² flops each). */
+static lk_status kry_ritz(kry *q)
+{
+    int L = q->L, b = q->b, c0 = q->c0;
+    for (int i = 0; i < L; i++) memcpy(q->Tw + (size_t)i * L, q->T + (size_t)i * q->Lmax, sizeof(double) * L);
+    lk_status st = la_svd_f64(q->Tw, L, L, q->X, q->sig, q->Yt);
+    if (st) return st;
+    for (int i = 0; i < L; i++) {
+        double res = 0;
+        for (int a = 0; a < b; a++) {
+            double s = 0;
+            for (int c = a; c < b; c++) s += q->Sblk[(size_t)a * b + c] * q->X[(size_t)(c0 + c) * L + i];
+            res += s * s;
+        }
+        q->rho[i] = sqrt(res);
+    }
+    return LK_OK;
+}
+
+/* ---- stopping rules (see topk.h) ---- */
+
+/* Every σ_i, i < k: min(ρ_i, ρ_i²/gap_i) ≤ tol·σ_i + 1e-7·σ_1. The gap is estimated
+ * from the other Ritz values: wanted ones widened by their residuals, the block
+ * beyond as they are (as Lanczos codes do; validated against dense SVDs in the
+ * tests). The floor (float32 rounding of W·v is about that large anyway) lets
+ * zero singular values of a rank-deficient W converge. */
+static int certified_each(const double *sig, const double *rho, int L, int k, int b, double tol, double *worst)
+{
+    int kk = imin(L, k + b), ok = 1;
+    *worst = 0;
+    for (int i = 0; i < k; i++) {
+        double gap = INFINITY;
+        for (int j = 0; j < kk; j++)
+            if (j != i) { double g = fabs(sig[i] - sig[j]) - (j < k ? rho[j] : 0); if (g < gap) gap = g; }
+        double err = rho[i];
+        if (gap > 0 && rho[i] * rho[i] / gap < err) err = rho[i] * rho[i] / gap;
+        if (err > tol * sig[i] + 1e-7 * sig[0]) ok = 0;
+        double rel = sig[i] > 0 ? rho[i] / sig[i] : (rho[i] > 0 ? INFINITY : 0);
+        if (rel > *worst) *worst = rel;
+    }
+    return ok;
+}
+
+double topk_sum_bound(const double *sig, const double *rho, int L, int r, double nu)
+{
+    /* first order: the ℓ2 pairing ‖σ_j − θ‖ ≤ ‖ρ_{1..r}‖, (‖θ‖ + ‖ρ‖)² − ‖θ‖², when the
+     * paired values are the top r: nothing seen outside the basis reaches θ_r */
+    double a = 0, e1 = 0;
+    for (int i = 0; i < r; i++) { a += sig[i] * sig[i]; e1 += rho[i] * rho[i]; }
+    double best = nu < sig[r - 1] ? e1 + 2 * sqrt(a * e1) : INFINITY;
+    /* quadratic, split at any r' ≥ r whose Ritz value r'+1 exists: ‖E_{r'}‖²_F / δ_{r'},
+     * δ_{r'} = θ_{r'}² − μ, μ = max(θ_{r'+1} + ρ_{r'+1}, ν)² */
+    double e2 = 0;
+    for (int i = 0; i < r; i++) e2 += sig[i] * sig[i] * rho[i] * rho[i];
+    for (int rp = r; rp < L; rp++) {
+        if (rp > r) e2 += sig[rp - 1] * sig[rp - 1] * rho[rp - 1] * rho[rp - 1];
+        double mu = fmax(sig[rp] + rho[rp], nu);
+        double delta = sig[rp - 1] * sig[rp - 1] - mu * mu;
+        if (delta > 0 && e2 / delta < best) best = e2 / delta;
+    }
+    return best;
+}
+
+/* Every prefix r = 1..k: sqrt(Σ_{i≤r} θ_i² + B_r) − sqrt(Σ_{i≤r} θ_i²) ≤ tol·sqrt(Σ_{i≤r} θ_i²) + 1e-7·θ_1. */
+static int certified_sums(const double *sig, const double *rho, int L, int k, double nu, double tol, double *worst)
+{
+    int ok = 1;
+    double a = 0;
+    *worst = 0;
+    for (int r = 1; r <= k; r++) {
+        a += sig[r - 1] * sig[r - 1];
+        double B = topk_sum_bound(sig, rho, L, r, nu);
+        double err = sqrt(a + B) - sqrt(a);
+        if (err > tol * sqrt(a) + 1e-7 * sig[0]) ok = 0;
+        double rel = a > 0 ? err / sqrt(a) : (err > 0 ? INFINITY : 0);
+        if (rel > *worst) *worst = rel;
+    }
+    return ok;
+}
+
+/* ν ≈ ‖W·(I − Vb·Vbᵀ)‖₂, W on the complement of the Krylov basis: QVERIFY steps of
+ * block power iteration from a fresh random block kept orthogonal to Vb (a lower
+ * estimate, as any power iteration). Singular values the Krylov space cannot see
+ * (a multiplicity above the block size: Krylov finds at most b vectors of one
+ * exactly repeated value) show up here. Uses the step scratch; the basis stays. */
+#define QVERIFY 3
+static lk_status kry_outside(kry *q, topk_info *inf, double *nu)
+{
+    int m = q->m, n = q->n, b = q->b;
+    lk_status st;
+    float *z = q->save, *p = q->blk;
+    for (size_t i = 0; i < (size_t)n * b; i++) z[i] = (float)rng_normal(&q->g);
+    *nu = 0;
+    for (int it = 0; it <= QVERIFY; it++) {
+        reorth(z, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL);
+        for (size_t i = 0; i < (size_t)n * b; i++) q->dq[i] = z[i];
+        if ((st = la_qr_f64(q->dq, n, b, NULL))) return st;
+        for (size_t i = 0; i < (size_t)n * b; i++) z[i] = (float)q->dq[i];
+        mul_nn(m, n, b, 1.0f, q->W, n, z, b, 0.0f, p);
+        inf->products++;
+        if (it == QVERIFY) break;
+        mul_tn(m, n, b, q->W, n, p, b, z);
+        inf->products++;
+    }
+    /* ν̂ = σ_max(W·Z), Z orthonormal: the R of a QR of W·Z has the same singular values */
+    for (size_t i = 0; i < (size_t)m * b; i++) q->dq[i] = p[i];
+    if ((st = la_qr_f64(q->dq, m, b, q->rd))) return st;
+    double s[64];
+    double *r = malloc(sizeof(double) * (size_t)b * b), *sv = b <= 64 ? s : malloc(sizeof(double) * (size_t)b);
+    if (!r || !sv) { free(r); if (sv != s) free(sv); return lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory"); }
+    memcpy(r, q->rd, sizeof(double) * (size_t)b * b);
+    st = sv_only(r, b, sv);
+    if (!st) *nu = sv[0];
+    free(r);
+    if (sv != s) free(sv);
+    return st;
+}
+
+/* The quantity whose movement between two Rayleigh-Ritz steps decides whether a
+ * full check (singular vectors of T) is worth paying: σ_i, or sqrt(Σ_{i≤r} σ_i²). */
+static int settled(const double *sig, const double *prev, int k, int sums, double tol)
+{
+    double a = 0, p = 0;
+    for (int i = 0; i < k; i++) {
+        if (sums) {
+            a += sig[i] * sig[i];
+            p += prev[i] * prev[i];
+            if (sqrt(a) - sqrt(p) > tol * sqrt(a) + 1e-9 * sig[0]) return 0;
+        } else if (sig[i] - prev[i] > tol * sig[i] + 1e-9 * sig[0]) return 0;
+    }
+    return 1;
+}
+
 /* la_topk_exact with optional U / V. */
 static lk_status dense_topk(const float *W, int m, int n, int k, double *U, double *S, double *V)
 {
@@ -196,6 +439,57 @@ static lk_status dense_topk(const float *W, int m, int n, int k, double *U, doub
     return st;
 }
 
+/* U = Ub·X[:, 0:k], V = Vb·Y[:, 0:k]. */
+static lk_status kry_vectors(const kry *q, int k, double *U, double *V)
+{
+    int L = q->L;
+    lk_status st = U ? ritz_vectors(q->Ub, q->ldu, q->m, L, q->X, L, k, U) : LK_OK;
+    if (st || !V) return st;
+    double *Y = malloc(sizeof(double) * (size_t)L * k);
+    if (!Y) return lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory");
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j < k; j++) Y[(size_t)i * k + j] = q->Yt[(size_t)j * L + i];
+    st = ritz_vectors(q->Vb, q->ldv, q->n, L, Y, k, k, V);
+    free(Y);
+    return st;
+}
+
+/* Grows the basis until the wanted quantity is certified; *converged = 0 if the basis
+ * reached Lmax first. Rayleigh-Ritz every step while the basis is small, then every
+ * ~10 % of growth, so that the O(L³) projections stay a small part of the cost. */
+static lk_status kry_run(kry *q, int k, const topk_opts *o, double tol, double *prev, topk_info *inf, int *converged)
+{
+    double nu0 = 0, *nu = &nu0;     /* the latest estimate of ‖W on the complement‖ */
+    int have_prev = 0, next_check = 0, sums = o->certify == TOPK_CERTIFY_SUMS;
+    lk_status st = LK_OK;
+    *converged = 0;
+    while (!*converged && q->L + q->b <= q->Lmax) {
+        if ((st = kry_step(q, inf))) return st;
+        int L = q->L;
+        if (L < k || L < next_check) continue;
+        next_check = L < 256 ? L + q->b : L + imax(q->b, L / 10);
+        /* Ritz values only rise with L; a full check (singular vectors of T for the
+         * residuals) is paid only once the wanted quantity stopped moving. */
+        if ((st = kry_values(q))) return st;
+        int still = have_prev && settled(q->sig, prev, k, sums, tol);
+        memcpy(prev, q->sig, sizeof(double) * k);
+        have_prev = 1;
+        if (!still) continue;
+        inf->checks++;
+        if ((st = kry_ritz(q))) return st;
+        if (!sums) {
+            *converged = certified_each(q->sig, q->rho, L, k, q->b, tol, &inf->max_rel_err);
+            continue;
+        }
+        /* sums: certified on the Krylov space's own information, then once more with
+         * ν̂, W on the complement of the basis (μ ≥ ν̂² in the bound) */
+        if (!certified_sums(q->sig, q->rho, L, k, *nu, tol, &inf->max_rel_err)) continue;
+        if ((st = kry_outside(q, inf, nu))) return st;
+        *converged = certified_sums(q->sig, q->rho, L, k, *nu, tol, &inf->max_rel_err);
+    }
+    return LK_OK;
+}
+
 lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
                    double *U, double *S, double *V, topk_info *info)
 {
@@ -203,6 +497,8 @@ lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
     int p = imin(m, n);
     if (m <= 0 || n <= 0 || k <= 0 || k > p)
         return lk_fail(LK_ERR_ARG, "top-k svd: k = %d must be in 1..min(%d, %d)", k, m, n);
+    if (o.certify == TOPK_CERTIFY_SUMS && (U || V))
+        return lk_fail(LK_ERR_ARG, "top-k svd: certifying sums gives no singular vectors (certify each value)");
     /* Small blocks need a smaller basis (Krylov degree matters more than width);
      * 16 columns still keep sgemm near compute-bound on a 4096² W. */
     int b = o.block > 0 ? o.block : imax(16, imin(k / 4, 64));
@@ -214,150 +510,31 @@ lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
      * a spectrum that needs more (flat, noise-like) costs about as much as the
      * dense SVD, which is then the fallback. */
     int Lmax = imin(p / 2, imax(16 * k, 1024)) / b * b;
-    if (p <= dense_below || Lmax < k + b) {
-        lk_status st = dense_topk(W, m, n, k, U, S, V);
-        if (!st && info) { inf.basis = p; *info = inf; }
-        return st;
-    }
-    int ldu = Lmax, ldv = Lmax + b;
+    int converged = 0;
     lk_status st = LK_OK;
-    float *Ub = malloc(sizeof(float) * (size_t)m * ldu);
-    float *Vb = malloc(sizeof(float) * (size_t)n * ldv);
-    int rows = imax(m, n);
-    float *blk = malloc(sizeof(float) * (size_t)rows * b);
-    float *tmp = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
-    float *coef = malloc(sizeof(float) * (size_t)(Lmax + b) * b);
-    float *save = malloc(sizeof(float) * (size_t)rows * b);
-    double *dq = malloc(sizeof(double) * (size_t)rows * b);
-    double *rd = malloc(sizeof(double) * (size_t)b * b), *Sblk = malloc(sizeof(double) * (size_t)b * b);
-    double *Rblk = malloc(sizeof(double) * (size_t)b * b);
-    double *T = calloc((size_t)Lmax * Lmax, sizeof(double));
-    double *Tw = malloc(sizeof(double) * (size_t)Lmax * Lmax);
-    double *X = malloc(sizeof(double) * (size_t)Lmax * Lmax), *Yt = malloc(sizeof(double) * (size_t)Lmax * Lmax);
-    double *sig = malloc(sizeof(double) * (size_t)Lmax), *prev = malloc(sizeof(double) * (size_t)k);
-    double *rho = malloc(sizeof(double) * (size_t)(k + b));
-    double *Y = NULL;
-    if (!Ub || !Vb || !blk || !tmp || !coef || !save || !dq || !rd || !Sblk || !Rblk || !T || !Tw || !X || !Yt || !sig || !prev || !rho) {
-        st = lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory for a %dx%d matrix (basis up to %d)", m, n, Lmax);
-        goto done;
-    }
-    rng_t g;
-    rng_seed(&g, o.seed);
-    orth_ws ws = {tmp, save, dq, rd, &g};
-
-    /* V_1: a random orthonormal block. */
-    for (size_t i = 0; i < (size_t)n * b; i++) blk[i] = (float)rng_normal(&g);
-    if ((st = orth_block(blk, n, b, Vb, ldv, 0, 0.0, Sblk, &ws))) goto done;
-    for (int r = 0; r < n; r++) memcpy(Vb + (size_t)r * ldv, blk + (size_t)r * b, sizeof(float) * b);
-
-    double scale = 0;       /* ≈ ‖W‖₂, the reference for "numerically dependent" */
-    int L = 0, converged = 0, have_prev = 0, next_check = 0;
-    while (!converged) {
-        if (L + b > Lmax) break;
-        int c0 = L;
-        /* P = W·V_j, then against U_1..U_{j-1}. */
-        /* a contiguous copy of V_j: the kernel re-reads it for every 8 rows of W,
-         * and rows ldv apart would cost a TLB miss each */
-        for (int r = 0; r < n; r++) memcpy(save + (size_t)r * b, Vb + (size_t)r * ldv + c0, sizeof(float) * b);
-        mul_nn(m, n, b, 1.0f, W, n, save, b, 0.0f, blk);
-        inf.products++;
-        memset(coef, 0, sizeof(float) * (size_t)c0 * b);
-        reorth(blk, m, b, Ub, ldu, c0, tmp, coef);
-        if (c0 == 0) {   /* the first block sets the scale: ‖W V_1‖ ≤ ‖W‖₂·√b */
-            double fro = 0;
-            for (size_t i = 0; i < (size_t)m * b; i++) fro += (double)blk[i] * blk[i];
-            scale = sqrt(fro / b);
+    if (p > dense_below && Lmax >= k + b) {
+        kry q;
+        double *prev = malloc(sizeof(double) * (size_t)k);
+        if (!prev) return lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory");
+        if ((st = kry_init(&q, W, m, n, b, Lmax, o.seed))) { free(prev); return st; }
+        st = kry_run(&q, k, &o, tol, prev, &inf, &converged);
+        if (!st && converged) {
+            inf.method = 1;
+            inf.basis = q.L;
+            memcpy(S, q.sig, sizeof(double) * k);
+            st = kry_vectors(&q, k, U, V);
         }
-        double delta = 1e-6 * scale;
-        if ((st = orth_block(blk, m, b, Ub, ldu, c0, delta, Rblk, &ws))) goto done;
-        for (int r = 0; r < m; r++) memcpy(Ub + (size_t)r * ldu + c0, blk + (size_t)r * b, sizeof(float) * b);
-        for (int i = 0; i < c0; i++)
-            for (int j = 0; j < b; j++) T[(size_t)i * Lmax + c0 + j] = coef[(size_t)i * b + j];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < b; j++) {
-                T[(size_t)(c0 + i) * Lmax + c0 + j] = Rblk[(size_t)i * b + j];
-                if (fabs(Rblk[(size_t)i * b + j]) > scale) scale = fabs(Rblk[(size_t)i * b + j]);
-            }
-        L = c0 + b;
-        /* Q = Wᵀ·U_j, then against V_1..V_j: the next V block and S_j. */
-        mul_tn(m, n, b, W, n, Ub + c0, ldu, blk);
-        inf.products++;
-        reorth(blk, n, b, Vb, ldv, L, tmp, NULL);
-        if ((st = orth_block(blk, n, b, Vb, ldv, L, delta, Sblk, &ws))) goto done;
-        for (int r = 0; r < n; r++) memcpy(Vb + (size_t)r * ldv + L, blk + (size_t)r * b, sizeof(float) * b);
-
-        /* Rayleigh-Ritz every step while the basis is small, then every ~10 % of
-         * growth, so that the O(L³) projections stay a small part of the cost. */
-        if (L < k || L < next_check) continue;
-        next_check = L < 256 ? L + b : L + imax(b, L / 10);
-        /* Rayleigh-Ritz on T (L×L). Ritz values only rise with L; a full check
-         * (singular vectors of T for the residuals) is paid only once none of the
-         * wanted ones moved by more than tol over the last step. */
-        for (int i = 0; i < L; i++) memcpy(Tw + (size_t)i * L, T + (size_t)i * Lmax, sizeof(double) * L);
-        if ((st = sv_only(Tw, L, sig))) goto done;
-        int settled = have_prev;
-        for (int i = 0; i < k && settled; i++)
-            if (sig[i] - prev[i] > tol * sig[i] + 1e-9 * sig[0]) settled = 0;
-        memcpy(prev, sig, sizeof(double) * k);
-        have_prev = 1;
-        if (!settled) continue;
-        inf.checks++;
-        for (int i = 0; i < L; i++) memcpy(Tw + (size_t)i * L, T + (size_t)i * Lmax, sizeof(double) * L);
-        if ((st = la_svd_f64(Tw, L, L, X, sig, Yt))) goto done;
-        /* residuals of the wanted triplets and of one block beyond (for the gaps) */
-        int kk = imin(L, k + b);
-        for (int i = 0; i < kk; i++) {
-            double res = 0;
-            for (int a = 0; a < b; a++) {
-                double s = 0;
-                for (int c = a; c < b; c++) s += Sblk[(size_t)a * b + c] * X[(size_t)(c0 + c) * L + i];
-                res += s * s;
-            }
-            rho[i] = sqrt(res);
-        }
-        double worst = 0;
-        converged = 1;
-        for (int i = 0; i < k; i++) {
-            /* A true singular value lies within rho_i of sigma_i, and within
-             * rho_i^2 / gap_i when the rest of the spectrum is gap_i away. The gap is
-             * estimated from the other Ritz values: wanted ones widened by their
-             * residuals, the block beyond as they are (as Lanczos codes do; the
-             * accuracy this gives is validated against dense SVDs in the tests). */
-            double gap = INFINITY;
-            for (int j = 0; j < kk; j++)
-                if (j != i) { double g = fabs(sig[i] - sig[j]) - (j < k ? rho[j] : 0); if (g < gap) gap = g; }
-            double err = rho[i];
-            if (gap > 0 && rho[i] * rho[i] / gap < err) err = rho[i] * rho[i] / gap;
-            /* Relative to sigma_i; a floor of 1e-7·sigma_1 (float32 rounding of W·v is
-             * about that large anyway) lets zero singular values of a rank-deficient W converge. */
-            if (err > tol * sig[i] + 1e-7 * sig[0]) converged = 0;
-            double rel = sig[i] > 0 ? rho[i] / sig[i] : (rho[i] > 0 ? INFINITY : 0);
-            if (rel > worst) worst = rel;
-        }
-        inf.max_rel_resid = worst;
+        kry_free(&q);
+        free(prev);
+        if (st) return st;
     }
     if (!converged) {
-        /* Not converged within the basis: the dense SVD is as cheap now. */
-        free(Ub); Ub = NULL; free(Vb); Vb = NULL;
-        st = dense_topk(W, m, n, k, U, S, V);
+        /* small, or not converged within the basis: the dense SVD is as cheap */
         inf.method = 0;
         inf.basis = p;
-        goto done;
+        inf.max_rel_err = 0;
+        if ((st = dense_topk(W, m, n, k, U, S, V))) return st;
     }
-    inf.method = 1;
-    inf.basis = L;
-    memcpy(S, sig, sizeof(double) * k);
-    if (U && (st = ritz_vectors(Ub, ldu, m, L, X, L, k, U))) goto done;
-    if (V) {
-        Y = malloc(sizeof(double) * (size_t)L * k);
-        if (!Y) { st = lk_fail(LK_ERR_NOMEM, "top-k svd: out of memory"); goto done; }
-        for (int i = 0; i < L; i++)
-            for (int j = 0; j < k; j++) Y[(size_t)i * k + j] = Yt[(size_t)j * L + i];
-        if ((st = ritz_vectors(Vb, ldv, n, L, Y, k, k, V))) goto done;
-    }
-done:
-    if (!st && info) *info = inf;
-    free(Ub); free(Vb); free(blk); free(tmp); free(coef); free(save); free(dq); free(rd); free(Sblk);
-    free(Rblk); free(T); free(Tw); free(X); free(Yt); free(sig); free(prev); free(rho); free(Y);
-    return st;
+    if (info) *info = inf;
+    return LK_OK;
 }

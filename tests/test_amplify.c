@@ -5,7 +5,10 @@
  *     ‖ΔW‖_F = |s|·sqrt(Σ w_j²), amplification their ratio;
  *   - random directions: E‖UᵀWV‖²_F = ‖W‖²_F·r²/(d·k);
  *   - ΔW = 0: undefined (NaN + flag), no crash;
- *   - topk_svd on decaying, flat, rank-deficient and zero matrices. */
+ *   - topk_svd on decaying, flat, rank-deficient and zero matrices;
+ *   - topk_svd certifying the sums (Σ_{i≤r} σ_i²)^½ on flat and clustered spectra
+ *     (equal top singular values, no gap at r), Gaussian and i^(−1/2) ones: every
+ *     prefix within the stated tolerance of the dense SVD's, at three tolerances. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -293,6 +296,101 @@ static void test_topk_args(void **state)
     assert_int_equal(topk_svd(W, 4, 3, 0, NULL, NULL, S, NULL, NULL), LK_ERR_ARG);
 }
 
+
+/* Spectra for the certified sums, planted with Haar vectors (p = min(m, n) values):
+ * 0 flat top (σ_1..σ_40 = 1, then a decaying tail: one value repeated more often
+ * than the block size, which Krylov cannot resolve and must detect), 1 a cluster
+ * across r = 8 (σ_1..σ_4 decaying, σ_5..σ_10 = 1: no gap at r = 8), 2 iid Gaussian
+ * entries, 3 σ_i = i^(−1/2). */
+static float *sums_matrix(int m, int n, int kind, uint64_t seed)
+{
+    int p = m < n ? m : n;
+    if (kind == 2) {
+        rng_t g;
+        rng_seed(&g, seed);
+        float *W = malloc(sizeof(float) * (size_t)m * n);
+        rng_fill_normal_f32(&g, W, (size_t)m * n, 1.0f);
+        return W;
+    }
+    double *sig = malloc(sizeof(double) * (size_t)p), *U, *V;
+    for (int i = 0; i < p; i++) {
+        if (kind == 3) sig[i] = 1.0 / sqrt(i + 1.0);
+        else if (kind == 0) sig[i] = i < 40 ? 1.0 : 0.6 * pow(i - 39, -0.3);
+        else sig[i] = i < 4 ? 4.0 - 0.5 * i : i < 10 ? 1.0 : 0.6 * pow(i - 9, -0.3);
+    }
+    float *W = planted(m, n, sig, p, seed, &U, &V);
+    free(sig); free(U); free(V);
+    return W;
+}
+
+static void test_topk_sums_against_dense(void **state)
+{
+    (void)state;
+    /* large enough that a basis of min(m, n)/2 holds the Gaussian's top 24 */
+    int m = 600, n = 520, k = 24;
+    double tols[3] = {1e-2, 1e-4, 1e-6};
+    for (int kind = 0; kind < 4; kind++) {
+        float *W = sums_matrix(m, n, kind, 100 + kind);
+        double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k), *Ve = malloc(sizeof(double) * n * k);
+        assert_int_equal(la_topk_exact(W, m, n, k, Ue, Se, Ve), LK_OK);
+        for (int blk = 0; blk < 2; blk++)
+            for (int t = 0; t < 3; t++) {
+                double S[24];
+                topk_opts o = topk_defaults();
+                o.dense_below = 0;
+                o.block = blk ? 16 : 8;
+                o.certify = TOPK_CERTIFY_SUMS;
+                o.tol = tols[t];
+                topk_info info;
+                if (topk_svd(W, m, n, k, &o, NULL, S, NULL, &info)) fail_msg("%s", lk_errmsg());
+                /* kind 0: the 40-fold value is seen outside the basis; the dense SVD answers */
+                if (kind == 0 && info.method != 0) fail_msg("block %d tol %g: a 40-fold σ_1 was not detected", o.block, tols[t]);
+                if (kind != 0 && info.method != 1)
+                    fail_msg("kind %d block %d tol %g: no Krylov convergence (basis %d)", kind, o.block, tols[t], info.basis);
+                if (!(info.max_rel_err <= tols[t] + 1e-7 * k))
+                    fail_msg("kind %d: stopped with bound %g above tol %g", kind, info.max_rel_err, tols[t]);
+                /* every prefix sum within tol (+ the 1e-7·σ_1 floor and float32 rounding of the
+                 * products, 2e-7 of s_r) of the dense one; the Ritz values never exceed it */
+                double x = 0, y = 0;
+                for (int r = 1; r <= k; r++) {
+                    x += S[r - 1] * S[r - 1];
+                    y += Se[r - 1] * Se[r - 1];
+                    double err = sqrt(y) - sqrt(x);
+                    if (fabs(err) > tols[t] * sqrt(y) + 1e-7 * Se[0] + 2e-7 * sqrt(y))
+                        fail_msg("kind %d block %d tol %g: s_%d %.12g vs dense %.12g (rel %.2e)", kind, o.block, tols[t], r,
+                                 sqrt(x), sqrt(y), err / sqrt(y));
+                    if (err < -2e-7 * sqrt(y)) fail_msg("kind %d: s_%d above the dense value (rel %.2e)", kind, r, err / sqrt(y));
+                }
+            }
+        free(W); free(Ue); free(Se); free(Ve);
+    }
+}
+
+/* Certifying sums gives no vectors; the bound itself on a hand-made case. */
+static void test_topk_sum_bound(void **state)
+{
+    (void)state;
+    float W[4 * 3] = {0};
+    double S[3], U[12];
+    topk_opts o = topk_defaults();
+    o.certify = TOPK_CERTIFY_SUMS;
+    assert_int_equal(topk_svd(W, 4, 3, 2, &o, U, S, NULL, NULL), LK_ERR_ARG);
+    /* exact Ritz values (ρ = 0): no error */
+    double sig[4] = {3, 2, 1, 0.5}, rho[4] = {0, 0, 0, 0};
+    assert_true(topk_sum_bound(sig, rho, 4, 2, 0) == 0);
+    /* first order only (r = L): (‖θ‖ + ‖ρ‖)² − ‖θ‖² */
+    double rho1[2] = {0.3, 0.4}, sig1[2] = {3, 4};
+    assert_rel(topk_sum_bound(sig1, rho1, 2, 2, 0), (5 + 0.5) * (5 + 0.5) - 25, 1e-12, "first-order bound");
+    /* quadratic, split at r' = 2: Σ θ_i² ρ_i² / (θ_2² − (θ_3 + ρ_3)²) */
+    double rho2[4] = {1e-3, 2e-3, 1e-3, 1e-3};
+    double q = (9 * 1e-6 + 4 * 4e-6) / (4 - (1 + 1e-3) * (1 + 1e-3));
+    assert_rel(topk_sum_bound(sig, rho2, 4, 2, 0), q, 1e-9, "quadratic bound");
+    /* W outside the basis above θ_3 (ν = 1.5): only r' = 2 is left, with μ = ν² */
+    assert_rel(topk_sum_bound(sig, rho2, 4, 2, 1.5), (9 * 1e-6 + 4 * 4e-6) / (4 - 2.25), 1e-9, "bound with ν");
+    /* ν above θ_r: nothing is certified (a value may have been missed) */
+    assert_true(isinf(topk_sum_bound(sig, rho2, 4, 2, 2.5)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +400,8 @@ int main(void)
         cmocka_unit_test(test_random_expectation),
         cmocka_unit_test(test_topk_against_dense),
         cmocka_unit_test(test_topk_args),
+        cmocka_unit_test(test_topk_sums_against_dense),
+        cmocka_unit_test(test_topk_sum_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
