@@ -3,6 +3,7 @@
 #include "adapter.h"
 #include "args.h"
 #include "h5io.h"
+#include "linalg.h"
 #include "rng.h"
 #include <cblas.h>
 #include <errno.h>
@@ -76,8 +77,8 @@ static double sigma_j(const ctx *c, int t, int j)
     return e * 12.0 * pow(j + 1, -0.6);
 }
 
-/* W [out, in] of (l, t); G1 [out, R], G2 [in, R] scratch. */
-static void gen_w(const ctx *c, int l, int t, float *W, float *G1, float *G2)
+/* Power law: W [out, in] of (l, t); G1 [out, R], G2 [in, R] scratch. */
+static void gen_w_powerlaw(const ctx *c, int l, int t, float *W, float *G1, float *G2)
 {
     int out = t_out(c, t), in = t_in(c, t), R = t_rank(c, t);
     rng_t g;
@@ -88,6 +89,123 @@ static void gen_w(const ctx *c, int l, int t, float *W, float *G1, float *G2)
     for (int i = 0; i < out; i++)
         for (int j = 0; j < R; j++) G1[(size_t)i * R + j] *= (float)sigma_j(c, t, j);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, in, R, 1.0f, G1, R, G2, R, 1.0f, W, in);
+}
+
+/* ---- random orthogonal transforms for the heavy-tailed kind ---- */
+
+/* x (n, a power of two) ← H·x / √n, H the Walsh-Hadamard matrix (orthogonal). */
+static void fwht(double *x, int n)
+{
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) { double a = x[j], b = x[j + h]; x[j] = a + b; x[j + h] = a - b; }
+    double s = 1.0 / sqrt(n);
+    for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+/* A random orthogonal n×n Q, applied to vectors: for n a power of two, three
+ * rounds of random signs, a random permutation and a Hadamard transform
+ * (Q = H·P₃·D₃·H·P₂·D₂·H·P₁·D₁, O(n log n) per vector, entries spread like a
+ * Haar matrix's); otherwise a Haar matrix (QR of a Gaussian one) held densely. */
+typedef struct {
+    int n, fast;
+    signed char *sign;       /* 3n */
+    int *perm;               /* 3n */
+    double *Q, *tmp;         /* dense n×n (not fast); tmp n */
+} orth_map;
+
+static void orth_free(orth_map *q) { free(q->sign); free(q->perm); free(q->Q); free(q->tmp); memset(q, 0, sizeof *q); }
+
+static lk_status orth_init(orth_map *q, int n, uint64_t seed)
+{
+    memset(q, 0, sizeof *q);
+    q->n = n;
+    q->fast = (n & (n - 1)) == 0;
+    q->tmp = malloc(sizeof(double) * (size_t)n);
+    if (!q->tmp) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    if (!q->fast) {
+        if (!(q->Q = malloc(sizeof(double) * (size_t)n * n))) { orth_free(q); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+        lk_status st = la_random_orthonormal(q->Q, n, n, seed);
+        if (st) orth_free(q);
+        return st;
+    }
+    q->sign = malloc((size_t)3 * n);
+    q->perm = malloc(sizeof(int) * (size_t)3 * n);
+    if (!q->sign || !q->perm) { orth_free(q); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+    rng_t g;
+    rng_seed(&g, seed);
+    for (int r = 0; r < 3; r++) {
+        int *p = q->perm + (size_t)r * n;
+        for (int i = 0; i < n; i++) { p[i] = i; q->sign[(size_t)r * n + i] = (rng_u64(&g) >> 63) ? 1 : -1; }
+        for (int i = n - 1; i > 0; i--) { int j = (int)rng_below(&g, (uint64_t)i + 1), t = p[i]; p[i] = p[j]; p[j] = t; }
+    }
+    return LK_OK;
+}
+
+/* x ← Q·x */
+static void orth_apply(orth_map *q, double *x)
+{
+    int n = q->n;
+    if (!q->fast) {
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, q->Q, n, x, 1, 0.0, q->tmp, 1);
+        memcpy(x, q->tmp, sizeof(double) * (size_t)n);
+        return;
+    }
+    for (int r = 0; r < 3; r++) {
+        const int *p = q->perm + (size_t)r * n;
+        const signed char *sg = q->sign + (size_t)r * n;
+        for (int i = 0; i < n; i++) q->tmp[i] = sg[p[i]] * x[p[i]];
+        memcpy(x, q->tmp, sizeof(double) * (size_t)n);
+        fwht(x, n);
+    }
+}
+
+/* Heavy-tailed: W = Q1·diag(σ)·Q2ᵀ with σ_i = c·i^(−1/2), i = 1..min(out, in), c such
+ * that ‖W‖_F = 0.02·√(out·in) (the Gaussian kind's), Q1, Q2 random orthogonal. Row i
+ * of diag(σ)·Q2ᵀ is σ_i·(Q2 e_i)ᵀ; Q1 then acts on the columns. */
+static lk_status gen_w_heavy(const ctx *c, int l, int t, float *W)
+{
+    int out = t_out(c, t), in = t_in(c, t), p = out < in ? out : in;
+    double h = 0;
+    for (int i = 1; i <= p; i++) h += 1.0 / i;
+    double cs = 0.02 * sqrt((double)out * in / h);
+    orth_map q1, q2;
+    lk_status st = orth_init(&q2, in, mix(c->o.seed, (uint64_t)l, 700 + t));
+    if (st) return st;
+    if ((st = orth_init(&q1, out, mix(c->o.seed, (uint64_t)l, 800 + t)))) { orth_free(&q2); return st; }
+    int nmax = out > in ? out : in;
+    double *x = malloc(sizeof(double) * (size_t)nmax);
+    if (!x) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < out && !st; i++) {
+        if (i >= p) { memset(W + (size_t)i * in, 0, sizeof(float) * (size_t)in); continue; }
+        memset(x, 0, sizeof(double) * (size_t)in);
+        x[i] = cs / sqrt(i + 1.0);
+        orth_apply(&q2, x);
+        for (int j = 0; j < in; j++) W[(size_t)i * in + j] = (float)x[j];
+    }
+    for (int j = 0; j < in && !st; j++) {
+        for (int i = 0; i < out; i++) x[i] = W[(size_t)i * in + j];
+        orth_apply(&q1, x);
+        for (int i = 0; i < out; i++) W[(size_t)i * in + j] = (float)x[i];
+    }
+    free(x);
+    orth_free(&q1);
+    orth_free(&q2);
+    return st;
+}
+
+/* W [out, in] of (l, t) for the chosen kind; G1 [out, R], G2 [in, R] scratch. */
+static lk_status gen_w(const ctx *c, int l, int t, float *W, float *G1, float *G2)
+{
+    if (c->o.kind == SYNTH_GAUSSIAN) {
+        rng_t g;
+        rng_seed(&g, mix(c->o.seed, (uint64_t)l, 600 + t));
+        rng_fill_normal_f32(&g, W, (size_t)t_out(c, t) * t_in(c, t), 0.02f);
+        return LK_OK;
+    }
+    if (c->o.kind == SYNTH_HEAVY) return gen_w_heavy(c, l, t, W);
+    gen_w_powerlaw(c, l, t, W, G1, G2);
+    return LK_OK;
 }
 
 static double colnorm(const float *X, int rows, int ld, int j)
@@ -133,7 +251,8 @@ static void gen_b(const ctx *c, int l, int t, int r, float *B, float *G1)
     double w2 = 0, sig2 = 0;
     for (int j = 0; j < r; j++) w2 += 1.0 / (1 + j);
     for (int j = 0; j < R; j++) sig2 += sigma_j(c, t, j) * sigma_j(c, t, j);
-    double normW = sqrt(0.02 * 0.02 * out * (double)in + sig2);
+    /* ‖W‖_F: the power law's signal over its noise bulk, or the other kinds' 0.02·√(out·in) */
+    double normW = sqrt(0.02 * 0.02 * out * (double)in + (c->o.kind == SYNTH_POWERLAW ? sig2 : 0));
     double s = c->o.alpha / r;
     double scale = 0.08 * normW / (s * sqrt(w2));
     for (int j = 0; j < r; j++) {
@@ -173,8 +292,8 @@ static lk_status write_llama_shard(const ctx *c, const char *path, int l0, int l
     for (int l = l0; l < l1 && !st; l++) {
         for (int t = 0; t < 6 && !st; t++) {
             if (!c->use[t]) continue;
-            gen_w(c, l, t, W, G1, G2);
-            st = st_writer_write(w, W, (size_t)t_out(c, t) * t_in(c, t));
+            st = gen_w(c, l, t, W, G1, G2);
+            if (!st) st = st_writer_write(w, W, (size_t)t_out(c, t) * t_in(c, t));
         }
         if (c->o.progress && !st) fprintf(c->o.progress, "synth: %s layer %d/%d\n", path, l + 1, c->o.n_layer);
     }
@@ -249,14 +368,14 @@ static lk_status write_gpt2(const ctx *c, const char *dir, float *W, float *G1, 
             if (t == 2 ? !qkv : !c->use[t]) continue;
             if (t == 2) {           /* Conv1D [d, 3d]: row i = (Wq[:, i], Wk[:, i], Wv[:, i]) */
                 for (int q = 0; q < 3; q++) {
-                    gen_w(c, l, q, W, G1, G2);
+                    if ((st = gen_w(c, l, q, W, G1, G2))) break;
                     for (int o = 0; o < d; o++)
                         for (int i = 0; i < d; i++) T[(size_t)i * 3 * d + (size_t)q * d + o] = W[(size_t)o * d + i];
                 }
-                st = st_writer_write(w, T, (size_t)d * 3 * d);
+                if (!st) st = st_writer_write(w, T, (size_t)d * 3 * d);
             } else {
                 int out = t_out(c, t), in = t_in(c, t);
-                gen_w(c, l, t, W, G1, G2);
+                if ((st = gen_w(c, l, t, W, G1, G2))) break;
                 for (int o = 0; o < out; o++)
                     for (int i = 0; i < in; i++) T[(size_t)i * out + o] = W[(size_t)o * in + i];
                 st = st_writer_write(w, T, (size_t)out * in);
@@ -285,7 +404,7 @@ static lk_status write_ours(const ctx *c, const char *dir, float *W, float *G1, 
     for (int l = 0; l < c->o.n_layer && !st; l++)
         for (int t = 0; t < 6 && !st; t++) {
             if (!c->use[t]) continue;
-            gen_w(c, l, t, W, G1, G2);
+            if ((st = gen_w(c, l, t, W, G1, G2))) break;
             char name[64];
             snprintf(name, sizeof name, "layers/%d/%s", l, ds[t]);
             size_t dims[2] = {(size_t)t_out(c, t), (size_t)t_in(c, t)};
@@ -395,6 +514,8 @@ lk_status synth_write(const synth_opts *o, const char *dir)
     c.dff = o->dff > 0 ? o->dff : 4 * o->d;
     int kind = !strcmp(o->layout, "llama") ? 0 : !strcmp(o->layout, "gpt2") ? 1 : !strcmp(o->layout, "ours") ? 2 : -1;
     if (kind < 0) return lk_fail(LK_ERR_ARG, "layout '%s': expected llama, gpt2 or ours", o->layout);
+    if (o->kind != SYNTH_POWERLAW && o->kind != SYNTH_GAUSSIAN && o->kind != SYNTH_HEAVY)
+        return lk_fail(LK_ERR_ARG, "weight kind %d: expected power law, Gaussian or heavy-tailed", o->kind);
     if (o->n_layer < 1 || o->d < 4 || o->d > 65536 || c.dff < 4 || c.dff > 262144)
         return lk_fail(LK_ERR_ARG, "sizes: layers %d, d %d, d_ff %d out of range", o->n_layer, o->d, c.dff);
     const char *it;

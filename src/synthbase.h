@@ -8,6 +8,13 @@
  * bulk of entry sd 0.02 (bulk edge e ≈ 0.02·(√out + √in)), which gives a spectrum
  * decaying like that of trained weights, built with one sgemm (no SVD). Targets
  * with the same input size in a layer share G2 (they read the same hidden state).
+ * Two harder kinds for top-k SVD benchmarks (kind):
+ *   SYNTH_GAUSSIAN  iid N(0, 0.02²) entries: the top singular values are packed at the
+ *                   spectrum's edge (≈ 0.02·(√out + √in)), no gaps.
+ *   SYNTH_HEAVY     W = Q1·diag(σ)·Q2ᵀ, σ_i = c·i^(−1/2) (i = 1..min(out, in)), c such
+ *                   that ‖W‖_F = 0.02·√(out·in), Q1, Q2 random orthogonal (three rounds
+ *                   of random signs, permutation and Hadamard transform for power-of-two
+ *                   sizes, else Haar): a slowly decaying spectrum with random vectors.
  *
  * Adapters (one per rank): A [r, in] and B [out, r] mix W's weaker signal
  * directions (spread over j = R/4 .. R-1) weakly (0.3) with random ones, so ΔW
@@ -32,10 +39,13 @@
 #include "safetensors.h"
 #include "status.h"
 
+enum { SYNTH_POWERLAW = 0, SYNTH_GAUSSIAN = 1, SYNTH_HEAVY = 2 };
+
 typedef struct {
     const char *layout;     /* "llama", "gpt2" or "ours" */
     int n_layer, d, dff;    /* dff 0 = 4·d */
     st_dtype dtype;         /* of the base (safetensors layouts); adapters are F32 */
+    int kind;               /* SYNTH_POWERLAW (default), SYNTH_GAUSSIAN, SYNTH_HEAVY: the base weights */
     const char *targets;    /* "q,v" */
     const int *ranks;       /* adapters to write; may be 0 of them */
     int n_ranks;

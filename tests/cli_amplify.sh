@@ -175,7 +175,31 @@ cmp -s ou/base.h5 keepbase.h5 || fail "-o naming the base changed it"
 echo "ok: -o naming an input is refused"
 echo "ok: RESULTS.h5:RUN_ID"
 
-# 7. bad input
+# 7. the harder base kinds: iid Gaussian weights (flat top spectrum) and σ_i ∝ i^(-1/2)
+#    with random singular vectors; every number against NumPy (W's top 16 by Krylov
+#    with certified sums at d = 256, or the dense fallback)
+mk --layout llama --dtype f32 --kind gaussian --layers 1 --d 256 --targets q,v --ranks 4,16 --seed 6 ga
+mk --layout llama --dtype f32 --kind heavy --layers 1 --d 256 --targets q,v --ranks 4,16 --seed 7 hv
+"$AMP" -q --base ga/base -o ga.h5 ga/adapter_r4 ga/adapter_r16 || fail "gaussian kind"
+"$AMP" -q --base hv/base -o hv.h5 hv/adapter_r4 hv/adapter_r16 || fail "heavy kind"
+check ga.h5 ga/base ga/adapter_r4 ga/adapter_r16
+check hv.h5 hv/base hv/adapter_r4 hv/adapter_r16
+SCRIPTS="$(dirname "$CHECK")/../scripts" "$PY" - <<'EOF' || fail "base kinds: spectra"
+import os, sys, numpy as np
+sys.path.insert(0, os.environ["SCRIPTS"])
+from amplify_numpy import Base
+g, h = Base("ga/base").W(0, "q_proj").astype(np.float64), Base("hv/base").W(0, "v_proj").astype(np.float64)
+assert abs(g.std() - 0.02) < 0.001 and abs(g.mean()) < 0.001, (g.std(), g.mean())
+s, i = np.linalg.svd(h, compute_uv=False), np.arange(1, 257)
+c = 0.02 * np.sqrt(256 * 256 / np.sum(1 / i))
+assert np.max(np.abs(s - c / np.sqrt(i)) / s) < 1e-5, "heavy kind: σ_i = c·i^(-1/2)"
+print("base kinds: Gaussian sd 0.02, heavy σ_i = c·i^(-1/2)")
+EOF
+"$MK" -q --kind nope x 2>err.txt && fail "--kind nope accepted"
+grep -q "kind 'nope'" err.txt || fail "--kind message"
+echo "ok: Gaussian and heavy-tailed base kinds"
+
+# 8. bad input
 mk --layout llama --dtype f32 --layers 3 --d 32 --targets q,v --ranks 4 --seed 3 small
 mk --layout llama --dtype f32 --layers 2 --d 48 --targets q,v --ranks 4 --seed 3 two
 mk --layout llama --dtype f32 --layers 3 --d 48 --targets q --seed 3 qonly

@@ -16,15 +16,17 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: lora-mkbase [options] DIR\n"
         "\n"
-        "Synthetic base weights (low-rank power-law signal + noise: a spectrum that decays\n"
-        "like a trained model's) and LoRA adapters; the same --seed gives the same matrices\n"
-        "in every layout.\n"
+        "Synthetic base weights (see --kind) and LoRA adapters; the same --seed gives the\n"
+        "same matrices in every layout.\n"
         "  --layout L       llama (DIR/base/ model.safetensors + PEFT DIR/adapter_r{r}/),\n"
         "                   gpt2 (Conv1D, fused c_attn; PEFT adapters), or ours\n"
         "                   (DIR/base.h5, DIR/adapter_r{r}.h5). Default llama\n"
         "  --layers N       default 2\n"
         "  --d D            hidden size (default 64); --d-ff F (default 4·D)\n"
         "  --dtype T        bf16 (default), f16 or f32 for the base\n"
+        "  --kind K         base weights: powerlaw (default: rank-128 power-law signal over\n"
+        "                   a noise bulk), gaussian (iid N(0, 0.02^2): flat top spectrum) or\n"
+        "                   heavy (singular values ~ i^-0.5, random singular vectors)\n"
         "  --targets LIST   of q,k,v,o,fc,proj (default q,v; gpt2 writes c_attn = q,k,v)\n"
         "  --ranks LIST     adapters to write, e.g. 8,64 (default none)\n"
         "  --alpha A        lora_alpha, s = alpha / r (default 16)\n"
@@ -44,13 +46,14 @@ static int parse_long(const char *s, const char *opt, long min, long max, long *
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
-    enum { O_LAYOUT = 256, O_LAYERS, O_D, O_DFF, O_DTYPE, O_TARGETS, O_RANKS, O_ALPHA, O_SHARDS, O_SEED };
+    enum { O_LAYOUT = 256, O_LAYERS, O_D, O_DFF, O_DTYPE, O_TARGETS, O_RANKS, O_ALPHA, O_SHARDS, O_SEED, O_KIND };
     static const struct option longopts[] = {
         {"layout", required_argument, 0, O_LAYOUT}, {"layers", required_argument, 0, O_LAYERS},
         {"d", required_argument, 0, O_D},           {"d-ff", required_argument, 0, O_DFF},
         {"dtype", required_argument, 0, O_DTYPE},   {"targets", required_argument, 0, O_TARGETS},
         {"ranks", required_argument, 0, O_RANKS},   {"alpha", required_argument, 0, O_ALPHA},
         {"shards", required_argument, 0, O_SHARDS}, {"seed", required_argument, 0, O_SEED},
+        {"kind", required_argument, 0, O_KIND},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     synth_opts o = synth_defaults();
     o.progress = stderr;
@@ -67,6 +70,12 @@ int main(int argc, char **argv)
             else if (!strcmp(optarg, "f16")) o.dtype = ST_F16;
             else if (!strcmp(optarg, "f32")) o.dtype = ST_F32;
             else { fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg); return 1; }
+            break;
+        case O_KIND:
+            if (!strcmp(optarg, "powerlaw")) o.kind = SYNTH_POWERLAW;
+            else if (!strcmp(optarg, "gaussian")) o.kind = SYNTH_GAUSSIAN;
+            else if (!strcmp(optarg, "heavy")) o.kind = SYNTH_HEAVY;
+            else { fprintf(stderr, "lora-mkbase: --kind '%s': expected powerlaw, gaussian or heavy\n", optarg); return 1; }
             break;
         case O_TARGETS: o.targets = optarg; break;
         case O_RANKS:
