@@ -104,6 +104,12 @@ static lk_status random_for(amp_random *rnd, int d, int k, int r, const rnd_shap
     return LK_OK;
 }
 
+lk_status amp_random_prepare(amp_random *rnd, int d, int k, int r)
+{
+    const rnd_shape *x;
+    return random_for(rnd, d, k, r, &x);
+}
+
 /* ‖Uᵀ M‖_F for U [n, r] (ld ldu) and M [n, r] (ld ldm), float, accumulated in double. */
 static double proj_norm_f32(const float *U, int ldu, const float *M, int ldm, int n, int r, float *tmp)
 {

@@ -69,6 +69,9 @@ void amp_base_free(amp_base *ab);
 amp_random *amp_random_new(int K, uint64_t seed);
 void amp_random_free(amp_random *rnd);
 int amp_random_draws(const amp_random *rnd);
+/* Draws the directions of shape (d, k, r) now, if not yet: after every shape in use
+ * is drawn, amp_module only reads rnd, so threads may share it. */
+lk_status amp_random_prepare(amp_random *rnd, int d, int k, int r);
 
 /* All quantities above for ΔW = s·B·A, B [d, r], A [r, k], against ab (rank ≤ ab->kmax). */
 lk_status amp_module(const amp_base *ab, const float *B, const float *A, int rank, double s,

@@ -5,7 +5,9 @@
 #include "notes.h"
 #include "peft.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -78,6 +80,235 @@ static lk_status dense_check(amp_entry *e, const float *W, int na)
     return st;
 }
 
+/* Loads every adapter (fused GPT-2 c_attn split into q/k/v) and records its source. */
+static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_adapter *ads)
+{
+    int na = opt->n_adapters;
+    an->n_adapters = na;
+    an->source = calloc((size_t)na, sizeof *an->source);
+    an->max_rank = calloc((size_t)na, sizeof *an->max_rank);
+    if (!an->source || !an->max_rank) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    for (int a = 0; a < na; a++) {
+        snprintf(an->source[a], sizeof an->source[a], "%s", opt->adapters[a]);
+        lk_status st = adapter_load(&ads[a], opt->adapters[a]);
+        if (st) return st;
+        if (has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
+            return lk_fail_context(st, "adapter %s", opt->adapters[a]);
+    }
+    return LK_OK;
+}
+
+/* Maps adapter a's selected modules to base matrices: where[j] = base index or -1;
+ * entry_of[bi] = 0 marks a matrix in use. Every module must fit the base (checked
+ * for all before any work); an adapter zero in every selected module is an error. */
+static lk_status map_adapter(amp_analysis *an, const amp_run_opts *opt, const lora_adapter *ad, int a,
+                             const basew *b, int *where, int *entry_of)
+{
+    size_t nsel = 0, nzero = 0;
+    for (size_t j = 0; j < ad->n; j++) {
+        const lora_module *m = &ad->mods[j];
+        where[j] = -1;
+        if (!selected(opt, m)) continue;
+        const basew_matrix *bm;
+        lk_status st = basew_lookup(b, m->layer, m->target, &bm);
+        if (st) return lk_fail_context(st, "adapter %s does not fit base %s", ad->source, opt->base);
+        if (bm->out != m->out || bm->in != m->in)
+            return lk_fail(LK_ERR_SHAPE, "adapter %s does not fit base %s: layer %d target %s has ΔW [out %d, in %d] but %s is W [out %d, in %d]",
+                           ad->source, opt->base, m->layer, m->target, m->out, m->in, bm->tensor, bm->out, bm->in);
+        int bi = (int)(bm - basew_at(b, 0));
+        for (size_t j2 = 0; j2 < j; j2++)
+            if (where[j2] == bi)
+                return lk_fail(LK_ERR_FORMAT, "adapter %s: modules %s and %s of layer %d both map to %s of base %s",
+                               ad->source, ad->mods[j2].target, m->target, m->layer, bm->tensor, opt->base);
+        where[j] = bi;
+        entry_of[bi] = 0;
+        nsel++;
+        nzero += la_all_zero_f32(m->B, (size_t)m->out * m->rank) || la_all_zero_f32(m->A, (size_t)m->rank * m->in);
+        if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
+    }
+    if (!nsel)
+        return lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", ad->source,
+                       opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+    if (nzero == nsel)
+        return lk_fail(LK_ERR_NUMERIC, "adapter %s: ΔW = 0 (B = 0: untrained) in every one of its %zu selected modules: nothing to analyse",
+                       ad->source, nsel);
+    return LK_OK;
+}
+
+/* The entries, in the base's order (entry_of[bi] becomes the entry index); the first
+ * adapter naming a matrix gives the target name; kmax = the largest rank there. */
+static lk_status make_entries(amp_analysis *an, const lora_adapter *ads, int *const *where, const basew *b,
+                              int *entry_of, size_t *wmax)
+{
+    size_t nb = basew_count(b);
+    int na = an->n_adapters;
+    for (size_t i = 0; i < nb; i++) if (entry_of[i] == 0) entry_of[i] = (int)an->n++;
+    an->e = calloc(an->n, sizeof *an->e);
+    if (!an->e) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    *wmax = 0;
+    for (size_t i = 0; i < nb; i++) {
+        if (entry_of[i] < 0) continue;
+        amp_entry *e = &an->e[entry_of[i]];
+        const basew_matrix *bm = basew_at(b, i);
+        e->layer = bm->layer;
+        e->out = bm->out;
+        e->in = bm->in;
+        if ((size_t)bm->out * bm->in > *wmax) *wmax = (size_t)bm->out * bm->in;
+        if (!(e->res = calloc((size_t)na, sizeof *e->res))) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    }
+    for (int a = 0; a < na; a++)
+        for (size_t j = 0; j < ads[a].n; j++) {
+            if (where[a][j] < 0) continue;
+            amp_entry *e = &an->e[entry_of[where[a][j]]];
+            if (!e->target[0]) snprintf(e->target, sizeof e->target, "%s", ads[a].mods[j].target);
+            if (ads[a].mods[j].rank > e->kmax) e->kmax = ads[a].mods[j].rank;
+        }
+    return LK_OK;
+}
+
+/* Shared by the workers: everything read-only except under the lock (the base
+ * reader, HDF5 being serial, the progress count and stream) and `next`. */
+typedef struct {
+    amp_analysis *an;
+    const amp_run_opts *opt;
+    const lora_adapter *ads;
+    int *const *where;
+    const int *entry_of;
+    basew *b;
+    amp_random *rnd;           /* every shape drawn before the workers start */
+    size_t wmax, nb, next, done_n;
+    pthread_mutex_t lock;
+    lk_status st;              /* the first failure, its message in msg */
+    char msg[1024];
+} amp_pool;
+
+/* The module of adapter a on base matrix bi, or NULL (the mapping allows one at most). */
+static const lora_module *module_on(const amp_pool *p, int a, size_t bi)
+{
+    for (size_t j = 0; j < p->ads[a].n; j++)
+        if (p->where[a][j] == (int)bi) return &p->ads[a].mods[j];
+    return NULL;
+}
+
+static void progress_line(amp_pool *p, const amp_entry *e)
+{
+    FILE *f = p->opt->progress;
+    fprintf(f, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s",
+            ++p->done_n, p->an->n, e->layer, e->target, e->out, e->in, e->seconds_read, e->kmax, e->seconds_topk,
+            e->info.method ? "Krylov" : "dense", e->info.basis, p->an->n_adapters, e->seconds_modules);
+    if (e->dense_checked)
+        fprintf(f, "; dense SVD %.1f s: max rel err σ %.1e, proj_W %.1e", e->seconds_dense, e->dense_err_sigma, e->dense_err_proj);
+    fputc('\n', f);
+}
+
+/* Base matrix bi: read W, its top singular values, every adapter's module on it,
+ * the dense check for the first check_dense entries (in the base's order). */
+static lk_status analyse_matrix(amp_pool *p, size_t bi, float *W)
+{
+    const amp_run_opts *opt = p->opt;
+    amp_entry *e = &p->an->e[p->entry_of[bi]];
+    const basew_matrix *bm = basew_at(p->b, bi);
+    double ta = now();
+    pthread_mutex_lock(&p->lock);
+    lk_status st = basew_load(p->b, bm, W);
+    pthread_mutex_unlock(&p->lock);
+    if (st) return st;
+    double tb = now();
+    amp_base ab;
+    if ((st = amp_base_prepare(&ab, W, bm->out, bm->in, e->kmax, &opt->topk)))
+        return lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
+    double tc = now();
+    e->norm_W = ab.norm_W;
+    e->info = ab.info;
+    e->sigma = ab.sigma;          /* the entry owns them now (no amp_base_free) */
+    for (int a = 0; a < p->an->n_adapters; a++) {
+        const lora_module *m = module_on(p, a, bi);
+        if (m && (st = amp_module(&ab, m->B, m->A, m->rank, m->scaling, p->rnd, &e->res[a])))
+            return lk_fail_context(st, "adapter %s layer %d target %s", p->ads[a].source, m->layer, m->target);
+    }
+    double td = now();
+    if (p->entry_of[bi] < opt->check_dense && (st = dense_check(e, W, p->an->n_adapters)))
+        return lk_fail_context(st, "%s: %s: dense check", opt->base, bm->tensor);
+    e->seconds_read = tb - ta;
+    e->seconds_topk = tc - tb;
+    e->seconds_modules = td - tc;
+    if (opt->progress) {
+        pthread_mutex_lock(&p->lock);
+        progress_line(p, e);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return LK_OK;
+}
+
+/* Takes the next base matrix in use until none is left or one failed. */
+static void *amp_worker(void *arg)
+{
+    amp_pool *p = arg;
+    float *W = malloc(sizeof(float) * p->wmax);
+    for (;;) {
+        size_t bi = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (bi >= p->nb || __atomic_load_n(&p->st, __ATOMIC_RELAXED)) break;
+        if (p->entry_of[bi] < 0) continue;
+        lk_status st = W ? analyse_matrix(p, bi, W) : lk_fail(LK_ERR_NOMEM, "out of memory for a %zu-element weight matrix", p->wmax);
+        if (st) {
+            pthread_mutex_lock(&p->lock);
+            if (!p->st) { p->st = st; snprintf(p->msg, sizeof p->msg, "%s", lk_errmsg()); }
+            pthread_mutex_unlock(&p->lock);
+            break;
+        }
+    }
+    free(W);
+    return NULL;
+}
+
+/* Runs the matrices on opt->jobs threads (each with its own W; OpenBLAS at one
+ * thread meanwhile, so that the jobs own the cores). */
+static lk_status run_matrices(amp_pool *p)
+{
+    int T = p->opt->jobs > 1 ? p->opt->jobs : 1;
+    if ((size_t)T > p->an->n) T = (int)p->an->n;
+    if (T > 64) T = 64;
+    pthread_mutex_init(&p->lock, NULL);
+    int blas_threads = openblas_get_num_threads();
+    if (T > 1) openblas_set_num_threads(1);
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < T; t++, started++)
+        if (pthread_create(&tid[started], NULL, amp_worker, p) != 0) break;   /* fewer threads is fine */
+    amp_worker(p);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    if (T > 1) openblas_set_num_threads(blas_threads);
+    pthread_mutex_destroy(&p->lock);
+    return p->st ? lk_fail(p->st, "%s", p->msg) : LK_OK;
+}
+
+/* The random directions of every (d, k, r) in use, drawn before the workers share them. */
+static lk_status draw_shapes(amp_pool *p)
+{
+    for (size_t bi = 0; bi < p->nb; bi++) {
+        if (p->entry_of[bi] < 0) continue;
+        const basew_matrix *bm = basew_at(p->b, bi);
+        for (int a = 0; a < p->an->n_adapters; a++) {
+            const lora_module *m = module_on(p, a, bi);
+            lk_status st = m ? amp_random_prepare(p->rnd, bm->out, bm->in, m->rank) : LK_OK;
+            if (st) return st;
+        }
+    }
+    return LK_OK;
+}
+
+/* Notes: modules with ΔW = 0. */
+static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads)
+{
+    lk_status st = LK_OK;
+    for (int a = 0; a < an->n_adapters && !st; a++)
+        for (size_t i = 0; i < an->n && !st; i++)
+            if (an->e[i].res[a].rank && an->e[i].res[a].undefined)
+                st = notes_add(&an->notes, &an->n_notes, "adapter %s: layer %d target %s has ΔW = 0 (B = 0: untrained, or never reached by the data): proj_dW and amplification undefined",
+                               ads[a].source, an->e[i].layer, an->e[i].target);
+    return st;
+}
+
 lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
 {
     memset(an, 0, sizeof *an);
@@ -92,21 +323,11 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     lora_adapter *ads = calloc((size_t)na, sizeof *ads);
     int **where = calloc((size_t)na, sizeof *where);   /* module -> base matrix index, -1 if not selected */
     basew *b = NULL;
-    float *W = NULL;
-    amp_random *rnd = NULL;
     int *entry_of = NULL;
+    amp_pool p;
+    memset(&p, 0, sizeof p);
     if (!ads || !where) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    an->n_adapters = na;
-    an->source = calloc((size_t)na, sizeof *an->source);
-    an->max_rank = calloc((size_t)na, sizeof *an->max_rank);
-    if (!an->source || !an->max_rank) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    for (int a = 0; a < na && !st; a++) {
-        snprintf(an->source[a], sizeof an->source[a], "%s", opt->adapters[a]);
-        if ((st = adapter_load(&ads[a], opt->adapters[a]))) break;
-        if (has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
-            st = lk_fail_context(st, "adapter %s", opt->adapters[a]);
-    }
-    if (st) goto done;
+    if ((st = load_adapters(an, opt, ads))) goto done;
     if ((st = basew_open(&b, opt->base))) goto done;
     snprintf(an->base, sizeof an->base, "%s", opt->base);
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
@@ -114,127 +335,19 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     an->K = K;
     an->seed = opt->seed;
 
-    /* Every selected module must fit the base: checked for all before any work. */
     size_t nb = basew_count(b);
     entry_of = malloc(sizeof(int) * (nb ? nb : 1));
     if (!entry_of) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < nb; i++) entry_of[i] = -1;
     for (int a = 0; a < na && !st; a++) {
-        const lora_adapter *ad = &ads[a];
-        where[a] = malloc(sizeof(int) * (ad->n ? ad->n : 1));
-        if (!where[a]) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
-        size_t nsel = 0, nzero = 0;
-        for (size_t j = 0; j < ad->n && !st; j++) {
-            const lora_module *m = &ad->mods[j];
-            where[a][j] = -1;
-            if (!selected(opt, m)) continue;
-            const basew_matrix *bm;
-            if ((st = basew_lookup(b, m->layer, m->target, &bm))) {
-                st = lk_fail_context(st, "adapter %s does not fit base %s", ad->source, opt->base);
-                break;
-            }
-            if (bm->out != m->out || bm->in != m->in) {
-                st = lk_fail(LK_ERR_SHAPE, "adapter %s does not fit base %s: layer %d target %s has ΔW [out %d, in %d] but %s is W [out %d, in %d]",
-                             ad->source, opt->base, m->layer, m->target, m->out, m->in, bm->tensor, bm->out, bm->in);
-                break;
-            }
-            int bi = (int)(bm - basew_at(b, 0));
-            for (size_t j2 = 0; j2 < j; j2++)
-                if (where[a][j2] == bi) {
-                    st = lk_fail(LK_ERR_FORMAT, "adapter %s: modules %s and %s of layer %d both map to %s of base %s",
-                                 ad->source, ad->mods[j2].target, m->target, m->layer, bm->tensor, opt->base);
-                    break;
-                }
-            if (st) break;
-            where[a][j] = bi;
-            entry_of[bi] = 0;
-            nsel++;
-            nzero += la_all_zero_f32(m->B, (size_t)m->out * m->rank) || la_all_zero_f32(m->A, (size_t)m->rank * m->in);
-            if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
-        }
-        if (!st && !nsel)
-            st = lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", ad->source,
-                         opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
-        if (!st && nzero == nsel)
-            st = lk_fail(LK_ERR_NUMERIC, "adapter %s: ΔW = 0 (B = 0: untrained) in every one of its %zu selected modules: nothing to analyse",
-                         ad->source, nsel);
+        if (!(where[a] = malloc(sizeof(int) * (ads[a].n ? ads[a].n : 1)))) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+        else st = map_adapter(an, opt, &ads[a], a, b, where[a], entry_of);
     }
     if (st) goto done;
-
-    /* Entries in the base's order; the first adapter naming a matrix gives the target name. */
-    for (size_t i = 0; i < nb; i++) if (entry_of[i] == 0) entry_of[i] = (int)an->n++;
-    an->e = calloc(an->n, sizeof *an->e);
-    if (!an->e) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    size_t wmax = 0;
-    for (size_t i = 0; i < nb; i++) {
-        if (entry_of[i] < 0) continue;
-        amp_entry *e = &an->e[entry_of[i]];
-        const basew_matrix *bm = basew_at(b, i);
-        e->layer = bm->layer;
-        e->out = bm->out;
-        e->in = bm->in;
-        e->target[0] = 0;
-        if ((size_t)bm->out * bm->in > wmax) wmax = (size_t)bm->out * bm->in;
-        if (!(e->res = calloc((size_t)na, sizeof *e->res))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    }
-    for (int a = 0; a < na; a++)
-        for (size_t j = 0; j < ads[a].n; j++) {
-            if (where[a][j] < 0) continue;
-            amp_entry *e = &an->e[entry_of[where[a][j]]];
-            if (!e->target[0]) snprintf(e->target, sizeof e->target, "%s", ads[a].mods[j].target);
-            if (ads[a].mods[j].rank > e->kmax) e->kmax = ads[a].mods[j].rank;
-        }
-
-    W = malloc(sizeof(float) * wmax);
-    rnd = amp_random_new(K, opt->seed);
-    if (!W || !rnd) { st = lk_fail(LK_ERR_NOMEM, "out of memory for a %zu-element weight matrix", wmax); goto done; }
-    size_t done_n = 0;
-    for (size_t i = 0; i < nb && !st; i++) {
-        if (entry_of[i] < 0) continue;
-        amp_entry *e = &an->e[entry_of[i]];
-        const basew_matrix *bm = basew_at(b, i);
-        double ta = now();
-        if ((st = basew_load(b, bm, W))) break;
-        double tb = now();
-        amp_base ab;
-        if ((st = amp_base_prepare(&ab, W, bm->out, bm->in, e->kmax, &opt->topk))) {
-            st = lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
-            break;
-        }
-        double tc = now();
-        e->norm_W = ab.norm_W;
-        e->info = ab.info;
-        e->sigma = ab.sigma;          /* the entry owns them now (no amp_base_free) */
-        for (int a = 0; a < na && !st; a++)
-            for (size_t j = 0; j < ads[a].n; j++) {
-                if (where[a][j] != (int)i) continue;
-                const lora_module *m = &ads[a].mods[j];
-                if ((st = amp_module(&ab, m->B, m->A, m->rank, m->scaling, rnd, &e->res[a])))
-                    st = lk_fail_context(st, "adapter %s layer %d target %s", ads[a].source, m->layer, m->target);
-                break;
-            }
-        double td = now();
-        if (!st && (int)done_n < opt->check_dense && (st = dense_check(e, W, an->n_adapters)))
-            st = lk_fail_context(st, "%s: %s: dense check", opt->base, bm->tensor);
-        e->seconds_read = tb - ta;
-        e->seconds_topk = tc - tb;
-        e->seconds_modules = td - tc;
-        done_n++;
-        if (opt->progress && !st) {
-            fprintf(opt->progress, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s",
-                    done_n, an->n, e->layer, e->target, e->out, e->in, e->seconds_read, e->kmax, e->seconds_topk,
-                    e->info.method ? "Krylov" : "dense", e->info.basis, na, e->seconds_modules);
-            if (e->dense_checked)
-                fprintf(opt->progress, "; dense SVD %.1f s: max rel err σ %.1e, proj_W %.1e",
-                        e->seconds_dense, e->dense_err_sigma, e->dense_err_proj);
-            fputc('\n', opt->progress);
-        }
-    }
-    for (int a = 0; a < na && !st; a++)
-        for (size_t i = 0; i < an->n && !st; i++)
-            if (an->e[i].res[a].rank && an->e[i].res[a].undefined)
-                st = notes_add(&an->notes, &an->n_notes, "adapter %s: layer %d target %s has ΔW = 0 (B = 0: untrained, or never reached by the data): proj_dW and amplification undefined",
-                               ads[a].source, an->e[i].layer, an->e[i].target);
+    p.an = an; p.opt = opt; p.ads = ads; p.where = where; p.entry_of = entry_of; p.b = b; p.nb = nb;
+    if ((st = make_entries(an, ads, where, b, entry_of, &p.wmax))) goto done;
+    if (!(p.rnd = amp_random_new(K, opt->seed))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
+    if ((st = draw_shapes(&p)) || (st = run_matrices(&p)) || (st = zero_notes(an, ads))) goto done;
     an->seconds_total = now() - t0;
 done:
     if (st) amp_analysis_free(an);
@@ -243,8 +356,7 @@ done:
     free(ads);
     free(where);
     free(entry_of);
-    free(W);
-    amp_random_free(rnd);
+    amp_random_free(p.rnd);
     basew_close(b);
     return st;
 }

@@ -6,7 +6,8 @@
  * matched against the base (basew.h): a layer the base does not have, a target
  * it does not have, or a ΔW whose [out, in] differs from W fails before any
  * computation, naming the adapter, the base file and the tensor. Then the base
- * is streamed one W at a time (in the base's order): its top singular values are
+ * is streamed one W at a time per job (in the base's order; opt.jobs at once, each
+ * on its own thread and W, reads serialised): its top singular values are
  * computed once for the largest rank any adapter has there (amp_base_prepare),
  * and every adapter's module is analysed against it (amp_module).
  * A module whose B (or A) is all zero (untrained, or never reached by the data)
@@ -44,6 +45,8 @@ typedef struct {
     int check_dense;                  /* also run a dense double SVD (LAPACK) on the first N
                                          matrices and record how far topk_svd is from it */
     FILE *progress;                   /* one line per matrix, or NULL */
+    int jobs;                         /* matrices analysed at once (threads, each with its own
+                                         W; OpenBLAS at one thread meanwhile); ≤ 1: one */
 } amp_run_opts;
 
 amp_run_opts amp_run_defaults(void);

@@ -63,6 +63,24 @@ print(f"layouts agree on {n} modules")
 EOF
 echo "ok: Llama-style, GPT-2-style and our layout give the same numbers, all match NumPy"
 
+# 1b. --jobs 2 (two matrices at once, one BLAS thread each): the same numbers
+"$AMP" -q --base ll/base --random-draws 12 --jobs 2 -o j2.h5 ll/adapter_r4 ll/adapter_r16 || fail "--jobs 2"
+"$PY" - <<'EOF' || fail "--jobs 2 differs from --jobs 1"
+import h5py, numpy as np
+a, b = h5py.File("ll.h5"), h5py.File("j2.h5")
+n = 0
+def cmp(name, obj):
+    global n
+    if isinstance(obj, h5py.Dataset):
+        x, y = np.asarray(a[name][()], float), np.asarray(obj[()], float)
+        assert np.allclose(x, y, rtol=1e-6, atol=0, equal_nan=True), (name, x, y)
+        n += 1
+b.visititems(cmp)
+assert n > 50, n
+print(f"--jobs 2: {n} datasets as with one job")
+EOF
+echo "ok: --jobs 2"
+
 # 2. Table 7: printed and written next to OUT (middle layer 1 by default), progress on stderr
 [ -s ll.md ] || fail "no ll.md"
 cmp -s ll.txt ll.md || fail "printed table differs from ll.md"

@@ -37,6 +37,7 @@ static void usage(FILE *f)
         "  --plot DIR           gnuplot data, scripts and PNGs across layers into DIR\n"
         "  --check-dense N      validate: dense double SVD (LAPACK) of the first N matrices,\n"
         "                       report how far the Krylov singular values are from it\n"
+        "  --jobs N             matrices analysed at once, one BLAS thread each (default 1)\n"
         "  -o, --output OUT.h5  results (required)\n"
         "  -q, --quiet          no progress on stderr, no table on stdout\n");
 }
@@ -52,13 +53,13 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
-    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT, O_DENSE };
+    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT, O_DENSE, O_JOBS };
     static const struct option longopts[] = {
         {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"random-draws", required_argument, 0, O_DRAWS},
         {"seed", required_argument, 0, O_SEED},       {"table-layers", required_argument, 0, O_TLAYERS},
         {"table", required_argument, 0, O_TABLE},     {"plot", required_argument, 0, O_PLOT},
-        {"check-dense", required_argument, 0, O_DENSE},
+        {"check-dense", required_argument, 0, O_DENSE}, {"jobs", required_argument, 0, O_JOBS},
         {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     amp_run_opts opt = amp_run_defaults();
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
         case O_TABLE: table = optarg; break;
         case O_PLOT: plot = optarg; break;
         case O_DENSE: if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return 1; opt.check_dense = (int)v; break;
+        case O_JOBS: if (!parse_int(optarg, "--jobs", 1, 64, &v)) return 1; opt.jobs = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
