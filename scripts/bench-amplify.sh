@@ -9,7 +9,9 @@
 # and prints the medians and their ratio.
 #
 #   sh scripts/bench-amplify.sh [DIR] [NUMPY_LAYERS] [ROUNDS]
-#   (defaults: /tmp/lora-amplify-7b, 0, 1; BIN_DIR=bin, THREADS=2)
+#   (defaults: /tmp/lora-amplify-7b, 0, 1; BIN_DIR=bin, THREADS=2, JOBS=1,
+#   KIND=powerlaw: the base's weights, lora-mkbase --kind powerlaw|gaussian|heavy;
+#   NUMPY_LAYERS=none skips NumPy)
 # Keep DIR out of git (it holds 2.2 GB).
 set -eu
 DIR=${1:-/tmp/lora-amplify-7b}
@@ -27,21 +29,25 @@ fi
 if [ ! -s "$DIR/base/model.safetensors" ] || [ ! -s "$DIR/adapter_r64/adapter_model.safetensors" ]; then
     echo "bench-amplify: writing the 7B-shaped base and adapters into $DIR"
     /usr/bin/time -f "lora-mkbase: %e s, peak RSS %M KB" "$BIN/lora-mkbase" -q --layout llama --layers 32 --d 4096 \
-        --targets q,v --ranks 8,64 "$DIR"
+        --targets q,v --ranks 8,64 --kind "${KIND:-powerlaw}" "$DIR"
 fi
 du -sh "$DIR/base" "$DIR/adapter_r8" "$DIR/adapter_r64"
-echo "bench-amplify: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-amplify: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS JOBS=${JOBS:-1}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$DIR/base/model.safetensors" > /dev/null    # page cache warm for both
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 : > "$DIR/c.times"
 : > "$DIR/np.times"
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-    /usr/bin/time -f "%e %M" -o "$DIR/c.time1" "$BIN/lora-amplify" -q --base "$DIR/base" -o "$DIR/amplify.h5" \
-        --table-layers 16 "$DIR/adapter_r8" "$DIR/adapter_r64"
+    /usr/bin/time -f "%e %M" -o "$DIR/c.time1" "$BIN/lora-amplify" --base "$DIR/base" -o "$DIR/amplify.h5" \
+        --jobs "${JOBS:-1}" --table-layers 16 "$DIR/adapter_r8" "$DIR/adapter_r64" > /dev/null 2> "$DIR/c.log"
     read -r t rss < "$DIR/c.time1"
     echo "round $i: lora-amplify all 32 layers: $t s, peak RSS $((rss / 1024)) MB"
     echo "$t" >> "$DIR/c.times"
+    # per-matrix times (read + top-k + adapters) summed: one core's share of the work
+    awk '/\[[0-9]+\/[0-9]+\]/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s") s += $(i - 1); if (match($0, /Krylov, basis [0-9]+/)) {n++; b += substr($0, RSTART + 14, RLENGTH - 14)}}
+         END {printf "round: per-matrix times summed %.1f s; Krylov on %d matrices, mean basis %.0f\n", s, n, n ? b / n : 0}' "$DIR/c.log"
+    if [ "$NL" = none ]; then i=$((i + 1)); continue; fi
     "$PY" "$HERE/amplify_numpy.py" --base "$DIR/base" --layers "$NL" "$DIR/adapter_r8" "$DIR/adapter_r64" > "$DIR/np.log"
     x=$(sed -n 's/.*extrapolated_s \([0-9.]*\).*/\1/p' "$DIR/np.log")
     echo "round $i: NumPy, layer(s) $NL: $(tail -1 "$DIR/np.log")"
@@ -49,5 +55,6 @@ while [ "$i" -le "$ROUNDS" ]; do
     i=$((i + 1))
 done
 c=$(median < "$DIR/c.times")
+if [ "$NL" = none ]; then echo "median: lora-amplify $c s"; exit 0; fi
 n=$(median < "$DIR/np.times")
 echo "median: lora-amplify $c s; NumPy (extrapolated to 32 layers) $n s; ratio $(awk -v a="$n" -v b="$c" 'BEGIN {printf "%.1f", a / b}')x"
