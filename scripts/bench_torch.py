@@ -9,6 +9,7 @@ Prints `tokens_per_s <value>` like lora-bench.
 
   /usr/bin/python3 scripts/bench_torch.py --d-model 256 --layers 4 --heads 4 --ctx 128 \
       --batch 16 --rank 8 --targets q,v --alpha 16 --seconds 20 [--full] [--threads 2]
+      [--vocab 256] [--default-threads]
 """
 import argparse
 import math
@@ -89,10 +90,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--vocab", type=int, default=256)
+    ap.add_argument("--default-threads", action="store_true", help="leave PyTorch's thread settings alone")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    if not a.default_threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    m = GPT(a.d_model, a.layers, a.heads, a.ctx)
+    m = GPT(a.d_model, a.layers, a.heads, a.ctx, a.vocab)
     if a.full:
         params = list(m.parameters())
     else:
@@ -106,9 +110,9 @@ def main():
     B, T = a.batch, a.ctx
 
     def step():
-        x = torch.randint(0, 256, (B, T + 1))
+        x = torch.randint(0, a.vocab, (B, T + 1))
         logits = m(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, a.vocab), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -133,6 +137,8 @@ def main():
     print(f"cpu_seconds {cpu:.3f}")
     print(f"tokens_per_cpu_s {n * B * T / cpu:.1f}")
     print(f"tokens_per_s {n * B * T / t:.1f}")
+    import resource
+    print(f"peak_rss_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
 
 
 if __name__ == "__main__":
