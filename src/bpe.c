@@ -28,6 +28,7 @@ static const char PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\
 #define MAX_TOKEN_ID (1 << 24)        /* far above any BPE vocabulary; bounds the id tables */
 #define MAX_TOKEN_BYTES 4096          /* longest token spelling accepted (GPT-2's is 128) */
 #define CACHE_PIECE_MAX 64            /* longer pieces are rare and not cached */
+#define LONG_PIECE 64                 /* longer pieces are merged with a heap (merge_long) */
 #define CACHE_SLOTS (1u << 18)        /* power of two; the cache is emptied when half full */
 #define CACHE_ARENA (16u << 20)       /* bytes of piece text + ids before the cache is emptied */
 
@@ -535,7 +536,20 @@ static int idvec_push(idvec *o, const int *ids, size_t k)
     return 0;
 }
 
-/* encoder.py's bpe() on one piece: its symbols into w[0..*n), result in place. */
+/* The rank of merging a then b (and *res, its result), or -1 if they do not merge. */
+static int32_t pair_rank(const bpe_tok *t, int a, int b, int32_t *res)
+{
+    uint64_t key;
+    const int32_t *r = merge_slot(t, a, b, &key);
+    size_t slot = (size_t)(r - t->mrank);
+    if (!t->mkey[slot]) return -1;
+    *res = t->mres[slot];
+    return *r;
+}
+
+/* encoder.py's bpe() on one piece: its symbols into w[0..*n), result in place.
+ * Each round scans all pairs: quadratic in the piece length, the fastest for
+ * the short pieces of text (long ones go to merge_long). */
 static void merge_piece(const bpe_tok *t, int *w, int *tmp, size_t *np)
 {
     size_t n = *np;
@@ -543,9 +557,8 @@ static void merge_piece(const bpe_tok *t, int *w, int *tmp, size_t *np)
         int32_t best = INT32_MAX, res = -1;
         size_t at = 0;
         for (size_t i = 0; i + 1 < n; i++) {
-            uint64_t key;
-            const int32_t *r = merge_slot(t, w[i], w[i + 1], &key);
-            if (t->mkey[r - t->mrank] && *r < best) { best = *r; at = i; res = t->mres[r - t->mrank]; }
+            int32_t rr, r = pair_rank(t, w[i], w[i + 1], &rr);
+            if (r >= 0 && r < best) { best = r; at = i; res = rr; }
         }
         if (best == INT32_MAX) break;
         int a = w[at], b = w[at + 1];
@@ -560,6 +573,85 @@ static void merge_piece(const bpe_tok *t, int *w, int *tmp, size_t *np)
         n = k;
     }
     *np = n;
+}
+
+/* A pending merge in merge_long's heap: the pair starting at symbol pos. */
+typedef struct { int32_t rank; uint32_t pos; } heap_ent;
+
+static int ent_less(heap_ent a, heap_ent b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+
+static void heap_push(heap_ent *h, size_t *n, heap_ent e)
+{
+    size_t i = (*n)++;
+    while (i && ent_less(e, h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = e;
+}
+
+static heap_ent heap_pop(heap_ent *h, size_t *n)
+{
+    heap_ent top = h[0], e = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && ent_less(h[c + 1], h[c])) c++;
+        if (!ent_less(h[c], e)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = e;
+    return top;
+}
+
+/* The same result as merge_piece in O(n log n), for long pieces (a megabyte
+ * without a space would otherwise take hours). Symbols form a linked list
+ * indexed by their first byte; a heap holds (rank, position) of every pair
+ * that merges. One round = encoder.py's one pass: all heap entries of the
+ * lowest rank are taken in position order and merged where the pair is still
+ * there (an earlier merge of the round may have used its left symbol); the
+ * pairs the round creates enter the heap only after it, as encoder.py looks at
+ * them only in its next pass. Returns -1 if memory runs out. */
+static int merge_long(const bpe_tok *t, int *w, size_t *np)
+{
+    size_t n = *np, nh = 0, nt;
+    uint32_t *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev), *touched = malloc(n * sizeof *touched);
+    heap_ent *h = malloc(2 * n * sizeof *h);   /* n-1 pairs, then each merge pops one and pushes at most 2: < 2n */
+    if (!next || !prev || !touched || !h) { free(next); free(prev); free(touched); free(h); return -1; }
+    const uint32_t NONE = UINT32_MAX;
+    for (size_t i = 0; i < n; i++) {
+        next[i] = i + 1 < n ? (uint32_t)(i + 1) : NONE;
+        prev[i] = i ? (uint32_t)(i - 1) : NONE;
+    }
+    int32_t res = -1;
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t r = pair_rank(t, w[i], w[i + 1], &res);
+        if (r >= 0) heap_push(h, &nh, (heap_ent){r, (uint32_t)i});
+    }
+    while (nh) {
+        int32_t round = h[0].rank;
+        nt = 0;
+        while (nh && h[0].rank == round) {
+            uint32_t p = heap_pop(h, &nh).pos, q = next[p];
+            /* p is alive (entries of consumed symbols have q == NONE or another pair) */
+            if (w[p] < 0 || q == NONE || pair_rank(t, w[p], w[q], &res) != round) continue;
+            w[p] = res;
+            w[q] = -1;
+            next[p] = next[q];
+            if (next[q] != NONE) prev[next[q]] = p;
+            touched[nt++] = p;
+        }
+        for (size_t k = 0; k < nt; k++) {
+            uint32_t p = touched[k];
+            int32_t r;
+            if (prev[p] != NONE && (r = pair_rank(t, w[prev[p]], w[p], &res)) >= 0) heap_push(h, &nh, (heap_ent){r, prev[p]});
+            if (next[p] != NONE && (r = pair_rank(t, w[p], w[next[p]], &res)) >= 0) heap_push(h, &nh, (heap_ent){r, p});
+        }
+    }
+    size_t k = 0;
+    for (uint32_t p = 0; p != NONE; p = next[p]) w[k++] = w[p];
+    *np = k;
+    free(next); free(prev); free(touched); free(h);
+    return 0;
 }
 
 static void cache_clear(bpe_tok *t)
@@ -595,7 +687,8 @@ static int encode_piece(bpe_tok *t, const unsigned char *s, size_t len, idvec *o
     int *w = t->work, *tmp = t->work + t->work_cap;
     for (size_t i = 0; i < len; i++) w[i] = t->byte_id[s[i]];
     size_t n = len;
-    merge_piece(t, w, tmp, &n);
+    if (len <= LONG_PIECE || len >= UINT32_MAX) merge_piece(t, w, tmp, &n);
+    else if (merge_long(t, w, &n)) return -1;
     if (len <= CACHE_PIECE_MAX) {
         size_t need = ((len + 3) & ~(size_t)3) + n * sizeof(int);
         if (t->cache_used >= CACHE_SLOTS / 2 || t->carena_len + need + 4 > CACHE_ARENA) {

@@ -59,6 +59,8 @@ const cases = [
   "supercalifragilistic".repeat(20),
   "a" + " ".repeat(300) + "b",
   "1234567890".repeat(20),
+  // 3,000 pseudo-random letters (a fixed LCG): one piece, merged with the heap
+  (() => { let x = 12345, o = ''; for (let i = 0; i < 3000; i++) { x = (x * 1103515245 + 12345) % 2147483648; o += 'abcdefghijklmnopqrstuvwxyzAEIOU'[x % 31]; } return o; })(),
   // a paragraph of real text (Moby-Dick's first chapter, 2,000 characters)
   moby.slice(moby.indexOf('Call me Ishmael'), moby.indexOf('Call me Ishmael') + 2000),
   "",
