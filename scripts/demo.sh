@@ -23,7 +23,7 @@ R="$OUT/sweep.h5"
 echo "demo: lora-subspace on sentiment {q,v}: r = 8 vs r = 64, and r = 64 seed 1 vs seed 2"
 # r = 8 against the r = 64 of the other seed: with one seed, the first module's
 # initial A rows would be shared (one RNG stream fills A, r rows at a time), which
-# is overlap by construction, not learned (README: lora-subspace on our model).
+# is overlap by construction, not learned (docs/RESULTS.md: lora-subspace on our adapters).
 "$BIN/lora-subspace" --side A --plot "$OUT/subspace-r8-r64" -o "$OUT/subspace-r8-r64.h5" \
   "$R:sentiment-qv-r8-s1" "$R:sentiment-qv-r64-s2"
 "$BIN/lora-subspace" --side A --plot "$OUT/subspace-seeds" -o "$OUT/subspace-seeds.h5" \

@@ -6,11 +6,9 @@
  * names (q_proj, c_attn, ...) for adapters read from PEFT.
  *
  * File layout (format "lora-adapter", version 1), at the root of an adapter
- * file or under runs/{run_id} in a lora-sweep results file:
- *   attributes: format, version, alpha, scaling_rule ("alpha/r" | "alpha/sqrt(r)"),
- *               targets ("q,v"), seed, task, base (fingerprint of the base checkpoint)
- *   layers/{i}/{t}/A  float32 [r, in]     attributes: rank, scaling
- *   layers/{i}/{t}/B  float32 [out, r]
+ * file or under runs/{run_id} in a lora-sweep results file: root attributes and
+ * layers/{i}/{t}/A [r, in], B [out, r]; docs/FORMATS.md ("Adapter file") lists
+ * every attribute and what adapter_read checks.
  *
  * adapter_load() accepts every way a user can name an adapter:
  *   FILE.h5               our adapter file

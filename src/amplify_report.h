@@ -1,29 +1,15 @@
 /* amplify_report.h: lora-amplify's outputs: the HDF5 results file, the Markdown
  * table laid out like the LoRA paper's Table 7, and gnuplot plots across layers.
  *
- * HDF5 (written atomically; independent checks read exactly these names):
- *   root attributes: format = "lora-amplify", version = 1, base, layout
- *     ("lora-gpt" | "llama" | "gpt2"), n_layer, n_adapters, random_draws, seed,
- *     notes (amp_analysis.notes, one per line: modules with ΔW = 0; "" if none)
- *   adapter{k}/  (k = command-line order from 0)   attributes source, rank (largest module rank)
- *     layers/{i}/{t}/  float64 scalar datasets
- *        norm_W, norm_dW, norm_dW_unscaled, proj_dW, proj_W,
- *        proj_random_mean, proj_random_std, amplification
- *      attributes: rank, rank_dW (numerical rank of ΔW used), scaling, undefined (1 if ΔW = 0:
- *      proj_dW and amplification are NaN)
- *   base/layers/{i}/{t}/sigma   float64 [kmax]: W's top singular values (kmax = the
- *      largest rank over the adapters); attributes norm_W, method ("krylov" | "dense"),
- *      basis (Krylov basis size), seconds, and with --check-dense
- *      dense_max_rel_err_sigma, dense_max_rel_err_proj_W (against a dense double SVD)
+ * HDF5 (written atomically): adapter{k}/layers/{i}/{t}/ with the Table 7
+ * quantities as scalar datasets, base/layers/{i}/{t}/sigma, root attributes
+ * (notes: amp_analysis.notes, one per line). Every name, the Markdown table and
+ * the plot files are described in docs/FORMATS.md ("Amplify results"), the
+ * single description of the layout.
  *
  * Markdown: per selected (layer, target) a table with one column group per adapter
  * (ΔW | W | Random at that adapter's rank), rows ‖UᵀWV‖_F, ‖ΔW‖_F and the
- * amplification ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F, as in Table 7.
- *
- * Plots (--plot DIR): per target t, DIR/amplify_<t>.dat (one row per layer), and
- * DIR/amplification_<t>.gp|.png (amplification factor across layers) and
- * DIR/projections_<t>.gp|.png (three panels: ‖UᵀWV‖_F for U, V from ΔW, W and
- * random, log scale), one line per adapter; the .gp scripts are re-runnable. */
+ * amplification ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F, as in Table 7. */
 #ifndef LK_AMPLIFY_REPORT_H
 #define LK_AMPLIFY_REPORT_H
 

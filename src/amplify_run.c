@@ -51,7 +51,7 @@ static int selected(const amp_run_opts *o, const lora_module *m)
     return sub_layer_selected(o->layers, m->layer) && sub_target_selected(o->targets, m->target);
 }
 
-/* The validation the README quotes: W's top singular values from topk_svd against
+/* The validation docs/BENCHMARKS.md quotes: W's top singular values from topk_svd against
  * a dense double-precision LAPACK SVD of the same W. */
 static lk_status dense_check(amp_entry *e, const float *W, int na)
 {

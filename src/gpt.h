@@ -109,8 +109,8 @@ lk_status gpt_clone(gpt_model **out, const gpt_model *m);
  * directory: hf_gpt2_load, see hf_gpt2.h); such a model has tokenizer
  * GPT_TOK_GPT2_BPE, and gpt_write refuses it (a lora-gpt checkpoint is byte-level).
  *
- * Checkpoint I/O in the "lora-gpt" layout (format, version 1, tokenizer "bytes",
- * sizes as root attributes; wte, wpe, lnf_g, lnf_b, layers/{i}/...). Load checks
+ * Checkpoint I/O in the "lora-gpt" layout (docs/FORMATS.md, "Model checkpoint",
+ * lists every dataset and attribute). Load checks
  * format, version, every dataset's presence and shape, and finiteness, and names
  * file and dataset in errors. gpt_write/gpt_read work on an open file (under
  * the root), for checkpoints that carry more (optimizer state). gpt_save is

@@ -120,7 +120,7 @@ void sub_scratch_free(sub_scratch *s);
  * well-conditioned (side A or B), one Gram matrix of the two stacked factors
  * gives both factors' Gram matrices and X₁·X₂ᵀ in one BLAS call, with the
  * factors converted into reused scratch: end to end ~1.03x at r = 64, n = 768
- * and ~1.15-1.2x at n = 4096 (README). Otherwise the general route, whose
+ * and ~1.15-1.2x at n = 4096 (docs/BENCHMARKS.md). Otherwise the general route, whose
  * errors name the layer, target and factor, with context name1 or name2.
  * b1, b2 receive k, n, sv and rank only: no vectors. */
 lk_status sub_compare_modules(sub_result *res, sub_basis *b1, sub_basis *b2, const lora_module *m1,

@@ -1,24 +1,11 @@
 /* subspace_report.h: the outputs of lora-subspace: the HDF5 results file, the
  * one-line-per-module text summary, and the gnuplot heatmaps.
  *
- * HDF5 layout (format "lora-subspace", version 1; README documents it):
- *   root attributes  format, version, side ("A" | "B" | "dW"), space ("in" | "out"),
- *                    vectors (which singular vectors, in words), mode ("adapters" |
- *                    "vs-base"), input_1, input_2, random_pairs, seed, top (vs-base),
- *                    notes (modules skipped etc., one per line; "" if none)
- *   layers/{i}/{t}/phi         float64 [r1, r2]  entry (i-1, j-1) = φ(i, j)
- *   layers/{i}/{t}/angles      float64 [min(r1, r2)] principal angles, radians, ascending
- *   layers/{i}/{t}/baseline    float64 [r1, r2]  max(i, j)/n
- *   layers/{i}/{t}/sv_1, sv_2  float64 [r1], [r2] singular values behind the two bases
- *   layers/{i}/{t}/random_phi  float64 [K, r1, r2] (only with --random-pairs K)
- *   group attributes  geodesic, dim (n), rank_1, rank_2, numerical_rank_1,
- *                     numerical_rank_2, phi_11, mean_phi, mean_baseline,
- *                     mean_random_phi (with K > 0)
- *
- * Plots (sub_report_plots): in DIR, subspace_heatmap.gp (the shared style, a
- * copy of analysis/subspace_heatmap.gp), and per module L{i}_{t}.dat (φ grid),
- * L{i}_{t}_random.dat (first random pair, with K > 0), L{i}_{t}.gp (sets the
- * variables and loads the style) and L{i}_{t}.png; all.gp renders them all.
+ * HDF5 layout (format "lora-subspace", version 1): root attributes, and per
+ * module layers/{i}/{t}/phi [r1, r2] (entry (i-1, j-1) = φ(i, j)), angles,
+ * baseline, sv_1, sv_2, random_phi with group attributes. Every name, the plot
+ * files and the text summary are described in docs/FORMATS.md ("Subspace
+ * results"); sub_report_write_h5 and sub_report_plots write them.
  */
 #ifndef LK_SUBSPACE_REPORT_H
 #define LK_SUBSPACE_REPORT_H

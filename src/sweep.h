@@ -6,16 +6,10 @@
  * each target set, the rank that gives the same number of trainable parameters
  * (Table 5: r = 8 on one matrix type = r = 4 on two = r = 2 on four).
  *
- * Results file (HDF5, format "lora-sweep", version 1), one group per cell:
- *   runs/{run_id}   attributes task, targets ("q,v"), rank, alpha, scaling_rule,
- *                   seed, steps, lr, trainable_params, val_loss, val_metric,
- *                   test_metric, metric (the primary metric's name),
- *                   train_seconds, tokens_per_s; also batch, warmup, epochs,
- *                   weight_decay, init, base, and val_{m} / test_{m} for every
- *                   metric m of the task; the adapter itself in the adapter-file
- *                   layout (format, version, ... and layers/{i}/{t}/A, B).
- *   baseline/{task} the base model without an adapter: val_{m}, test_{m}.
- *   root            format, version, base (fingerprint), base_path.
+ * Results file (HDF5, format "lora-sweep", version 1): runs/{run_id} per cell
+ * (the adapter and its recipe and metrics as attributes), baseline/{task}, and
+ * root attributes; every attribute is listed in docs/FORMATS.md ("Sweep results
+ * file"), the single description of the layout; sweep_results_add writes it.
  * run_id = {task}-{targets without commas}-r{rank}-s{seed}[-{tag}], e.g.
  * "sentiment-qv-r8-s1". Each finished cell is committed atomically
  * (h5_open_update + h5_commit), so a killed sweep loses at most the cell in

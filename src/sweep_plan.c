@@ -22,7 +22,7 @@ int sweep_preset_jobs(const char *name, sweep_job *jobs)
         /* {q,v} on sentiment at r = 8 and r = 64 with two seeds at r = 64 (the inputs of
          * lora-subspace and lora-amplify), and {q,v} r = 8 on WikiSQL, each task with its
          * tuned recipe (data/tasks/NAME.task). make demo runs it with --jobs 2, which
-         * keeps it within the 10 minutes it may take (README). */
+         * keeps it within the 10 minutes it may take (docs/BENCHMARKS.md). */
         static const char *qv[] = {"q,v"};
         sweep_job *j = new_job(jobs, &n, "sentiment", qv, 1);
         j->ranks[0] = 8; j->ranks[1] = 64; j->n_ranks = 2;

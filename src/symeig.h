@@ -26,7 +26,7 @@ int symeig_small(double *G, int n, double *w);
 /* Singular values, descending, of the small r1×r2 matrix M (row-major,
  * max(r1, r2) ≤ SYMEIG_MAX), as LAPACK dgesdd 'N' computes them: Householder
  * bidiagonalization in plain C (the same reason as above: dgebrd is level-2
- * BLAS bound at this size), then dbdsqr without vectors (dqds, which now
+ * BLAS bound at this size), then dbdsqr without vectors (dqds, which
  * dominates: ~165 µs against gesdd's ~185 µs at 64×64). Absolute
  * error ~ε·‖M‖, so tiny singular values (principal angles near π/2) are as
  * accurate as gesdd's. Returns 0, or -1 on bad sizes, out of memory or a

@@ -1,5 +1,5 @@
 /* test_sweep_plan.c: lora-sweep's plan (src/sweep_plan.c): the presets expand
- * to the cells README promises (quick: 4; paper: 114, the budget cells that
+ * to the cells docs/TOOLS.md promises (quick: 4; paper: 114, the budget cells that
  * coincide with fixed-rank ones counted once), jobs from options are checked
  * with messages naming the option, and jobs of one task merge into one report
  * grid per mode. Uses the shipped task files (run from the repository root). */
