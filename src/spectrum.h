@@ -51,8 +51,8 @@ typedef struct {
  * given); r: the rank utilisation is relative to. */
 void spec_stats_from_sv(const double *sv, int n, double energy, int r, spec_stats *out);
 
-/* All r singular values of ΔW = s·B·A (B [d, r], A [r, k]) through the low-rank
- * SVD (la_svd_lowrank), never forming ΔW. sv: [r]. */
+/* All r singular values of ΔW = s·B·A (B [d, r], A [r, k]), never forming ΔW: from
+ * the r×r Gram matrices BᵀB and AAᵀ (see spectrum.c). sv: [r], descending. */
 lk_status spec_lowrank_sv(const float *B, const float *A, int d, int r, int k, double s, double *sv);
 
 /* Top N singular values of a dense ΔW [m, n] (topk_svd; N ≤ min(m, n)) and
