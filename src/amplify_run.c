@@ -4,13 +4,13 @@
 #include "linalg.h"
 #include "notes.h"
 #include "peft.h"
+#include "util.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 amp_run_opts amp_run_defaults(void)
 {
@@ -20,13 +20,6 @@ amp_run_opts amp_run_defaults(void)
     o.seed = 20210617;        /* arXiv 2106.09685 */
     o.topk = topk_defaults();
     return o;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 void amp_analysis_free(amp_analysis *an)
@@ -40,12 +33,6 @@ void amp_analysis_free(amp_analysis *an)
     memset(an, 0, sizeof *an);
 }
 
-static int has_fused(const lora_adapter *ad)
-{
-    for (size_t i = 0; i < ad->n; i++) if (!strcmp(ad->mods[i].target, "c_attn")) return 1;
-    return 0;
-}
-
 static int selected(const amp_run_opts *o, const lora_module *m)
 {
     return sub_layer_selected(o->layers, m->layer) && sub_target_selected(o->targets, m->target);
@@ -55,7 +42,7 @@ static int selected(const amp_run_opts *o, const lora_module *m)
  * a dense double-precision LAPACK SVD of the same W. */
 static lk_status dense_check(amp_entry *e, const float *W, int na)
 {
-    double t = now();
+    double t = lk_now();
     int k = e->kmax;
     double *U = malloc(sizeof(double) * (size_t)e->out * k), *S = malloc(sizeof(double) * (size_t)k);
     double *V = malloc(sizeof(double) * (size_t)e->in * k);
@@ -74,7 +61,7 @@ static lk_status dense_check(amp_entry *e, const float *W, int na)
         e->dense_checked = 1;
         e->dense_err_sigma = es;
         e->dense_err_proj = ep;
-        e->seconds_dense = now() - t;
+        e->seconds_dense = lk_now() - t;
     }
     free(U); free(S); free(V);
     return st;
@@ -92,7 +79,7 @@ static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_a
         snprintf(an->source[a], sizeof an->source[a], "%s", opt->adapters[a]);
         lk_status st = adapter_load(&ads[a], opt->adapters[a]);
         if (st) return st;
-        if (has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
+        if (adapter_has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
             return lk_fail_context(st, "adapter %s", opt->adapters[a]);
     }
     return LK_OK;
@@ -208,16 +195,16 @@ static lk_status analyse_matrix(amp_pool *p, size_t bi, float *W)
     const amp_run_opts *opt = p->opt;
     amp_entry *e = &p->an->e[p->entry_of[bi]];
     const basew_matrix *bm = basew_at(p->b, bi);
-    double ta = now();
+    double ta = lk_now();
     pthread_mutex_lock(&p->lock);
     lk_status st = basew_load(p->b, bm, W);
     pthread_mutex_unlock(&p->lock);
     if (st) return st;
-    double tb = now();
+    double tb = lk_now();
     amp_base ab;
     if ((st = amp_base_prepare(&ab, W, bm->out, bm->in, e->kmax, &opt->topk)))
         return lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
-    double tc = now();
+    double tc = lk_now();
     e->norm_W = ab.norm_W;
     e->info = ab.info;
     e->sigma = ab.sigma;          /* the entry owns them now (no amp_base_free) */
@@ -226,7 +213,7 @@ static lk_status analyse_matrix(amp_pool *p, size_t bi, float *W)
         if (m && (st = amp_module(&ab, m->B, m->A, m->rank, m->scaling, p->rnd, &e->res[a])))
             return lk_fail_context(st, "adapter %s layer %d target %s", p->ads[a].source, m->layer, m->target);
     }
-    double td = now();
+    double td = lk_now();
     if (p->entry_of[bi] < opt->check_dense && (st = dense_check(e, W, p->an->n_adapters)))
         return lk_fail_context(st, "%s: %s: dense check", opt->base, bm->tensor);
     e->seconds_read = tb - ta;
@@ -312,7 +299,7 @@ static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads)
 lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
 {
     memset(an, 0, sizeof *an);
-    double t0 = now();
+    double t0 = lk_now();
     int na = opt->n_adapters, K = opt->random_draws;
     if (na < 1) return lk_fail(LK_ERR_ARG, "no adapter given");
     if (K < 1) return lk_fail(LK_ERR_ARG, "--random-draws must be at least 1 (got %d)", K);
@@ -348,7 +335,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if ((st = make_entries(an, ads, where, b, entry_of, &p.wmax))) goto done;
     if (!(p.rnd = amp_random_new(K, opt->seed))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = draw_shapes(&p)) || (st = run_matrices(&p)) || (st = zero_notes(an, ads))) goto done;
-    an->seconds_total = now() - t0;
+    an->seconds_total = lk_now() - t0;
 done:
     if (st) amp_analysis_free(an);
     for (int a = 0; ads && a < na; a++) adapter_free(&ads[a]);

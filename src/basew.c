@@ -8,6 +8,7 @@
 #include "h5io.h"
 #include "linalg.h"
 #include "safetensors.h"
+#include "util.h"
 #include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -146,44 +147,12 @@ static lk_status add_file(basew *b, const char *path)
     return LK_OK;
 }
 
-static int is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static lk_status read_text(const char *path, char **out)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            if (cap > (256u << 20)) { free(buf); fclose(fp); return lk_fail(LK_ERR_FORMAT, "%s: larger than 256 MB", path); }
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(fp); return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 4096, fp);
-        n += got;
-        if (got < 4096) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) { free(buf); return lk_fail(LK_ERR_IO, "%s: read error", path); }
-    buf[n] = 0;
-    *out = buf;
-    return LK_OK;
-}
-
 /* DIR/model.safetensors.index.json: {"weight_map": {"tensor": "shard file", ...}}.
  * Every shard named must exist and hold the tensors the index gives it. */
 static lk_status open_index(basew *b, const char *dir, const char *index)
 {
     char *text = NULL;
-    lk_status st = read_text(index, &text);
+    lk_status st = lk_read_text(index, (size_t)256 << 20, "a safetensors index", &text, NULL);
     if (st) return st;
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -211,7 +180,7 @@ static lk_status open_index(basew *b, const char *dir, const char *index)
     for (size_t i = 0; i < ns && !st; i++) {
         char p[1400];
         snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
-        if (!is_file(p)) st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s, which is missing (%s)", index, shards[i], p);
+        if (!lk_is_file(p)) st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s, which is missing (%s)", index, shards[i], p);
         else st = add_file(b, p);
     }
     cJSON_ArrayForEach(e, map) {
@@ -314,8 +283,8 @@ static lk_status open_safetensors(basew *b)
         char single[1200], index[1200];
         snprintf(single, sizeof single, "%s/model.safetensors", b->path);
         snprintf(index, sizeof index, "%s/model.safetensors.index.json", b->path);
-        if (is_file(index)) st = open_index(b, b->path, index);
-        else if (is_file(single)) st = add_file(b, single);
+        if (lk_is_file(index)) st = open_index(b, b->path, index);
+        else if (lk_is_file(single)) st = add_file(b, single);
         else st = lk_fail(LK_ERR_NOTFOUND, "%s: a model directory needs model.safetensors or model.safetensors.index.json", b->path);
     } else {
         st = add_file(b, b->path);

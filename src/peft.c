@@ -30,14 +30,13 @@
 #include "adapter.h"
 #include "linalg.h"
 #include "safetensors.h"
+#include "util.h"
 #include <cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define CONFIG_MAX (16u << 20)   /* a config is a few KB; refuse anything absurd */
 
@@ -49,36 +48,6 @@ typedef struct {
 } peft_config;
 
 /* ---- config ------------------------------------------------------------------- */
-
-static lk_status read_text(const char *path, char **out)
-{
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    lk_status st = LK_OK;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 8192;
-            char *b = cap > CONFIG_MAX ? NULL : realloc(buf, cap);
-            if (!b) { st = lk_fail(LK_ERR_FORMAT, "%s: larger than %u bytes, not an adapter config", path, CONFIG_MAX); break; }
-            buf = b;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, fp);
-        n += k;
-        if (k == 0) {
-            if (ferror(fp)) st = lk_fail(LK_ERR_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(fp);
-    if (st) { free(buf); return st; }
-    buf[n] = 0;
-    if (strlen(buf) != n) { free(buf); return lk_fail(LK_ERR_FORMAT, "%s: contains a NUL byte, not JSON", path); }
-    *out = buf;
-    return LK_OK;
-}
 
 /* Positive integer field (or absent: def). */
 static lk_status cfg_int(const cJSON *root, const char *key, int def, int *out, const char *path)
@@ -359,37 +328,36 @@ static void set_targets(lora_adapter *ad)
     }
 }
 
-static int is_dir(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode); }
-static int is_file(const char *p) { struct stat sb; return stat(p, &sb) == 0 && S_ISREG(sb.st_mode); }
-
 lk_status peft_load(lora_adapter *ad, const char *path)
 {
     memset(ad, 0, sizeof *ad);
     char weights[1024], cfgpath[1024];
-    if (is_dir(path)) {
+    if (lk_is_dir(path)) {
         snprintf(weights, sizeof weights, "%s/adapter_model.safetensors", path);
         snprintf(cfgpath, sizeof cfgpath, "%s/adapter_config.json", path);
-        if (!is_file(weights)) {
+        if (!lk_is_file(weights)) {
             char bin[1024];
             snprintf(bin, sizeof bin, "%s/adapter_model.bin", path);
-            if (is_file(bin))
+            if (lk_is_file(bin))
                 return lk_fail(LK_ERR_UNSUPPORTED, "%s: holds adapter_model.bin (PyTorch pickle), which is not read; save the adapter with safetensors", path);
             return lk_fail(LK_ERR_NOTFOUND, "%s: no adapter_model.safetensors in this directory (not a PEFT adapter?)", path);
         }
     } else {
-        if (!is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "%s: no such adapter file or directory", path);
+        if (!lk_is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "%s: no such adapter file or directory", path);
         snprintf(weights, sizeof weights, "%s", path);
         const char *slash = strrchr(path, '/');
         if (slash) snprintf(cfgpath, sizeof cfgpath, "%.*s/adapter_config.json", (int)(slash - path), path);
         else snprintf(cfgpath, sizeof cfgpath, "adapter_config.json");
     }
-    if (!is_file(cfgpath))
+    if (!lk_is_file(cfgpath))
         return lk_fail(LK_ERR_NOTFOUND, "%s: no PEFT config %s beside it: lora_alpha, r and use_rslora are needed for the scaling, "
                        "so the adapter cannot be read without it", path, cfgpath);
 
     char *text;
-    lk_status st = read_text(cfgpath, &text);
+    size_t len;
+    lk_status st = lk_read_text(cfgpath, CONFIG_MAX, "an adapter config", &text, &len);
     if (st) return st;
+    if (strlen(text) != len) { free(text); return lk_fail(LK_ERR_FORMAT, "%s: contains a NUL byte, not JSON", cfgpath); }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!root) {
@@ -432,6 +400,12 @@ done:
 }
 
 /* ---- fused c_attn ----------------------------------------------------------------------- */
+
+int adapter_has_fused(const lora_adapter *ad)
+{
+    for (size_t i = 0; i < ad->n; i++) if (!strcmp(ad->mods[i].target, "c_attn")) return 1;
+    return 0;
+}
 
 lk_status adapter_split_fused(lora_adapter *ad)
 {

@@ -19,4 +19,7 @@ lk_status peft_load(lora_adapter *ad, const char *path);
  * Other modules are untouched; on failure ad is unchanged. */
 lk_status adapter_split_fused(lora_adapter *ad);
 
+/* 1 if the adapter has a fused "c_attn" module (adapter_split_fused has work to do). */
+int adapter_has_fused(const lora_adapter *ad);
+
 #endif

@@ -172,12 +172,6 @@ static lk_status rank_notes(sub_analysis *an, const sub_entry *e, const char *wh
 
 /* ---- fused GPT-2 c_attn --------------------------------------------------------- */
 
-static int has_fused(const lora_adapter *ad)
-{
-    for (size_t i = 0; i < ad->n; i++) if (!strcmp(ad->mods[i].target, "c_attn")) return 1;
-    return 0;
-}
-
 /* A deep copy (the inputs stay const) with fused modules split into q, k, v. */
 static lk_status split_copy(lora_adapter *dst, const lora_adapter *src)
 {
@@ -340,7 +334,7 @@ lk_status sub_analyse(sub_analysis *an, const lora_adapter *a1, const lora_adapt
     if (st) return st;
     lora_adapter s1, s2;
     int split = opt->side != SUB_SIDE_A;
-    int sp1 = split && has_fused(a1), sp2 = split && has_fused(a2);
+    int sp1 = split && adapter_has_fused(a1), sp2 = split && adapter_has_fused(a2);
     if (sp1 && (st = split_copy(&s1, a1))) return st;
     if (sp2 && (st = split_copy(&s2, a2))) { if (sp1) adapter_free(&s1); return st; }
     st = analyse_pairs(an, sp1 ? &s1 : a1, sp2 ? &s2 : a2, opt);
@@ -415,7 +409,7 @@ lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char 
     basew *bw;
     if ((st = basew_open(&bw, base_path))) return st;
     lora_adapter s;
-    int sp = has_fused(ad);       /* W is split per q, k, v: so is the adapter */
+    int sp = adapter_has_fused(ad);   /* W is split per q, k, v: so is the adapter */
     if (sp && (st = split_copy(&s, ad))) { basew_close(bw); return st; }
     st = analyse_base(an, sp ? &s : ad, bw, opt);
     if (sp) adapter_free(&s);

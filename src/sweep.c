@@ -6,19 +6,11 @@
 #include "rng.h"
 #include "task_batch.h"
 #include "train.h"
+#include "util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void sweep_recipe_default(sweep_recipe *r)
 {
@@ -248,7 +240,7 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
     if ((st = gpt_reserve(m, batch, m->cfg.n_ctx))) goto done;
     if ((st = trainer_new(&tr, m, &tc, 0))) goto done;
 
-    double t0 = now(), loss_ema = NAN;
+    double t0 = lk_now(), loss_ema = NAN;
     long tokens = 0;
     m->training = 1;
     for (long step = 0; step < c->steps; step++) {
@@ -266,13 +258,13 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
         for (int i = 0; i < b.B; i++) tokens += b.len[i] - 1;
         loss_ema = isnan(loss_ema) ? info.loss : 0.9 * loss_ema + 0.1 * info.loss;
         if (cb) {
-            double el = now() - t0;
+            double el = lk_now() - t0;
             cb(ctx, step + 1, c->steps, loss_ema, el > 0 ? (double)tokens / el : 0);
         }
     }
     m->training = 0;
     if (st) goto done;
-    res->train_seconds = now() - t0;
+    res->train_seconds = lk_now() - t0;
     res->tokens_per_s = res->train_seconds > 0 ? (double)tokens / res->train_seconds : 0;
     res->final_train_loss = loss_ema;
 
@@ -295,15 +287,9 @@ done:
 
 /* ---- results file ---- */
 
-static int file_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 lk_status sweep_results_check(const char *path, const char *base_fingerprint, int *exists)
 {
-    *exists = file_exists(path);
+    *exists = lk_path_exists(path);
     if (!*exists) return LK_OK;
     h5file *f;
     lk_status st = h5_open_read(&f, path);
@@ -327,7 +313,7 @@ static int same_d(double a, double b) { return a == b || fabs(a - b) <= 1e-12 * 
 int sweep_results_has(const char *path, const sweep_cell *c, const sweep_recipe *r, int *same)
 {
     *same = 0;
-    if (!file_exists(path)) return 0;
+    if (!lk_path_exists(path)) return 0;
     h5file *f;
     if (h5_open_read(&f, path)) { lk_clear_error(); return 0; }
     char grp[200];

@@ -1,13 +1,13 @@
 /* task.c: task description files and their JSONL data (see task.h). */
 #include "task.h"
 #include "args.h"
+#include "util.h"
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_REPORTED 10
@@ -33,12 +33,6 @@ int task_has_metric(const task_def *t, const char *name)
 }
 
 int task_metric_higher_better(const char *name) { return strcmp(name, "loss") != 0; }
-
-static int file_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
 
 /* Parses a value: "quoted with escapes" or bare (up to '#', trimmed). */
 static lk_status parse_value(const char *s, char **out, const char *file, int line)
@@ -91,18 +85,18 @@ static lk_status resolve(const char *spec, char *path, size_t cap)
     size_t n = strlen(spec);
     if (strchr(spec, '/') || (n > 5 && !strcmp(spec + n - 5, ".task"))) {
         snprintf(path, cap, "%s", spec);
-        if (!file_exists(path)) return lk_fail(LK_ERR_NOTFOUND, "task file %s: not found", spec);
+        if (!lk_is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "task file %s: not found", spec);
         return LK_OK;
     }
     for (const char *c = spec; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
             return lk_fail(LK_ERR_ARG, "task name '%s': use letters, digits, '-' and '_' (or give a .task file)", spec);
     snprintf(path, cap, "data/tasks/%s.task", spec);
-    if (file_exists(path)) return LK_OK;
+    if (lk_is_file(path)) return LK_OK;
     const char *env = getenv("LORA_TASKS_DIR");
     if (env && *env) {
         snprintf(path, cap, "%s/%s.task", env, spec);
-        if (file_exists(path)) return LK_OK;
+        if (lk_is_file(path)) return LK_OK;
     }
     char exe[1024];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -113,7 +107,7 @@ static lk_status resolve(const char *spec, char *path, size_t cap)
         static const char *ups[] = {"..", "../../.."};
         for (int i = 0; i < 2; i++) {
             int w = snprintf(path, cap, "%s/%s/data/tasks/%s.task", exe, ups[i], spec);
-            if (w > 0 && (size_t)w < cap && file_exists(path)) return LK_OK;
+            if (w > 0 && (size_t)w < cap && lk_is_file(path)) return LK_OK;
         }
     }
     return lk_fail(LK_ERR_NOTFOUND, "task '%s': no data/tasks/%s.task here, in $LORA_TASKS_DIR or next to the executable "

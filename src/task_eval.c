@@ -1,6 +1,7 @@
 /* task_eval.c: loss, accuracy, greedy-decoding metrics of a model on a task split (see task_eval.h). */
 #include "task_eval.h"
 #include "task_batch.h"
+#include "util.h"
 #include "wikisql.h"
 #include <cblas.h>
 #include <ctype.h>
@@ -9,14 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 double task_score(const task_scores *s, const char *name)
 {
@@ -280,7 +273,7 @@ lk_status task_evaluate(gpt_model *m, const task_def *t, int split, int batch, i
     long n = (long)sp->n;
     if (max_examples > 0 && max_examples < n) n = max_examples;
     if (n == 0) return lk_fail(LK_ERR_ARG, "task %s: %s has no examples", t->name, sp->path);
-    double t0 = now();
+    double t0 = lk_now();
     int max_len = m->cfg.n_ctx + 1;
     int rows = t->type == TASK_CLASSIFY ? (batch / t->n_labels > 0 ? batch / t->n_labels : 1) * t->n_labels : batch;
     lk_status st = gpt_reserve(m, rows, m->cfg.n_ctx);
@@ -309,6 +302,6 @@ lk_status task_evaluate(gpt_model *m, const task_def *t, int split, int batch, i
     free(idx); free(ex); free(all);
     s->n_examples = n;
     s->n_bytes = nbytes;
-    s->seconds = now() - t0;
+    s->seconds = lk_now() - t0;
     return st;
 }

@@ -15,13 +15,7 @@
 #include "lora.h"
 #include "rng.h"
 #include "train.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "util.h"
 
 static double cpu_now(void)
 {
@@ -41,9 +35,9 @@ static double sgemm_peak(void)
     rng_fill_normal_f32(&r, b, (size_t)n * n, 1);
     double best = 0;
     for (int k = 0; k < 6; k++) {
-        double t0 = now();
+        double t0 = lk_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double g = 2.0 * n * n * n / (now() - t0) / 1e9;
+        double g = 2.0 * n * n * n / (lk_now() - t0) / 1e9;
         if (g > best) best = g;
     }
     free(a); free(b); free(c);
@@ -111,11 +105,11 @@ static int bench_train(int argc, char **argv)
     train_step_info info = {0};
     for (int k = 0;; k++) {
         for (int i = 0; i < B * (T + 1); i++) tok[i] = (int)rng_below(&r, (uint64_t)c.vocab_size);
-        if (k == 1) { t0 = now(); c0 = cpu_now(); } /* the first step is a warm-up */
+        if (k == 1) { t0 = lk_now(); c0 = cpu_now(); } /* the first step is a warm-up */
         if ((st = trainer_accumulate(tr, tok, NULL, B, T, NULL)) || (st = trainer_step(tr, &info))) break;
         if (k >= 1) {
             steps++;
-            t = now() - t0;
+            t = lk_now() - t0;
             if (t >= seconds && steps >= 2) break;
         }
     }

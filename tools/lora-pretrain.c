@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "args.h"
 #include "blas_env.h"
@@ -30,6 +29,7 @@
 #include "h5io.h"
 #include "rng.h"
 #include "train.h"
+#include "util.h"
 
 /* Refuse option combinations whose model, AdamW state and activations would
  * need more than this (gpt_memory_bytes), before allocating anything. */
@@ -37,13 +37,6 @@
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 typedef struct {
     gpt_config cfg;
@@ -188,14 +181,6 @@ static lk_status validate(gpt_model *m, const corpus *c, const opts *o, int *tok
     return LK_OK;
 }
 
-static void fmt_time(char *buf, size_t n, double s)
-{
-    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02ld:%02ld", t / 60, t % 60);
-}
-
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
@@ -291,8 +276,7 @@ int main(int argc, char **argv)
         if (!ok) { fprintf(stderr, "lora-pretrain: cannot write %s\n", o.write_valid); goto done; }
     }
 
-    struct stat sb;
-    if (stat(o.ckpt, &sb) == 0) {
+    if (lk_path_exists(o.ckpt)) {
         h5file *f;
         st = h5_open_read(&f, o.ckpt);
         if (!st) {
@@ -347,7 +331,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing its weights to %s\n",
                 o.ckpt, step, o.out);
     else if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
-    double t_start = now(), t_last = t_start, ema = NAN;
+    double t_start = lk_now(), t_last = t_start, ema = NAN;
     long step0 = step, last_ckpt = step;
     rc = 0;
     while (step < o.steps && !g_stop) {
@@ -370,19 +354,19 @@ int main(int argc, char **argv)
         if ((st = trainer_step(tr, &info))) { fprintf(stderr, "\nlora-pretrain: %s\n", lk_errmsg()); rc = 1; break; }
         step = info.step;
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
-        double el = now() - t_start, tps = (double)(step - step0) * o.accum * B * T / el;
+        double el = lk_now() - t_start, tps = (double)(step - step0) * o.accum * B * T / el;
         double eta = (double)(o.steps - step) * o.accum * B * T / tps;
         char eta_s[32], el_s[32];
-        fmt_time(eta_s, sizeof eta_s, eta);
-        fmt_time(el_s, sizeof el_s, el);
-        if (tty && (now() - t_last > 0.5 || step == o.steps)) {
+        lk_fmt_duration(eta_s, sizeof eta_s, eta);
+        lk_fmt_duration(el_s, sizeof el_s, el);
+        if (tty && (lk_now() - t_last > 0.5 || step == o.steps)) {
             int w = 30, fill = (int)(w * (double)step / o.steps);
             char bar[64];
             for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
             bar[w] = 0;
             fprintf(stderr, "\r[%s] step %ld/%ld loss %.4f (%.3f bpb) lr %.2e %.0f tok/s elapsed %s ETA %s   ",
                     bar, step, o.steps, ema, ema / M_LN2, info.lr, tps, el_s, eta_s);
-            t_last = now();
+            t_last = lk_now();
         } else if (!tty && (step % o.log_every == 0 || step == o.steps)) {
             fprintf(stderr, "step %ld/%ld loss %.4f bpb %.3f lr %.3e grad_norm %.3f tok/s %.0f elapsed %s eta %s\n",
                     step, o.steps, info.loss, info.loss / M_LN2, info.lr, info.grad_norm, tps, el_s, eta_s);
@@ -407,7 +391,7 @@ int main(int argc, char **argv)
         if ((st = gpt_save(m, o.out))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); rc = 1; }
         else {
             fprintf(stderr, "%slora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", tty ? "\n" : "", o.out,
-                    m->fingerprint, step, now() - t_start);
+                    m->fingerprint, step, lk_now() - t_start);
             unlink(o.ckpt);
         }
     }

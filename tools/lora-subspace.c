@@ -4,7 +4,6 @@
  * The work is in src/subspace*.c; this is argument handling only. */
 #include <getopt.h>
 #include <limits.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "blas_env.h"
 #include "subspace_report.h"
 #include "subspace_run.h"
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -134,11 +134,9 @@ int main(int argc, char **argv)
     int runs = timing > 1 ? timing : 1;
     for (int r = 0; r < runs && !st; r++) {
         if (r) sub_analysis_free(&an);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = lk_now();
         st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        secs[r] = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        secs[r] = lk_now() - t0;
     }
     if (!st && timing) {
         qsort(secs, (size_t)runs, sizeof secs[0], cmp_double);

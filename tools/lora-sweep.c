@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "adapter.h"
 #include "args.h"
@@ -26,6 +24,7 @@
 #include "sweep_report.h"
 #include "task.h"
 #include "task_eval.h"
+#include "util.h"
 
 #define MAX_KV 32
 
@@ -62,21 +61,6 @@ static const char *export_usage =
 
 /* ---- progress display ---- */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_time(char *b, size_t n, double s)
-{
-    if (!isfinite(s) || s < 0) { snprintf(b, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
-}
-
 typedef struct {
     int tty;
     double t_start, t_cell, t_last_draw;
@@ -108,9 +92,9 @@ static double overall_eta(const progress *p, long step_in_cell, double cell_elap
 static void draw(progress *p, const char *bar_line)
 {
     char el[32], eta[32], line[256];
-    double t = now();
-    fmt_time(el, sizeof el, t - p->t_start);
-    fmt_time(eta, sizeof eta, overall_eta(p, p->cur_step, p->cur_train_secs));
+    double t = lk_now();
+    lk_fmt_duration(el, sizeof el, t - p->t_start);
+    lk_fmt_duration(eta, sizeof eta, overall_eta(p, p->cur_step, p->cur_train_secs));
     if (p->k == 0) snprintf(line, sizeof line, "%s  elapsed %s", p->run_id, el);
     else snprintf(line, sizeof line, "cell %d/%d  %s  elapsed %s  ETA %s", p->k, p->n, p->run_id, el, eta);
     if (p->drawn) fprintf(stderr, "\033[1A\r\033[K%s\n\r\033[K%s", line, bar_line);
@@ -122,12 +106,12 @@ static void draw(progress *p, const char *bar_line)
 static void on_step(void *ctx, long step, long total, double loss, double tok_s)
 {
     progress *p = ctx;
-    double t = now(), el = t - p->t_cell;
+    double t = lk_now(), el = t - p->t_cell;
     p->cur_step = step;
     p->cur_train_secs = el;
     double eta = step > 0 ? el / (double)step * (double)(total - step) : NAN;
     char e[32];
-    fmt_time(e, sizeof e, eta);
+    lk_fmt_duration(e, sizeof e, eta);
     if (p->tty) {
         if (step != total && t - p->t_last_draw < 0.2) return;
         p->t_last_draw = t;
@@ -150,7 +134,7 @@ static void on_eval(void *ctx, long done, long total)
 {
     progress *p = ctx;
     if (!p->tty) return;
-    double t = now();
+    double t = lk_now();
     if (done != total && t - p->t_last_draw < 0.2) return;
     p->t_last_draw = t;
     char line[200];
@@ -204,7 +188,7 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
         p = &own;
     }
     p->run_id = pc->cell.run_id;
-    p->t_cell = now();
+    p->t_cell = lk_now();
     p->cur_steps = pc->cell.steps;
     p->drawn = 0;
     p->t_last_draw = 0;
@@ -224,7 +208,7 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
     adapter_free(&ad);
     if (!st) {
         progress *tot = cr->pg;
-        double cell_secs = now() - p->t_cell;
+        double cell_secs = lk_now() - p->t_cell;
         tot->steps_done_all += pc->cell.steps;
         tot->train_secs_all += res.train_seconds;
         tot->eval_secs_all += cell_secs - res.train_seconds;
@@ -233,12 +217,12 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
         if (p->tty && p->drawn) fprintf(stderr, "\033[1A\r\033[K\033[1B\r\033[K\033[1A\r");
         const char *pm = pc->j->task.primary;
         char el[32], eta[32];
-        double elapsed = now() - tot->t_start;
-        fmt_time(el, sizeof el, elapsed);
+        double elapsed = lk_now() - tot->t_start;
+        lk_fmt_duration(el, sizeof el, elapsed);
         /* Parallel: the sequential estimate shared among the workers (the cells on
          * the other workers overlap; their unfinished steps count as left). */
         double left = overall_eta(tot, 0, 0) / (cr->parallel ? cr->parallel : 1);
-        fmt_time(eta, sizeof eta, left);
+        lk_fmt_duration(eta, sizeof eta, left);
         fprintf(stderr, "cell %d/%d %s: %s %.4f (val) %.4f (test), val loss %.4f; train %.1f s, %.0f tok/s, "
                         "eval %.1f s; elapsed %s, ETA %s\n", p->k, p->n, pc->cell.run_id, pm, task_score(&res.val, pm),
                 task_score(&res.test, pm), task_score(&res.val, "loss"), res.train_seconds, res.tokens_per_s,
@@ -404,7 +388,7 @@ int main(int argc, char **argv)
 
     progress pg = {0};
     pg.tty = tty;
-    pg.t_start = now();
+    pg.t_start = lk_now();
     pg.n = n_plan - n_done;
     for (int c = 0; c < n_plan; c++) if (!plan[c].done) pg.steps_total_left += plan[c].cell.steps;
 
@@ -460,7 +444,7 @@ int main(int argc, char **argv)
     /* Reports: tables for every grid of this invocation, from the results file. */
     sweep_row *rows = NULL;
     size_t n_rows = 0;
-    if (access(out_path, F_OK) != 0) {
+    if (!lk_path_exists(out_path)) {
         fprintf(stderr, "lora-sweep: no results in %s yet\n", out_path);
         free(plan);
         sweep_jobs_free(jobs, n_jobs);

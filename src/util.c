@@ -1,0 +1,76 @@
+/* util.c: the shared small helpers of util.h. */
+#include "util.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+double lk_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+lk_status lk_read_text(const char *path, size_t max_bytes, const char *what, char **out, size_t *len)
+{
+    *out = NULL;
+    if (len) *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    lk_status st = LK_OK;
+    for (;;) {
+        if (n + 1 >= cap) {   /* room for at least one byte and the NUL */
+            if (n > max_bytes) break;
+            cap = cap ? 2 * cap : 8192;
+            if (cap - 2 > max_bytes) cap = max_bytes + 2;   /* reading one byte over the limit tells "too large" */
+            char *b = realloc(buf, cap);
+            if (!b) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", path); break; }
+            buf = b;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, fp);
+        n += k;
+        if (k == 0) {
+            if (ferror(fp)) st = lk_fail(LK_ERR_IO, "%s: read failed", path);
+            break;
+        }
+    }
+    fclose(fp);
+    if (!st && n > max_bytes) st = lk_fail(LK_ERR_FORMAT, "%s: larger than %zu bytes, not %s", path, max_bytes, what);
+    if (st) { free(buf); return st; }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return LK_OK;
+}
+
+int lk_is_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int lk_is_dir(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int lk_path_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+void lk_fmt_duration(char *buf, size_t n, double secs)
+{
+    if (!isfinite(secs) || secs < 0 || secs > 1e7) { snprintf(buf, n, "?"); return; }
+    long t = (long)(secs + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}

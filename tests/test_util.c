@@ -1,0 +1,121 @@
+/* test_util.c: the shared helpers of src/util.h - lk_read_text reads whole files of
+ * any size up to its limit (exactly at the limit included, one byte over refused with
+ * the reason), keeps NUL bytes countable, names a missing file; the file-type checks;
+ * lk_fmt_duration's formats; lk_now is monotonic. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+#include "util.h"
+
+static char dir[512];
+
+static int setup(void **state) { (void)state; return tu_mkdtemp(dir, sizeof dir, "util"); }
+static int teardown(void **state) { (void)state; return tu_rmdir(dir); }
+
+static const char *write_bytes(const char *name, const char *bytes, size_t n)
+{
+    const char *p = tu_path(dir, name);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    return p;
+}
+
+static void test_read_text(void **state)
+{
+    (void)state;
+    char *t;
+    size_t len;
+    const char *p = write_bytes("small", "hello\n", 6);
+    assert_int_equal(lk_read_text(p, 100, "a test file", &t, &len), LK_OK);
+    assert_int_equal(len, 6);
+    assert_string_equal(t, "hello\n");
+    free(t);
+    /* sizes around the growth steps and the limit: every byte read, the limit itself allowed */
+    static const size_t sizes[] = {0, 1, 8190, 8191, 8192, 8193, 20000, 65537};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        char *data = malloc(n + 1);
+        assert_non_null(data);
+        for (size_t i = 0; i < n; i++) data[i] = (char)('a' + i % 26);
+        p = write_bytes("sized", data, n);
+        assert_int_equal(lk_read_text(p, n, "a test file", &t, &len), LK_OK);
+        assert_int_equal(len, n);
+        assert_memory_equal(t, data, n);
+        assert_int_equal(t[n], 0);
+        free(t);
+        if (n > 0) {
+            assert_int_equal(lk_read_text(p, n - 1, "a test file", &t, NULL), LK_ERR_FORMAT);
+            assert_null(t);
+            assert_non_null(strstr(lk_errmsg(), "not a test file"));
+        }
+        free(data);
+    }
+    /* a NUL inside: the length still counts every byte */
+    p = write_bytes("nul", "a\0b", 3);
+    assert_int_equal(lk_read_text(p, 100, "a test file", &t, &len), LK_OK);
+    assert_int_equal(len, 3);
+    assert_int_equal(strlen(t), 1);
+    free(t);
+    assert_int_equal(lk_read_text(tu_path(dir, "missing"), 100, "a test file", &t, &len), LK_ERR_IO);
+    assert_null(t);
+    assert_non_null(strstr(lk_errmsg(), "missing: cannot open"));
+}
+
+static void test_file_checks(void **state)
+{
+    (void)state;
+    const char *p = write_bytes("regular", "x", 1);
+    assert_true(lk_is_file(p));
+    assert_false(lk_is_dir(p));
+    assert_true(lk_path_exists(p));
+    assert_false(lk_is_file(dir));
+    assert_true(lk_is_dir(dir));
+    assert_true(lk_path_exists(dir));
+    p = tu_path(dir, "absent");
+    assert_false(lk_is_file(p));
+    assert_false(lk_is_dir(p));
+    assert_false(lk_path_exists(p));
+}
+
+static void test_fmt_duration(void **state)
+{
+    (void)state;
+    static const struct { double s; const char *want; } cases[] = {
+        {0, "0:00"}, {0.4, "0:00"}, {0.5, "0:01"}, {59.6, "1:00"}, {61, "1:01"}, {3599, "59:59"},
+        {3600, "1:00:00"}, {3661, "1:01:01"}, {90000, "25:00:00"},
+        {-1, "?"}, {NAN, "?"}, {INFINITY, "?"}, {2e7, "?"},
+    };
+    char b[32];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lk_fmt_duration(b, sizeof b, cases[i].s);
+        assert_string_equal(b, cases[i].want);
+    }
+}
+
+static void test_now(void **state)
+{
+    (void)state;
+    double a = lk_now(), b = lk_now();
+    assert_true(a > 0);
+    assert_true(b >= a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_text),
+        cmocka_unit_test(test_file_checks),
+        cmocka_unit_test(test_fmt_duration),
+        cmocka_unit_test(test_now),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
