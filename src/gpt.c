@@ -43,10 +43,11 @@ void gc_target_weight(const gpt_config *c, const gc_layout *lay, int layer, int 
     size_t d = c->d_model;
     int F = c->d_ff;
     switch (target) {
-    case 0: case 1: case 2: *off = gc_loff(lay, layer, lay->l.wqkv) + (size_t)target * d * d; *in = c->d_model; *out = c->d_model; break;
-    case 3: *off = gc_loff(lay, layer, lay->l.wo); *in = c->d_model; *out = c->d_model; break;
-    case 4: *off = gc_loff(lay, layer, lay->l.w_fc); *in = c->d_model; *out = F; break;
-    default: *off = gc_loff(lay, layer, lay->l.w_proj); *in = F; *out = c->d_model; break;
+    case GPT_T_Q: case GPT_T_K: case GPT_T_V:   /* the [d, d] slices of wqkv, in target order */
+        *off = gc_loff(lay, layer, lay->l.wqkv) + (size_t)(target - GPT_T_Q) * d * d; *in = c->d_model; *out = c->d_model; break;
+    case GPT_T_O: *off = gc_loff(lay, layer, lay->l.wo); *in = c->d_model; *out = c->d_model; break;
+    case GPT_T_FC: *off = gc_loff(lay, layer, lay->l.w_fc); *in = c->d_model; *out = F; break;
+    default: *off = gc_loff(lay, layer, lay->l.w_proj); *in = F; *out = c->d_model; break;   /* GPT_T_PROJ */
     }
 }
 
@@ -118,9 +119,13 @@ static lk_status config_sizes_check(const gpt_config *c)
                        c->n_layer, c->n_head, c->d_model, c->d_ff, c->n_ctx, c->vocab_size);
     if (c->d_model % c->n_head)
         return lk_fail(LK_ERR_ARG, "config: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
-    if (c->n_layer > 1024 || c->d_model > 65536 || c->d_ff > 262144 || c->n_ctx > 65536 || c->vocab_size > 1 << 20)
-        return lk_fail(LK_ERR_ARG, "config: sizes out of range (n_layer %d of at most 1024, d_model %d of 65536, d_ff %d of 262144, "
-                       "n_ctx %d of 65536, vocab_size %d of 1048576)", c->n_layer, c->d_model, c->d_ff, c->n_ctx, c->vocab_size);
+    if (c->n_layer > GPT_MAX_LAYERS || c->d_model > GPT_MAX_D_MODEL || c->d_ff > GPT_MAX_D_FF || c->n_ctx > GPT_MAX_CTX ||
+        c->vocab_size > GPT_MAX_VOCAB)
+        return lk_fail(LK_ERR_ARG,
+                       "config: sizes out of range (n_layer %d of at most %d, d_model %d of %d, d_ff %d of %d, "
+                       "n_ctx %d of %d, vocab_size %d of %d)",
+                       c->n_layer, GPT_MAX_LAYERS, c->d_model, GPT_MAX_D_MODEL, c->d_ff, GPT_MAX_D_FF, c->n_ctx,
+                       GPT_MAX_CTX, c->vocab_size, GPT_MAX_VOCAB);
     return LK_OK;
 }
 
@@ -144,15 +149,16 @@ lk_status gpt_config_check(const gpt_config *c)
     return LK_OK;
 }
 
-double gpt_memory_bytes(const gpt_config *c, int B, int T, int training)
+double gpt_memory_bytes(const gpt_config *c, int batch, int ctx, int training)
 {
-    double d = c->d_model, F = c->d_ff, L = c->n_layer, H = c->n_head, V = c->vocab_size, N = (double)B * T;
+    double B = batch, T = ctx, N = B * T, d = c->d_model, F = c->d_ff, L = c->n_layer, H = c->n_head, V = c->vocab_size;
     double np = param_count(c);
-    /* gc_ws_init's buffers, in floats */
-    double act = N * d * (L + 1 + 3 * L + 3 * L + L + 1 + 6) + 4 * L * N + 3 * L * N * F + 2 * N * F + L * B * H * (double)T * T +
-                 N * V + 2 * N + (double)T * T + (double)B * (T + 1) + N / 4;
+    double act = 0;   /* gc_ws_init's buffers, in bytes, from the list it allocates */
+#define GC_WS_BYTES(name, type, count) act += (count) * (double)sizeof(type);
+    GC_WS_BUFFERS(GC_WS_BYTES, float)
+#undef GC_WS_BYTES
     /* training: the gradient block and the two AdamW moments, plus the decay flags */
-    return 4 * (np * (training ? 4 : 1) + act) + (training ? np : 0);
+    return 4 * np * (training ? 4 : 1) + act + (training ? np : 0);
 }
 
 static void make_views(const gpt_config *c, float *base, gpt_params *p, gpt_layer *layers)
@@ -250,16 +256,23 @@ lk_status gpt_clone(gpt_model **out, const gpt_model *m)
     return LK_OK;
 }
 
+/* FNV-1a, 64-bit. The offset basis is one digit short of the standard 14695981039346656037ULL
+ * (a digit lost when it was typed in). Adapters and sweep results store their base's fingerprint
+ * and are refused with a base whose fingerprint differs (lora.c, sweep.c), so the value must stay:
+ * "correcting" it would make every stored adapter refuse its own base. */
+#define FINGERPRINT_FNV_BASIS 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
 void gpt_fingerprint(const gpt_model *m, char out[80])
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = FINGERPRINT_FNV_BASIS;
     const int cfg[6] = {m->cfg.n_layer, m->cfg.n_head, m->cfg.d_model, m->cfg.d_ff, m->cfg.n_ctx, m->cfg.vocab_size};
     for (int i = 0; i < 6; i++)
-        for (int b = 0; b < 4; b++) { h ^= (uint64_t)(((uint32_t)cfg[i] >> (8 * b)) & 0xff); h *= 1099511628211ULL; }
+        for (int b = 0; b < 4; b++) { h ^= (uint64_t)(((uint32_t)cfg[i] >> (8 * b)) & 0xff); h *= FNV_PRIME; }
     /* Parameters as little-endian float32 bytes, in checkpoint order (= block order). */
     const unsigned char *p = (const unsigned char *)m->data;
     size_t nb = m->n_params * sizeof(float);
-    for (size_t i = 0; i < nb; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+    for (size_t i = 0; i < nb; i++) { h ^= p[i]; h *= FNV_PRIME; }
     snprintf(out, 80, "gpt-%016llx", (unsigned long long)h);
 }
 

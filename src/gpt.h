@@ -87,6 +87,15 @@ typedef struct {
 /* Most parameters a gpt_model may have (8 GiB of float32). */
 #define GPT_MAX_PARAMS (1LL << 31)
 
+/* The largest size of each kind that gpt_config_check accepts, and the largest batch
+ * gpt_reserve takes; the tools' option ranges use the same constants. */
+#define GPT_MAX_LAYERS 1024
+#define GPT_MAX_D_MODEL 65536
+#define GPT_MAX_D_FF 262144
+#define GPT_MAX_CTX 65536
+#define GPT_MAX_VOCAB (1 << 20)
+#define GPT_MAX_BATCH 65536
+
 /* Checks sizes (positive, d_model divisible by n_head, each size in range, at
  * most GPT_MAX_PARAMS parameters). */
 lk_status gpt_config_check(const gpt_config *c);

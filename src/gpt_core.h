@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "gpt.h"
+#include "lora.h"     /* GPT_T_*: the LoRA targets of a layer */
 #include "status.h"
 
 /* Offsets (in elements) of each tensor in the parameter block. */
@@ -28,6 +29,9 @@ typedef struct {
 void gc_make_layout(const gpt_config *c, gc_layout *lay);
 static inline size_t gc_loff(const gc_layout *lay, int layer, size_t off) { return lay->layer0 + (size_t)layer * lay->layer_size + off; }
 
+/* q, k, v are the row blocks 0, 1, 2 of wqkv (and column blocks of the qkv activations), in GPT_T_* order. */
+_Static_assert(GPT_T_Q == 0 && GPT_T_K == 1 && GPT_T_V == 2, "GPT_T_Q, _K, _V index the blocks of wqkv");
+
 /* The weight a LoRA target adapts: offset of its [out, in] matrix (for q/k/v the
  * [d, d] slice of wqkv), in and out sizes. */
 void gc_target_weight(const gpt_config *c, const gc_layout *lay, int layer, int target,
@@ -38,7 +42,38 @@ typedef struct { size_t off, len; int decay; } gc_segment;
 /* Fills up to max segments; returns the count. */
 int gc_segments(const gpt_config *c, gc_segment *seg, int max);
 
-#define GC_NT 6  /* LoRA targets per layer: q, k, v, o, fc, proj */
+/* The activation buffers of gc_ws, in one list that drives their declaration, gc_ws_init's
+ * allocation, gc_ws_free and gpt_memory_bytes. X(name, type, count): count in elements for a
+ * batch of B sequences of T tokens, from N = B·T, d = d_model, F = d_ff, V = vocab_size,
+ * H = n_head and L = n_layer. The shape of each is in the comment beside it. */
+#define GC_WS_BUFFERS(X, real)                                                                                          \
+    X(res, real, (L + 1) * N * d)     /* [L+1, B, T, d] residual stream into each layer, and out of the last */      \
+    X(hmid, real, L * N * d)          /* [L, B, T, d] residual after attention: x + attention output */             \
+    X(ln1, real, L * N * d)           /* [L, B, T, d] layernorm 1 output */                                         \
+    X(ln2, real, L * N * d)           /* [L, B, T, d] layernorm 2 output */                                         \
+    X(mu1, real, L * N)               /* [L, B, T] layernorm 1 mean */                                              \
+    X(rs1, real, L * N)               /* [L, B, T] layernorm 1 reciprocal standard deviation */                     \
+    X(mu2, real, L * N)               /* [L, B, T] layernorm 2 mean */                                              \
+    X(rs2, real, L * N)               /* [L, B, T] layernorm 2 reciprocal standard deviation */                     \
+    X(qkv, real, L * N * 3 * d)       /* [L, B, T, 3d] q, k, v side by side */                                      \
+    X(att, real, L * B * H * T * T)   /* [L, B, H, T, T] attention probabilities (causal: upper triangle 0) */      \
+    X(atty, real, L * N * d)          /* [L, B, T, d] attention output, heads concatenated (before W_o) */          \
+    X(fch, real, L * N * F)           /* [L, B, T, F] MLP pre-activation */                                         \
+    X(fcg, real, L * N * F)           /* [L, B, T, F] GELU output */                                                \
+    X(gth, real, L * N * F)           /* [L, B, T, F] the GELU's tanh, kept for its backward */                     \
+    X(lnf, real, N * d)               /* [B, T, d] final layernorm output */                                        \
+    X(muf, real, N)                   /* [B, T] final layernorm mean */                                             \
+    X(rsf, real, N)                   /* [B, T] final layernorm reciprocal standard deviation */                    \
+    X(logits, real, N * V)            /* [B, T, V] logits, then softmax probabilities in place */                   \
+    X(dres, real, N * d)              /* [B, T, d] gradient of the residual stream (one layer at a time) */         \
+    X(dln, real, N * d)               /* [B, T, d] gradient of a layernorm output */                                \
+    X(dqkv, real, N * 3 * d)          /* [B, T, 3d] gradient of qkv */                                              \
+    X(datty, real, N * d)             /* [B, T, d] gradient of atty */                                              \
+    X(dfc, real, N * F)               /* [B, T, F] gradient of the GELU output */                                   \
+    X(dfc2, real, N * F)              /* [B, T, F] gradient of the MLP pre-activation */                            \
+    X(dP, real, T * T)                /* [T, T] gradient of one head's attention probabilities */                   \
+    X(tok, int, B * (T + 1))          /* [B, T+1] copy of the input tokens */                                       \
+    X(mask, unsigned char, N)         /* [B, T] 1 = the position counts in the loss */
 
 #define real float
 #define SFX(x) x##_f32
@@ -50,8 +85,6 @@ int gc_segments(const gpt_config *c, gc_segment *seg, int max);
 #include "gpt_core_decl.h"
 #undef real
 #undef SFX
-
-#include "lora.h"
 
 /* The LoRA attached to a gpt_model (lora.c): A and B of every module live in
  * one block `data` (gradients in `grad`, same layout) so AdamW runs over it. */

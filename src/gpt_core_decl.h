@@ -11,7 +11,7 @@ typedef struct {
 
 typedef struct {
     int n_layer;
-    SFX(gc_lmod) *mod;    /* [n_layer * GC_NT] */
+    SFX(gc_lmod) *mod;    /* [n_layer * GPT_N_TARGETS] */
     real dropout;
     int active;           /* 0 when merged into the weights: path skipped */
     int trainable;        /* 1: backward computes gA, gB */
@@ -23,11 +23,9 @@ typedef struct {
     int Bcap, Tcap;
     int B, T, have_fwd, fwd_lora, fwd_train;
     int att_block;        /* query rows per attention block (0 = 64); tests use small blocks */
-    real *res, *hmid, *ln1, *ln2, *mu1, *rs1, *mu2, *rs2, *qkv, *att, *atty, *fch, *fcg, *gth;
-    real *lnf, *muf, *rsf, *logits;
-    real *dres, *dln, *dqkv, *datty, *dfc, *dfc2, *dP;
-    int *tok;             /* [Bcap, Tcap+1] copy of the input */
-    unsigned char *mask;  /* [Bcap, Tcap] (1 = counts) */
+#define GC_WS_DECLARE(name, type, count) type *name;
+    GC_WS_BUFFERS(GC_WS_DECLARE, real)   /* activations: shapes in gpt_core.h (B, T = Bcap, Tcap) */
+#undef GC_WS_DECLARE
     /* LoRA buffers, (re)allocated when the LoRA shape changes */
     size_t lsig;          /* signature of the LoRA shape they were made for */
     real *lu;             /* per module [N, rank] */

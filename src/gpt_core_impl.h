@@ -78,12 +78,11 @@ static void *SFX(xcalloc)(size_t n, size_t sz, int *fail)
 void SFX(gc_ws_free)(SFX(gc_ws) *w)
 {
     if (!w) return;
-    real **bufs[] = {&w->res, &w->hmid, &w->ln1, &w->ln2, &w->mu1, &w->rs1, &w->mu2, &w->rs2, &w->qkv,
-                     &w->att, &w->atty, &w->fch, &w->fcg, &w->gth, &w->lnf, &w->muf, &w->rsf, &w->logits,
-                     &w->dres, &w->dln, &w->dqkv, &w->datty, &w->dfc, &w->dfc2, &w->dP,
-                     &w->lu, &w->lxd, &w->ltmp, &w->ldx};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(*bufs[i]);
-    free(w->tok); free(w->mask); free(w->lu_off); free(w->lxd_off); free(w->ldm);
+#define GC_WS_FREE(name, type, count) free(w->name);
+    GC_WS_BUFFERS(GC_WS_FREE, real)
+#undef GC_WS_FREE
+    free(w->lu); free(w->lxd); free(w->ltmp); free(w->ldx);
+    free(w->lu_off); free(w->lxd_off); free(w->ldm);
     memset(w, 0, sizeof *w);
 }
 
@@ -92,36 +91,17 @@ lk_status SFX(gc_ws_init)(SFX(gc_ws) *w, const gpt_config *c, int B, int T)
     memset(w, 0, sizeof *w);
     if (B < 1 || T < 1 || T > c->n_ctx)
         return lk_fail(LK_ERR_ARG, "batch %d x %d: need B >= 1 and 1 <= T <= n_ctx (%d)", B, T, c->n_ctx);
+    if (B > GPT_MAX_BATCH) return lk_fail(LK_ERR_ARG, "batch %d: at most %d sequences", B, GPT_MAX_BATCH);
     w->cfg = *c; w->Bcap = B; w->Tcap = T;
-    size_t N = (size_t)B * T, d = c->d_model, L = c->n_layer, F = c->d_ff, V = c->vocab_size, H = c->n_head;
     int f = 0;
-    w->res = SFX(xcalloc)((L + 1) * N * d, sizeof(real), &f);
-    w->hmid = SFX(xcalloc)(L * N * d, sizeof(real), &f);
-    w->ln1 = SFX(xcalloc)(L * N * d, sizeof(real), &f);
-    w->ln2 = SFX(xcalloc)(L * N * d, sizeof(real), &f);
-    w->mu1 = SFX(xcalloc)(L * N, sizeof(real), &f);
-    w->rs1 = SFX(xcalloc)(L * N, sizeof(real), &f);
-    w->mu2 = SFX(xcalloc)(L * N, sizeof(real), &f);
-    w->rs2 = SFX(xcalloc)(L * N, sizeof(real), &f);
-    w->qkv = SFX(xcalloc)(L * N * 3 * d, sizeof(real), &f);
-    w->att = SFX(xcalloc)(L * B * H * T * T, sizeof(real), &f);
-    w->atty = SFX(xcalloc)(L * N * d, sizeof(real), &f);
-    w->fch = SFX(xcalloc)(L * N * F, sizeof(real), &f);
-    w->fcg = SFX(xcalloc)(L * N * F, sizeof(real), &f);
-    w->gth = SFX(xcalloc)(L * N * F, sizeof(real), &f);
-    w->lnf = SFX(xcalloc)(N * d, sizeof(real), &f);
-    w->muf = SFX(xcalloc)(N, sizeof(real), &f);
-    w->rsf = SFX(xcalloc)(N, sizeof(real), &f);
-    w->logits = SFX(xcalloc)(N * V, sizeof(real), &f);
-    w->dres = SFX(xcalloc)(N * d, sizeof(real), &f);
-    w->dln = SFX(xcalloc)(N * d, sizeof(real), &f);
-    w->dqkv = SFX(xcalloc)(N * 3 * d, sizeof(real), &f);
-    w->datty = SFX(xcalloc)(N * d, sizeof(real), &f);
-    w->dfc = SFX(xcalloc)(N * F, sizeof(real), &f);
-    w->dfc2 = SFX(xcalloc)(N * F, sizeof(real), &f);
-    w->dP = SFX(xcalloc)((size_t)T * T, sizeof(real), &f);
-    w->tok = SFX(xcalloc)((size_t)B * (T + 1), sizeof(int), &f);
-    w->mask = SFX(xcalloc)(N, 1, &f);
+    {
+        /* the sizes of GC_WS_BUFFERS' counts, in size_t (B and T shadow the int parameters) */
+        size_t B = (size_t)w->Bcap, T = (size_t)w->Tcap, N = B * T, d = c->d_model, L = c->n_layer, F = c->d_ff,
+               V = c->vocab_size, H = c->n_head;
+#define GC_WS_ALLOC(name, type, count) w->name = SFX(xcalloc)(count, sizeof(type), &f);
+        GC_WS_BUFFERS(GC_WS_ALLOC, real)
+#undef GC_WS_ALLOC
+    }
     if (f) { SFX(gc_ws_free)(w); return lk_fail(LK_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T); }
     return LK_OK;
 }
@@ -129,7 +109,7 @@ lk_status SFX(gc_ws_init)(SFX(gc_ws) *w, const gpt_config *c, int B, int T)
 /* LoRA buffers sized for the capacity and the modules' ranks. */
 static lk_status SFX(ws_lora)(SFX(gc_ws) *w, const SFX(gc_lora) *lo)
 {
-    size_t N = (size_t)w->Bcap * w->Tcap, nm = (size_t)lo->n_layer * GC_NT;
+    size_t N = (size_t)w->Bcap * w->Tcap, nm = (size_t)lo->n_layer * GPT_N_TARGETS;
     size_t sig = 1469598103934665603ULL, ru = 0, rx = 0;
     int maxr = 0, maxio = w->cfg.d_ff > w->cfg.d_model ? w->cfg.d_ff : w->cfg.d_model;
     for (size_t i = 0; i < nm; i++) {
@@ -338,7 +318,7 @@ static void SFX(lora_bwd)(SFX(gc_ws) *w, const SFX(gc_lora) *lo, int idx, const 
 
 static inline int SFX(lora_on)(const SFX(gc_lora) *lo, int layer, int t)
 {
-    return lo && lo->active && lo->mod[layer * GC_NT + t].rank > 0;
+    return lo && lo->active && lo->mod[layer * GPT_N_TARGETS + t].rank > 0;
 }
 
 lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const int *tokens,
@@ -384,8 +364,8 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         SFX(layernorm)(ln1, w->mu1 + l * N, w->rs1 + l * N, x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b), N, d);
         SFX(fill_bias)(qkv, P + gc_loff(&lay, l, lay.l.bqkv), N, 3 * d, 3 * d);
         SFX(mm)(0, 1, (int)N, 3 * d, d, 1, ln1, d, P + gc_loff(&lay, l, lay.l.wqkv), d, 1, qkv, 3 * d);
-        for (int t = 0; t < 3; t++)
-            if (SFX(lora_on)(lo, l, t)) SFX(lora_fwd)(w, lo, l * GC_NT + t, ln1, d, qkv + t * d, 3 * d, N, training, &rng);
+        for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
+            if (SFX(lora_on)(lo, l, t)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + t, ln1, d, qkv + t * d, 3 * d, N, training, &rng);
         for (int b = 0; b < B; b++)
             for (int hh = 0; hh < H; hh++) {
                 const real *q = qkv + (size_t)b * T * 3 * d + hh * hd, *k = q + d, *v = q + 2 * d;
@@ -410,17 +390,17 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         for (size_t i = 0; i < N; i++)
             for (int j = 0; j < d; j++) h[i * d + j] = x[i * d + j] + bo[j];
         SFX(mm)(0, 1, (int)N, d, d, 1, atty, d, P + gc_loff(&lay, l, lay.l.wo), d, 1, h, d);
-        if (SFX(lora_on)(lo, l, 3)) SFX(lora_fwd)(w, lo, l * GC_NT + 3, atty, d, h, d, N, training, &rng);
+        if (SFX(lora_on)(lo, l, GPT_T_O)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_O, atty, d, h, d, N, training, &rng);
         SFX(layernorm)(ln2, w->mu2 + l * N, w->rs2 + l * N, h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b), N, d);
         SFX(fill_bias)(fch, P + gc_loff(&lay, l, lay.l.b_fc), N, F, F);
         SFX(mm)(0, 1, (int)N, F, d, 1, ln2, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, fch, F);
-        if (SFX(lora_on)(lo, l, 4)) SFX(lora_fwd)(w, lo, l * GC_NT + 4, ln2, d, fch, F, N, training, &rng);
+        if (SFX(lora_on)(lo, l, GPT_T_FC)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, fch, F, N, training, &rng);
         SFX(gelu)(fcg, w->gth + l * N * F, fch, N * F);
         const real *bp = P + gc_loff(&lay, l, lay.l.b_proj);
         for (size_t i = 0; i < N; i++)
             for (int j = 0; j < d; j++) xo[i * d + j] = h[i * d + j] + bp[j];
         SFX(mm)(0, 1, (int)N, d, F, 1, fcg, F, P + gc_loff(&lay, l, lay.l.w_proj), F, 1, xo, d);
-        if (SFX(lora_on)(lo, l, 5)) SFX(lora_fwd)(w, lo, l * GC_NT + 5, fcg, F, xo, d, N, training, &rng);
+        if (SFX(lora_on)(lo, l, GPT_T_PROJ)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, xo, d, N, training, &rng);
     }
     SFX(layernorm)(w->lnf, w->muf, w->rsf, w->res + L * Nd, P + lay.lnf_g, P + lay.lnf_b, N, d);
     SFX(mm)(0, 1, (int)N, V, d, 1, w->lnf, d, wte, d, 0, w->logits, V);
@@ -463,8 +443,8 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
     if (G) lowest = 0;
     else
         for (int l = 0; l < L; l++)
-            for (int t = 0; t < GC_NT; t++)
-                if (la->mod[l * GC_NT + t].rank && l < lowest) lowest = l;
+            for (int t = 0; t < GPT_N_TARGETS; t++)
+                if (la->mod[l * GPT_N_TARGETS + t].rank && l < lowest) lowest = l;
 
     /* dlogits = (p - onehot) · mask · scale, in place over the probabilities */
     real *dl = w->logits;
@@ -497,7 +477,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(mm)(1, 0, d, F, (int)N, 1, dres, d, fcg, F, 1, G + gc_loff(&lay, l, lay.l.w_proj), F);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.b_proj), dres, N, d, d);
         }
-        if (SFX(lora_on)(la, l, 5)) SFX(lora_bwd)(w, la, l * GC_NT + 5, fcg, F, dres, d, w->dfc, F, N);
+        if (SFX(lora_on)(la, l, GPT_T_PROJ)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, dres, d, w->dfc, F, N);
         SFX(gelu_bwd)(w->dfc2, w->dfc, fch, w->gth + l * N * F, N * F);
         /* fch = ln2·W_fcᵀ + b_fc */
         SFX(mm)(0, 0, (int)N, d, F, 1, w->dfc2, F, P + gc_loff(&lay, l, lay.l.w_fc), d, 0, w->dln, d);
@@ -505,7 +485,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(mm)(1, 0, F, d, (int)N, 1, w->dfc2, F, ln2, d, 1, G + gc_loff(&lay, l, lay.l.w_fc), d);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.b_fc), w->dfc2, N, F, F);
         }
-        if (SFX(lora_on)(la, l, 4)) SFX(lora_bwd)(w, la, l * GC_NT + 4, ln2, d, w->dfc2, F, w->dln, d, N);
+        if (SFX(lora_on)(la, l, GPT_T_FC)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, w->dfc2, F, w->dln, d, N);
         SFX(layernorm_bwd)(dres, G ? G + gc_loff(&lay, l, lay.l.ln2_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln2_b) : NULL,
                            w->dln, h, w->mu2 + l * N, w->rs2 + l * N, P + gc_loff(&lay, l, lay.l.ln2_g), N, d);
         /* now dres = dL/dh; h = x + atty·Woᵀ + bo */
@@ -514,7 +494,7 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(mm)(1, 0, d, d, (int)N, 1, dres, d, atty, d, 1, G + gc_loff(&lay, l, lay.l.wo), d);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.bo), dres, N, d, d);
         }
-        if (SFX(lora_on)(la, l, 3)) SFX(lora_bwd)(w, la, l * GC_NT + 3, atty, d, dres, d, w->datty, d, N);
+        if (SFX(lora_on)(la, l, GPT_T_O)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_O, atty, d, dres, d, w->datty, d, N);
         /* attention */
         for (int b = 0; b < B; b++)
             for (int hh = 0; hh < H; hh++) {
@@ -549,9 +529,9 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
         }
         int need_dx = l > lowest || G;
         if (need_dx) SFX(mm)(0, 0, (int)N, d, 3 * d, 1, w->dqkv, 3 * d, P + gc_loff(&lay, l, lay.l.wqkv), d, 0, w->dln, d);
-        for (int t = 0; t < 3; t++)
+        for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
             if (SFX(lora_on)(la, l, t))
-                SFX(lora_bwd)(w, la, l * GC_NT + t, ln1, d, w->dqkv + t * d, 3 * d, need_dx ? w->dln : NULL, d, N);
+                SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + t, ln1, d, w->dqkv + t * d, 3 * d, need_dx ? w->dln : NULL, d, N);
         if (need_dx)
             SFX(layernorm_bwd)(dres, G ? G + gc_loff(&lay, l, lay.l.ln1_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln1_b) : NULL,
                                w->dln, x, w->mu1 + l * N, w->rs1 + l * N, P + gc_loff(&lay, l, lay.l.ln1_g), N, d);
@@ -618,7 +598,7 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
     real *lt = tmpr;
     int maxr = 0;
     if (lo && lo->active)
-        for (int i = 0; i < L * GC_NT; i++) if (lo->mod[i].rank > maxr) maxr = lo->mod[i].rank;
+        for (int i = 0; i < L * GPT_N_TARGETS; i++) if (lo->mod[i].rank > maxr) maxr = lo->mod[i].rank;
     if (maxr > 1024) return lk_fail(LK_ERR_UNSUPPORTED, "generation: LoRA rank %d above 1024", maxr);
     for (int j = 0; j < d; j++) kv->x[j] = P[lay.wte + (size_t)token * d + j] + P[lay.wpe + (size_t)pos * d + j];
     real scale = RSQRT((real)hd);
@@ -626,8 +606,8 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
         SFX(layernorm)(kv->xn, NULL, NULL, kv->x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b), 1, d);
         memcpy(kv->qkv, P + gc_loff(&lay, l, lay.l.bqkv), 3 * (size_t)d * sizeof(real));
         SFX(mm)(0, 1, 1, 3 * d, d, 1, kv->xn, d, P + gc_loff(&lay, l, lay.l.wqkv), d, 1, kv->qkv, 3 * d);
-        for (int t = 0; t < 3; t++)
-            if (SFX(lora_on)(lo, l, t)) SFX(lora_row)(lo, l * GC_NT + t, kv->xn, kv->qkv + t * d, lt);
+        for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
+            if (SFX(lora_on)(lo, l, t)) SFX(lora_row)(lo, l * GPT_N_TARGETS + t, kv->xn, kv->qkv + t * d, lt);
         real *K = kv->k + (size_t)l * c->n_ctx * d, *Vc = kv->v + (size_t)l * c->n_ctx * d;
         memcpy(K + (size_t)pos * d, kv->qkv + d, (size_t)d * sizeof(real));
         memcpy(Vc + (size_t)pos * d, kv->qkv + 2 * d, (size_t)d * sizeof(real));
@@ -652,16 +632,16 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
         }
         memcpy(kv->h, P + gc_loff(&lay, l, lay.l.bo), (size_t)d * sizeof(real));
         SFX(mm)(0, 1, 1, d, d, 1, kv->y, d, P + gc_loff(&lay, l, lay.l.wo), d, 1, kv->h, d);
-        if (SFX(lora_on)(lo, l, 3)) SFX(lora_row)(lo, l * GC_NT + 3, kv->y, kv->h, lt);
+        if (SFX(lora_on)(lo, l, GPT_T_O)) SFX(lora_row)(lo, l * GPT_N_TARGETS + GPT_T_O, kv->y, kv->h, lt);
         for (int j = 0; j < d; j++) kv->h[j] += kv->x[j];
         SFX(layernorm)(kv->xn, NULL, NULL, kv->h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b), 1, d);
         memcpy(kv->fc, P + gc_loff(&lay, l, lay.l.b_fc), (size_t)F * sizeof(real));
         SFX(mm)(0, 1, 1, F, d, 1, kv->xn, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, kv->fc, F);
-        if (SFX(lora_on)(lo, l, 4)) SFX(lora_row)(lo, l * GC_NT + 4, kv->xn, kv->fc, lt);
+        if (SFX(lora_on)(lo, l, GPT_T_FC)) SFX(lora_row)(lo, l * GPT_N_TARGETS + GPT_T_FC, kv->xn, kv->fc, lt);
         SFX(gelu)(kv->fc + F, NULL, kv->fc, F);
         memcpy(kv->x, P + gc_loff(&lay, l, lay.l.b_proj), (size_t)d * sizeof(real));
         SFX(mm)(0, 1, 1, d, F, 1, kv->fc + F, F, P + gc_loff(&lay, l, lay.l.w_proj), F, 1, kv->x, d);
-        if (SFX(lora_on)(lo, l, 5)) SFX(lora_row)(lo, l * GC_NT + 5, kv->fc + F, kv->x, lt);
+        if (SFX(lora_on)(lo, l, GPT_T_PROJ)) SFX(lora_row)(lo, l * GPT_N_TARGETS + GPT_T_PROJ, kv->fc + F, kv->x, lt);
         for (int j = 0; j < d; j++) kv->x[j] += kv->h[j];
     }
     SFX(layernorm)(kv->xn, NULL, NULL, kv->x, P + lay.lnf_g, P + lay.lnf_b, 1, d);

@@ -84,7 +84,7 @@ static lk_status attach_modules(gpt_model *m, const lora_config *cfg, const int 
         return lk_fail(LK_ERR_ARG, "cannot attach a LoRA while another one is merged into the weights (unmerge it first)");
     gpt_lora_detach(m);
     const gpt_config *c = &m->cfg;
-    int nm = c->n_layer * GC_NT;
+    int nm = c->n_layer * GPT_N_TARGETS;
     gc_layout lay;
     gc_make_layout(c, &lay);
     gpt_lora *lo = calloc(1, sizeof *lo);
@@ -99,7 +99,7 @@ static lk_status attach_modules(gpt_model *m, const lora_config *cfg, const int 
     for (int i = 0; i < nm; i++) {
         size_t off;
         int in, out;
-        gc_target_weight(c, &lay, i / GC_NT, i % GC_NT, &off, &in, &out);
+        gc_target_weight(c, &lay, i / GPT_N_TARGETS, i % GPT_N_TARGETS, &off, &in, &out);
         if (rank[i] > 0) n += (size_t)rank[i] * (in + out);
     }
     lo->n = n;
@@ -113,7 +113,7 @@ static lk_status attach_modules(gpt_model *m, const lora_config *cfg, const int 
     for (int i = 0; i < nm; i++) {
         gc_lmod_f32 *md = &lo->core.mod[i];
         size_t off;
-        gc_target_weight(c, &lay, i / GC_NT, i % GC_NT, &off, &md->in, &md->out);
+        gc_target_weight(c, &lay, i / GPT_N_TARGETS, i % GPT_N_TARGETS, &off, &md->in, &md->out);
         if (rank[i] <= 0) continue;
         md->rank = rank[i];
         md->scaling = (float)scaling[i];
@@ -129,12 +129,12 @@ lk_status gpt_lora_attach(gpt_model *m, const lora_config *cfg)
     const gpt_config *c = &m->cfg;
     if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return lk_fail(LK_ERR_ARG, "LoRA dropout %g must be in [0, 1)", cfg->dropout);
     if (!(cfg->alpha > 0)) return lk_fail(LK_ERR_ARG, "LoRA alpha %g must be positive", cfg->alpha);
-    int nm = c->n_layer * GC_NT, any = 0;
+    int nm = c->n_layer * GPT_N_TARGETS, any = 0;
     int *rank = calloc((size_t)nm, sizeof *rank);
     double *sc = calloc((size_t)nm, sizeof *sc);
     if (!rank || !sc) { free(rank); free(sc); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
     for (int i = 0; i < nm; i++) {
-        int t = i % GC_NT, r = cfg->rank[t];
+        int t = i % GPT_N_TARGETS, r = cfg->rank[t];
         if (r < 0) { free(rank); free(sc); return lk_fail(LK_ERR_ARG, "LoRA rank %d for %s is negative", r, TNAMES[t]); }
         rank[i] = r;
         if (r) { sc[i] = lora_scaling(cfg->alpha, r, cfg->rule); any = 1; }
@@ -165,12 +165,12 @@ static void apply(gpt_model *m, float sign)
 {
     gc_layout lay;
     gc_make_layout(&m->cfg, &lay);
-    for (int i = 0; i < m->cfg.n_layer * GC_NT; i++) {
+    for (int i = 0; i < m->cfg.n_layer * GPT_N_TARGETS; i++) {
         gc_lmod_f32 *md = &m->lora->core.mod[i];
         if (!md->rank) continue;
         size_t off;
         int in, out;
-        gc_target_weight(&m->cfg, &lay, i / GC_NT, i % GC_NT, &off, &in, &out);
+        gc_target_weight(&m->cfg, &lay, i / GPT_N_TARGETS, i % GPT_N_TARGETS, &off, &in, &out);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, md->rank, sign * md->scaling,
                     md->B, md->rank, md->A, in, 1.0f, m->data + off, in);
     }
@@ -210,12 +210,12 @@ lk_status gpt_lora_export(const gpt_model *m, const char *task, lora_adapter *ad
     snprintf(ad->task, sizeof ad->task, "%s", task ? task : "");
     snprintf(ad->base, sizeof ad->base, "%s", m->fingerprint);
     int used[GPT_N_TARGETS] = {0};
-    for (int i = 0; i < m->cfg.n_layer * GC_NT; i++) {
+    for (int i = 0; i < m->cfg.n_layer * GPT_N_TARGETS; i++) {
         const gc_lmod_f32 *md = &lo->core.mod[i];
         if (!md->rank) continue;
-        used[i % GC_NT] = 1;
+        used[i % GPT_N_TARGETS] = 1;
         lora_module *om;
-        lk_status st = adapter_add(ad, i / GC_NT, TNAMES[i % GC_NT], md->rank, md->in, md->out, md->scaling, &om);
+        lk_status st = adapter_add(ad, i / GPT_N_TARGETS, TNAMES[i % GPT_N_TARGETS], md->rank, md->in, md->out, md->scaling, &om);
         if (st) { adapter_free(ad); return st; }
         memcpy(om->A, md->A, (size_t)md->rank * md->in * sizeof(float));
         memcpy(om->B, md->B, (size_t)md->out * md->rank * sizeof(float));
@@ -233,7 +233,7 @@ lk_status gpt_lora_import(gpt_model *m, const lora_adapter *ad)
     if (ad->base[0] && strcmp(ad->base, m->fingerprint))
         return lk_fail(LK_ERR_ARG, "%s: adapter was made for base %s, but this base checkpoint is %s", src, ad->base, m->fingerprint);
     const gpt_config *c = &m->cfg;
-    int nm = c->n_layer * GC_NT;
+    int nm = c->n_layer * GPT_N_TARGETS;
     gc_layout lay;
     gc_make_layout(c, &lay);
     int *rank = calloc((size_t)nm, sizeof *rank);
@@ -252,21 +252,21 @@ lk_status gpt_lora_import(gpt_model *m, const lora_adapter *ad)
             st = lk_fail(LK_ERR_SHAPE, "%s: module layers/%d/%s is %d x %d (out x in), the base weight is %d x %d", src, am->layer, am->target, am->out, am->in, out, in);
         else if (!isfinite(am->scaling))
             st = lk_fail(LK_ERR_NUMERIC, "%s: module layers/%d/%s: scaling is not finite", src, am->layer, am->target);
-        rank[am->layer * GC_NT + t] = am->rank;
-        sc[am->layer * GC_NT + t] = am->scaling;
+        rank[am->layer * GPT_N_TARGETS + t] = am->rank;
+        sc[am->layer * GPT_N_TARGETS + t] = am->scaling;
     }
     lora_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.alpha = ad->alpha;
     if (lora_parse_rule(ad->scaling_rule, &cfg.rule)) { lk_clear_error(); cfg.rule = LORA_SCALE_ALPHA_R; }
     cfg.seed = (uint64_t)ad->seed;
-    for (int i = 0; i < nm; i++) if (rank[i] > cfg.rank[i % GC_NT]) cfg.rank[i % GC_NT] = rank[i];
+    for (int i = 0; i < nm; i++) if (rank[i] > cfg.rank[i % GPT_N_TARGETS]) cfg.rank[i % GPT_N_TARGETS] = rank[i];
     if (!st) st = ad->n ? attach_modules(m, &cfg, rank, sc) : lk_fail(LK_ERR_FORMAT, "%s: the adapter has no modules", src);
     free(rank); free(sc);
     if (st) return st;
     for (size_t i = 0; i < ad->n; i++) {
         const lora_module *am = &ad->mods[i];
-        gc_lmod_f32 *md = &m->lora->core.mod[am->layer * GC_NT + lora_target_index(am->target)];
+        gc_lmod_f32 *md = &m->lora->core.mod[am->layer * GPT_N_TARGETS + lora_target_index(am->target)];
         memcpy(md->A, am->A, (size_t)am->rank * am->in * sizeof(float));
         memcpy(md->B, am->B, (size_t)am->out * am->rank * sizeof(float));
     }
@@ -278,7 +278,7 @@ lk_status gpt_lora_module(gpt_model *m, int layer, int target, int *rank, double
     if (!m->lora) return lk_fail(LK_ERR_ARG, "no LoRA attached");
     if (layer < 0 || layer >= m->cfg.n_layer || target < 0 || target >= GPT_N_TARGETS)
         return lk_fail(LK_ERR_ARG, "no module layers/%d/%d", layer, target);
-    gc_lmod_f32 *md = &m->lora->core.mod[layer * GC_NT + target];
+    gc_lmod_f32 *md = &m->lora->core.mod[layer * GPT_N_TARGETS + target];
     if (rank) *rank = md->rank;
     if (scaling) *scaling = md->scaling;
     if (A) *A = md->A;

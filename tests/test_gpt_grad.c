@@ -116,15 +116,15 @@ static void lora_gradients(double dropout)
     double *p = make_params(&n);
     gc_layout lay;
     gc_make_layout(&TINY, &lay);
-    int nm = TINY.n_layer * GC_NT;
-    gc_lmod_f64 mods[2 * GC_NT];
+    int nm = TINY.n_layer * GPT_N_TARGETS;
+    gc_lmod_f64 mods[2 * GPT_N_TARGETS];
     memset(mods, 0, sizeof mods);
     rng_t r;
     rng_seed(&r, 11);
     size_t tot = 0;
     for (int i = 0; i < nm; i++) {
         size_t off;
-        gc_target_weight(&TINY, &lay, i / GC_NT, i % GC_NT, &off, &mods[i].in, &mods[i].out);
+        gc_target_weight(&TINY, &lay, i / GPT_N_TARGETS, i % GPT_N_TARGETS, &off, &mods[i].in, &mods[i].out);
         mods[i].rank = 1 + (i % 3);     /* ranks 1..3, a different one per target */
         if (i == 4) mods[i].rank = 0;   /* and one absent module */
         mods[i].scaling = 0.5 + 0.25 * (i % 4);
@@ -151,8 +151,8 @@ static void lora_gradients(double dropout)
         gc_lmod_f64 *m = &mods[i];
         if (!m->rank) continue;
         char nmA[32], nmB[32];
-        snprintf(nmA, sizeof nmA, "layer %d target %d A", i / GC_NT, i % GC_NT);
-        snprintf(nmB, sizeof nmB, "layer %d target %d B", i / GC_NT, i % GC_NT);
+        snprintf(nmA, sizeof nmA, "layer %d target %d A", i / GPT_N_TARGETS, i % GPT_N_TARGETS);
+        snprintf(nmB, sizeof nmB, "layer %d target %d B", i / GPT_N_TARGETS, i % GPT_N_TARGETS);
         double e1 = check(nmA, m->gA, m->A, (size_t)m->rank * m->in, fwrap, &c);
         double e2 = check(nmB, m->gB, m->B, (size_t)m->out * m->rank, fwrap, &c);
         if (e1 > worst) worst = e1;
