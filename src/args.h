@@ -7,6 +7,15 @@
 
 #include "status.h"
 
+/* The exit status of every tool, as getopt tools have it: 0 success; ARGS_EXIT_FAIL (1)
+ * a run-time error - an input missing or malformed, an output that cannot be written,
+ * a computation that fails; ARGS_EXIT_USAGE (2) a usage error - the command line itself
+ * is wrong: an unknown option, an option without its value, a value that does not parse
+ * or is outside the option's range, a required option or operand missing, options that
+ * contradict each other. Usage errors are found from the command line alone, before any
+ * file is read. */
+enum { ARGS_EXIT_FAIL = 1, ARGS_EXIT_USAGE = 2 };
+
 /* A whole-string decimal integer in [min, max]. The range is checked on the
  * long itself (overflow included), before a caller narrows it to an int. */
 lk_status args_long(const char *s, const char *opt, long min, long max, long *out);

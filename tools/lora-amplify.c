@@ -12,6 +12,7 @@
 #include "amplify_report.h"
 #include "amplify_run.h"
 #include "blas_env.h"
+#include "subspace_run.h"   /* the --layers list syntax */
 
 static void usage(FILE *f)
 {
@@ -71,22 +72,26 @@ int main(int argc, char **argv)
         case O_BASE: opt.base = optarg; break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_DRAWS: if (!parse_int(optarg, "--random-draws", 1, 100000, &v)) return 1; opt.random_draws = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_DRAWS: if (!parse_int(optarg, "--random-draws", 1, 100000, &v)) return ARGS_EXIT_USAGE; opt.random_draws = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
         case O_TLAYERS: tlayers = optarg; break;
         case O_TABLE: table = optarg; break;
         case O_PLOT: plot = optarg; break;
-        case O_DENSE: if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return 1; opt.check_dense = (int)v; break;
-        case O_JOBS: if (!parse_int(optarg, "--jobs", 1, 64, &v)) return 1; opt.jobs = (int)v; break;
+        case O_DENSE: if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return ARGS_EXIT_USAGE; opt.check_dense = (int)v; break;
+        case O_JOBS: if (!parse_int(optarg, "--jobs", 1, 64, &v)) return ARGS_EXIT_USAGE; opt.jobs = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
-    if (!opt.base) { fprintf(stderr, "lora-amplify: --base BASE is required\n"); usage(stderr); return 1; }
-    if (!out) { fprintf(stderr, "lora-amplify: -o OUT.h5 is required\n"); usage(stderr); return 1; }
-    if (optind >= argc) { fprintf(stderr, "lora-amplify: give at least one ADAPTER\n"); usage(stderr); return 1; }
+    if (!opt.base) { fprintf(stderr, "lora-amplify: --base BASE is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (!out) { fprintf(stderr, "lora-amplify: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (optind >= argc) { fprintf(stderr, "lora-amplify: give at least one ADAPTER\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (sub_check_layer_list(opt.layers) || sub_check_layer_list(tlayers)) {
+        fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
+        return ARGS_EXIT_USAGE;
+    }
     opt.adapters = (const char *const *)argv + optind;
     opt.n_adapters = argc - optind;
     if (!tlayers) tlayers = opt.layers;

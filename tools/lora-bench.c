@@ -5,11 +5,13 @@
  * `tokens_per_s`, the achieved GFLOP/s of the step's matrix work and the
  * machine's sgemm peak (measured here on a 1024³ product), one "key value" per line. */
 #include <cblas.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "args.h"
 #include "blas_env.h"
 #include "gpt.h"
 #include "lora.h"
@@ -61,32 +63,37 @@ static int bench_train(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--full")) { full = 1; continue; }
-        if (!v) { usage(); return 2; }
-        if (!strcmp(a, "--d-model")) c.d_model = atoi(v);
-        else if (!strcmp(a, "--layers")) c.n_layer = atoi(v);
-        else if (!strcmp(a, "--heads")) c.n_head = atoi(v);
-        else if (!strcmp(a, "--ctx")) c.n_ctx = atoi(v);
-        else if (!strcmp(a, "--vocab")) c.vocab_size = atoi(v);
-        else if (!strcmp(a, "--batch")) B = atoi(v);
-        else if (!strcmp(a, "--rank")) rank = atoi(v);
+        if (!v) { fprintf(stderr, "lora-bench: option %s needs a value\n", a); usage(); return ARGS_EXIT_USAGE; }
+        long l = 0;
+        lk_status bad = LK_OK;
+        if (!strcmp(a, "--d-model")) { bad = args_long(v, a, 1, GPT_MAX_D_FF / 4, &l); c.d_model = (int)l; }
+        else if (!strcmp(a, "--layers")) { bad = args_long(v, a, 1, GPT_MAX_LAYERS, &l); c.n_layer = (int)l; }
+        else if (!strcmp(a, "--heads")) { bad = args_long(v, a, 1, GPT_MAX_D_MODEL, &l); c.n_head = (int)l; }
+        else if (!strcmp(a, "--ctx")) { bad = args_long(v, a, 1, GPT_MAX_CTX, &l); c.n_ctx = (int)l; }
+        else if (!strcmp(a, "--vocab")) { bad = args_long(v, a, 1, GPT_MAX_VOCAB, &l); c.vocab_size = (int)l; }
+        else if (!strcmp(a, "--batch")) { bad = args_long(v, a, 1, GPT_MAX_BATCH, &l); B = (int)l; }
+        else if (!strcmp(a, "--rank")) { bad = args_long(v, a, 1, GPT_MAX_D_FF, &l); rank = (int)l; }
         else if (!strcmp(a, "--targets")) targets = v;
-        else if (!strcmp(a, "--alpha")) alpha = atof(v);
-        else if (!strcmp(a, "--seconds")) seconds = atof(v);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else { fprintf(stderr, "lora-bench: unknown option %s\n", a); usage(); return 2; }
+        else if (!strcmp(a, "--alpha")) bad = args_double(v, a, 0, 1, 1e6, 0, &alpha);
+        else if (!strcmp(a, "--seconds")) bad = args_double(v, a, 0, 1, 1e6, 0, &seconds);
+        else if (!strcmp(a, "--seed")) { bad = args_long(v, a, 0, LONG_MAX, &l); seed = (unsigned long long)l; }
+        else { fprintf(stderr, "lora-bench: unknown option %s\n", a); usage(); return ARGS_EXIT_USAGE; }
+        if (bad) { fprintf(stderr, "lora-bench: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
         i++;
     }
     c.d_ff = 4 * c.d_model;
-    if (B < 1 || !(seconds > 0)) { fprintf(stderr, "lora-bench: --batch and --seconds must be positive\n"); return 2; }
-    gpt_model *m = NULL;
-    trainer *tr = NULL;
-    lk_status st = gpt_new(&m, &c);
-    if (!st) gpt_init(m, seed);
     lora_config lc;
     lora_config_default(&lc);
     lc.alpha = alpha;
     lc.seed = seed;
-    if (!st && !full) st = lora_parse_targets(targets, rank, &lc);
+    if (gpt_config_check(&c) || (!full && lora_parse_targets(targets, rank, &lc))) {   /* sizes or targets that cannot go together */
+        fprintf(stderr, "lora-bench: %s\n", lk_errmsg());
+        return ARGS_EXIT_USAGE;
+    }
+    gpt_model *m = NULL;
+    trainer *tr = NULL;
+    lk_status st = gpt_new(&m, &c);
+    if (!st) gpt_init(m, seed);
     if (!st && !full) st = gpt_lora_attach(m, &lc);
     train_config tc;
     train_config_default(&tc);
@@ -142,9 +149,9 @@ static int bench_train(int argc, char **argv)
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return argc < 2 ? 2 : 0; }
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return argc < 2 ? ARGS_EXIT_USAGE : 0; }
     if (!strcmp(argv[1], "train")) return bench_train(argc - 2, argv + 2);
     fprintf(stderr, "lora-bench: unknown subcommand '%s'\n", argv[1]);
     usage();
-    return 2;
+    return ARGS_EXIT_USAGE;
 }

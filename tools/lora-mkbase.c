@@ -3,6 +3,7 @@
  * PEFT adapters, or our HDF5 layout), e.g. the 7B-shaped benchmark:
  *     lora-mkbase --layout llama --layers 32 --d 4096 --targets q,v --ranks 8,64 DIR
  * The generator is src/synthbase.c; this is argument handling only. */
+#include <float.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,14 +63,14 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_LAYOUT: o.layout = optarg; break;
-        case O_LAYERS: if (!parse_long(optarg, "--layers", 1, 10000, &v)) return 1; o.n_layer = (int)v; break;
-        case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return 1; o.d = (int)v; break;
-        case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return 1; o.dff = (int)v; break;
+        case O_LAYERS: if (!parse_long(optarg, "--layers", 1, 10000, &v)) return ARGS_EXIT_USAGE; o.n_layer = (int)v; break;
+        case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return ARGS_EXIT_USAGE; o.d = (int)v; break;
+        case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return ARGS_EXIT_USAGE; o.dff = (int)v; break;
         case O_DTYPE:
             if (!strcmp(optarg, "bf16")) o.dtype = ST_BF16;
             else if (!strcmp(optarg, "f16")) o.dtype = ST_F16;
             else if (!strcmp(optarg, "f32")) o.dtype = ST_F32;
-            else { fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg); return 1; }
+            else { fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg); return ARGS_EXIT_USAGE; }
             break;
         case O_KIND:
             if (!strcmp(optarg, "powerlaw")) o.kind = SYNTH_POWERLAW;
@@ -85,22 +86,27 @@ int main(int argc, char **argv)
                 long r = strtol(p, &end, 10);
                 if (end == p || r < 1 || r > 65536 || o.n_ranks == 16 || (*end && *end != ',')) {
                     fprintf(stderr, "lora-mkbase: --ranks '%s': expected a list of positive integers\n", optarg);
-                    return 1;
+                    return ARGS_EXIT_USAGE;
                 }
                 ranks[o.n_ranks++] = (int)r;
                 p = *end ? end + 1 : end;
             }
             o.ranks = ranks;
             break;
-        case O_ALPHA: o.alpha = atof(optarg); if (!(o.alpha > 0)) { fprintf(stderr, "lora-mkbase: --alpha must be > 0\n"); return 1; } break;
-        case O_SHARDS: if (!parse_long(optarg, "--shards", 1, 1000, &v)) return 1; o.shards = (int)v; break;
-        case O_SEED: if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return 1; o.seed = (uint64_t)v; break;
+        case O_ALPHA:
+            if (args_double(optarg, "--alpha", 0, 1, DBL_MAX, 0, &o.alpha)) {
+                fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg());
+                return ARGS_EXIT_USAGE;
+            }
+            break;
+        case O_SHARDS: if (!parse_long(optarg, "--shards", 1, 1000, &v)) return ARGS_EXIT_USAGE; o.shards = (int)v; break;
+        case O_SEED: if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; o.seed = (uint64_t)v; break;
         case 'q': o.progress = NULL; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1) { fprintf(stderr, "lora-mkbase: give one output directory\n"); usage(stderr); return 1; }
+    if (optind != argc - 1) { fprintf(stderr, "lora-mkbase: give one output directory\n"); usage(stderr); return ARGS_EXIT_USAGE; }
     lk_status st = synth_write(&o, argv[optind]);
     if (st) { fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg()); return 1; }
     return 0;

@@ -89,28 +89,28 @@ int main(int argc, char **argv)
         case O_BASE: opt.base = optarg; break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_TOPK: if (!parse_int(optarg, "--top-k", 1, 1000000, &v)) return 1; opt.top_k = (int)v; break;
+        case O_TOPK: if (!parse_int(optarg, "--top-k", 1, 1000000, &v)) return ARGS_EXIT_USAGE; opt.top_k = (int)v; break;
         case O_EPS:
-            if (args_double(optarg, "--epsilon", 0, 1, 1, 1, &opt.epsilon)) { fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg()); return 1; }
+            if (args_double(optarg, "--epsilon", 0, 1, 1, 1, &opt.epsilon)) { fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
             break;
         case O_SPACE:
             if (!strcmp(optarg, "out")) opt.space = SPEC_SPACE_OUT;
             else if (!strcmp(optarg, "in")) opt.space = SPEC_SPACE_IN;
-            else { fprintf(stderr, "lora-spectrum: --space '%s': expected out or in\n", optarg); return 1; }
+            else { fprintf(stderr, "lora-spectrum: --space '%s': expected out or in\n", optarg); return ARGS_EXIT_USAGE; }
             break;
-        case O_SV: if (!parse_int(optarg, "--sv", 0, 1000000, &v)) return 1; opt.sv = (int)v; break;
+        case O_SV: if (!parse_int(optarg, "--sv", 0, 1000000, &v)) return ARGS_EXIT_USAGE; opt.sv = (int)v; break;
         case O_CACHE: opt.cache = optarg; break;
-        case O_DRAWS: if (!parse_int(optarg, "--baseline-draws", 1, 1000000, &v)) return 1; opt.baseline_draws = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_DRAWS: if (!parse_int(optarg, "--baseline-draws", 1, 1000000, &v)) return ARGS_EXIT_USAGE; opt.baseline_draws = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
         case O_PLOT: plot = optarg; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
-    if (!out) { fprintf(stderr, "lora-spectrum: -o OUT.h5 is required\n"); usage(stderr); return 1; }
-    if (optind >= argc) { fprintf(stderr, "lora-spectrum: give at least one INPUT\n"); usage(stderr); return 1; }
+    if (!out) { fprintf(stderr, "lora-spectrum: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (optind >= argc) { fprintf(stderr, "lora-spectrum: give at least one INPUT\n"); usage(stderr); return ARGS_EXIT_USAGE; }
     if (opt.cache && !opt.base) fprintf(stderr, "lora-spectrum: note: --svd-cache is only used with --base\n");
     opt.inputs = (const char *const *)argv + optind;
     opt.n_inputs = argc - optind;

@@ -83,38 +83,39 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_SIDE:
-            if (sub_side_parse(optarg, &opt.side)) { fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg()); return 1; }
+            if (sub_side_parse(optarg, &opt.side)) { fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
             side_given = 1;
             break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return 1; opt.random_pairs = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return 1; opt.seed = (uint64_t)v; break;
+        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return ARGS_EXIT_USAGE; opt.random_pairs = (int)v; break;
+        case O_SEED: if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
         case O_BASE: base = optarg; break;
         case O_VSBASE: vs = optarg; break;
-        case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return 1; opt.top = (int)v; break;
+        case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return ARGS_EXIT_USAGE; opt.top = (int)v; break;
         case O_PLOT: plot = optarg; break;
         case O_NORENDER: render = 0; break;
         case O_TIME:
-            if (optarg && !parse_int(optarg, "--time", 1, TIME_MAX_RUNS, &v)) return 1;
+            if (optarg && !parse_int(optarg, "--time", 1, TIME_MAX_RUNS, &v)) return ARGS_EXIT_USAGE;
             timing = optarg ? (int)v : 1;
             break;
-        case O_THREADS: if (!parse_int(optarg, "--threads", 0, 1024, &v)) return 1; opt.threads = (int)v; break;
+        case O_THREADS: if (!parse_int(optarg, "--threads", 0, 1024, &v)) return ARGS_EXIT_USAGE; opt.threads = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
     int npos = argc - optind;
-    if (!out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return 1; }
-    if (!!base != !!vs) { fprintf(stderr, "lora-subspace: --base and --vs-base go together\n"); return 1; }
+    if (!out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (!!base != !!vs) { fprintf(stderr, "lora-subspace: --base and --vs-base go together\n"); return ARGS_EXIT_USAGE; }
     if (base ? npos != 0 : npos != 2) {
         fprintf(stderr, "lora-subspace: %s\n", base ? "with --base/--vs-base give no other adapters" : "expected two adapters");
         usage(stderr);
-        return 1;
+        return ARGS_EXIT_USAGE;
     }
-    if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return 1; }
+    if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return ARGS_EXIT_USAGE; }
+    if (sub_check_layer_list(opt.layers)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
     const char *inputs[3] = {base, vs, NULL};
     if (!base) { inputs[0] = argv[optind]; inputs[1] = argv[optind + 1]; }

@@ -237,7 +237,14 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
 static int die(const char *what)
 {
     fprintf(stderr, "lora-sweep: %s%s%s\n", what ? what : "", what && *lk_errmsg() ? ": " : "", lk_errmsg());
-    return 1;
+    return ARGS_EXIT_FAIL;
+}
+
+/* The command line itself is wrong (args.h): the message, then exit status 2. */
+static int usage_error(void)
+{
+    fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
+    return ARGS_EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -246,7 +253,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && !strcmp(argv[1], "export") && !strcmp(argv[2], "--peft")) {
         const char *base_name = NULL;
         if (argc == 7 && !strcmp(argv[5], "--base-name")) base_name = argv[6];
-        else if (argc != 5) { fprintf(stderr, "%s", export_usage); return 2; }
+        else if (argc != 5) { fprintf(stderr, "%s", export_usage); return ARGS_EXIT_USAGE; }
         lora_adapter ad;
         if (adapter_load(&ad, argv[3])) return die("export --peft");
         lk_status st = peft_export(&ad, argv[4], base_name);
@@ -257,7 +264,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "export")) {
-        if (argc != 4) { fprintf(stderr, "%s", export_usage); return 2; }
+        if (argc != 4) { fprintf(stderr, "%s", export_usage); return ARGS_EXIT_USAGE; }
         const char *in = argv[2];
         if (args_output(argv[3], "export: OUT.h5", &in, 1)) return die(NULL);
         if (sweep_export(argv[2], argv[3])) return die("export");
@@ -278,7 +285,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--no-plot")) { no_plot = 1; continue; }
         if (!strcmp(a, "--no-test")) { no_test = 1; continue; }
         if (!strcmp(a, "--report-only")) { report_only = 1; continue; }
-        if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return 2; }
+        if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return ARGS_EXIT_USAGE; }
         const char *v = argv[++i];
         if (!strcmp(a, "--base")) base_path = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out_path = v;
@@ -288,7 +295,7 @@ int main(int argc, char **argv)
             long jv;
             if (!sweep_parse_long(v, &jv) || jv < 1 || jv > SWEEP_POOL_MAX_JOBS) {
                 fprintf(stderr, "lora-sweep: --jobs '%s' must be 1 to %d\n", v, SWEEP_POOL_MAX_JOBS);
-                return 2;
+                return ARGS_EXIT_USAGE;
             }
             n_workers = (int)jv;
         }
@@ -296,18 +303,18 @@ int main(int argc, char **argv)
             long tv;
             if (!sweep_parse_long(v, &tv) || tv < 1 || tv > SWEEP_POOL_MAX_JOBS) {
                 fprintf(stderr, "lora-sweep: --blas-threads '%s' must be 1 to %d\n", v, SWEEP_POOL_MAX_JOBS);
-                return 2;
+                return ARGS_EXIT_USAGE;
             }
             blas_threads = (int)tv;
         }
         else if (!strcmp(a, "--task")) {
-            if (n_task_specs == SWEEP_MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", SWEEP_MAX_JOBS); return 2; }
+            if (n_task_specs == SWEEP_MAX_JOBS) { fprintf(stderr, "lora-sweep: at most %d tasks\n", SWEEP_MAX_JOBS); return ARGS_EXIT_USAGE; }
             task_specs[n_task_specs++] = v;
         } else if (!strcmp(a, "--ranks")) ranks_s = v;
         else if (!strcmp(a, "--seeds")) seeds_s = v;
         else if (!strcmp(a, "--budget")) budget_s = v;
         else if (!strcmp(a, "--targets")) {
-            if (n_targets_s == SWEEP_MAX_TARGET_SETS) { fprintf(stderr, "lora-sweep: at most %d target sets\n", SWEEP_MAX_TARGET_SETS); return 2; }
+            if (n_targets_s == SWEEP_MAX_TARGET_SETS) { fprintf(stderr, "lora-sweep: at most %d target sets\n", SWEEP_MAX_TARGET_SETS); return ARGS_EXIT_USAGE; }
             targets_s[n_targets_s++] = v;
         } else {
             static const char *opts[][2] = {{"--lr", "lr"}, {"--alpha", "alpha"}, {"--scaling", "scaling"},
@@ -318,15 +325,15 @@ int main(int argc, char **argv)
             int found = 0;
             for (size_t k = 0; k < sizeof opts / sizeof *opts && !found; k++)
                 if (!strcmp(a, opts[k][0])) {
-                    if (n_kv == MAX_KV) { fprintf(stderr, "lora-sweep: too many options\n"); return 2; }
+                    if (n_kv == MAX_KV) { fprintf(stderr, "lora-sweep: too many options\n"); return ARGS_EXIT_USAGE; }
                     kv_k[n_kv] = opts[k][1]; kv_v[n_kv++] = v; found = 1;
                 }
-            if (!found) { fprintf(stderr, "lora-sweep: unknown option %s\n%s", a, usage); return 2; }
+            if (!found) { fprintf(stderr, "lora-sweep: unknown option %s\n%s", a, usage); return ARGS_EXIT_USAGE; }
         }
     }
-    if (tag && args_name(tag, "--tag")) return die(NULL);
+    if (tag && args_name(tag, "--tag")) return usage_error();
     if (out_path && base_path && args_output(out_path, "-o", &base_path, 1)) return die(NULL);
-    if (!base_path || !out_path) { fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage); return 2; }
+    if (!base_path || !out_path) { fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage); return ARGS_EXIT_USAGE; }
 
     static sweep_job jobs[SWEEP_MAX_JOBS];
     int n_jobs = 0;
@@ -334,15 +341,34 @@ int main(int argc, char **argv)
         if (n_task_specs || ranks_s || seeds_s || budget_s || n_targets_s) {
             fprintf(stderr, "lora-sweep: --preset sets the tasks and the grid; do not combine it with --task, --ranks, "
                             "--targets, --seeds or --budget (recipe options are fine)\n");
-            return 2;
+            return ARGS_EXIT_USAGE;
         }
         n_jobs = sweep_preset_jobs(preset, jobs);
-        if (n_jobs < 0) { fprintf(stderr, "lora-sweep: unknown preset '%s' (quick or paper)\n", preset); return 2; }
+        if (n_jobs < 0) { fprintf(stderr, "lora-sweep: unknown preset '%s' (quick or paper)\n", preset); return ARGS_EXIT_USAGE; }
     } else {
-        if (!n_task_specs) { fprintf(stderr, "lora-sweep: give --task (or --preset)\n%s", usage); return 2; }
+        if (!n_task_specs) { fprintf(stderr, "lora-sweep: give --task (or --preset)\n%s", usage); return ARGS_EXIT_USAGE; }
         for (int t = 0; t < n_task_specs; t++)
             if (sweep_job_from_options(&jobs[n_jobs++], task_specs[t], targets_s, n_targets_s, ranks_s, budget_s, seeds_s))
-                return die(NULL);
+                return usage_error();
+    }
+    /* The values of the recipe options and the target sets, checked before any file is read
+     * (sweep_job_prepare applies them again on top of each task's recipe). */
+    sweep_recipe scratch;
+    sweep_recipe_default(&scratch);
+    for (int k = 0; k < n_kv; k++) {
+        char where[64];
+        snprintf(where, sizeof where, "--%s", kv_k[k]);
+        for (char *c = where; *c; c++) if (*c == '_') *c = '-';
+        if (sweep_recipe_set(&scratch, kv_k[k], kv_v[k], where)) return usage_error();
+    }
+    char canon[SWEEP_MAX_TARGET_SETS][64];
+    for (int t = 0; t < n_targets_s; t++) {
+        if (sweep_canon_targets(targets_s[t], canon[t], sizeof canon[t])) {
+            lk_fail_context(LK_ERR_ARG, "--targets");
+            return usage_error();
+        }
+        for (int u = 0; u < t; u++)
+            if (!strcmp(canon[u], canon[t])) { lk_fail(LK_ERR_ARG, "--targets %s given twice", canon[t]); return usage_error(); }
     }
 
     /* Every cell and the baseline run with the same OpenBLAS thread count whatever --jobs is: OpenBLAS
