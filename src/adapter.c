@@ -3,6 +3,7 @@
 #include "peft.h"
 #include "linalg.h"
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,11 +100,28 @@ int adapter_max_rank(const lora_adapter *ad)
     return r;
 }
 
+lk_status adapter_note(lora_adapter *ad, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **n = realloc(ad->notes, (ad->n_notes + 1) * sizeof *n);
+    if (!n) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    ad->notes = n;
+    if (!(n[ad->n_notes] = strdup(buf))) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    ad->n_notes++;
+    return LK_OK;
+}
+
 void adapter_free(lora_adapter *ad)
 {
     if (!ad) return;
     for (size_t i = 0; i < ad->n; i++) { free(ad->mods[i].A); free(ad->mods[i].B); }
     free(ad->mods);
+    for (size_t i = 0; i < ad->n_notes; i++) free(ad->notes[i]);
+    free(ad->notes);
     memset(ad, 0, sizeof *ad);
 }
 

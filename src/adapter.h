@@ -47,6 +47,10 @@ typedef struct {
     char base[80];                 /* fingerprint of the base checkpoint ("" if unknown) */
     size_t n;
     lora_module *mods;             /* sorted by (layer, target) */
+    size_t n_notes;
+    char **notes;                  /* what the reader ignored or decided (tensors that are not
+                                      LoRA factors, ...), one sentence each naming the file;
+                                      the tools pass them on to the user */
 } lora_adapter;
 
 /* 1 if name may be a target (or layer group) name: 1 to ADAPTER_NAME_MAX - 1
@@ -68,6 +72,8 @@ int adapter_layer_index(const char *s, size_t n, int *layer);
 lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
                       double scaling, lora_module **mod);
 void adapter_sort(lora_adapter *ad);
+/* Appends a note (printf format; cut at 1023 bytes). */
+lk_status adapter_note(lora_adapter *ad, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const lora_module *adapter_find(const lora_adapter *ad, int layer, const char *target);
 int adapter_max_rank(const lora_adapter *ad);
 void adapter_free(lora_adapter *ad);

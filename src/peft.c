@@ -3,16 +3,25 @@
  *
  * Keys look like base_model.model.<module path>.lora_A.weight [r, in] and
  * ...lora_B.weight [out, r] (PEFT strips the adapter name on save; a kept
- * ".default" is accepted too). The layer index is the integer after a
- * "layers." / "h." / "layer." / "blocks." / "block." segment of the module path,
- * the target the path's last segment (q_proj, c_attn, ...). Modules without a
- * layer index (lm_head, embeddings) and non-LoRA keys (lora_B.bias, heads in
- * modules_to_save) are skipped; an adapter where nothing is left is an error.
- * A layer segment that looks like a number but is not plain decimal digits up to
- * ADAPTER_LAYER_MAX ("-1", "99999999999", "0x") and a target name outside
- * [A-Za-z0-9_.-] (names go into file names and plot scripts) are errors, not
- * skipped; so are two modules that map to one (layer, target), e.g. "layers.00"
- * and "layers.0".
+ * ".default" is accepted too; one leading "base_model.model." is taken off, so a
+ * doubled one stays in the path, which changes nothing below). The layer index
+ * is the integer after a "layers." / "h." / "layer." / "blocks." / "block."
+ * segment of the module path. The target is the path's last segment (q_proj,
+ * v_proj, ...), except for GPT-2, whose last names are ambiguous (c_proj is both
+ * the attention output and the MLP's second projection): there the path after
+ * the layer index decides, attn.c_attn -> c_attn (fused q, k, v), attn.c_proj -> o,
+ * mlp.c_fc -> fc, mlp.c_proj -> proj.
+ *
+ * Ignored, each named in a note on the adapter (ad->notes): tensors that are not
+ * LoRA factors (modules_to_save copies such as base_model.model.score.weight,
+ * lora_B.bias), embedding LoRA (lora_embedding_A / _B), LoRA factors of modules
+ * without a layer index (lm_head). An adapter where nothing is left is an error.
+ * Refused: DoRA (use_dora, or any lora_magnitude_vector tensor), since its update
+ * is not s·B·A; a layer segment that looks like a number but is not plain decimal
+ * digits up to ADAPTER_LAYER_MAX ("-1", "99999999999", "0x"); a target name
+ * outside [A-Za-z0-9_.-] (names go into file names and plot scripts); two modules
+ * that map to one (layer, target), e.g. "layers.00" and "layers.0"; modules in
+ * layers that the config's layers_to_transform does not list.
  *
  * Scaling follows PEFT: s = alpha / r, or alpha / sqrt(r) with use_rslora, where
  * r and alpha come from rank_pattern / alpha_pattern when a key matches the
@@ -21,10 +30,12 @@
  * dict's order, first match winning, so "q_proj" matches every q_proj,
  * "layers.1.self_attn.q_proj" one of them, and a leading '^' anchors K at the
  * start of the path. Keys are POSIX extended regexes here (\d, \w, \s translated).
+ * Configs of old PEFT versions lack use_rslora / use_dora: both default to false,
+ * as in LoraConfig.
  *
  * PEFT stores lora_A / lora_B as [r, in] / [out, r] also for GPT-2's Conv1D
- * (fan_in_fan_out): its in/out come from the Conv1D weight [in, out], so B·A is
- * already in our [out, in] layout and needs no transpose.
+ * (weight [in, out]), whatever fan_in_fan_out says: B·A is already in our
+ * [out, in] layout and needs no transpose. The shapes decide (check_gpt2).
  */
 #include "peft.h"
 #include "adapter.h"
@@ -44,7 +55,9 @@ typedef struct {
     int r;
     double alpha;
     int rslora;
+    int fan_in_fan_out;                          /* 1 true, 0 false, -1 absent (LoraConfig's default: false) */
     const cJSON *rank_pattern, *alpha_pattern;   /* objects or NULL */
+    const cJSON *layers;                         /* layers_to_transform: a number, an array of numbers, or NULL */
 } peft_config;
 
 /* ---- config ------------------------------------------------------------------- */
@@ -98,6 +111,19 @@ static lk_status parse_config(cJSON *root, peft_config *c, const char *path)
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
     if (rs && !cJSON_IsNull(rs) && !cJSON_IsBool(rs)) return lk_fail(LK_ERR_FORMAT, "%s: \"use_rslora\" must be true or false", path);
     c->rslora = cJSON_IsTrue(rs);
+    const cJSON *ff = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
+    if (ff && !cJSON_IsNull(ff) && !cJSON_IsBool(ff)) return lk_fail(LK_ERR_FORMAT, "%s: \"fan_in_fan_out\" must be true or false", path);
+    c->fan_in_fan_out = ff && !cJSON_IsNull(ff) ? cJSON_IsTrue(ff) : -1;
+    /* layers_to_transform: an index or a list of them (PEFT's LoraConfig), null for every layer */
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layers_to_transform");
+    c->layers = NULL;
+    if (lt && !cJSON_IsNull(lt)) {
+        int ok = cJSON_IsNumber(lt) || (cJSON_IsArray(lt) && cJSON_GetArraySize(lt) > 0);
+        for (const cJSON *x = cJSON_IsArray(lt) ? lt->child : lt; ok && x; x = cJSON_IsArray(lt) ? x->next : NULL)
+            ok = cJSON_IsNumber(x) && x->valuedouble == floor(x->valuedouble) && x->valuedouble >= 0 && x->valuedouble <= ADAPTER_LAYER_MAX;
+        if (!ok) return lk_fail(LK_ERR_FORMAT, "%s: \"layers_to_transform\" must be a layer index or a non-empty list of them (0 to %d)", path, ADAPTER_LAYER_MAX);
+        c->layers = lt;
+    }
     if ((st = cfg_pattern(root, "rank_pattern", 1, &c->rank_pattern, path))) return st;
     return cfg_pattern(root, "alpha_pattern", 0, &c->alpha_pattern, path);
 }
@@ -149,8 +175,59 @@ typedef struct {
     char *path;                 /* module path, without "base_model.model." */
     int layer;
     char target[ADAPTER_NAME_MAX];
+    int gpt2;                   /* a GPT-2 module path (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) */
     const st_tensor *A, *B;
 } peft_entry;
+
+/* Distinct strings, in the order first seen: what was ignored, for the notes. */
+typedef struct {
+    char **s;
+    size_t n;
+} name_list;
+
+static lk_status list_add(name_list *l, const char *name, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->s[i]) == len && !strncmp(l->s[i], name, len)) return LK_OK;
+    char **g = realloc(l->s, (l->n + 1) * sizeof *g);
+    if (!g) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    l->s = g;
+    if (!(l->s[l->n] = strndup(name, len))) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    l->n++;
+    return LK_OK;
+}
+
+static void list_free(name_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->s[i]);
+    free(l->s);
+    memset(l, 0, sizeof *l);
+}
+
+/* What a scan of the tensor keys found besides the modules. */
+typedef struct {
+    name_list other;            /* tensors that are not LoRA factors: modules_to_save copies, heads, lora_B.bias */
+    name_list embed;            /* modules with embedding LoRA (lora_embedding_A / _B) */
+    name_list nolayer;          /* modules with LoRA factors but no layer index (lm_head, ...) */
+    size_t n_tensors;
+    const char *example;        /* the first tensor ignored (owned by the st_file), for messages */
+} peft_scan;
+
+static void scan_free(peft_scan *sc)
+{
+    list_free(&sc->other);
+    list_free(&sc->embed);
+    list_free(&sc->nolayer);
+}
+
+/* The module path of key: the part before marker, without one leading "base_model.model.". */
+static void module_of(const char *key, const char *marker, const char **start, size_t *len)
+{
+    const char *s = key;
+    if (!strncmp(s, "base_model.model.", 17)) s += 17;
+    *start = s;
+    *len = marker > s ? (size_t)(marker - s) : 0;
+}
 
 /* Splits a tensor key into module path and side ('A' / 'B'); 0 if not a LoRA weight,
  * -1 if it is one but its module path does not fit mod. */
@@ -163,10 +240,10 @@ static int split_key(const char *key, char *mod, size_t cap, char *side)
     const char *rest = best + 8;   /* "weight" or "<adapter name>.weight" */
     const char *dot = strchr(rest, '.');
     if (strcmp(rest, "weight") && !(dot && dot > rest && !strcmp(dot, ".weight"))) return 0;
-    const char *start = key;
-    if (!strncmp(start, "base_model.model.", 17)) start += 17;
-    size_t n = (size_t)(best - start);
-    if (best < start || n == 0) return 0;
+    const char *start;
+    size_t n;
+    module_of(key, best, &start, &n);
+    if (n == 0) return 0;
     if (n >= cap) return -1;
     memcpy(mod, start, n);
     mod[n] = 0;
@@ -175,11 +252,12 @@ static int split_key(const char *key, char *mod, size_t cap, char *side)
 }
 
 /* Layer index: the segment after a layers / h / layer / blocks / block segment.
- * 1 with *layer set; 0 if there is none (lm_head, embeddings: skipped); -1 with
- * *seg / *seglen pointing at it if the segment starts like a number ([+-]?digit)
- * but is not 1 to 16 decimal digits with a value up to ADAPTER_LAYER_MAX: such a
- * module is refused, as skipping it would drop it silently. */
-static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seglen)
+ * 1 with *layer set and *rest at the module path after the index ("self_attn.q_proj");
+ * 0 if there is none (lm_head, embeddings: ignored); -1 with *seg / *seglen pointing
+ * at it if the segment starts like a number ([+-]?digit) but is not 1 to 16 decimal
+ * digits with a value up to ADAPTER_LAYER_MAX: such a module is refused, as
+ * ignoring it would drop it from the analysis. */
+static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seglen, const char **rest)
 {
     static const char *names[] = {"layers", "h", "layer", "blocks", "block"};
     const char *seg = m;
@@ -193,6 +271,7 @@ static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seg
             const char *d = num + (num[0] == '+' || num[0] == '-');
             if (*d < '0' || *d > '9') continue;   /* "layers.attention...": not an index */
             if (!adapter_layer_index(num, nl, layer)) { *seg_out = num; *seglen = nl; return -1; }   /* a sign fails too */
+            *rest = num + nl + (num[nl] == '.');
             return 1;
         }
         seg = end ? end + 1 : NULL;
@@ -200,16 +279,37 @@ static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seg
     return 0;
 }
 
-static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_t *skipped, const char **example)
+/* GPT-2's modules are named by their path within the block, as its last name
+ * ("c_proj") is both the attention output and the MLP's second projection:
+ * attn.c_attn -> c_attn (fused q, k, v), attn.c_proj -> o, mlp.c_fc -> fc,
+ * mlp.c_proj -> proj. NULL for any other path. */
+static const char *gpt2_target(const char *rest)
+{
+    static const char *path[] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    static const char *target[] = {"c_attn", "o", "fc", "proj"};
+    for (int i = 0; i < 4; i++) if (!strcmp(rest, path[i])) return target[i];
+    return NULL;
+}
+
+/* Sorts every tensor of f into the module list (LoRA factors of a numbered layer) or
+ * one of sc's ignored lists. A DoRA magnitude vector is an error: its adapter's
+ * update is not s·B·A. */
+static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, peft_scan *sc)
 {
     peft_entry *e = NULL;
     size_t n = 0;
     lk_status st = LK_OK;
     char en[200], es[96];   /* escaped tensor key and name, for messages */
-    *skipped = 0;
-    *example = NULL;
+    memset(sc, 0, sizeof *sc);
+    sc->n_tensors = st_count(f);
     for (size_t i = 0; i < st_count(f) && !st; i++) {
         const st_tensor *t = st_tensor_at(f, i);
+        if (strstr(t->name, "lora_magnitude_vector")) {
+            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' is a DoRA magnitude vector: this is a DoRA adapter, whose update "
+                         "m * (W0 + s*B*A) / ||W0 + s*B*A|| - W0 needs the base weights; DoRA adapters are not read "
+                         "(analysing only s*B*A would be wrong)", st_path(f), adapter_name_escape(en, sizeof en, t->name));
+            break;
+        }
         char mod[512], side;
         int sk = split_key(t->name, mod, sizeof mod, &side);
         if (sk < 0) {
@@ -217,11 +317,20 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_
                          adapter_name_escape(en, sizeof en, t->name), sizeof mod - 1);
             break;
         }
-        if (!sk) { (*skipped)++; if (!*example) *example = t->name; continue; }
+        if (!sk && !sc->example) sc->example = t->name;
+        if (!sk) {
+            const char *emb = strstr(t->name, ".lora_embedding_"), *ms;
+            size_t ml;
+            if (emb && (emb[16] == 'A' || emb[16] == 'B')) {
+                module_of(t->name, emb, &ms, &ml);
+                st = list_add(&sc->embed, ms, ml);
+            } else st = list_add(&sc->other, t->name, strlen(t->name));
+            continue;
+        }
         int layer;
-        const char *seg;
+        const char *seg, *rest = NULL;
         size_t seglen;
-        int lk = layer_of(mod, &layer, &seg, &seglen);
+        int lk = layer_of(mod, &layer, &seg, &seglen, &rest);
         if (lk < 0) {
             char num[40];
             snprintf(num, sizeof num, "%.*s", (int)(seglen < 32 ? seglen : 32), seg);
@@ -229,9 +338,14 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_
                          adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, num), ADAPTER_LAYER_MAX);
             break;
         }
-        if (!lk) { (*skipped)++; if (!*example) *example = t->name; continue; }
+        if (!lk) {
+            if (!sc->example) sc->example = t->name;
+            st = list_add(&sc->nolayer, mod, strlen(mod));
+            continue;
+        }
+        const char *g = gpt2_target(rest);
         const char *last = strrchr(mod, '.');
-        last = last ? last + 1 : mod;
+        last = g ? g : last ? last + 1 : mod;
         if (!adapter_name_ok(last)) {
             st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': module name \"%s\" must be 1 to %d characters of [A-Za-z0-9_.-]", st_path(f),
                          adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, last), ADAPTER_NAME_MAX - 1);
@@ -240,12 +354,13 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_
         size_t j = 0;
         while (j < n && strcmp(e[j].path, mod)) j++;
         if (j == n) {
-            peft_entry *g = realloc(e, (n + 1) * sizeof *e);
-            if (!g) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f)); break; }
-            e = g;
+            peft_entry *ge = realloc(e, (n + 1) * sizeof *e);
+            if (!ge) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f)); break; }
+            e = ge;
             memset(&e[n], 0, sizeof e[n]);
             if (!(e[n].path = strdup(mod))) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", st_path(f)); break; }
             e[n].layer = layer;
+            e[n].gpt2 = g != NULL;
             memcpy(e[n].target, last, strlen(last) + 1);   /* adapter_name_ok: shorter than the field */
             n++;
         }
@@ -260,11 +375,44 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, size_
     if (st) {
         for (size_t k = 0; k < n; k++) free(e[k].path);
         free(e);
+        scan_free(sc);
         return st;
     }
     *out = e;
     *nout = n;
     return LK_OK;
+}
+
+/* "a, b, c and 4 more" of a list, into buf. */
+static const char *list_text(char *buf, size_t cap, const name_list *l)
+{
+    size_t k = 0, shown = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        char esc[200];
+        adapter_name_escape(esc, sizeof esc, l->s[i]);
+        if (k + strlen(esc) + 40 > cap || shown == 8) break;
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", esc);
+        shown++;
+    }
+    if (shown < l->n) snprintf(buf + k, cap - k, " and %zu more", l->n - shown);
+    return buf;
+}
+
+/* Notes naming what the reader ignored. */
+static lk_status scan_notes(lora_adapter *ad, const peft_scan *sc, const char *weights)
+{
+    char buf[800];
+    lk_status st = LK_OK;
+    if (sc->other.n)
+        st = adapter_note(ad, "%s: ignored %zu tensor(s) that are not LoRA factors (modules_to_save copies, heads, biases): %s",
+                          weights, sc->other.n, list_text(buf, sizeof buf, &sc->other));
+    if (!st && sc->embed.n)
+        st = adapter_note(ad, "%s: ignored the embedding LoRA (lora_embedding_A/B) of %s: only linear modules of numbered layers are analysed",
+                          weights, list_text(buf, sizeof buf, &sc->embed));
+    if (!st && sc->nolayer.n)
+        st = adapter_note(ad, "%s: ignored the LoRA factors of %s: not in a numbered layer", weights, list_text(buf, sizeof buf, &sc->nolayer));
+    return st;
 }
 
 /* ---- loading ------------------------------------------------------------------------- */
@@ -311,6 +459,61 @@ static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry
     if (!la_all_finite_f32(m->B, out * r, &bad))
         return lk_fail(LK_ERR_NUMERIC, "%s: tensor '%s' has a NaN/Inf value (element %zu)", P, B->name, bad);
     return LK_OK;
+}
+
+/* layers_to_transform: every module must be in a listed layer (the file and its
+ * config disagree otherwise), and a note says the other layers carry no LoRA. */
+static lk_status check_layers(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c, const char *weights, const char *cfgpath)
+{
+    if (!c->layers) return LK_OK;
+    char list[256];
+    size_t k = 0;
+    int cut = 0;
+    for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x; x = cJSON_IsArray(c->layers) ? x->next : NULL) {
+        if (k + 24 > sizeof list) { cut = 1; break; }
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", k ? ", " : "", (int)x->valuedouble);
+    }
+    if (cut) snprintf(list + k, sizeof list - k, ", ...");
+    for (size_t i = 0; i < n; i++) {
+        int in = 0;
+        for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x && !in; x = cJSON_IsArray(c->layers) ? x->next : NULL)
+            in = (int)x->valuedouble == e[i].layer;
+        if (!in)
+            return lk_fail(LK_ERR_FORMAT, "%s: module %s is in layer %d, but %s has layers_to_transform [%s]: the file and its config disagree",
+                           weights, e[i].path, e[i].layer, cfgpath, list);
+    }
+    return adapter_note(ad, "%s: layers_to_transform is [%s]: LoRA on those layers only", cfgpath, list);
+}
+
+/* GPT-2's Conv1D weights are [in, out], but PEFT stores their LoRA factors as
+ * lora_A [r, in] and lora_B [out, r] like nn.Linear's (it sets fan_in_fan_out for
+ * Conv1D itself, whatever the config says, and transposes only when merging).
+ * So the layout is decided from the shapes, not the flag: a fused attn.c_attn has
+ * out = 3·in. Its transpose (lora_A with 3× lora_B's rows as columns) is no layout
+ * PEFT writes and is refused rather than guessed; a flag that is not true is noted. */
+static lk_status check_gpt2(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c, const char *weights, const char *cfgpath)
+{
+    const peft_entry *ev = NULL, *any = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].gpt2 || !e[i].A || !e[i].B || e[i].A->rank != 2 || e[i].B->rank != 2) continue;
+        if (!any) any = &e[i];
+        if (strcmp(e[i].target, "c_attn")) continue;
+        size_t in = e[i].A->shape[1], out = e[i].B->shape[0];
+        if (out == 3 * in) { if (!ev) ev = &e[i]; continue; }
+        if (in == 3 * out)
+            return lk_fail(LK_ERR_SHAPE, "%s: module %s: '%s' is [%zu, %zu] and '%s' [%zu, %zu], the transpose of the layout PEFT saves for "
+                           "GPT-2's fused c_attn (lora_A [r, in], lora_B [3*in, r]); refused rather than guessed", weights, e[i].path,
+                           e[i].A->name, e[i].A->shape[0], in, e[i].B->name, out, e[i].B->shape[1]);
+    }
+    if (!any || c->fan_in_fan_out == 1) return LK_OK;
+    const char *flag = c->fan_in_fan_out == 0 ? "false" : "absent (false)";
+    if (ev)
+        return adapter_note(ad, "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (%s: lora_B has %zu rows = 3 x lora_A's %zu columns), "
+                            "which PEFT adapts with fan_in_fan_out true and saves as lora_A [r, in], lora_B [out, r]: read in that layout, "
+                            "decided from the shapes", cfgpath, flag, ev->path, ev->B->shape[0], ev->A->shape[1]);
+    return adapter_note(ad, "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (e.g. %s), which PEFT adapts with fan_in_fan_out true "
+                        "and saves as lora_A [r, in], lora_B [out, r]: read in that layout (no fused c_attn to confirm it from the shapes)",
+                        cfgpath, flag, any->path);
 }
 
 /* Fills ad->targets with the distinct target names, in sorted module order. */
@@ -369,20 +572,24 @@ lk_status peft_load(lora_adapter *ad, const char *path)
     peft_config c;
     st_file *f = NULL;
     peft_entry *e = NULL;
-    size_t ne = 0, skipped = 0;
-    const char *example = NULL;
+    size_t ne = 0;
+    peft_scan sc;
+    memset(&sc, 0, sizeof sc);
     if ((st = parse_config(root, &c, cfgpath))) goto done;
     if ((st = st_open(&f, weights))) goto done;
-    if ((st = collect(f, &e, &ne, &skipped, &example))) goto done;
+    if ((st = collect(f, &e, &ne, &sc))) goto done;
     if (ne == 0) {
-        if (example)
+        if (sc.example)
             st = lk_fail(LK_ERR_FORMAT, "%s: none of its %zu tensors is a LoRA weight of a numbered layer "
                          "(expected keys like base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight; found e.g. '%s')",
-                         weights, skipped, example);
+                         weights, sc.n_tensors, sc.example);
         else st = lk_fail(LK_ERR_FORMAT, "%s: holds no tensors", weights);
         goto done;
     }
+    if ((st = check_layers(ad, e, ne, &c, weights, cfgpath))) goto done;
+    if ((st = check_gpt2(ad, e, ne, &c, weights, cfgpath))) goto done;
     for (size_t i = 0; i < ne && !st; i++) st = load_entry(ad, f, &e[i], &c, cfgpath);
+    if (!st) st = scan_notes(ad, &sc, weights);
     if (st) goto done;
     adapter_sort(ad);
     snprintf(ad->source, sizeof ad->source, "%s", path);
@@ -393,6 +600,7 @@ lk_status peft_load(lora_adapter *ad, const char *path)
 done:
     for (size_t i = 0; i < ne; i++) free(e[i].path);
     free(e);
+    scan_free(&sc);
     st_close(f);
     cJSON_Delete(root);
     if (st) adapter_free(ad);

@@ -194,6 +194,15 @@ static lk_status split_copy(lora_adapter *dst, const lora_adapter *src)
     return LK_OK;
 }
 
+/* The reader's notes on an input (tensors it ignored, layouts it decided), first. */
+static lk_status input_notes(sub_analysis *an, const lora_adapter *ad, const char *which)
+{
+    lk_status st = LK_OK;
+    for (size_t i = 0; i < ad->n_notes && !st; i++) st = note(an, "%s: %s", which, ad->notes[i]);
+    if (st) sub_analysis_free(an);
+    return st;
+}
+
 /* ---- adapter vs adapter --------------------------------------------------------- */
 
 static int selected(const sub_options *opt, const lora_module *m)
@@ -331,6 +340,8 @@ lk_status sub_analyse(sub_analysis *an, const lora_adapter *a1, const lora_adapt
 {
     memset(an, 0, sizeof *an);
     lk_status st = sub_check_layer_list(opt->layers);
+    if (!st) st = input_notes(an, a1, "input 1");
+    if (!st) st = input_notes(an, a2, "input 2");
     if (st) return st;
     lora_adapter s1, s2;
     int split = opt->side != SUB_SIDE_A;
@@ -406,8 +417,9 @@ lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char 
     lk_status st = sub_check_layer_list(opt->layers);
     if (st) return st;
     if (opt->top < 0) return lk_fail(LK_ERR_ARG, "--top %d must be positive", opt->top);
+    if ((st = input_notes(an, ad, "input 1"))) return st;
     basew *bw;
-    if ((st = basew_open(&bw, base_path))) return st;
+    if ((st = basew_open(&bw, base_path))) { sub_analysis_free(an); return st; }
     lora_adapter s;
     int sp = adapter_has_fused(ad);   /* W is split per q, k, v: so is the adapter */
     if (sp && (st = split_copy(&s, ad))) { basew_close(bw); return st; }

@@ -4,7 +4,9 @@
  * principal angles, geodesic distance and optional random Gaussian pairs
  * (subspace.h). No files are written here (subspace_report.h does that) and
  * nothing is printed: what the user should hear about (modules present in one
- * input only, rank-deficient factors) comes back as notes.
+ * input only, rank-deficient factors, and the notes of the adapter readers on each
+ * input, e.g. tensors a PEFT adapter holds that are not LoRA factors) comes back
+ * as notes.
  *
  *   sub_options opt = sub_options_default();
  *   opt.side = SUB_SIDE_A;

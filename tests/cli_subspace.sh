@@ -159,6 +159,35 @@ done
 "$PY" -c "import h5py; assert sorted(h5py.File('g.h5')['layers/1']) == ['c_attn.k', 'c_attn.q', 'c_attn.v']" || fail "GPT-2 --targets c_attn"
 echo "ok: PEFT Llama = our format; GPT-2 c_attn fused (A) and split (B, dW)"
 
+# 6b. GPT-2's usual recipes: target_modules ["c_attn","c_proj"] (c_proj is attn.c_proj
+#     and mlp.c_proj, targets o and proj) and ["c_attn","c_proj","c_fc"]; one input
+#     also carries a score head and LoRA on lm_head, ignored and named in the notes
+fix peft pc1 --style gpt2 --modules c_attn,c_proj,c_fc --extra --seed 11 --ours pc1.h5 --ours-split pc1s.h5
+fix peft pc2 --style gpt2 --modules c_attn,c_proj,c_fc --seed 12 --ours pc2.h5 --ours-split pc2s.h5
+"$BIN" -q --side A -o gc.h5 pc1 pc2 2>gc.err || { cat gc.err >&2; fail "GPT-2 c_attn,c_proj,c_fc side A"; }
+"$PY" "$FIX" check gc.h5 pc1.h5 pc2.h5 --side A --any-names --expect 8 || fail "GPT-2 c_attn,c_proj,c_fc side A: check"
+"$PY" - <<'EOF' || fail "GPT-2 c_attn,c_proj,c_fc: targets or notes"
+import h5py
+f = h5py.File("gc.h5")
+assert sorted(f["layers/0"]) == ["c_attn", "fc", "o", "proj"], sorted(f["layers/0"])
+assert f["layers/1/proj/phi"].shape == (4, 4) and f["layers/1/proj"].attrs["dim"] == 4 * 32
+notes = f.attrs["notes"]
+assert "input 1: " in notes and "base_model.model.score.weight" in notes and "lm_head" in notes, notes
+assert "input 2" not in notes, notes
+EOF
+grep -q "lora-subspace: note: input 1: .*score.weight" gc.err || { cat gc.err >&2; fail "GPT-2: ignored tensors not noted on stderr"; }
+for side in B dW; do
+    "$BIN" -q --side $side -o gc.h5 pc1 pc2 || fail "GPT-2 c_attn,c_proj,c_fc side $side"
+    "$PY" "$FIX" check gc.h5 pc1s.h5 pc2s.h5 --side $side --any-names --expect 12 || fail "GPT-2 c_attn,c_proj,c_fc side $side: check"
+done
+fix peft pp1 --style gpt2 --modules c_attn,c_proj --seed 13 --ours pp1.h5 --ours-split pp1s.h5
+fix peft pp2 --style gpt2 --modules c_attn,c_proj --seed 14 --ours pp2.h5 --ours-split pp2s.h5
+"$BIN" -q --side dW -o gp.h5 pp1 pp2 || fail "GPT-2 c_attn,c_proj side dW"
+"$PY" "$FIX" check gp.h5 pp1s.h5 pp2s.h5 --side dW --any-names --expect 10 || fail "GPT-2 c_attn,c_proj side dW: check"
+"$BIN" -q --side B --targets o,proj -o gp.h5 pp1 pp2 || fail "GPT-2 --targets o,proj"
+"$PY" -c "import h5py; assert sorted(h5py.File('gp.h5')['layers/1']) == ['o', 'proj']" || fail "GPT-2 --targets o,proj"
+echo "ok: GPT-2 c_attn + c_proj (+ c_fc): attn.c_proj -> o, mlp.c_proj -> proj, mlp.c_fc -> fc; extra tensors noted"
+
 # 7. Figure 8: adapter vs base W
 fix base base.h5 --layers 2 --d 32 --seed 9
 fix ours ab.h5 --rank 4 --in 32 --out 32 --seed 10

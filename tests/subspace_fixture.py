@@ -10,8 +10,12 @@ values). Run with /usr/bin/python3 (Debian's numpy + h5py).
         --prefix: the adapter under that group, as in a lora-sweep results file)
   peft DIR --style llama|gpt2 --layers 0,1 --rank 4 --d 32 --seed 1 [--no-config]
        [--bad-keys] [--alpha 8] [--ours OUT.h5] [--ours-split OUT.h5]
+       [--modules c_attn,c_proj,c_fc] [--extra]
        (--ours: the same matrices in our layout; --ours-split: GPT-2's c_attn
-        split into c_attn.q/k/v by B's row blocks, as side B and dW analyse it)
+        split into c_attn.q/k/v by B's row blocks, as side B and dW analyse it;
+        --modules: GPT-2's target_modules, c_proj meaning attn.c_proj and
+        mlp.c_proj (targets o and proj), c_fc mlp.c_fc (fc); --extra: a score
+        head and LoRA on lm_head besides, which the reader ignores)
   base OUT.h5 --layers 2 --d 32 --seed 1
   check OUT.h5 IN_1 IN_2 --side A|B|dW [--random-pairs K] [--base] [--any-names]
        [--expect N]
@@ -25,6 +29,8 @@ import h5py
 import numpy as np
 
 LLAMA = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj"}
+# GPT-2 module path -> (target, in, out in units of d)
+GPT2 = {"attn.c_attn": ("c_attn", 1, 3), "attn.c_proj": ("o", 1, 1), "mlp.c_fc": ("fc", 1, 4), "mlp.c_proj": ("proj", 4, 1)}
 BASE_DS = {"q": "wq", "k": "wk", "v": "wv", "o": "wo", "fc": "w_fc", "proj": "w_proj"}
 
 
@@ -118,14 +124,27 @@ def cmd_peft(a):
                 tensors[key + ".lora_B.weight"] = B
                 mods[(layer, LLAMA[t].split(".")[-1])] = (A, B, a.alpha / r)
         else:
-            A = rng.standard_normal((r, d)).astype(np.float32)
-            B = rng.standard_normal((3 * d, r)).astype(np.float32)
-            key = f"base_model.model.transformer.h.{layer}.attn.c_attn"
-            tensors[key + ".lora_A.weight"] = A
-            tensors[key + ".lora_B.weight"] = B
-            mods[(layer, "c_attn")] = (A, B, a.alpha / r)
-            for i, t in enumerate("qkv"):
-                split[(layer, "c_attn." + t)] = (A, B[i * d:(i + 1) * d], a.alpha / r)
+            # PEFT's Conv1D factors: lora_A [r, in], lora_B [out, r]; target_modules
+            # are last names, so "c_proj" selects attn.c_proj and mlp.c_proj
+            for path, (t, n_in, n_out) in GPT2.items():
+                if path.split(".")[-1] not in a.modules.split(","):
+                    continue
+                A = rng.standard_normal((r, n_in * d)).astype(np.float32)
+                B = rng.standard_normal((n_out * d, r)).astype(np.float32)
+                key = f"base_model.model.transformer.h.{layer}.{path}"
+                tensors[key + ".lora_A.weight"] = A
+                tensors[key + ".lora_B.weight"] = B
+                mods[(layer, t)] = (A, B, a.alpha / r)
+                if t != "c_attn":
+                    split[(layer, t)] = mods[(layer, t)]
+                    continue
+                for i, q in enumerate("qkv"):
+                    split[(layer, "c_attn." + q)] = (A, B[i * d:(i + 1) * d], a.alpha / r)
+    if a.extra:
+        # what sequence-classification adapters carry besides LoRA factors
+        tensors["base_model.model.score.weight"] = rng.standard_normal((2, d)).astype(np.float32)
+        tensors["base_model.model.lm_head.lora_A.weight"] = np.ones((r, d), np.float32)
+        tensors["base_model.model.lm_head.lora_B.weight"] = np.ones((d, r), np.float32)
     if a.bad_keys:
         # LoRA tensors of modules with no layer index: nothing an analysis can use
         tensors = {"base_model.model.lm_head.lora_A.weight": np.ones((r, d), np.float32),
@@ -133,7 +152,7 @@ def cmd_peft(a):
     write_safetensors(os.path.join(a.path, "adapter_model.safetensors"), tensors)
     if not a.no_config:
         cfg = {"peft_type": "LORA", "r": r, "lora_alpha": a.alpha, "use_rslora": False,
-               "target_modules": ["q_proj", "v_proj"] if a.style == "llama" else ["c_attn"],
+               "target_modules": ["q_proj", "v_proj"] if a.style == "llama" else a.modules.split(","),
                "fan_in_fan_out": a.style == "gpt2", "rank_pattern": {}, "alpha_pattern": {}}
         with open(os.path.join(a.path, "adapter_config.json"), "w") as f:
             json.dump(cfg, f)
@@ -276,6 +295,8 @@ def main():
     q.add_argument("--ours")
     q.add_argument("--ours-split")
     q.add_argument("--bad-keys", action="store_true")
+    q.add_argument("--modules", default="c_attn")
+    q.add_argument("--extra", action="store_true")
     b = sub.add_parser("base")
     b.add_argument("path")
     b.add_argument("--layers", type=int, default=2)

@@ -16,6 +16,7 @@
 #include "peft.h"
 #include "safetensors.h"
 #include "testutil.h"
+#include "peft_testutil.h"
 
 static char dir[256];
 
@@ -39,37 +40,6 @@ static const char *fixture_dir(const char *name)
     return p;
 }
 
-static void write_text(const char *d, const char *file, const char *text)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", d, file);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
-/* Deterministic values exact in BF16 and F16: small integers over 8. */
-static float val(size_t i, int seed) { return (float)((int)((i * 7 + (size_t)seed * 13) % 17) - 8) / 8.0f; }
-
-static void fill(float *x, size_t n, int seed) { for (size_t i = 0; i < n; i++) x[i] = val(i, seed); }
-
-/* One tensor [rows, cols] with values val(i, seed). */
-static void add(st_writer *w, const char *name, st_dtype dt, size_t rows, size_t cols, int seed)
-{
-    float *x = malloc(rows * cols * sizeof *x + 1);
-    fill(x, rows * cols, seed);
-    size_t shape[2] = {rows, cols};
-    assert_int_equal(st_writer_add(w, name, dt, 2, shape, x), LK_OK);
-    free(x);
-}
-
-static void check_values(const float *x, size_t n, int seed, size_t offset)
-{
-    for (size_t i = 0; i < n; i++)
-        if (x[i] != val(i + offset, seed)) fail_msg("element %zu: %g != %g", i, x[i], val(i + offset, seed));
-}
-
 #define LK(l, t, ab) "base_model.model.model.layers." #l ".self_attn." #t "_proj.lora_" #ab ".weight"
 
 /* Llama-style: layers 0, 1; q_proj 16 -> 16 at r = 4; v_proj 16 -> 8 (grouped-query) at r = 2.
@@ -81,18 +51,18 @@ static void write_llama(const char *d, const char *config)
     st_writer *w;
     assert_int_equal(st_writer_begin(&w, path), LK_OK);
     assert_int_equal(st_writer_metadata(w, "format", "pt"), LK_OK);
-    add(w, LK(0, q, A), ST_BF16, 4, 16, 1);
-    add(w, LK(0, q, B), ST_BF16, 16, 4, 2);
-    add(w, LK(0, v, A), ST_F32, 2, 16, 3);
-    add(w, LK(0, v, B), ST_F32, 8, 2, 4);
-    add(w, LK(1, q, A), ST_F16, 4, 16, 5);
-    add(w, LK(1, q, B), ST_F16, 16, 4, 6);
-    add(w, LK(1, v, A), ST_F64, 2, 16, 7);
-    add(w, LK(1, v, B), ST_F64, 8, 2, 8);
-    add(w, "base_model.model.model.layers.1.self_attn.v_proj.lora_B.bias", ST_F32, 1, 8, 9);
-    add(w, "base_model.model.score.weight", ST_F32, 2, 16, 10);
+    pt_add(w, LK(0, q, A), ST_BF16, 4, 16, 1);
+    pt_add(w, LK(0, q, B), ST_BF16, 16, 4, 2);
+    pt_add(w, LK(0, v, A), ST_F32, 2, 16, 3);
+    pt_add(w, LK(0, v, B), ST_F32, 8, 2, 4);
+    pt_add(w, LK(1, q, A), ST_F16, 4, 16, 5);
+    pt_add(w, LK(1, q, B), ST_F16, 16, 4, 6);
+    pt_add(w, LK(1, v, A), ST_F64, 2, 16, 7);
+    pt_add(w, LK(1, v, B), ST_F64, 8, 2, 8);
+    pt_add(w, "base_model.model.model.layers.1.self_attn.v_proj.lora_B.bias", ST_F32, 1, 8, 9);
+    pt_add(w, "base_model.model.score.weight", ST_F32, 2, 16, 10);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", config);
+    pt_write_text(d, "adapter_config.json", config);
 }
 
 static const char *LLAMA_CONFIG =
@@ -100,18 +70,6 @@ static const char *LLAMA_CONFIG =
     " \"r\": 4, \"lora_alpha\": 16, \"lora_dropout\": 0.0, \"fan_in_fan_out\": false, \"bias\": \"none\",\n"
     " \"target_modules\": [\"q_proj\", \"v_proj\"], \"use_rslora\": false, \"use_dora\": false,\n"
     " \"rank_pattern\": {\"v_proj\": 2}, \"alpha_pattern\": {\"layers.1.self_attn.q_proj\": 32}}\n";
-
-static void check_module(const lora_adapter *ad, int layer, const char *t, int r, int in, int out, double s, int sa, int sb)
-{
-    const lora_module *m = adapter_find(ad, layer, t);
-    if (!m) fail_msg("no module layer %d %s", layer, t);
-    assert_int_equal(m->rank, r);
-    assert_int_equal(m->in, in);
-    assert_int_equal(m->out, out);
-    if (m->scaling != s) fail_msg("layer %d %s: scaling %.17g, want %.17g", layer, t, m->scaling, s);
-    check_values(m->A, (size_t)r * in, sa, 0);
-    check_values(m->B, (size_t)out * r, sb, 0);
-}
 
 static void test_llama_patterns(void **state)
 {
@@ -125,13 +83,17 @@ static void test_llama_patterns(void **state)
     assert_string_equal(ad.scaling_rule, "alpha/r");
     assert_string_equal(ad.targets, "q_proj,v_proj");
     assert_true(ad.alpha == 16.0);
-    check_module(&ad, 0, "q_proj", 4, 16, 16, 16.0 / 4, 1, 2);
-    check_module(&ad, 1, "q_proj", 4, 16, 16, 32.0 / 4, 5, 6);   /* alpha_pattern */
-    check_module(&ad, 0, "v_proj", 2, 16, 8, 16.0 / 2, 3, 4);    /* rank_pattern */
-    check_module(&ad, 1, "v_proj", 2, 16, 8, 16.0 / 2, 7, 8);
+    pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 16.0 / 4, 1, 2);
+    pt_check_module(&ad, 1, "q_proj", 4, 16, 16, 32.0 / 4, 5, 6);   /* alpha_pattern */
+    pt_check_module(&ad, 0, "v_proj", 2, 16, 8, 16.0 / 2, 3, 4);    /* rank_pattern */
+    pt_check_module(&ad, 1, "v_proj", 2, 16, 8, 16.0 / 2, 7, 8);
     /* Sorted by (layer, target). */
     assert_int_equal(ad.mods[0].layer, 0);
     assert_int_equal(ad.mods[3].layer, 1);
+    /* The head copy and the LoRA bias are ignored, in one note naming both. */
+    assert_int_equal(ad.n_notes, 1);
+    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"adapter_model.safetensors", "ignored 2 tensor(s) that are not LoRA factors",
+                                                               "base_model.model.score.weight", "v_proj.lora_B.bias", NULL}), 1);
     adapter_free(&ad);
 
     /* The .safetensors file itself, config from beside it; and through adapter_load. */
@@ -156,9 +118,9 @@ static void test_rslora(void **state)
     lora_adapter ad;
     assert_int_equal(peft_load(&ad, d), LK_OK);
     assert_string_equal(ad.scaling_rule, "alpha/sqrt(r)");
-    check_module(&ad, 0, "q_proj", 4, 16, 16, 16.0 / 2, 1, 2);
-    check_module(&ad, 1, "q_proj", 4, 16, 16, 32.0 / 2, 5, 6);
-    check_module(&ad, 0, "v_proj", 2, 16, 8, 16.0 / sqrt(2.0), 3, 4);
+    pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 16.0 / 2, 1, 2);
+    pt_check_module(&ad, 1, "q_proj", 4, 16, 16, 32.0 / 2, 5, 6);
+    pt_check_module(&ad, 0, "v_proj", 2, 16, 8, 16.0 / sqrt(2.0), 3, 4);
     adapter_free(&ad);
 }
 
@@ -173,13 +135,13 @@ static void test_pattern_semantics(void **state)
                    " \"^layers.1.self_attn.q_proj\": 100}}");
     lora_adapter ad;
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
-    check_module(&ad, 0, "q_proj", 4, 16, 16, 3.0 / 4, 1, 2);    /* anchored full path */
-    check_module(&ad, 1, "q_proj", 4, 16, 16, 7.0 / 4, 5, 6);    /* "proj" needs a dot before it; first match wins */
-    check_module(&ad, 0, "v_proj", 2, 16, 8, 5.0 / 2, 3, 4);     /* regex keys */
-    check_module(&ad, 1, "v_proj", 2, 16, 8, 5.0 / 2, 7, 8);
+    pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 3.0 / 4, 1, 2);    /* anchored full path */
+    pt_check_module(&ad, 1, "q_proj", 4, 16, 16, 7.0 / 4, 5, 6);    /* "proj" needs a dot before it; first match wins */
+    pt_check_module(&ad, 0, "v_proj", 2, 16, 8, 5.0 / 2, 3, 4);     /* regex keys */
+    pt_check_module(&ad, 1, "v_proj", 2, 16, 8, 5.0 / 2, 7, 8);
     adapter_free(&ad);
     /* A key that is no regular expression. */
-    write_text(d, "adapter_config.json", "{\"r\": 4, \"lora_alpha\": 1, \"alpha_pattern\": {\"q_proj[\": 2}}");
+    pt_write_text(d, "adapter_config.json", "{\"r\": 4, \"lora_alpha\": 1, \"alpha_pattern\": {\"q_proj[\": 2}}");
     assert_int_not_equal(peft_load(&ad, d), LK_OK);
     assert_non_null(strstr(lk_errmsg(), "q_proj["));
     assert_non_null(strstr(lk_errmsg(), "adapter_config.json"));
@@ -195,28 +157,29 @@ static void test_gpt2_fused(void **state)
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
     st_writer *w;
     assert_int_equal(st_writer_begin(&w, path), LK_OK);
-    add(w, GK(0, c_attn, A), ST_F32, 4, 12, 1);
-    add(w, GK(0, c_attn, B), ST_F32, 36, 4, 2);
-    add(w, GK(1, c_attn, A), ST_F32, 4, 12, 3);
-    add(w, GK(1, c_attn, B), ST_F32, 36, 4, 4);
-    add(w, GK(0, c_proj, A), ST_F32, 4, 12, 5);
-    add(w, GK(0, c_proj, B), ST_F32, 12, 4, 6);
+    pt_add(w, GK(0, c_attn, A), ST_F32, 4, 12, 1);
+    pt_add(w, GK(0, c_attn, B), ST_F32, 36, 4, 2);
+    pt_add(w, GK(1, c_attn, A), ST_F32, 4, 12, 3);
+    pt_add(w, GK(1, c_attn, B), ST_F32, 36, 4, 4);
+    pt_add(w, GK(0, c_proj, A), ST_F32, 4, 12, 5);
+    pt_add(w, GK(0, c_proj, B), ST_F32, 12, 4, 6);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json",
+    pt_write_text(d, "adapter_config.json",
                "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"fan_in_fan_out\": true,"
                " \"target_modules\": [\"c_attn\", \"c_proj\"]}");
     lora_adapter ad;
     assert_int_equal(peft_load(&ad, path), LK_OK);
     assert_int_equal(ad.n, 3);
-    assert_string_equal(ad.targets, "c_attn,c_proj");
-    check_module(&ad, 0, "c_attn", 4, 12, 36, 2.0, 1, 2);
-    check_module(&ad, 1, "c_attn", 4, 12, 36, 2.0, 3, 4);
-    check_module(&ad, 0, "c_proj", 4, 12, 12, 2.0, 5, 6);
+    assert_string_equal(ad.targets, "o,c_attn");   /* attn.c_proj is target o */
+    pt_check_module(&ad, 0, "c_attn", 4, 12, 36, 2.0, 1, 2);
+    pt_check_module(&ad, 1, "c_attn", 4, 12, 36, 2.0, 3, 4);
+    pt_check_module(&ad, 0, "o", 4, 12, 12, 2.0, 5, 6);
+    assert_int_equal(ad.n_notes, 0);   /* nothing ignored, fan_in_fan_out true */
 
     assert_int_equal(adapter_split_fused(&ad), LK_OK);
     assert_int_equal(ad.n, 7);
     assert_null(adapter_find(&ad, 0, "c_attn"));
-    assert_string_equal(ad.targets, "c_attn.k,c_attn.q,c_attn.v,c_proj");
+    assert_string_equal(ad.targets, "o,c_attn.k,c_attn.q,c_attn.v");
     for (int l = 0; l < 2; l++)
         for (int part = 0; part < 3; part++) {
             char t[16];
@@ -227,10 +190,10 @@ static void test_gpt2_fused(void **state)
             assert_int_equal(m->in, 12);
             assert_int_equal(m->out, 12);
             assert_true(m->scaling == 2.0);
-            check_values(m->A, 4 * 12, l ? 3 : 1, 0);                  /* the shared A */
-            check_values(m->B, 12 * 4, l ? 4 : 2, (size_t)part * 12 * 4); /* B's row block */
+            pt_check_values(m->A, 4 * 12, l ? 3 : 1, 0);                  /* the shared A */
+            pt_check_values(m->B, 12 * 4, l ? 4 : 2, (size_t)part * 12 * 4); /* B's row block */
         }
-    check_module(&ad, 0, "c_proj", 4, 12, 12, 2.0, 5, 6);
+    pt_check_module(&ad, 0, "o", 4, 12, 12, 2.0, 5, 6);
     /* Idempotent: nothing fused is left. */
     assert_int_equal(adapter_split_fused(&ad), LK_OK);
     assert_int_equal(ad.n, 7);
@@ -270,14 +233,14 @@ static const char *one_module(const char *name, size_t ra, size_t ia, size_t ob,
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
     st_writer *w;
     assert_int_equal(st_writer_begin(&w, path), LK_OK);
-    add(w, LK(3, q, A), ST_F32, ra, ia, 1);
+    pt_add(w, LK(3, q, A), ST_F32, ra, ia, 1);
     float *b = calloc(ob * rb + 1, sizeof *b);
     if (nan_in_b) b[ob * rb - 1] = NAN;
     size_t shape[2] = {ob, rb};
     assert_int_equal(st_writer_add(w, LK(3, q, B), ST_BF16, 2, shape, b), LK_OK);
     free(b);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    if (config) write_text(d, "adapter_config.json", config);
+    if (config) pt_write_text(d, "adapter_config.json", config);
     return d;
 }
 
@@ -300,9 +263,9 @@ static void test_malformed(void **state)
     expect_fail(file, LK_ERR_NOTFOUND, "adapter_config.json", "scaling");
     /* No weights in the directory. */
     d = fixture_dir("noweights");
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_NOTFOUND, "adapter_model.safetensors", NULL);
-    write_text(d, "adapter_model.bin", "pickle");
+    pt_write_text(d, "adapter_model.bin", "pickle");
     expect_fail(d, LK_ERR_UNSUPPORTED, "adapter_model.bin", NULL);
 
     /* Missing lora_B. */
@@ -310,11 +273,11 @@ static void test_malformed(void **state)
     snprintf(file, sizeof file, "%s/adapter_model.safetensors", d);
     st_writer *w;
     assert_int_equal(st_writer_begin(&w, file), LK_OK);
-    add(w, LK(0, q, A), ST_F32, 4, 16, 1);
-    add(w, LK(0, v, A), ST_F32, 4, 16, 1);
-    add(w, LK(0, v, B), ST_F32, 16, 4, 1);
+    pt_add(w, LK(0, q, A), ST_F32, 4, 16, 1);
+    pt_add(w, LK(0, v, A), ST_F32, 4, 16, 1);
+    pt_add(w, LK(0, v, B), ST_F32, 16, 4, 1);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_FORMAT, "q_proj.lora_A.weight", "no lora_B");
     assert_non_null(strstr(lk_errmsg(), "adapter_model.safetensors"));
 
@@ -322,17 +285,17 @@ static void test_malformed(void **state)
     d = fixture_dir("nothing");
     snprintf(file, sizeof file, "%s/adapter_model.safetensors", d);
     assert_int_equal(st_writer_begin(&w, file), LK_OK);
-    add(w, "model.embed_tokens.weight", ST_F32, 4, 16, 1);
-    add(w, "base_model.model.lm_head.lora_A.weight", ST_F32, 4, 16, 1);
+    pt_add(w, "model.embed_tokens.weight", ST_F32, 4, 16, 1);
+    pt_add(w, "base_model.model.lm_head.lora_A.weight", ST_F32, 4, 16, 1);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_FORMAT, "none of its 2 tensors", "lm_head.lora_A.weight");
     /* An empty file. */
     d = fixture_dir("empty");
     snprintf(file, sizeof file, "%s/adapter_model.safetensors", d);
     assert_int_equal(st_writer_begin(&w, file), LK_OK);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_FORMAT, "no tensors", NULL);
 
     /* NaN / Inf, rank disagreements, rank 0, config ranks that disagree with the tensors. */
@@ -361,9 +324,9 @@ static void test_malformed(void **state)
     size_t sa[2] = {4, 16};
     assert_int_equal(st_writer_begin(&w, file), LK_OK);
     assert_int_equal(st_writer_add_raw(w, LK(0, q, A), "I64", 2, sa, ints, sizeof ints), LK_OK);
-    add(w, LK(0, q, B), ST_F32, 16, 4, 1);
+    pt_add(w, LK(0, q, B), ST_F32, 16, 4, 1);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_UNSUPPORTED, "q_proj.lora_A.weight", "I64");
 
     d = one_module("trunc", 4, 16, 16, 4, 0, cfg);
@@ -377,12 +340,12 @@ static void test_malformed(void **state)
     d = fixture_dir("dupmod");
     snprintf(file, sizeof file, "%s/adapter_model.safetensors", d);
     assert_int_equal(st_writer_begin(&w, file), LK_OK);
-    add(w, "base_model.model.encoder.layers.0.q_proj.lora_A.weight", ST_F32, 4, 16, 1);
-    add(w, "base_model.model.encoder.layers.0.q_proj.lora_B.weight", ST_F32, 16, 4, 1);
-    add(w, "base_model.model.decoder.layers.0.q_proj.lora_A.weight", ST_F32, 4, 16, 1);
-    add(w, "base_model.model.decoder.layers.0.q_proj.lora_B.weight", ST_F32, 16, 4, 1);
+    pt_add(w, "base_model.model.encoder.layers.0.q_proj.lora_A.weight", ST_F32, 4, 16, 1);
+    pt_add(w, "base_model.model.encoder.layers.0.q_proj.lora_B.weight", ST_F32, 16, 4, 1);
+    pt_add(w, "base_model.model.decoder.layers.0.q_proj.lora_A.weight", ST_F32, 4, 16, 1);
+    pt_add(w, "base_model.model.decoder.layers.0.q_proj.lora_B.weight", ST_F32, 16, 4, 1);
     assert_int_equal(st_writer_commit(w), LK_OK);
-    write_text(d, "adapter_config.json", cfg);
+    pt_write_text(d, "adapter_config.json", cfg);
     expect_fail(d, LK_ERR_FORMAT, "layer 0 q_proj", "encoder.layers.0.q_proj");
 
     /* Not there at all. */
