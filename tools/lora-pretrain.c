@@ -27,6 +27,7 @@
 #include "blas_env.h"
 #include "gpt.h"
 #include "h5io.h"
+#include "progress.h"
 #include "rng.h"
 #include "train.h"
 #include "util.h"
@@ -181,224 +182,331 @@ static lk_status validate(gpt_model *m, const corpus *c, const opts *o, int *tok
     return LK_OK;
 }
 
-int main(int argc, char **argv)
+/* ---- the command line ---- */
+
+/* An option with a value into o (1 after printing why it is refused); 2 for an unknown one. */
+static int parse_option(opts *o, const char *a, const char *v)
 {
-    blas_env_init(argc, argv);
-    opts o = {.cfg = {.n_layer = 4, .n_head = 4, .d_model = 256, .n_ctx = 256, .vocab_size = 256},
-              .batch = 16, .accum = 1, .steps = 2000, .valid_frac = 0.02,
-              .eval_every = 200, .ckpt_every = 100, .log_every = 20, .eval_batches = 8, .seed = 1};
-    train_config_default(&o.tc);
-    o.tc.lr = 2e-3; o.tc.min_lr = 1e-4; o.tc.warmup_steps = 100; o.tc.weight_decay = 0.1; o.tc.beta2 = 0.99;
-    char *files[64];
-    int nfiles = 0;
-    char ckpt_buf[1024];
+    long seed = 0;
+    int bad = 0;
+    if (!strcmp(a, "--out")) o->out = v;
+    else if (!strcmp(a, "--ckpt")) o->ckpt = v;
+    else if (!strcmp(a, "--write-valid")) o->write_valid = v;
+    else if (!strcmp(a, "--init")) o->init = v;
+    /* --d-model's bound keeps d_ff = 4·d_model an int (and within the model's limits) */
+    else if (!strcmp(a, "--layers")) bad = opt_int(v, a, 1, 1024, &o->cfg.n_layer);
+    else if (!strcmp(a, "--heads")) bad = opt_int(v, a, 1, 1024, &o->cfg.n_head);
+    else if (!strcmp(a, "--d-model")) bad = opt_int(v, a, 1, 16384, &o->cfg.d_model);
+    else if (!strcmp(a, "--ctx")) bad = opt_int(v, a, 1, 65536, &o->cfg.n_ctx);
+    else if (!strcmp(a, "--steps")) bad = opt_long(v, a, 1, 1000000000, &o->steps);
+    else if (!strcmp(a, "--batch")) bad = opt_int(v, a, 1, 65536, &o->batch);
+    else if (!strcmp(a, "--accum")) bad = opt_int(v, a, 1, 1000000000, &o->accum);
+    else if (!strcmp(a, "--lr")) bad = opt_real(v, a, 0, 1, 10, 0, &o->tc.lr);
+    else if (!strcmp(a, "--min-lr")) bad = opt_real(v, a, 0, 0, 10, 0, &o->tc.min_lr);
+    else if (!strcmp(a, "--warmup")) bad = opt_long(v, a, 0, 1000000000, &o->tc.warmup_steps);
+    else if (!strcmp(a, "--weight-decay")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o->tc.weight_decay);
+    else if (!strcmp(a, "--clip")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o->tc.clip);
+    else if (!strcmp(a, "--beta2")) bad = opt_real(v, a, 0, 0, 1, 1, &o->tc.beta2);
+    else if (!strcmp(a, "--seed")) { bad = opt_long(v, a, 0, LONG_MAX, &seed); o->seed = (unsigned long long)seed; }
+    else if (!strcmp(a, "--valid-frac")) bad = opt_real(v, a, 0, 1, 0.5, 1, &o->valid_frac);
+    else if (!strcmp(a, "--eval-every")) bad = opt_long(v, a, 1, LONG_MAX, &o->eval_every);
+    else if (!strcmp(a, "--eval-batches")) bad = opt_int(v, a, 1, 1000000, &o->eval_batches);
+    else if (!strcmp(a, "--ckpt-every")) bad = opt_long(v, a, 1, LONG_MAX, &o->ckpt_every);
+    else if (!strcmp(a, "--log-every")) bad = opt_long(v, a, 1, LONG_MAX, &o->log_every);
+    else return 2;
+    return bad;
+}
+
+/* The options that depend on each other, and the memory the run would need. 0, or 2 after printing why. */
+static int check_opts(opts *o)
+{
+    o->cfg.d_ff = 4 * o->cfg.d_model;
+    o->tc.total_steps = o->steps;
+    if (o->tc.min_lr > o->tc.lr) {
+        fprintf(stderr, "lora-pretrain: --min-lr %g is above --lr %g (the schedule decays from --lr to --min-lr)\n",
+                o->tc.min_lr, o->tc.lr);
+        return 2;
+    }
+    /* decoupled decay multiplies a weight by 1 - lr·wd each step */
+    if (o->tc.lr * o->tc.weight_decay >= 1) {
+        fprintf(stderr, "lora-pretrain: --lr %g times --weight-decay %g is %g: it must be below 1 (each step scales "
+                        "the weights by 1 - lr x decay)\n", o->tc.lr, o->tc.weight_decay, o->tc.lr * o->tc.weight_decay);
+        return 2;
+    }
+    if (gpt_config_check(&o->cfg)) {
+        fprintf(stderr, "lora-pretrain: --layers/--heads/--d-model/--ctx: %s\n", lk_errmsg());
+        return 2;
+    }
+    double need = gpt_memory_bytes(&o->cfg, o->batch, o->cfg.n_ctx, 1);
+    if (need > (double)MAX_GIB * (1 << 30)) {
+        fprintf(stderr, "lora-pretrain: --layers %d --d-model %d --ctx %d --batch %d would need about %.0f GiB for the "
+                        "model, its optimizer state and activations, more than the %d GiB allowed\n",
+                o->cfg.n_layer, o->cfg.d_model, o->cfg.n_ctx, o->batch, need / (1 << 30), MAX_GIB);
+        return 2;
+    }
+    return 0;
+}
+
+/* The options into o and the corpus file names into files (the two default ones when
+ * none is given); ckpt_buf holds the default checkpoint path. -1 to go on, else the
+ * exit status (0 after --help). */
+static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles, char *ckpt_buf, size_t ckpt_cap)
+{
+    *o = (opts){.cfg = {.n_layer = 4, .n_head = 4, .d_model = 256, .n_ctx = 256, .vocab_size = 256},
+                .batch = 16, .accum = 1, .steps = 2000, .valid_frac = 0.02,
+                .eval_every = 200, .ckpt_every = 100, .log_every = 20, .eval_batches = 8, .seed = 1};
+    train_config_default(&o->tc);
+    o->tc.lr = 2e-3;
+    o->tc.min_lr = 1e-4;
+    o->tc.warmup_steps = 100;
+    o->tc.weight_decay = 0.1;
+    o->tc.beta2 = 0.99;
+    *nfiles = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         if (a[0] != '-') {
-            if (nfiles >= 64) { fprintf(stderr, "lora-pretrain: too many files (at most 64)\n"); return 2; }
-            files[nfiles++] = argv[i];
+            if (*nfiles >= 64) { fprintf(stderr, "lora-pretrain: too many files (at most 64)\n"); return 2; }
+            files[(*nfiles)++] = argv[i];
             continue;
         }
         if (!v) { fprintf(stderr, "lora-pretrain: option %s needs a value\n", a); usage(); return 2; }
-        long seed = 0;
-        int bad = 0;
-        if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--ckpt")) o.ckpt = v;
-        else if (!strcmp(a, "--write-valid")) o.write_valid = v;
-        else if (!strcmp(a, "--init")) o.init = v;
-        /* --d-model's bound keeps d_ff = 4·d_model an int (and within the model's limits) */
-        else if (!strcmp(a, "--layers")) bad = opt_int(v, a, 1, 1024, &o.cfg.n_layer);
-        else if (!strcmp(a, "--heads")) bad = opt_int(v, a, 1, 1024, &o.cfg.n_head);
-        else if (!strcmp(a, "--d-model")) bad = opt_int(v, a, 1, 16384, &o.cfg.d_model);
-        else if (!strcmp(a, "--ctx")) bad = opt_int(v, a, 1, 65536, &o.cfg.n_ctx);
-        else if (!strcmp(a, "--steps")) bad = opt_long(v, a, 1, 1000000000, &o.steps);
-        else if (!strcmp(a, "--batch")) bad = opt_int(v, a, 1, 65536, &o.batch);
-        else if (!strcmp(a, "--accum")) bad = opt_int(v, a, 1, 1000000000, &o.accum);
-        else if (!strcmp(a, "--lr")) bad = opt_real(v, a, 0, 1, 10, 0, &o.tc.lr);
-        else if (!strcmp(a, "--min-lr")) bad = opt_real(v, a, 0, 0, 10, 0, &o.tc.min_lr);
-        else if (!strcmp(a, "--warmup")) bad = opt_long(v, a, 0, 1000000000, &o.tc.warmup_steps);
-        else if (!strcmp(a, "--weight-decay")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o.tc.weight_decay);
-        else if (!strcmp(a, "--clip")) bad = opt_real(v, a, 0, 0, 1e6, 0, &o.tc.clip);
-        else if (!strcmp(a, "--beta2")) bad = opt_real(v, a, 0, 0, 1, 1, &o.tc.beta2);
-        else if (!strcmp(a, "--seed")) { bad = opt_long(v, a, 0, LONG_MAX, &seed); o.seed = (unsigned long long)seed; }
-        else if (!strcmp(a, "--valid-frac")) bad = opt_real(v, a, 0, 1, 0.5, 1, &o.valid_frac);
-        else if (!strcmp(a, "--eval-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.eval_every);
-        else if (!strcmp(a, "--eval-batches")) bad = opt_int(v, a, 1, 1000000, &o.eval_batches);
-        else if (!strcmp(a, "--ckpt-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.ckpt_every);
-        else if (!strcmp(a, "--log-every")) bad = opt_long(v, a, 1, LONG_MAX, &o.log_every);
-        else { fprintf(stderr, "lora-pretrain: unknown option %s\n", a); usage(); return 2; }
+        int bad = parse_option(o, a, v);
+        if (bad == 2) { fprintf(stderr, "lora-pretrain: unknown option %s\n", a); usage(); return 2; }
         if (bad) return 2;
         i++;
     }
-    if (!o.out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
-    o.cfg.d_ff = 4 * o.cfg.d_model;
-    o.tc.total_steps = o.steps;
-    if (o.tc.min_lr > o.tc.lr) {
-        fprintf(stderr, "lora-pretrain: --min-lr %g is above --lr %g (the schedule decays from --lr to --min-lr)\n", o.tc.min_lr, o.tc.lr);
-        return 2;
-    }
-    /* decoupled decay multiplies a weight by 1 - lr·wd each step */
-    if (o.tc.lr * o.tc.weight_decay >= 1) {
-        fprintf(stderr, "lora-pretrain: --lr %g times --weight-decay %g is %g: it must be below 1 (each step scales the weights by 1 - lr x decay)\n",
-                o.tc.lr, o.tc.weight_decay, o.tc.lr * o.tc.weight_decay);
-        return 2;
-    }
-    lk_status st = gpt_config_check(&o.cfg);
-    if (st) { fprintf(stderr, "lora-pretrain: --layers/--heads/--d-model/--ctx: %s\n", lk_errmsg()); return 2; }
-    double need = gpt_memory_bytes(&o.cfg, o.batch, o.cfg.n_ctx, 1);
-    if (need > (double)MAX_GIB * (1 << 30)) {
-        fprintf(stderr, "lora-pretrain: --layers %d --d-model %d --ctx %d --batch %d would need about %.0f GiB for the model, its optimizer "
-                        "state and activations, more than the %d GiB allowed\n",
-                o.cfg.n_layer, o.cfg.d_model, o.cfg.n_ctx, o.batch, need / (1 << 30), MAX_GIB);
-        return 2;
-    }
-    if (!o.ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out); o.ckpt = ckpt_buf; }
+    if (!o->out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
+    if (check_opts(o)) return 2;
+    if (!o->ckpt) { snprintf(ckpt_buf, ckpt_cap, "%s.ckpt", o->out); o->ckpt = ckpt_buf; }
     static char *deflt[] = {"data/corpus/sotu.txt", "data/corpus/moby-dick.txt"};
-    if (!nfiles) { files[0] = deflt[0]; files[1] = deflt[1]; nfiles = 2; }
+    if (!*nfiles) { files[0] = deflt[0]; files[1] = deflt[1]; *nfiles = 2; }
+    return -1;
+}
 
-    corpus c;
-    if (load_corpus(&c, files, nfiles, o.valid_frac)) return 1;
-    /* from here every exit goes through done: */
-    gpt_model *m = NULL;
-    trainer *tr = NULL;
-    int *tok = NULL;
-    int rc = 1, resumed = 0;
-    int T = o.cfg.n_ctx, B = o.batch;
-    if (c.n_train < (size_t)T + 2 || c.n_valid < (size_t)T + 1) {
-        fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation bytes) for a context of %d\n", c.n_train, c.n_valid, T);
-        goto done;
-    }
-    if (o.write_valid) {
-        FILE *f = fopen(o.write_valid, "wb");
-        int ok = f && fwrite(c.valid, 1, c.n_valid, f) == c.n_valid;
-        if (f && fclose(f)) ok = 0;
-        if (!ok) { fprintf(stderr, "lora-pretrain: cannot write %s\n", o.write_valid); goto done; }
-    }
+/* ---- the model: resumed, continued from --init, or new ---- */
 
-    if (lk_path_exists(o.ckpt)) {
-        h5file *f;
-        st = h5_open_read(&f, o.ckpt);
-        if (!st) {
-            st = gpt_read(&m, f);
-            if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
-                st = lk_fail(LK_ERR_ARG, "%s: checkpoint model size differs from the options (remove it to start over)", o.ckpt);
-            long long ts = 0, seed = 0;
-            if (!st) st = h5_get_attr_int(f, "/", "train_total_steps", &ts);
-            if (!st && ts != o.steps)
-                st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a %lld-step run, the options say %ld", o.ckpt, ts, o.steps);
-            /* the batches are drawn from (seed, step): another seed would continue on other data */
-            if (!st) st = h5_get_attr_int(f, "/", "train_seed", &seed);
-            if (!st && (unsigned long long)seed != o.seed)
-                st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a run with --seed %lld, the options say %llu", o.ckpt, seed, o.seed);
-            if (!st) st = trainer_new(&tr, m, &o.tc, 1);
-            if (!st) st = trainer_read_state(tr, f, "train");
-            if (!st && trainer_steps_done(tr) > o.steps)
-                st = lk_fail(LK_ERR_FORMAT, "%s: checkpoint is at step %ld, past the run's last step %ld (corrupt? it is left as it is; "
-                             "remove it to start over)", o.ckpt, trainer_steps_done(tr), o.steps);
-            h5_close(f);
-        }
-        if (st) { fprintf(stderr, "lora-pretrain: resuming: %s\n", lk_errmsg()); goto done; }
-        resumed = 1;
+/* From the checkpoint, which must be of this run (sizes, --steps, --seed). */
+static lk_status resume(gpt_model **m, trainer **tr, const opts *o)
+{
+    h5file *f;
+    lk_status st = h5_open_read(&f, o->ckpt);
+    if (st) return st;
+    st = gpt_read(m, f);
+    if (!st && memcmp(&(*m)->cfg, &o->cfg, sizeof o->cfg))
+        st = lk_fail(LK_ERR_ARG, "%s: checkpoint model size differs from the options (remove it to start over)", o->ckpt);
+    long long ts = 0, seed = 0;
+    if (!st) st = h5_get_attr_int(f, "/", "train_total_steps", &ts);
+    if (!st && ts != o->steps)
+        st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a %lld-step run, the options say %ld", o->ckpt, ts, o->steps);
+    /* the batches are drawn from (seed, step): another seed would continue on other data */
+    if (!st) st = h5_get_attr_int(f, "/", "train_seed", &seed);
+    if (!st && (unsigned long long)seed != o->seed)
+        st = lk_fail(LK_ERR_ARG, "%s: checkpoint is of a run with --seed %lld, the options say %llu", o->ckpt, seed,
+                     o->seed);
+    if (!st) st = trainer_new(tr, *m, &o->tc, 1);
+    if (!st) st = trainer_read_state(*tr, f, "train");
+    if (!st && trainer_steps_done(*tr) > o->steps)
+        st = lk_fail(LK_ERR_FORMAT, "%s: checkpoint is at step %ld, past the run's last step %ld (corrupt? it is left "
+                     "as it is; remove it to start over)", o->ckpt, trainer_steps_done(*tr), o->steps);
+    h5_close(f);
+    return st;
+}
+
+/* The weights of --init (a byte-level base of the options' sizes), or new ones from --seed. */
+static lk_status start(gpt_model **m, trainer **tr, const opts *o)
+{
+    lk_status st;
+    if (o->init) {
+        st = gpt_load(m, o->init);
+        if (!st && (*m)->tokenizer != GPT_TOK_BYTES)
+            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the corpus is read as bytes, so "
+                         "--init takes byte-level checkpoints only", o->init);
+        else if (!st && memcmp(&(*m)->cfg, &o->cfg, sizeof o->cfg))
+            st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o->init);
     } else {
-        if (o.init) {
-            st = gpt_load(&m, o.init);
-            if (!st && m->tokenizer != GPT_TOK_BYTES)
-                st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the corpus is read as bytes, so --init "
-                             "takes byte-level checkpoints only", o.init);
-            else if (!st && memcmp(&m->cfg, &o.cfg, sizeof o.cfg))
-                st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o.init);
-        } else {
-            st = gpt_new(&m, &o.cfg);
-            if (!st) gpt_init(m, o.seed);
-        }
-        if (!st) st = trainer_new(&tr, m, &o.tc, 1);
-        if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); goto done; }
+        st = gpt_new(m, &o->cfg);
+        if (!st) gpt_init(*m, o->seed);
     }
-    if ((st = gpt_reserve(m, B, T))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); goto done; }
-    tok = malloc((size_t)B * ((size_t)T + 1) * sizeof *tok);
-    if (!tok) { fprintf(stderr, "lora-pretrain: out of memory\n"); goto done; }
+    if (!st) st = trainer_new(tr, *m, &o->tc, 1);
+    return st;
+}
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int tty = isatty(2);
-    long step = trainer_steps_done(tr);
-    fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / %zu validation bytes; "
-                    "%ld steps of %d x %d x %d tokens; blas %s\n",
-            resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", m->n_params, o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T,
-            c.n_train, c.n_valid, o.steps, o.accum, B, T, blas_env_core());
-    if (resumed && step == o.steps)
-        fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing its weights to %s\n",
-                o.ckpt, step, o.out);
-    else if (resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
-    double t_start = lk_now(), t_last = t_start, ema = NAN;
-    long step0 = step, last_ckpt = step;
-    rc = 0;
-    while (step < o.steps && !g_stop) {
-        train_step_info info;
-        rng_t r;
-        rng_seed(&r, o.seed * 0x9e3779b97f4a7c15ULL + (unsigned long long)step + 1);
-        /* the stop flag is checked per micro-batch, so that a large --accum does
-         * not delay Ctrl-C / SIGTERM by a whole step */
-        int k = 0;
-        for (; k < o.accum && !st && !g_stop; k++) {
-            for (int b = 0; b < B; b++) {
-                size_t off = (size_t)rng_below(&r, c.n_train - (size_t)T);
-                for (int j = 0; j <= T; j++) tok[(size_t)b * (T + 1) + j] = c.train[off + j];
-            }
-            st = trainer_accumulate(tr, tok, NULL, B, T, NULL);
+/* ---- training ---- */
+
+typedef struct {
+    const opts *o;
+    corpus c;
+    gpt_model *m;
+    trainer *tr;
+    int *tok;             /* batch x (ctx + 1) tokens */
+    int resumed, tty;
+    long step0;           /* the step this invocation started at */
+    double t_start;
+} run;
+
+/* The progress line of a finished step: a bar redrawn in place on a terminal, else a
+ * log line every --log-every steps. */
+static void show_step(run *r, progress_display *d, const train_step_info *info, double ema)
+{
+    const opts *o = r->o;
+    long step = info->step;
+    double tokens = (double)o->accum * o->batch * o->cfg.n_ctx;
+    double el = lk_now() - r->t_start, tps = (double)(step - r->step0) * tokens / el;
+    char eta_s[32], el_s[32];
+    lk_fmt_duration(eta_s, sizeof eta_s, (double)(o->steps - step) * tokens / tps);
+    lk_fmt_duration(el_s, sizeof el_s, el);
+    if (r->tty && progress_due(d, lk_now(), step == o->steps)) {
+        char bar[64], line[256];
+        progress_bar(bar, sizeof bar, 30, step, o->steps);
+        snprintf(line, sizeof line, "[%s] step %ld/%ld loss %.4f (%.3f bpb) lr %.2e %.0f tok/s elapsed %s ETA %s", bar,
+                 step, o->steps, ema, ema / M_LN2, info->lr, tps, el_s, eta_s);
+        progress_show(d, NULL, line);
+    } else if (!r->tty && (step % o->log_every == 0 || step == o->steps)) {
+        fprintf(stderr, "step %ld/%ld loss %.4f bpb %.3f lr %.3e grad_norm %.3f tok/s %.0f elapsed %s eta %s\n", step,
+                o->steps, info->loss, info->loss / M_LN2, info->lr, info->grad_norm, tps, el_s, eta_s);
+    }
+}
+
+/* One optimizer step of --accum micro-batches of random windows, drawn from (seed, step).
+ * 1 when stopped by a signal (the unfinished step dropped), -1 after printing an error, else 0. */
+static int train_step(run *r, long step, train_step_info *info)
+{
+    const opts *o = r->o;
+    int T = o->cfg.n_ctx, B = o->batch;
+    rng_t g;
+    rng_seed(&g, o->seed * 0x9e3779b97f4a7c15ULL + (unsigned long long)step + 1);
+    /* the stop flag is checked per micro-batch, so that a large --accum does
+     * not delay Ctrl-C / SIGTERM by a whole step */
+    lk_status st = LK_OK;
+    int k = 0;
+    for (; k < o->accum && !st && !g_stop; k++) {
+        for (int b = 0; b < B; b++) {
+            size_t off = (size_t)rng_below(&g, r->c.n_train - (size_t)T);
+            for (int j = 0; j <= T; j++) r->tok[(size_t)b * (T + 1) + j] = r->c.train[off + j];
         }
-        if (!st && k < o.accum) { trainer_discard(tr); break; }   /* stopped: the unfinished step is dropped */
-        if (st) { fprintf(stderr, "\nlora-pretrain: step %ld: %s\n", step, lk_errmsg()); rc = 1; break; }
-        /* trainer_step's messages name the step themselves */
-        if ((st = trainer_step(tr, &info))) { fprintf(stderr, "\nlora-pretrain: %s\n", lk_errmsg()); rc = 1; break; }
+        st = trainer_accumulate(r->tr, r->tok, NULL, B, T, NULL);
+    }
+    if (!st && k < o->accum) { trainer_discard(r->tr); return 1; }
+    if (st) { fprintf(stderr, "\nlora-pretrain: step %ld: %s\n", step, lk_errmsg()); return -1; }
+    /* trainer_step's messages name the step themselves */
+    if (trainer_step(r->tr, info)) { fprintf(stderr, "\nlora-pretrain: %s\n", lk_errmsg()); return -1; }
+    return 0;
+}
+
+/* Trains up to --steps (or a signal), validating and checkpointing on the way, then
+ * writes --out, or the checkpoint when stopped. The exit status. */
+static int train(run *r)
+{
+    const opts *o = r->o;
+    progress_display d;
+    progress_init(&d, stderr, 0.5);
+    d.t_last = r->t_start = lk_now();
+    long step = trainer_steps_done(r->tr), last_ckpt = step;
+    r->step0 = step;
+    double ema = NAN;
+    int rc = 0;
+    while (step < o->steps && !g_stop) {
+        train_step_info info;
+        int s = train_step(r, step, &info);
+        if (s) { rc = s < 0; break; }
         step = info.step;
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
-        double el = lk_now() - t_start, tps = (double)(step - step0) * o.accum * B * T / el;
-        double eta = (double)(o.steps - step) * o.accum * B * T / tps;
-        char eta_s[32], el_s[32];
-        lk_fmt_duration(eta_s, sizeof eta_s, eta);
-        lk_fmt_duration(el_s, sizeof el_s, el);
-        if (tty && (lk_now() - t_last > 0.5 || step == o.steps)) {
-            int w = 30, fill = (int)(w * (double)step / o.steps);
-            char bar[64];
-            for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-            bar[w] = 0;
-            fprintf(stderr, "\r[%s] step %ld/%ld loss %.4f (%.3f bpb) lr %.2e %.0f tok/s elapsed %s ETA %s   ",
-                    bar, step, o.steps, ema, ema / M_LN2, info.lr, tps, el_s, eta_s);
-            t_last = lk_now();
-        } else if (!tty && (step % o.log_every == 0 || step == o.steps)) {
-            fprintf(stderr, "step %ld/%ld loss %.4f bpb %.3f lr %.3e grad_norm %.3f tok/s %.0f elapsed %s eta %s\n",
-                    step, o.steps, info.loss, info.loss / M_LN2, info.lr, info.grad_norm, tps, el_s, eta_s);
-        }
-        if (step % o.eval_every == 0 || step == o.steps) {
+        show_step(r, &d, &info, ema);
+        if (step % o->eval_every == 0 || step == o->steps) {
             double vl;
-            if ((st = validate(m, &c, &o, tok, &vl))) { fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg()); rc = 1; break; }
-            fprintf(stderr, "%sstep %ld valid_loss %.4f valid_bpb %.4f\n", tty ? "\n" : "", step, vl, vl / M_LN2);
+            if (validate(r->m, &r->c, o, r->tok, &vl)) {
+                fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg());
+                rc = 1;
+                break;
+            }
+            progress_keep(&d);
+            fprintf(stderr, "step %ld valid_loss %.4f valid_bpb %.4f\n", step, vl, vl / M_LN2);
         }
-        if (step % o.ckpt_every == 0 && step < o.steps) {
-            if ((st = save_ckpt(m, tr, &o))) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
+        if (step % o->ckpt_every == 0 && step < o->steps) {
+            if (save_ckpt(r->m, r->tr, o)) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
             last_ckpt = step;
         }
     }
-    if (!rc && g_stop && step < o.steps) {
-        if (step != last_ckpt && (st = save_ckpt(m, tr, &o))) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; }
-        else if (step == step0 && !resumed)
-            fprintf(stderr, "\nlora-pretrain: interrupted before the first step finished; nothing saved\n");
-        else fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step, o.ckpt);
-        if (!rc) rc = 130;
-    } else if (!rc) {
-        if ((st = gpt_save(m, o.out))) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); rc = 1; }
-        else {
-            fprintf(stderr, "%slora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", tty ? "\n" : "", o.out,
-                    m->fingerprint, step, lk_now() - t_start);
-            unlink(o.ckpt);
+    if (!rc && g_stop && step < o->steps) {
+        if (step != last_ckpt && save_ckpt(r->m, r->tr, o)) {
+            fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg());
+            return 1;
         }
+        if (step == r->step0 && !r->resumed)
+            fprintf(stderr, "\nlora-pretrain: interrupted before the first step finished; nothing saved\n");
+        else fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step,
+                     o->ckpt);
+        return 130;
     }
-done:
-    free(tok);
-    corpus_free(&c);
-    trainer_free(tr);
-    gpt_free(m);
+    if (rc) return rc;
+    if (gpt_save(r->m, o->out)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    progress_keep(&d);
+    fprintf(stderr, "lora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", o->out, r->m->fingerprint,
+            step, lk_now() - r->t_start);
+    unlink(o->ckpt);
+    return 0;
+}
+
+/* ---- main ---- */
+
+/* The corpus split, the model and trainer, the batch buffer: 0, or 1 after printing why. */
+static int setup(run *r, char **files, int nfiles)
+{
+    const opts *o = r->o;
+    int T = o->cfg.n_ctx, B = o->batch;
+    if (load_corpus(&r->c, files, nfiles, o->valid_frac)) return 1;
+    if (r->c.n_train < (size_t)T + 2 || r->c.n_valid < (size_t)T + 1) {
+        fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation bytes) for a context of %d\n",
+                r->c.n_train, r->c.n_valid, T);
+        return 1;
+    }
+    if (o->write_valid) {
+        FILE *f = fopen(o->write_valid, "wb");
+        int ok = f && fwrite(r->c.valid, 1, r->c.n_valid, f) == r->c.n_valid;
+        if (f && fclose(f)) ok = 0;
+        if (!ok) { fprintf(stderr, "lora-pretrain: cannot write %s\n", o->write_valid); return 1; }
+    }
+    r->resumed = lk_path_exists(o->ckpt);
+    lk_status st = r->resumed ? resume(&r->m, &r->tr, o) : start(&r->m, &r->tr, o);
+    if (st) { fprintf(stderr, "lora-pretrain: %s%s\n", r->resumed ? "resuming: " : "", lk_errmsg()); return 1; }
+    if (gpt_reserve(r->m, B, T)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    r->tok = malloc((size_t)B * ((size_t)T + 1) * sizeof *r->tok);
+    if (!r->tok) { fprintf(stderr, "lora-pretrain: out of memory\n"); return 1; }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    opts o;
+    char *files[64];
+    int nfiles;
+    char ckpt_buf[1024];
+    int rc = parse_args(&o, argc, argv, files, &nfiles, ckpt_buf, sizeof ckpt_buf);
+    if (rc >= 0) return rc;
+    run r = {.o = &o};
+    rc = setup(&r, files, nfiles);
+    if (!rc) {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        r.tty = isatty(2);
+        long step = trainer_steps_done(r.tr);
+        int T = o.cfg.n_ctx;
+        fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / "
+                        "%zu validation bytes; %ld steps of %d x %d x %d tokens; blas %s\n",
+                r.resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", r.m->n_params,
+                o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T, r.c.n_train, r.c.n_valid, o.steps, o.accum, o.batch, T,
+                blas_env_core());
+        if (r.resumed && step == o.steps)
+            fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing "
+                            "its weights to %s\n", o.ckpt, step, o.out);
+        else if (r.resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
+        rc = train(&r);
+    }
+    free(r.tok);
+    corpus_free(&r.c);
+    trainer_free(r.tr);
+    gpt_free(r.m);
     return rc;
 }
