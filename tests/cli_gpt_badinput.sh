@@ -145,6 +145,16 @@ expect_code 2 pretrain-heads "not divisible" -- "$PR" --out "$T/o.h5" $P --heads
 expect_code 2 pretrain-memory "GiB" -- "$PR" --out "$T/o.h5" $P --batch 65536 --ctx 65536 "$T/text.txt"
 expect_code 2 pretrain-lr-wd "weight-decay" "below 1" -- "$PR" --out "$T/o.h5" $P --lr 0.5 --weight-decay 2 "$T/text.txt"
 expect_code 2 pretrain-min-lr "min-lr" -- "$PR" --out "$T/o.h5" $P --min-lr 0.1 "$T/text.txt"
+# --out over one of its inputs (a corpus file, --init, --ckpt) or into a missing directory:
+# refused before anything is read (args_output; exit 1), the input left as it was
+cp "$T/text.txt" "$T/text0.txt"
+expect_code 1 pretrain-out-corpus "--out" "is the input" -- "$PR" --out "$T/text.txt" $P "$T/text.txt"
+cmp -s "$T/text.txt" "$T/text0.txt" || die "--out over the corpus changed it"
+cp "$T/base.h5" "$T/init0.h5"
+expect_code 1 pretrain-out-init "is the input" -- "$PR" --out "$T/init0.h5" --init "$T/init0.h5" $P "$T/text.txt"
+cmp -s "$T/base.h5" "$T/init0.h5" || die "--out over --init changed it"
+expect_code 1 pretrain-out-ckpt "is the input" -- "$PR" --out "$T/init0.h5" --ckpt "$T/init0.h5" $P "$T/text.txt"
+expect_code 1 pretrain-out-dir "does not exist" -- "$PR" --out "$T/no/such/dir/o.h5" $P "$T/text.txt"
 [ -e "$T/o.h5" ] && die "output written despite a bad option"
 ev_opt() { expect_code 2 "eval $1 $2" "$1 '$2'" -- "$E" --base "$T/base.h5" --prompt ab "$1" "$2"; }
 ev_opt --sample 4294967297; ev_opt --sample 99999999999; ev_opt --sample 1x; ev_opt --temperature nan

@@ -281,6 +281,13 @@ static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles,
     if (!o->ckpt) { snprintf(ckpt_buf, ckpt_cap, "%s.ckpt", o->out); o->ckpt = ckpt_buf; }
     static char *deflt[] = {"data/corpus/sotu.txt", "data/corpus/moby-dick.txt"};
     if (!*nfiles) { files[0] = deflt[0]; files[1] = deflt[1]; *nfiles = 2; }
+    /* --out is written at the end: not over an input, and into a directory that takes it */
+    const char *inputs[2 + 64] = {o->init, o->ckpt};
+    for (int i = 0; i < *nfiles; i++) inputs[2 + i] = files[i];
+    if (args_output(o->out, "--out", inputs, 2 + *nfiles)) {
+        fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+        return ARGS_EXIT_FAIL;
+    }
     return -1;
 }
 
