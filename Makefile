@@ -7,6 +7,7 @@
 #   make base       re-creates data/base.h5 (about an hour on 2 cores)
 #   make fuzz       libFuzzer on the safetensors parser, bounded time (not in CI)
 #   make clean      removes build/ and bin/
+#   make MPI=0 BUILD=build/nompi   the same tools without MPI (see src/mpi_env.h)
 # Every src/*.c goes into the library; every tools/lora-NAME.c becomes bin/lora-NAME;
 # every tests/test_*.c becomes a cmocka test binary; tests/cli_*.sh are CLI tests.
 
@@ -28,7 +29,7 @@ O       := $(BUILD)/rel
 BIN     := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 endif
 
-# build/config.mk holds the pkg-config flags. Generating it installs nothing: with a
+# build/config.mk holds the pkg-config flags, and MPI's when mpicc is there. Generating it installs nothing: with a
 # package missing it stops and names `make deps`. The set-up goals (test, demo, base)
 # run `make deps` first, so that `make demo` and `make test` work on a fresh Debian 12;
 # clean and deps read no configuration. GNU make restarts after remaking an included file;
@@ -44,11 +45,23 @@ endif
 ifndef NO_CONFIG
 include build/config.mk
 endif
+# MPI (src/mpi_env.h): compiled in when build/config.mk found OpenMPI's mpicc (its
+# --showme flags, with the plain compiler); MPI=0 builds without it (use another BUILD).
+ifeq ($(MPI),0)
+MPI_CFLAGS :=
+MPI_LIBS :=
+endif
+DEP_CFLAGS += $(MPI_CFLAGS)
+DEP_LIBS += $(MPI_LIBS)
 build/config.mk: scripts/deps.sh $(if $(filter $(SETUP_GOALS),$(MAKECMDGOALS)),deps)
 	@sh scripts/deps.sh --check || { echo "make: run 'make deps' (as root) to install them" >&2; exit 1; }
 	@mkdir -p build
 	@{ echo "DEP_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
-	   echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread"; } > $@.tmp
+	   echo "DEP_LIBS := $$(pkg-config --libs $(PKGS)) -lm -lpthread"; \
+	   if command -v mpicc >/dev/null 2>&1 && mpicc --showme:compile >/dev/null 2>&1; then \
+	     echo "MPI_CFLAGS := $$(mpicc --showme:compile) -DLK_HAVE_MPI=1"; \
+	     echo "MPI_LIBS := $$(mpicc --showme:link)"; \
+	   else echo "MPI_CFLAGS :="; echo "MPI_LIBS :="; fi; } > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
 deps:

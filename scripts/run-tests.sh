@@ -4,7 +4,7 @@
 # BIN_DIR (tools) and TEST_DIR (test binaries) come from the Makefile.
 set -u
 : "${BIN_DIR:=bin}" "${TEST_DIR:=build/rel/tests}"
-export BIN_DIR
+export BIN_DIR TEST_DIR
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-2}"
 pass=0; fail=0; failed=""
 for t in "$TEST_DIR"/test_*; do
