@@ -2,6 +2,7 @@
 #include "amplify_run.h"
 #include "basew.h"
 #include "linalg.h"
+#include "mpi_share.h"
 #include "notes.h"
 #include "peft.h"
 #include "util.h"
@@ -163,7 +164,9 @@ typedef struct {
     const int *entry_of;
     basew *b;
     amp_random *rnd;           /* every shape drawn before the workers start */
-    size_t wmax, nb, next, done_n;
+    const int *owner;          /* [an->n]: the rank of each entry (MPI), or NULL: all here */
+    int rank;
+    size_t wmax, nb, next, done_n, mine;   /* mine: entries this process analyses */
     pthread_mutex_t lock;
     lk_status st;              /* the first failure, its message in msg */
     char msg[1024];
@@ -177,15 +180,25 @@ static const lora_module *module_on(const amp_pool *p, int a, size_t bi)
     return NULL;
 }
 
+/* Whether base matrix bi is analysed here: in use, and this rank's. */
+static int is_mine(const amp_pool *p, size_t bi)
+{
+    int i = p->entry_of[bi];
+    return i >= 0 && (!p->owner || p->owner[i] == p->rank);
+}
+
+/* One line, written at once (under mpirun the ranks share stderr). */
 static void progress_line(amp_pool *p, const amp_entry *e)
 {
-    FILE *f = p->opt->progress;
-    fprintf(f, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s",
-            ++p->done_n, p->an->n, e->layer, e->target, e->out, e->in, e->seconds_read, e->kmax, e->seconds_topk,
-            e->info.method ? "Krylov" : "dense", e->info.basis, p->an->n_adapters, e->seconds_modules);
-    if (e->dense_checked)
-        fprintf(f, "; dense SVD %.1f s: max rel err σ %.1e, proj_W %.1e", e->seconds_dense, e->dense_err_sigma, e->dense_err_proj);
-    fputc('\n', f);
+    char line[600];
+    int n = p->owner ? snprintf(line, sizeof line, "rank %d: ", p->rank) : 0;
+    n += snprintf(line + n, sizeof line - (size_t)n, "[%zu/%zu] layer %d %s %dx%d: read %.2f s, top-%d %.2f s (%s, basis %d), %d adapter(s) %.2f s",
+                  ++p->done_n, p->mine, e->layer, e->target, e->out, e->in, e->seconds_read, e->kmax, e->seconds_topk,
+                  e->info.method ? "Krylov" : "dense", e->info.basis, p->an->n_adapters, e->seconds_modules);
+    if (e->dense_checked && n < (int)sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, "; dense SVD %.1f s: max rel err σ %.1e, proj_W %.1e",
+                 e->seconds_dense, e->dense_err_sigma, e->dense_err_proj);
+    fprintf(p->opt->progress, "%s\n", line);
 }
 
 /* Base matrix bi: read W, its top singular values, every adapter's module on it,
@@ -235,7 +248,7 @@ static void *amp_worker(void *arg)
     for (;;) {
         size_t bi = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
         if (bi >= p->nb || __atomic_load_n(&p->st, __ATOMIC_RELAXED)) break;
-        if (p->entry_of[bi] < 0) continue;
+        if (!is_mine(p, bi)) continue;
         lk_status st = W ? analyse_matrix(p, bi, W) : lk_fail(LK_ERR_NOMEM, "out of memory for a %zu-element weight matrix", p->wmax);
         if (st) {
             pthread_mutex_lock(&p->lock);
@@ -253,7 +266,8 @@ static void *amp_worker(void *arg)
 static lk_status run_matrices(amp_pool *p)
 {
     int T = p->opt->jobs > 1 ? p->opt->jobs : 1;
-    if ((size_t)T > p->an->n) T = (int)p->an->n;
+    if ((size_t)T > p->mine) T = (int)p->mine;
+    if (T < 1) T = 1;
     if (T > 64) T = 64;
     pthread_mutex_init(&p->lock, NULL);
     int blas_threads = openblas_get_num_threads();
@@ -269,17 +283,133 @@ static lk_status run_matrices(amp_pool *p)
     return p->st ? lk_fail(p->st, "%s", p->msg) : LK_OK;
 }
 
-/* The random directions of every (d, k, r) in use, drawn before the workers share them. */
+/* The random directions of every (d, k, r) analysed here, drawn before the workers
+ * share them (each shape's draws depend on the shape and the seed only). */
 static lk_status draw_shapes(amp_pool *p)
 {
     for (size_t bi = 0; bi < p->nb; bi++) {
-        if (p->entry_of[bi] < 0) continue;
+        if (!is_mine(p, bi)) continue;
         const basew_matrix *bm = basew_at(p->b, bi);
         for (int a = 0; a < p->an->n_adapters; a++) {
             const lora_module *m = module_on(p, a, bi);
             lk_status st = m ? amp_random_prepare(p->rnd, bm->out, bm->in, m->rank) : LK_OK;
             if (st) return st;
         }
+    }
+    return LK_OK;
+}
+
+/* ---- over MPI ranks (mpi_share.h) ------------------------------------------------- */
+
+/* What every rank must agree on: the options that change a number, the adapters'
+ * modules and the base's matrices in use (names and shapes; not their contents). */
+static uint64_t plan_hash(const amp_pool *p)
+{
+    const amp_analysis *an = p->an;
+    const amp_run_opts *o = p->opt;
+    uint64_t h = MPI_ENV_HASH_INIT;
+    h = mpi_share_hash_int(h, (long long)an->n);
+    h = mpi_share_hash_int(h, an->K);
+    h = mpi_share_hash_int(h, (long long)an->seed);
+    h = mpi_share_hash_int(h, o->check_dense);
+    h = mpi_share_hash_int(h, o->topk.block);
+    h = mpi_env_hash(h, &o->topk.tol, sizeof o->topk.tol);
+    h = mpi_share_hash_int(h, (long long)o->topk.seed);
+    h = mpi_share_hash_int(h, o->topk.dense_below);
+    h = mpi_share_hash_int(h, o->topk.certify);
+    h = mpi_share_hash_str(h, an->layout);
+    for (int a = 0; a < an->n_adapters; a++) {
+        h = mpi_share_hash_str(h, an->source[a]);
+        h = mpi_share_hash_int(h, an->max_rank[a]);
+    }
+    for (size_t bi = 0; bi < p->nb; bi++) {
+        if (p->entry_of[bi] < 0) continue;
+        const amp_entry *e = &an->e[p->entry_of[bi]];
+        h = mpi_share_hash_str(h, basew_at(p->b, bi)->tensor);
+        h = mpi_share_hash_int(h, e->layer);
+        h = mpi_share_hash_str(h, e->target);
+        h = mpi_share_hash_int(h, ((long long)e->out << 32) | (unsigned)e->in);
+        h = mpi_share_hash_int(h, e->kmax);
+        for (int a = 0; a < an->n_adapters; a++) {
+            const lora_module *m = module_on(p, a, bi);
+            h = mpi_share_hash_int(h, m ? m->rank : 0);
+            h = mpi_env_hash(h, m ? &m->scaling : &(double){0}, sizeof(double));
+        }
+    }
+    return h;
+}
+
+/* Every entry's rank, by its work: W's top-k costs about out × in × (basis ≈ kmax + 16)
+ * per pass, and a dense check out × in × min(out, in). */
+static lk_status share_out(amp_pool *p, int **owner)
+{
+    size_t n = p->an->n;
+    double *cost = malloc(sizeof(double) * (n ? n : 1));
+    *owner = malloc(sizeof(int) * (n ? n : 1));
+    if (!cost || !*owner) { free(cost); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < n; i++) {
+        const amp_entry *e = &p->an->e[i];
+        double mn = (double)e->out * e->in;
+        cost[i] = mn * (e->kmax + 16) + ((int)i < p->opt->check_dense ? mn * (e->out < e->in ? e->out : e->in) : 0);
+    }
+    mpi_share_assign(cost, n, p->opt->n_ranks, *owner);
+    free(cost);
+    p->owner = *owner;
+    p->mine = 0;
+    for (size_t i = 0; i < n; i++) p->mine += (*owner)[i] == p->rank;
+    return mpi_share_agree(plan_hash(p), "plan (adapters, base matrices, options)");
+}
+
+#define AMP_RESULT_DOUBLES 12
+
+/* Entry i's results (mpi_share_pack_fn): every field the writers read. */
+static void pack_entry(void *ctx, size_t i, mpi_pack *pk)
+{
+    const amp_pool *p = ctx;
+    const amp_entry *e = &p->an->e[i];
+    double head[] = {e->norm_W, e->kmax, e->info.method, e->info.basis, e->info.products, e->info.checks,
+                     e->info.max_rel_err, e->seconds_read, e->seconds_topk, e->seconds_modules, e->dense_checked,
+                     e->dense_err_sigma, e->dense_err_proj, e->seconds_dense};
+    mpi_pack_put_n(pk, head, sizeof head / sizeof head[0]);
+    mpi_pack_put_n(pk, e->sigma, (size_t)e->kmax);
+    for (int a = 0; a < p->an->n_adapters; a++) {
+        const amp_result *r = &e->res[a];
+        double v[AMP_RESULT_DOUBLES] = {r->rank, r->rank_dW, r->undefined, r->scaling, r->norm_W, r->norm_dW,
+                                        r->norm_dW_unscaled, r->proj_dW, r->proj_W, r->proj_random_mean,
+                                        r->proj_random_std, r->amplification};
+        mpi_pack_put_n(pk, v, AMP_RESULT_DOUBLES);
+    }
+}
+
+/* Rank 0: entry i as pack_entry wrote it (mpi_share_unpack_fn). */
+static lk_status unpack_entry(void *ctx, size_t i, mpi_pack *pk)
+{
+    amp_pool *p = ctx;
+    amp_entry *e = &p->an->e[i];
+    e->norm_W = mpi_pack_get(pk);
+    mpi_pack_get_int(pk, e->kmax, e->kmax);            /* the same plan: the same kmax */
+    if (pk->bad) return LK_OK;                         /* the gather names it */
+    e->info.method = (int)mpi_pack_get_int(pk, 0, 1);
+    e->info.basis = (int)mpi_pack_get_int(pk, 0, 1L << 30);
+    e->info.products = (int)mpi_pack_get_int(pk, 0, 1L << 30);
+    e->info.checks = (int)mpi_pack_get_int(pk, 0, 1L << 30);
+    e->info.max_rel_err = mpi_pack_get(pk);
+    e->seconds_read = mpi_pack_get(pk);
+    e->seconds_topk = mpi_pack_get(pk);
+    e->seconds_modules = mpi_pack_get(pk);
+    e->dense_checked = (int)mpi_pack_get_int(pk, 0, 1);
+    e->dense_err_sigma = mpi_pack_get(pk);
+    e->dense_err_proj = mpi_pack_get(pk);
+    e->seconds_dense = mpi_pack_get(pk);
+    if (!(e->sigma = malloc(sizeof(double) * (size_t)(e->kmax ? e->kmax : 1)))) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    mpi_pack_get_n(pk, e->sigma, (size_t)e->kmax);
+    for (int a = 0; a < p->an->n_adapters; a++) {
+        double v[AMP_RESULT_DOUBLES];
+        mpi_pack_get_n(pk, v, AMP_RESULT_DOUBLES);
+        amp_result *x = &e->res[a];
+        x->rank = (int)v[0]; x->rank_dW = (int)v[1]; x->undefined = (int)v[2]; x->scaling = v[3];
+        x->norm_W = v[4]; x->norm_dW = v[5]; x->norm_dW_unscaled = v[6]; x->proj_dW = v[7]; x->proj_W = v[8];
+        x->proj_random_mean = v[9]; x->proj_random_std = v[10]; x->amplification = v[11];
     }
     return LK_OK;
 }
@@ -310,7 +440,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     lora_adapter *ads = calloc((size_t)na, sizeof *ads);
     int **where = calloc((size_t)na, sizeof *where);   /* module -> base matrix index, -1 if not selected */
     basew *b = NULL;
-    int *entry_of = NULL;
+    int *entry_of = NULL, *owner = NULL;
     amp_pool p;
     memset(&p, 0, sizeof p);
     if (!ads || !where) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
@@ -333,8 +463,13 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if (st) goto done;
     p.an = an; p.opt = opt; p.ads = ads; p.where = where; p.entry_of = entry_of; p.b = b; p.nb = nb;
     if ((st = make_entries(an, ads, where, b, entry_of, &p.wmax))) goto done;
+    p.mine = an->n;
+    p.rank = opt->n_ranks > 1 ? opt->rank : 0;
+    if (opt->n_ranks > 1 && (st = share_out(&p, &owner))) goto done;
     if (!(p.rnd = amp_random_new(K, opt->seed))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = draw_shapes(&p)) || (st = run_matrices(&p)) || (st = zero_notes(an, ads))) goto done;
+    if ((st = draw_shapes(&p)) || (st = run_matrices(&p))) goto done;
+    if (opt->n_ranks > 1 && (st = mpi_share_gather(an->n, owner, p.rank, opt->n_ranks, pack_entry, unpack_entry, &p))) goto done;
+    if ((st = zero_notes(an, ads))) goto done;
     an->seconds_total = lk_now() - t0;
 done:
     if (st) amp_analysis_free(an);
@@ -343,6 +478,7 @@ done:
     free(ads);
     free(where);
     free(entry_of);
+    free(owner);
     amp_random_free(p.rnd);
     basew_close(b);
     return st;

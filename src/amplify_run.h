@@ -16,6 +16,13 @@
  * Nothing is written here (amplify_report.h does that) and nothing is printed
  * except progress lines when opt.progress is set.
  *
+ * Over MPI ranks (opt.n_ranks > 1, mpi_share.h): every rank loads the adapters
+ * and makes the same plan; the base matrices in use are shared out by their work
+ * (out × in × (kmax + 16)), each rank reads and analyses only its own (its own
+ * random directions too: they depend on the shape and seed only), and rank 0
+ * gathers the results into an, which then equals a single process's (timings
+ * aside). On the other ranks an holds only their own entries: write nothing there.
+ *
  *   amp_run_opts o = amp_run_defaults();
  *   o.base = "llama-dir"; o.adapters = specs; o.n_adapters = 2;
  *   amp_analysis an;
@@ -47,6 +54,8 @@ typedef struct {
     FILE *progress;                   /* one line per matrix, or NULL */
     int jobs;                         /* matrices analysed at once (threads, each with its own
                                          W; OpenBLAS at one thread meanwhile); ≤ 1: one */
+    int rank, n_ranks;                /* under MPI (mpi_env.h): this process is rank `rank` of
+                                         n_ranks; n_ranks ≤ 1: every matrix here (see below) */
 } amp_run_opts;
 
 amp_run_opts amp_run_defaults(void);

@@ -3,6 +3,7 @@
 #include "subspace_run.h"
 #include "args.h"
 #include "basew.h"
+#include "mpi_share.h"
 #include "peft.h"
 #include <cblas.h>
 #include <pthread.h>
@@ -203,6 +204,88 @@ static lk_status input_notes(sub_analysis *an, const lora_adapter *ad, const cha
     return st;
 }
 
+/* ---- over MPI ranks (mpi_share.h) ------------------------------------------------- */
+
+/* The plan every rank must agree on: the options, and per entry its module names,
+ * shapes and ranks (cost and extra name what else differs between the two modes). */
+static uint64_t plan_hash(const sub_analysis *an, const sub_options *opt, const lora_module *const *m1,
+                          const lora_module *const *m2, const char *extra)
+{
+    uint64_t h = MPI_ENV_HASH_INIT;
+    h = mpi_share_hash_int(h, (long long)an->n);
+    h = mpi_share_hash_int(h, opt->side);
+    h = mpi_share_hash_int(h, opt->random_pairs);
+    h = mpi_share_hash_int(h, (long long)opt->seed);
+    h = mpi_share_hash_int(h, opt->top);
+    h = mpi_share_hash_str(h, extra);
+    for (size_t i = 0; i < an->n; i++) {
+        h = mpi_share_hash_int(h, an->e[i].layer);
+        h = mpi_share_hash_str(h, an->e[i].target);
+        h = mpi_share_hash_int(h, ((long long)m1[i]->out << 32) | (unsigned)m1[i]->in);
+        h = mpi_share_hash_int(h, m1[i]->rank);
+        h = mpi_share_hash_int(h, m2 ? m2[i]->rank : 0);
+    }
+    return h;
+}
+
+/* owner[i] for every entry, by cost; then every rank's plan checked by rank 0. */
+static lk_status share_out(const sub_analysis *an, const sub_options *opt, const double *cost, int *owner, uint64_t hash)
+{
+    mpi_share_assign(cost, an->n, opt->n_ranks, owner);
+    return mpi_share_agree(hash, "list of modules and options");
+}
+
+/* Entry i's results (mpi_share_pack_fn; ctx is the sub_analysis). */
+static void pack_entry(void *ctx, size_t i, mpi_pack *pk)
+{
+    const sub_entry *e = &((const sub_analysis *)ctx)->e[i];
+    int r1 = e->res.r1, r2 = e->res.r2, p = r1 < r2 ? r1 : r2;
+    double head[] = {r1, r2, e->res.n, e->res.geodesic, e->rank1, e->rank2, e->K};
+    mpi_pack_put_n(pk, head, sizeof head / sizeof head[0]);
+    mpi_pack_put_n(pk, e->res.phi, (size_t)r1 * r2);
+    mpi_pack_put_n(pk, e->res.angles, (size_t)p);
+    mpi_pack_put_n(pk, e->sv1, (size_t)r1);
+    mpi_pack_put_n(pk, e->sv2, (size_t)r2);
+    if (e->K) mpi_pack_put_n(pk, e->random_phi, (size_t)e->K * r1 * r2);
+}
+
+/* An array of n doubles from the pack, or NULL (out of memory). */
+static double *get_array(mpi_pack *pk, size_t n)
+{
+    double *x = malloc(sizeof(double) * (n ? n : 1));
+    if (x) mpi_pack_get_n(pk, x, n);
+    return x;
+}
+
+/* Rank 0: entry i as pack_entry wrote it (mpi_share_unpack_fn). */
+static lk_status unpack_entry(void *ctx, size_t i, mpi_pack *pk)
+{
+    sub_entry *e = &((sub_analysis *)ctx)->e[i];
+    int r1 = (int)mpi_pack_get_int(pk, 1, 1L << 20), r2 = (int)mpi_pack_get_int(pk, 1, 1L << 20), p = r1 < r2 ? r1 : r2;
+    e->res.n = (int)mpi_pack_get_int(pk, 1, 1L << 30);
+    e->res.geodesic = mpi_pack_get(pk);
+    e->rank1 = (int)mpi_pack_get_int(pk, 0, r1);
+    e->rank2 = (int)mpi_pack_get_int(pk, 0, r2);
+    e->K = (int)mpi_pack_get_int(pk, 0, 1L << 20);
+    if (pk->bad) return LK_OK;      /* the gather names it */
+    e->res.r1 = r1;
+    e->res.r2 = r2;
+    e->res.phi = get_array(pk, (size_t)r1 * r2);
+    e->res.angles = get_array(pk, (size_t)p);
+    e->sv1 = get_array(pk, (size_t)r1);
+    e->sv2 = get_array(pk, (size_t)r2);
+    if (e->K) e->random_phi = get_array(pk, (size_t)e->K * r1 * r2);
+    if (!e->res.phi || !e->res.angles || !e->sv1 || !e->sv2 || (e->K && !e->random_phi))
+        return lk_fail(LK_ERR_NOMEM, "rank 0: out of memory for the results of module %zu", i);
+    return LK_OK;
+}
+
+/* Every rank's entries to rank 0. */
+static lk_status gather(sub_analysis *an, const sub_options *opt, const int *owner)
+{
+    return mpi_share_gather(an->n, owner, opt->rank, opt->n_ranks, pack_entry, unpack_entry, an);
+}
+
 /* ---- adapter vs adapter --------------------------------------------------------- */
 
 static int selected(const sub_options *opt, const lora_module *m)
@@ -224,6 +307,7 @@ typedef struct {
     sub_entry *e;
     size_t n, next;                 /* next: claimed atomically by the workers */
     const sub_options *opt;
+    const int *owner;               /* MPI: the rank of each pair, or NULL: all here */
     /* error context, formatted once: "input 1 (" + the adapter's source + ")" */
     char name1[PAIR_NAME_MAX], name2[PAIR_NAME_MAX];
 } pair_ctx;
@@ -249,7 +333,7 @@ static void *pair_worker(void *arg)
     for (;;) {
         size_t i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
         if (i >= c->n) break;
-        run_pair(c, i, &ws);
+        if (!c->owner || c->owner[i] == c->opt->rank) run_pair(c, i, &ws);
     }
     sub_scratch_free(&ws);
     return NULL;
@@ -309,7 +393,7 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
     if (n == 0)
         return lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
                        a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
-    pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, "", ""};
+    pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, NULL, "", ""};
     snprintf(c.name1, sizeof c.name1, "input 1 (%s)", a1->source);
     snprintf(c.name2, sizeof c.name2, "input 2 (%s)", a2->source);
     if (!c.jobs || !c.e) { free(c.jobs); free(c.e); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
@@ -325,9 +409,25 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
     }
     an->e = c.e;            /* owned by an from here: sub_analysis_free releases partial results */
     an->n = n;
-    run_pairs(&c);
+    int *owner = NULL;
+    if (opt->n_ranks > 1) {
+        const lora_module **m1 = malloc(sizeof *m1 * n), **m2 = malloc(sizeof *m2 * n);
+        double *cost = malloc(sizeof *cost * n);
+        if (!(owner = malloc(sizeof *owner * n)) || !m1 || !m2 || !cost) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n && !st; i++) {   /* the SVDs of the factors: about (in + out)·(r1 + r2) each */
+            m1[i] = c.jobs[i].m1;
+            m2[i] = c.jobs[i].m2;
+            cost[i] = (double)(m1[i]->in + m1[i]->out) * (m1[i]->rank + m2[i]->rank) * (1 + opt->random_pairs);
+        }
+        if (!st) st = share_out(an, opt, cost, owner, plan_hash(an, opt, m1, m2, "adapters"));
+        c.owner = owner;
+        free(m1); free(m2); free(cost);
+    }
+    if (!st) run_pairs(&c);
     for (size_t i = 0; i < n && !st; i++)
         if (c.jobs[i].st) st = lk_fail(c.jobs[i].st, "%s", c.jobs[i].msg);   /* the first failure in module order */
+    if (!st && owner) st = gather(an, opt, owner);
+    free(owner);
     char w1[64], w2[64];
     snprintf(w1, sizeof w1, "input 1's %s", sn);
     snprintf(w2, sizeof w2, "input 2's %s", sn);
@@ -357,6 +457,16 @@ lk_status sub_analyse(sub_analysis *an, const lora_adapter *a1, const lora_adapt
 
 /* ---- adapter vs base (Figure 8) ------------------------------------------------- */
 
+/* How many singular vectors of W: --top, or 10 % of the dimension, within [1, min(out, in)]. */
+static int top_of(const sub_options *opt, const lora_module *m, int left)
+{
+    int n = left ? m->out : m->in, p = m->out < m->in ? m->out : m->in;
+    int top = opt->top > 0 ? opt->top : (int)lround(0.1 * n);
+    if (top < 1) top = 1;
+    if (top > p) top = p;
+    return top;
+}
+
 static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *bw, const sub_options *opt)
 {
     const char *sn = sub_side_name(opt->side);
@@ -380,34 +490,58 @@ static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *b
     if (!sel)
         return lk_fail(LK_ERR_NOTFOUND, "%s: no module matches --layers %s --targets %s", ad->source,
                        opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
-    float *W = malloc(sizeof(float) * basew_max_elems(bw));
-    if (!W) return lk_fail(LK_ERR_NOMEM, "out of memory for a base weight matrix");
-    for (size_t i = 0; i < ad->n && !st; i++) {
+    /* the entries, in the adapter's order; under MPI shared out by the work on W */
+    const lora_module **mods = malloc(sizeof *mods * sel);
+    double *cost = malloc(sizeof *cost * sel);
+    int *owner = NULL;
+    if (!mods || !cost) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    for (size_t i = 0, k = 0; i < ad->n && !st; i++) {
         const lora_module *m = &ad->mods[i];
         if (!selected(opt, m)) continue;
+        sub_entry *e;
+        mods[k] = m;
+        cost[k++] = (double)m->out * m->in * (top_of(opt, m, left) + 16);
+        st = new_entry(an, m->layer, m->target, &e);
+    }
+    if (!st && opt->n_ranks > 1) {
+        if (!(owner = malloc(sizeof *owner * sel))) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+        else {
+            uint64_t extra = MPI_ENV_HASH_INIT;
+            for (size_t k = 0; k < sel; k++) {
+                const basew_matrix *wm;
+                if (!basew_lookup(bw, mods[k]->layer, mods[k]->target, &wm)) extra = mpi_share_hash_str(extra, wm->tensor);
+            }
+            char x[40];
+            snprintf(x, sizeof x, "base %016llx", (unsigned long long)extra);
+            st = share_out(an, opt, cost, owner, plan_hash(an, opt, mods, NULL, x));
+        }
+    }
+    float *W = st ? NULL : malloc(sizeof(float) * basew_max_elems(bw));
+    if (!st && !W) st = lk_fail(LK_ERR_NOMEM, "out of memory for a base weight matrix");
+    for (size_t k = 0; k < sel && !st; k++) {
+        if (owner && owner[k] != opt->rank) continue;
+        const lora_module *m = mods[k];
         const basew_matrix *wm;
         if ((st = basew_lookup(bw, m->layer, m->target, &wm)) || (st = basew_load(bw, wm, W))) break;
-        int n = left ? m->out : m->in, p = m->out < m->in ? m->out : m->in;
-        int top = opt->top > 0 ? opt->top : (int)lround(0.1 * n);
-        if (top < 1) top = 1;
-        if (top > p) top = p;
         sub_basis b1, b2;
-        sub_entry *e = NULL;
         if ((st = sub_basis_module_factored(&b1, m, opt->side))) { st = lk_fail_context(st, "%s", ad->source); break; }
-        if ((st = sub_basis_topk(&b2, W, m->out, m->in, top, left))) {
+        if ((st = sub_basis_topk(&b2, W, m->out, m->in, top_of(opt, m, left), left))) {
             sub_basis_free(&b1);
             st = lk_fail_context(st, "%s: %s", basew_path(bw), wm->tensor);
             break;
         }
-        char w1[64];
-        snprintf(w1, sizeof w1, "the adapter's %s", sn);
-        st = new_entry(an, m->layer, m->target, &e);
-        if (!st) st = compute_entry(e, &b1, &b2, opt);
-        if (!st) st = rank_notes(an, e, w1, "W");
+        st = compute_entry(&an->e[k], &b1, &b2, opt);
         sub_basis_free(&b1);
         sub_basis_free(&b2);
     }
+    if (!st && owner) st = gather(an, opt, owner);
+    char w1[64];
+    snprintf(w1, sizeof w1, "the adapter's %s", sn);
+    for (size_t k = 0; k < an->n && !st; k++) st = rank_notes(an, &an->e[k], w1, "W");
     free(W);
+    free(mods);
+    free(cost);
+    free(owner);
     return st;
 }
 

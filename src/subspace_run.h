@@ -20,6 +20,13 @@
  * with OpenBLAS held at one thread meanwhile (the products are small). The
  * comparison with a base model runs serially (HDF5 reads are not thread-safe).
  *
+ * Over MPI ranks (opt.n_ranks > 1, mpi_share.h): every rank loads the inputs and
+ * makes the same list of modules; the modules are shared out by their work, each
+ * rank computes its own (with a base model: reads only its own W), and rank 0
+ * gathers them, so that its sub_analysis, notes included, equals a single
+ * process's. On the other ranks the analysis holds only their own entries and no
+ * notes worth printing: write nothing there.
+ *
  * GPT-2's fused c_attn (one A shared by q, k, v; B's rows in three blocks): side A
  * analyses the fused module as it is; sides B and dW, and the comparison with a
  * base model, first split it into c_attn.q, c_attn.k, c_attn.v
@@ -41,6 +48,8 @@ typedef struct {
     const char *targets;   /* "q,v"; NULL = every target */
     int top;               /* vs-base: how many singular vectors of W; 0 = 10 % of the dimension */
     int threads;           /* adapter pairs in parallel on this many threads; 0 = one per CPU */
+    int rank, n_ranks;     /* under MPI (mpi_env.h): this process is rank `rank` of n_ranks;
+                              n_ranks ≤ 1: every module here (see above) */
 } sub_options;
 
 sub_options sub_options_default(void);

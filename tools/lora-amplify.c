@@ -2,7 +2,9 @@
  * ‖UᵀWV‖_F for the top-r directions of ΔW, of W and random ones, and the
  * amplification factor, for every layer and target of one or more adapters
  * against their base model (ours, HF safetensors file / directory / shards).
- * The work is in src/amplify*.c; this is argument handling only. */
+ * The work is in src/amplify*.c; this is argument handling only.
+ * Under mpirun the matrices are shared out over the ranks (amplify_run.h) and
+ * rank 0 alone writes the outputs; an error on any rank ends the whole job. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "amplify_report.h"
 #include "amplify_run.h"
 #include "blas_env.h"
+#include "mpi_env.h"
 #include "subspace_run.h"   /* the --layers list syntax */
 
 static void usage(FILE *f)
@@ -51,9 +54,8 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    blas_env_init(argc, argv);
     enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT, O_DENSE, O_JOBS };
     static const struct option longopts[] = {
         {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
@@ -110,10 +112,14 @@ int main(int argc, char **argv)
         }
     }
     if (!quiet) opt.progress = stderr;
+    opt.rank = mpi_env_rank();
+    opt.n_ranks = mpi_env_size();
+    int root = opt.rank == 0;
 
     amp_analysis an;
     lk_status st = amp_analyse(&an, &opt);
     int have = !st;                 /* amp_analyse frees its own partial result */
+    if (!st && !root) { amp_analysis_free(&an); return 0; }   /* its results are on rank 0 now */
     for (size_t i = 0; have && i < an.n_notes; i++) fprintf(stderr, "lora-amplify: note: %s\n", an.notes[i]);
     if (!st && plot) st = amp_write_plots(&an, plot);
     if (!st) st = amp_write_table_file(&an, tlayers, mdpath);
@@ -122,10 +128,23 @@ int main(int argc, char **argv)
         amp_write_table(&an, tlayers, stdout);
         double tr = 0, tk = 0, tm = 0;
         for (size_t i = 0; i < an.n; i++) { tr += an.e[i].seconds_read; tk += an.e[i].seconds_topk; tm += an.e[i].seconds_modules; }
-        fprintf(stderr, "lora-amplify: %zu matrices, %d adapter(s) in %.1f s (read %.1f s, W's top-k %.1f s, adapters %.1f s); wrote %s and %s\n",
-                an.n, an.n_adapters, an.seconds_total, tr, tk, tm, out, mdpath);
+        fprintf(stderr, "lora-amplify: %zu matrices, %d adapter(s) in %.1f s (read %.1f s, W's top-k %.1f s, adapters %.1f s",
+                an.n, an.n_adapters, an.seconds_total, tr, tk, tm);
+        if (opt.n_ranks > 1) fprintf(stderr, ", summed over %d ranks", opt.n_ranks);
+        fprintf(stderr, "); wrote %s and %s\n", out, mdpath);
     }
-    if (st) fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
+    if (st && mpi_env_active()) fprintf(stderr, "lora-amplify: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
+    else if (st) fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
     if (have) amp_analysis_free(&an);
     return st ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-amplify: %s\n", lk_errmsg()); return 1; }
+    int rc = run(argc, argv);
+    if (rc == 1 && mpi_env_active()) mpi_env_abort(1);   /* the other ranks would wait for this one */
+    mpi_env_finalize();
+    return rc;
 }

@@ -1,7 +1,9 @@
 /* lora-subspace: normalized subspace similarity φ(i, j) between two LoRA adapters,
  * or between an adapter and its base model's W (Hu et al. 2021, Figures 3, 4, 6,
  * 7, 8), written as HDF5, a text summary and optional gnuplot heatmaps.
- * The work is in src/subspace*.c; this is argument handling only. */
+ * The work is in src/subspace*.c; this is argument handling only.
+ * Under mpirun the modules are shared out over the ranks (subspace_run.h) and
+ * rank 0 alone writes the outputs; an error on any rank ends the whole job. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include "args.h"
 #include "adapter.h"
 #include "blas_env.h"
+#include "mpi_env.h"
 #include "subspace_report.h"
 #include "subspace_run.h"
 #include "util.h"
@@ -62,9 +65,8 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
     enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER, O_TIME, O_THREADS };
     static const struct option longopts[] = {
         {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
@@ -121,6 +123,9 @@ int main(int argc, char **argv)
     if (!base) { inputs[0] = argv[optind]; inputs[1] = argv[optind + 1]; }
     if (args_output(out, "-o", inputs, 2)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
 
+    opt.rank = mpi_env_rank();
+    opt.n_ranks = mpi_env_size();
+    int root = opt.rank == 0;
     lora_adapter a1, a2;
     memset(&a1, 0, sizeof a1);
     memset(&a2, 0, sizeof a2);
@@ -139,6 +144,7 @@ int main(int argc, char **argv)
         st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
         secs[r] = lk_now() - t0;
     }
+    if (!st && !root) goto done;             /* its results are on rank 0 now */
     if (!st && timing) {
         qsort(secs, (size_t)runs, sizeof secs[0], cmp_double);
         double dt = secs[runs / 2];
@@ -150,9 +156,21 @@ int main(int argc, char **argv)
     if (!st && plot) st = sub_report_plots(plot, &an, &meta, render);
     if (!st) st = sub_report_write_h5(out, &an, &meta);
     if (!st && !quiet) sub_report_summary(stdout, &an, &meta);
-    if (st) fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
+    if (st && mpi_env_active()) fprintf(stderr, "lora-subspace: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
+    else if (st) fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
+done:
     sub_analysis_free(&an);
     adapter_free(&a1);
     adapter_free(&a2);
     return st ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
+    if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
+    int rc = run(argc, argv);
+    if (rc == 1 && mpi_env_active()) mpi_env_abort(1);   /* the other ranks would wait for this one */
+    mpi_env_finalize();
+    return rc;
 }
