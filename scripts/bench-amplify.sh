@@ -11,7 +11,8 @@
 #   sh scripts/bench-amplify.sh [DIR] [NUMPY_LAYERS] [ROUNDS]
 #   (defaults: /tmp/lora-amplify-7b, 0, 1; BIN_DIR=bin, THREADS=2, JOBS=1,
 #   KIND=powerlaw: the base's weights, lora-mkbase --kind powerlaw|gaussian|heavy;
-#   NUMPY_LAYERS=none skips NumPy)
+#   NUMPY_LAYERS=none skips NumPy; NP=N runs lora-amplify as N MPI ranks under
+#   $MPIRUN, default "mpirun --bind-to none", --allow-run-as-root added as root)
 # Keep DIR out of git (it holds 2.2 GB).
 set -eu
 DIR=${1:-/tmp/lora-amplify-7b}
@@ -34,15 +35,21 @@ fi
 du -sh "$DIR/base" "$DIR/adapter_r8" "$DIR/adapter_r64"
 echo "bench-amplify: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS JOBS=${JOBS:-1}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$DIR/base/model.safetensors" > /dev/null    # page cache warm for both
+LAUNCH=""
+if [ -n "${NP:-}" ]; then
+    LAUNCH="${MPIRUN:-mpirun --bind-to none$([ "$(id -u)" = 0 ] && echo " --allow-run-as-root") -x OPENBLAS_NUM_THREADS -x OPENBLAS_CORETYPE} -np $NP"
+    echo "bench-amplify: $LAUNCH"
+fi
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 : > "$DIR/c.times"
 : > "$DIR/np.times"
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-    /usr/bin/time -f "%e %M" -o "$DIR/c.time1" "$BIN/lora-amplify" --base "$DIR/base" -o "$DIR/amplify.h5" \
+    # shellcheck disable=SC2086  # LAUNCH is a command line
+    /usr/bin/time -f "%e %M" -o "$DIR/c.time1" $LAUNCH "$BIN/lora-amplify" --base "$DIR/base" -o "$DIR/amplify.h5" \
         --jobs "${JOBS:-1}" --table-layers 16 "$DIR/adapter_r8" "$DIR/adapter_r64" > /dev/null 2> "$DIR/c.log"
     read -r t rss < "$DIR/c.time1"
-    echo "round $i: lora-amplify all 32 layers: $t s, peak RSS $((rss / 1024)) MB"
+    echo "round $i: lora-amplify all layers${NP:+, $NP ranks}: $t s, peak RSS $((rss / 1024)) MB${NP:+ (the largest rank)}"
     echo "$t" >> "$DIR/c.times"
     # per-matrix times (read + top-k + adapters) summed: one core's share of the work
     awk '/\[[0-9]+\/[0-9]+\]/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s") s += $(i - 1); if (match($0, /Krylov, basis [0-9]+/)) {n++; b += substr($0, RSTART + 14, RLENGTH - 14)}}
