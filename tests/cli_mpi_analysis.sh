@@ -5,7 +5,8 @@
 # the Markdown and the notes are the same. Inputs from lora-mkbase (Llama-style
 # safetensors; d 256 so that W's top-k runs the Krylov path). Also: more ranks than
 # matrices, a comparison that must differ (another seed), and a bad matrix read by
-# one rank: the job ends non-zero naming the rank and the tensor, no output left.
+# one rank: the job ends non-zero naming the rank and the tensor, no output left;
+# ranks started with other arguments refuse to start.
 # One-process runs use the suite's BLAS threads, the ranks one thread each.
 set -u
 . tests/mpi_lib.sh
@@ -116,4 +117,20 @@ for tool in amplify subspace; do
     ls bad.h5.tmp.* bad.md.tmp.* > /dev/null 2>&1 && fail "$tool: temporary file left behind"
     echo "ok: $tool: $(grep "rank 1 of 3" err.txt | head -1 | cut -c1-150)"
 done
+# 4. ranks started with other arguments (mpirun's "A : B" form, another --seed on
+#    ranks 1 and 2): the plan's hash differs, every rank refuses before any work
+rm -f bad.h5 bad.md
+if $MPIRUN -x OPENBLAS_NUM_THREADS=1 -np 1 "$AMP" -q --base m/base -o bad.h5 m/adapter_r4 : \
+        -np 2 "$AMP" -q --seed 9 --base m/base -o bad.h5 m/adapter_r4 > /dev/null 2> err.txt; then
+    fail "amplify: ranks with other arguments: exit 0"
+fi
+grep -q "lora-amplify: rank [12] of 3: plan .*differs between the ranks: ranks 1, 2 disagree with rank 0" err.txt || { cat err.txt; fail "amplify: plan mismatch message"; }
+[ ! -e bad.h5 ] && ! grep -q '^rank .*\[1/' err.txt || fail "amplify: ranks with other arguments did some work or wrote"
+if $MPIRUN -x OPENBLAS_NUM_THREADS=1 -np 2 "$SUB" -q --random-pairs 2 -o bad.h5 defic mq/adapter_r8 : \
+        -np 1 "$SUB" -q --random-pairs 2 --seed 3 -o bad.h5 defic mq/adapter_r8 > /dev/null 2> err.txt; then
+    fail "subspace: ranks with other arguments: exit 0"
+fi
+grep -q "lora-subspace: rank [0-2] of 3: list of modules and options differs between the ranks: rank 2 disagrees with rank 0" err.txt || { cat err.txt; fail "subspace: plan mismatch message"; }
+[ ! -e bad.h5 ] || fail "subspace: ranks with other arguments wrote"
+echo "ok: ranks started with other arguments refuse to start"
 echo "cli_mpi_analysis: all ok"
