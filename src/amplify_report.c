@@ -5,6 +5,7 @@
 #include "h5io.h"
 #include "notes.h"
 #include "subspace_run.h"
+#include "util.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -166,11 +167,12 @@ lk_status amp_write_table(const amp_analysis *an, const char *list, FILE *fp)
 
 lk_status amp_write_table_file(const amp_analysis *an, const char *list, const char *path)
 {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char tmp[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (st) return st;
     FILE *fp = fopen(tmp, "w");
     if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    lk_status st = amp_write_table(an, list, fp);
+    st = amp_write_table(an, list, fp);
     if (fclose(fp) != 0 && !st) st = lk_fail(LK_ERR_IO, "%s: write failed", tmp);
     if (!st && rename(tmp, path) != 0) st = lk_fail(LK_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
     if (st) unlink(tmp);
@@ -192,7 +194,7 @@ static void safe_name(const char *t, char *buf, size_t n)
 /* gnuplot single-quoted string: ' is written ''. */
 static FILE *open_in(const char *dir, const char *name, char *path, size_t n)
 {
-    snprintf(path, n, "%s/%s", dir, name);
+    if (lk_path_fmt(path, n, "%s/%s", dir, name)) return NULL;
     FILE *f = fopen(path, "w");
     if (!f) lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     return f;
@@ -206,7 +208,7 @@ static void dval(FILE *f, double x)
 
 static lk_status plot_target(const amp_analysis *an, const char *target, const char *dir)
 {
-    char sn[ADAPTER_NAME_MAX + 8], name[200], path[1400];
+    char sn[ADAPTER_NAME_MAX + 8], name[200], path[LK_PATH_MAX];
     safe_name(target, sn, sizeof sn);
     /* data: layer, then per adapter a: amplification proj_dW proj_W rand_mean rand_std norm_dW */
     snprintf(name, sizeof name, "amplify_%s.dat", sn);
@@ -238,7 +240,7 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     gp_comment(f, "Run from this directory: gnuplot %s", gp1);
     fprintf(f, "set encoding utf8\nset terminal pngcairo size 900,560 font 'Sans,11'\nset output 'amplification_%s.png'\n", sn);
     fputs("set title ", f);
-    char title[1400];
+    char title[LK_PATH_MAX + 256];
     snprintf(title, sizeof title, "Amplification factor, %s (%s)", target, an->base);
     gp_quote(f, title);
     fputs(" noenhanced\nset xlabel 'layer'\nset ylabel '‖ΔW‖_F / ‖U^T W V‖_F'\nset key below\nset grid\nset datafile missing 'NaN'\n", f);

@@ -446,7 +446,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if (!ads || !where) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = load_adapters(an, opt, ads))) goto done;
     if ((st = basew_open(&b, opt->base))) goto done;
-    snprintf(an->base, sizeof an->base, "%s", opt->base);
+    if ((st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base))) goto done;
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
     an->n_layer = basew_n_layer(b);
     an->K = K;

@@ -39,6 +39,7 @@
 #include "adapter.h"
 #include "amplify.h"
 #include "status.h"
+#include "util.h"
 
 typedef struct {
     const char *base;                 /* BASE: HDF5 checkpoint, .safetensors, or HF model directory */
@@ -77,7 +78,7 @@ typedef struct {
 } amp_entry;
 
 typedef struct {
-    char base[1024];
+    char base[LK_PATH_MAX];
     char layout[16];                  /* basew_layout_name */
     int n_layer;
     int n_adapters;

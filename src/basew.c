@@ -26,7 +26,7 @@ typedef struct {
 } wsrc;
 
 struct basew {
-    char path[1024];
+    char path[LK_PATH_MAX];
     basew_layout kind;
     h5file *h5;
     st_file **files;
@@ -178,8 +178,8 @@ static lk_status open_index(basew *b, const char *dir, const char *index)
     }
     if (!ns) { st = lk_fail(LK_ERR_FORMAT, "%s: weight_map is empty", index); goto done; }
     for (size_t i = 0; i < ns && !st; i++) {
-        char p[1400];
-        snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
+        char p[LK_PATH_MAX];
+        if ((st = lk_path_fmt(p, sizeof p, "%s/%s", dir, shards[i]))) break;
         if (!lk_is_file(p)) st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s, which is missing (%s)", index, shards[i], p);
         else st = add_file(b, p);
     }
@@ -280,9 +280,10 @@ static lk_status open_safetensors(basew *b)
     if (stat(b->path, &sb) != 0) return lk_fail(LK_ERR_IO, "%s: cannot open: %s", b->path, strerror(errno));
     lk_status st;
     if (S_ISDIR(sb.st_mode)) {
-        char single[1200], index[1200];
-        snprintf(single, sizeof single, "%s/model.safetensors", b->path);
-        snprintf(index, sizeof index, "%s/model.safetensors.index.json", b->path);
+        char single[LK_PATH_MAX], index[LK_PATH_MAX];
+        if ((st = lk_path_fmt(single, sizeof single, "%s/model.safetensors", b->path)) ||
+            (st = lk_path_fmt(index, sizeof index, "%s/model.safetensors.index.json", b->path)))
+            return st;
         if (lk_is_file(index)) st = open_index(b, b->path, index);
         else if (lk_is_file(single)) st = add_file(b, single);
         else st = lk_fail(LK_ERR_NOTFOUND, "%s: a model directory needs model.safetensors or model.safetensors.index.json", b->path);
@@ -308,8 +309,8 @@ lk_status basew_open(basew **out, const char *path)
     *out = NULL;
     basew *b = calloc(1, sizeof *b);
     if (!b) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    snprintf(b->path, sizeof b->path, "%s", path);
-    lk_status st = looks_hdf5(path) ? open_ours(b) : open_safetensors(b);
+    lk_status st = lk_path_fmt(b->path, sizeof b->path, "%s", path);
+    if (!st) st = looks_hdf5(path) ? open_ours(b) : open_safetensors(b);
     if (!st) st = sort_matrices(b);
     if (!st && b->n == 0) st = lk_fail(LK_ERR_FORMAT, "%s: no weight matrices found", path);
     if (st) { basew_close(b); return st; }

@@ -9,6 +9,7 @@
  * keyed by the piece's bytes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "bpe.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -303,7 +304,7 @@ static lk_status parse_merges_txt(bpe_tok *t, const char *path, char *text, size
     for (size_t i = 0; i < n; i++) lines += text[i] == '\n';
     lk_status st = merges_alloc(t, lines, path);
     if (st) return st;
-    char where[1100];
+    char where[LK_PATH_MAX + 64];   /* messages: the file and the line */
     size_t lineno = 0;
     for (char *p = text, *end = text + n; p < end;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -456,12 +457,12 @@ lk_status bpe_load_tokenizer_json(bpe_tok **out, const char *path)
     const cJSON *merges = model ? cJSON_GetObjectItemCaseSensitive(model, "merges") : NULL;
     if (!st && !cJSON_IsArray(merges)) st = lk_fail(LK_ERR_FORMAT, "%s: model.merges must be an array", path);
     if (!st) {
-        char vwhere[1100];
+        char vwhere[LK_PATH_MAX + 64];   /* messages: the file and the entry */
         snprintf(vwhere, sizeof vwhere, "%s model.vocab", path);
         st = build_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), vwhere);
         if (!st) st = merges_alloc(t, (size_t)cJSON_GetArraySize(merges), path);
         size_t i = 0;
-        char where[1100];
+        char where[LK_PATH_MAX + 64];
         for (const cJSON *m = merges ? merges->child : NULL; !st && m; m = m->next, i++) {
             snprintf(where, sizeof where, "%s model.merges[%zu]", path, i);
             const char *a = NULL, *b = NULL;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include "linalg.h"
 #include "st_dir.h"
+#include "util.h"
 
 int hf_gpt2_is_dir(const char *path)
 {
@@ -67,10 +68,11 @@ static lk_status bool_field(const cJSON *root, const char *path, const char *nam
 /* Parses config.json; *tied = tie_word_embeddings (default true). */
 static lk_status parse_config(const char *dir, gpt_config *cfg, int *tied)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char path[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(path, sizeof path, "%s/config.json", dir);
+    if (st) return st;
     char *text = NULL;
-    lk_status st = read_config_text(path, &text);
+    st = read_config_text(path, &text);
     if (st) return st;
     cJSON *root = cJSON_Parse(text);
     free(text);

@@ -534,23 +534,26 @@ static void set_targets(lora_adapter *ad)
 lk_status peft_load(lora_adapter *ad, const char *path)
 {
     memset(ad, 0, sizeof *ad);
-    char weights[1024], cfgpath[1024];
+    char weights[LK_PATH_MAX], cfgpath[LK_PATH_MAX];
+    lk_status st;
     if (lk_is_dir(path)) {
-        snprintf(weights, sizeof weights, "%s/adapter_model.safetensors", path);
-        snprintf(cfgpath, sizeof cfgpath, "%s/adapter_config.json", path);
+        if ((st = lk_path_fmt(weights, sizeof weights, "%s/adapter_model.safetensors", path)) ||
+            (st = lk_path_fmt(cfgpath, sizeof cfgpath, "%s/adapter_config.json", path)))
+            return st;
         if (!lk_is_file(weights)) {
-            char bin[1024];
-            snprintf(bin, sizeof bin, "%s/adapter_model.bin", path);
+            char bin[LK_PATH_MAX];
+            snprintf(bin, sizeof bin, "%s/adapter_model.bin", path);   /* shorter than weights: fits */
             if (lk_is_file(bin))
                 return lk_fail(LK_ERR_UNSUPPORTED, "%s: holds adapter_model.bin (PyTorch pickle), which is not read; save the adapter with safetensors", path);
             return lk_fail(LK_ERR_NOTFOUND, "%s: no adapter_model.safetensors in this directory (not a PEFT adapter?)", path);
         }
     } else {
         if (!lk_is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "%s: no such adapter file or directory", path);
-        snprintf(weights, sizeof weights, "%s", path);
+        if ((st = lk_path_fmt(weights, sizeof weights, "%s", path))) return st;
         const char *slash = strrchr(path, '/');
-        if (slash) snprintf(cfgpath, sizeof cfgpath, "%.*s/adapter_config.json", (int)(slash - path), path);
+        if (slash) st = lk_path_fmt(cfgpath, sizeof cfgpath, "%.*s/adapter_config.json", (int)(slash - path), path);
         else snprintf(cfgpath, sizeof cfgpath, "adapter_config.json");
+        if (st) return st;
     }
     if (!lk_is_file(cfgpath))
         return lk_fail(LK_ERR_NOTFOUND, "%s: no PEFT config %s beside it: lora_alpha, r and use_rslora are needed for the scaling, "
@@ -558,7 +561,7 @@ lk_status peft_load(lora_adapter *ad, const char *path)
 
     char *text;
     size_t len;
-    lk_status st = lk_read_text(cfgpath, CONFIG_MAX, "an adapter config", &text, &len);
+    st = lk_read_text(cfgpath, CONFIG_MAX, "an adapter config", &text, &len);
     if (st) return st;
     if (strlen(text) != len) { free(text); return lk_fail(LK_ERR_FORMAT, "%s: contains a NUL byte, not JSON", cfgpath); }
     const char *end = NULL;

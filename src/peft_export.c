@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "safetensors.h"
+#include "util.h"
 
-#define EXPORT_PATH_MAX 4096
 
 /* One PEFT module: a GPT-2 Linear/Conv1D with its LoRA factors. */
 typedef struct {
@@ -181,15 +181,16 @@ static cJSON *build_config(const lora_adapter *ad, const peft_mod *pm, size_t n,
 
 static lk_status write_text(const char *path, const char *text)
 {
-    char tmp[EXPORT_PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    char tmp[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if (st) return st;
     FILE *fp = fopen(tmp, "w");
     if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     int bad = fputs(text, fp) < 0 || fputc('\n', fp) == EOF;
     if (fclose(fp) != 0) bad = 1;
     if (bad) { unlink(tmp); return lk_fail(LK_ERR_IO, "%s: write failed", tmp); }
     if (rename(tmp, path) != 0) {
-        lk_status st = lk_fail(LK_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+        st = lk_fail(LK_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
         unlink(tmp);
         return st;
     }
@@ -198,10 +199,15 @@ static lk_status write_text(const char *path, const char *text)
 
 lk_status peft_export(const lora_adapter *ad, const char *dir, const char *base_name)
 {
-    if (strlen(dir) + 32 > EXPORT_PATH_MAX) return lk_fail(LK_ERR_ARG, "%s: path too long", dir);
+    /* the two files and the config's temporary name, before anything is made */
+    char st_path[LK_PATH_MAX], cfg_path[LK_PATH_MAX], tmp[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(st_path, sizeof st_path, "%s/adapter_model.safetensors", dir);
+    if (!st) st = lk_path_fmt(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
+    if (!st) st = lk_path_fmt(tmp, sizeof tmp, "%s.tmp.%d", cfg_path, (int)getpid());
+    if (st) return st;
     peft_mod *pm = NULL;
     size_t n = 0;
-    lk_status st = build_mods(ad, &pm, &n);
+    st = build_mods(ad, &pm, &n);
     if (st) return st;
     cJSON *cfg = build_config(ad, pm, n, base_name);
     char *text = cfg ? cJSON_Print(cfg) : NULL;
@@ -217,9 +223,6 @@ lk_status peft_export(const lora_adapter *ad, const char *dir, const char *base_
         else made_dir = 1;
     } else st = lk_fail(LK_ERR_IO, "%s: %s", dir, strerror(errno));
 
-    char st_path[EXPORT_PATH_MAX], cfg_path[EXPORT_PATH_MAX];
-    snprintf(st_path, sizeof st_path, "%s/adapter_model.safetensors", dir);
-    snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
     if (!st) st = write_tensors(pm, n, st_path);
     if (!st) {
         st = write_text(cfg_path, text);

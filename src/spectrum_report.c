@@ -3,6 +3,7 @@
 #include "spectrum_run.h"
 #include "gnuplot.h"
 #include "h5io.h"
+#include "util.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -132,7 +133,7 @@ static void safe_name(const char *t, char *buf, size_t n)
 
 static FILE *open_in(const char *dir, const char *name, char *path, size_t n)
 {
-    snprintf(path, n, "%s/%s", dir, name);
+    if (lk_path_fmt(path, n, "%s/%s", dir, name)) return NULL;
     FILE *f = fopen(path, "w");
     if (!f) lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     return f;
@@ -177,7 +178,7 @@ static double mean_sv(const spec_analysis *an, const char *target, int a, int i)
 
 static lk_status plot_spectra(const spec_analysis *an, const char *target, const char *sn, const char *dir)
 {
-    char name[200], gp[200], path[1400], title[1400];
+    char name[200], gp[200], path[LK_PATH_MAX], title[LK_PATH_MAX + 256];
     int nmax = 0;
     for (size_t e = 0; e < an->n; e++)
         for (int a = 0; a < an->n_inputs; a++)
@@ -218,7 +219,7 @@ static lk_status plot_spectra(const spec_analysis *an, const char *target, const
 
 static lk_status plot_intruders(const spec_analysis *an, const char *target, const char *sn, const char *dir)
 {
-    char name[200], gp[200], path[1400], title[1400];
+    char name[200], gp[200], path[LK_PATH_MAX], title[LK_PATH_MAX + 256];
     snprintf(name, sizeof name, "intruders_%s.dat", sn);
     FILE *f = open_in(dir, name, path, sizeof path);
     if (!f) return LK_ERR_IO;
@@ -271,7 +272,7 @@ static lk_status plot_intruders(const spec_analysis *an, const char *target, con
 
 static lk_status plot_dmdd(const spec_analysis *an, const char *target, const char *sn, const char *dir)
 {
-    char name[200], gp[200], path[1400], title[1400];
+    char name[200], gp[200], path[LK_PATH_MAX], title[LK_PATH_MAX + 256];
     snprintf(name, sizeof name, "dmdd_%s.dat", sn);
     FILE *f = open_in(dir, name, path, sizeof path);
     if (!f) return LK_ERR_IO;

@@ -7,6 +7,7 @@
 #include "peft.h"
 #include "safetensors.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
+#include "util.h"
 #include <cblas.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -51,11 +52,12 @@ static int has_suffix(const char *s, const char *suf)
 lk_status spec_input_kind(const char *spec, spec_input_kind_t *kind)
 {
     *kind = SPEC_INPUT_ADAPTER;
-    char p[1100];
+    char p[LK_PATH_MAX];
     if (path_is(spec, 1)) {
-        snprintf(p, sizeof p, "%s/adapter_model.safetensors", spec);
+        lk_status st = lk_path_fmt(p, sizeof p, "%s/adapter_model.safetensors", spec);
+        if (st) return st;
         int a = path_is(p, 0);
-        snprintf(p, sizeof p, "%s/adapter_config.json", spec);
+        if ((st = lk_path_fmt(p, sizeof p, "%s/adapter_config.json", spec))) return st;
         if (!a && !path_is(p, 0)) *kind = SPEC_INPUT_FULL;
         return LK_OK;
     }
@@ -114,9 +116,9 @@ static int selected(const spec_run_opts *o, int layer, const char *target)
 
 /* ---- basis cache ------------------------------------------------------------ */
 
-static void cache_path(const spec_run_opts *o, uint64_t fp, char *buf, size_t n)
+static lk_status cache_path(const spec_run_opts *o, uint64_t fp, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/%016" PRIx64 "-%s.h5", o->cache, fp, o->space == SPEC_SPACE_OUT ? "out" : "in");
+    return lk_path_fmt(buf, n, "%s/%016" PRIx64 "-%s.h5", o->cache, fp, o->space == SPEC_SPACE_OUT ? "out" : "in");
 }
 
 /* 1 with b filled when a cache file exists and matches; 0 when there is none;
@@ -124,11 +126,12 @@ static void cache_path(const spec_run_opts *o, uint64_t fp, char *buf, size_t n)
 static lk_status cache_read(const spec_run_opts *o, uint64_t fp, int out, int in, spec_basis *b, int *hit)
 {
     *hit = 0;
-    char path[1200];
-    cache_path(o, fp, path, sizeof path);
+    char path[LK_PATH_MAX];
+    lk_status st = cache_path(o, fp, path, sizeof path);
+    if (st) return st;
     if (!path_is(path, 0)) return LK_OK;
     h5file *f;
-    lk_status st = h5_open_read(&f, path);
+    st = h5_open_read(&f, path);
     if (st) return lk_fail_context(st, "basis cache (delete the file to recompute)");
     char fmt[64] = "", fps[32] = "", sp[8] = "";
     long long fo = 0, fi = 0;
@@ -178,11 +181,12 @@ static lk_status cache_write(const spec_run_opts *o, uint64_t fp, const basew_ma
 {
     if (mkdir(o->cache, 0755) != 0 && errno != EEXIST)
         return lk_fail(LK_ERR_IO, "%s: cannot create the basis cache directory: %s", o->cache, strerror(errno));
-    char path[1200], fps[32];
-    cache_path(o, fp, path, sizeof path);
+    char path[LK_PATH_MAX], fps[32];
+    lk_status st = cache_path(o, fp, path, sizeof path);
+    if (st) return st;
     snprintf(fps, sizeof fps, "%016" PRIx64, fp);
     h5file *f;
-    lk_status st = h5_create(&f, path);
+    st = h5_create(&f, path);
     if (st) return st;
     size_t dx[2] = {(size_t)b->p, (size_t)b->d}, ds[1] = {(size_t)b->p};
     st = h5_set_attr_str(f, "/", "format", "lora-spectrum-basis");
@@ -476,8 +480,8 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
     int *entry_of = NULL;
     work_t w = {0};
     lk_status st = basew_open(&b, opt->base);
-    if (st) return st;
-    snprintf(an->base, sizeof an->base, "%s", opt->base);
+    if (!st) st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base);
+    if (st) { basew_close(b); return st; }
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
     an->n_layer = basew_n_layer(b);
     size_t nb = basew_count(b);

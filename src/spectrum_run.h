@@ -35,6 +35,7 @@
 #include "adapter.h"
 #include "spectrum.h"
 #include "status.h"
+#include "util.h"
 
 typedef enum { SPEC_INPUT_ADAPTER = 0, SPEC_INPUT_FULL = 1 } spec_input_kind_t;
 
@@ -95,7 +96,7 @@ typedef struct {
 } spec_trend;
 
 typedef struct {
-    char base[1024];                  /* "" without a base */
+    char base[LK_PATH_MAX];                  /* "" without a base */
     char layout[16];
     int n_layer;
     int n_inputs;

@@ -1,6 +1,7 @@
 /* st_dir.c: a HuggingFace model directory's safetensors (one file or index +
  * shards) as one name-sorted tensor list; see st_dir.h. */
 #include "st_dir.h"
+#include "util.h"
 #include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 typedef struct { const st_tensor *t; size_t file; } entry;
 
 struct st_dir {
-    char source[1200];
+    char source[LK_PATH_MAX];
     st_file **files;
     size_t nfiles;
     entry *e;
@@ -98,8 +99,8 @@ static lk_status open_index(st_dir *d, const char *dir)
         size_t i = 0;
         while (i < d->nfiles && strcmp(strrchr(st_path(d->files[i]), '/') + 1, e->valuestring)) i++;
         if (i == d->nfiles) {
-            char p[1400];
-            snprintf(p, sizeof p, "%s/%s", dir, e->valuestring);
+            char p[LK_PATH_MAX];
+            if ((st = lk_path_fmt(p, sizeof p, "%s/%s", dir, e->valuestring))) goto done;
             if (!is_file(p)) {
                 st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s (for tensor %s), which is missing", d->source, e->valuestring, e->string);
                 goto done;
@@ -124,17 +125,17 @@ lk_status st_dir_open(st_dir **out, const char *dir)
     *out = NULL;
     st_dir *d = calloc(1, sizeof *d);
     if (!d) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    lk_status st;
-    snprintf(d->source, sizeof d->source, "%s/model.safetensors", dir);
+    lk_status st = lk_path_fmt(d->source, sizeof d->source, "%s/model.safetensors", dir);
+    if (st) { free(d); return st; }
     if (is_file(d->source)) {
         if (!(st = add_file(d, d->source)))
             for (size_t i = 0; i < st_count(d->files[0]) && !st; i++) st = add_entry(d, st_tensor_at(d->files[0], i), 0);
     } else {
-        snprintf(d->source, sizeof d->source, "%s/model.safetensors.index.json", dir);
-        if (is_file(d->source)) st = open_index(d, dir);
-        else {
-            char bin[1200];
-            snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
+        st = lk_path_fmt(d->source, sizeof d->source, "%s/model.safetensors.index.json", dir);
+        if (!st && is_file(d->source)) st = open_index(d, dir);
+        else if (!st) {
+            char bin[LK_PATH_MAX];
+            snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);   /* shorter than the index's name: fits */
             st = lk_fail(LK_ERR_NOTFOUND, "%s: no model.safetensors or model.safetensors.index.json%s", dir,
                          is_file(bin) ? " (pytorch_model.bin is not read: the weights must be in safetensors)" : "");
         }

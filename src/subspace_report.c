@@ -3,6 +3,7 @@
 #include "subspace_report.h"
 #include "gnuplot.h"
 #include "h5io.h"
+#include "util.h"
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -135,8 +136,9 @@ void sub_report_summary(FILE *out, const sub_analysis *an, const sub_report_meta
 
 static lk_status mkdirs(const char *dir)
 {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return lk_fail(LK_ERR_ARG, "%s: path too long", dir);
+    char buf[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(buf, sizeof buf, "%s", dir);
+    if (st) return st;
     for (char *p = buf + 1; ; p++) {
         if (*p == '/' || !*p) {
             char c = *p;
@@ -196,17 +198,17 @@ static const char *base_name(const char *s)
 
 static lk_status write_module_plot(const char *dir, const sub_entry *e, const sub_report_meta *meta)
 {
-    char st_[160], path[1400], lab[600];
+    char st_[160], path[LK_PATH_MAX], lab[600];
     stem(st_, sizeof st_, e);
     const sub_result *r = &e->res;
     lk_status st;
-    snprintf(path, sizeof path, "%s/%s.dat", dir, st_);
+    if ((st = lk_path_fmt(path, sizeof path, "%s/%s.dat", dir, st_))) return st;
     if ((st = write_grid(path, r->phi, r->r1, r->r2))) return st;
     if (e->K > 0) {
-        snprintf(path, sizeof path, "%s/%s_random.dat", dir, st_);
+        if ((st = lk_path_fmt(path, sizeof path, "%s/%s_random.dat", dir, st_))) return st;
         if ((st = write_grid(path, e->random_phi, r->r1, r->r2))) return st;
     }
-    snprintf(path, sizeof path, "%s/%s.gp", dir, st_);
+    if ((st = lk_path_fmt(path, sizeof path, "%s/%s.gp", dir, st_))) return st;
     FILE *f = fopen(path, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     gp_comment(f, "lora-subspace heatmap of layer %d, target %s. Render from this directory:", e->layer, e->target);
@@ -234,13 +236,13 @@ static lk_status write_module_plot(const char *dir, const sub_entry *e, const su
 lk_status sub_report_plots(const char *dir, const sub_analysis *an, const sub_report_meta *meta, int render)
 {
     lk_status st = mkdirs(dir);
-    char path[1200], st_[160];
+    char path[LK_PATH_MAX], st_[160];
     if (st) return st;
-    snprintf(path, sizeof path, "%s/subspace_heatmap.gp", dir);
+    if ((st = lk_path_fmt(path, sizeof path, "%s/subspace_heatmap.gp", dir))) return st;
     if ((st = write_text(path, sub_heatmap_gp))) return st;
     for (size_t i = 0; i < an->n && !st; i++) st = write_module_plot(dir, &an->e[i], meta);
     if (st) return st;
-    snprintf(path, sizeof path, "%s/all.gp", dir);
+    if ((st = lk_path_fmt(path, sizeof path, "%s/all.gp", dir))) return st;
     FILE *f = fopen(path, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     fprintf(f, "# Renders every lora-subspace heatmap in this directory: gnuplot all.gp\n");

@@ -1,6 +1,7 @@
 /* sweep_plan.c: lora-sweep's jobs, their checks, the cell plan and the report
  * grids (see sweep_plan.h). */
 #include "sweep_plan.h"
+#include "util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,8 @@ lk_status sweep_job_from_options(sweep_job *j, const char *task, const char *con
     int n = 0;
     if (n_targets > 0) new_job(j, &n, task, targets, n_targets);
     else new_job(j, &n, task, qv, 1);
-    lk_status st;
+    lk_status st = lk_path_fmt(j->spec, sizeof j->spec, "%s", task);
+    if (st) return lk_fail_context(st, "--task");
     if (budget) snprintf(j->budget_spec, sizeof j->budget_spec, "%s", budget);
     else {
         long long r[SWEEP_MAX_RANKS];
@@ -88,7 +90,7 @@ lk_status sweep_job_prepare(sweep_job *j, const char *const *keys, const char *c
     if ((st = task_open(&j->task, j->spec)) || (st = task_load(&j->task))) return st;
     sweep_recipe_default(&j->rec);
     for (int k = 0; k < j->task.n_recipe; k++) {
-        char where[1200];
+        char where[LK_PATH_MAX + 64];   /* a message: the task file and the key */
         snprintf(where, sizeof where, "%s: recipe.%s", j->task.file, j->task.recipe_key[k]);
         if ((st = sweep_recipe_set(&j->rec, j->task.recipe_key[k], j->task.recipe_val[k], where))) return st;
     }

@@ -19,11 +19,12 @@
 #include "sweep_recipe.h"
 #include "sweep_report.h"
 #include "task.h"
+#include "util.h"
 
 #define SWEEP_MAX_JOBS 16
 
 typedef struct {
-    char spec[1024];                          /* task name or path of a .task file */
+    char spec[LK_PATH_MAX];                   /* task name or path of a .task file */
     task_def task;                            /* loaded by sweep_job_prepare */
     sweep_recipe rec;                         /* the task file's recipe, then the options */
     char targets[SWEEP_MAX_TARGET_SETS][64];  /* canonical after sweep_job_prepare */

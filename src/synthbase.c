@@ -5,6 +5,7 @@
 #include "h5io.h"
 #include "linalg.h"
 #include "rng.h"
+#include "util.h"
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -303,14 +304,16 @@ static lk_status write_llama_shard(const ctx *c, const char *path, int l0, int l
 
 static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1, float *G2)
 {
-    char bd[1100], p[1300];
-    snprintf(bd, sizeof bd, "%s/base", dir);
-    lk_status st = mkdir_p(bd);
+    char bd[LK_PATH_MAX], p[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(bd, sizeof bd, "%s/base", dir);
+    if (!st) st = lk_path_fmt(p, sizeof p, "%s/model.safetensors.index.json", bd);
+    if (!st) st = mkdir_p(bd);
+    if (st) return st;
     int ns = c->o.shards > 1 ? c->o.shards : 1;
     if (ns > c->o.n_layer) ns = c->o.n_layer;
     if (ns == 1) {
-        snprintf(p, sizeof p, "%s/model.safetensors", bd);
-        return st ? st : write_llama_shard(c, p, 0, c->o.n_layer, W, G1, G2);
+        if ((st = lk_path_fmt(p, sizeof p, "%s/model.safetensors", bd))) return st;
+        return write_llama_shard(c, p, 0, c->o.n_layer, W, G1, G2);
     }
     size_t cap = 4096 + (size_t)c->o.n_layer * 6 * 120, len = 0;
     char *idx = malloc(cap);
@@ -321,8 +324,8 @@ static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1,
         int l0 = c->o.n_layer * s / ns, l1 = c->o.n_layer * (s + 1) / ns;
         char fn[64];
         snprintf(fn, sizeof fn, "model-%05d-of-%05d.safetensors", s + 1, ns);
-        snprintf(p, sizeof p, "%s/%s", bd, fn);
-        st = write_llama_shard(c, p, l0, l1, W, G1, G2);
+        st = lk_path_fmt(p, sizeof p, "%s/%s", bd, fn);
+        if (!st) st = write_llama_shard(c, p, l0, l1, W, G1, G2);
         for (int l = l0; l < l1; l++)
             for (int t = 0; t < 6; t++)
                 if (c->use[t]) {
@@ -331,8 +334,8 @@ static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1,
                 }
     }
     len += (size_t)snprintf(idx + len, cap - len, "\n  }\n}\n");
+    if (!st) st = lk_path_fmt(p, sizeof p, "%s/model.safetensors.index.json", bd);
     if (!st) {
-        snprintf(p, sizeof p, "%s/model.safetensors.index.json", bd);
         FILE *f = fopen(p, "w");
         if (!f) st = lk_fail(LK_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
         else { fputs(idx, f); if (fclose(f)) st = lk_fail(LK_ERR_IO, "%s: write failed", p); }
@@ -343,11 +346,11 @@ static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1,
 
 static lk_status write_gpt2(const ctx *c, const char *dir, float *W, float *G1, float *G2)
 {
-    char bd[1100], p[1300];
-    snprintf(bd, sizeof bd, "%s/base", dir);
-    lk_status st = mkdir_p(bd);
+    char bd[LK_PATH_MAX], p[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(bd, sizeof bd, "%s/base", dir);
+    if (!st) st = lk_path_fmt(p, sizeof p, "%s/model.safetensors", bd);
+    if (!st) st = mkdir_p(bd);
     if (st) return st;
-    snprintf(p, sizeof p, "%s/model.safetensors", bd);
     st_writer *w;
     if ((st = st_writer_begin(&w, p))) return st;
     int d = c->o.d;
@@ -388,10 +391,11 @@ static lk_status write_gpt2(const ctx *c, const char *dir, float *W, float *G1, 
 
 static lk_status write_ours(const ctx *c, const char *dir, float *W, float *G1, float *G2)
 {
-    char p[1100];
-    snprintf(p, sizeof p, "%s/base.h5", dir);
+    char p[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(p, sizeof p, "%s/base.h5", dir);
+    if (st) return st;
     h5file *f;
-    lk_status st = h5_create(&f, p);
+    st = h5_create(&f, p);
     if (st) return st;
     static const char *ds[6] = {"wq", "wk", "wv", "wo", "w_fc", "w_proj"};
     st = h5_set_attr_str(f, "/", "format", "lora-gpt");
@@ -418,12 +422,12 @@ static lk_status write_ours(const ctx *c, const char *dir, float *W, float *G1, 
 
 static lk_status write_peft(const ctx *c, const char *dir, int r, float *G1, float *G2)
 {
-    char ad[1100], p[1300];
-    snprintf(ad, sizeof ad, "%s/adapter_r%d", dir, r);
-    lk_status st = mkdir_p(ad);
+    char ad[LK_PATH_MAX], p[LK_PATH_MAX];
+    lk_status st = lk_path_fmt(ad, sizeof ad, "%s/adapter_r%d", dir, r);
+    if (!st) st = lk_path_fmt(p, sizeof p, "%s/adapter_model.safetensors", ad);   /* the longer name */
+    if (!st) st = mkdir_p(ad);
     if (st) return st;
     int gpt2 = !strcmp(c->o.layout, "gpt2"), d = c->o.d;
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", ad);
     st_writer *w;
     if ((st = st_writer_begin(&w, p))) return st;
     size_t maxio = (size_t)(d > c->dff ? d : c->dff);
@@ -467,7 +471,7 @@ static lk_status write_peft(const ctx *c, const char *dir, int r, float *G1, flo
     free(B);
     if (st) { st_writer_abort(w); return st; }
     if ((st = st_writer_commit(w))) return st;
-    snprintf(p, sizeof p, "%s/adapter_config.json", ad);
+    if ((st = lk_path_fmt(p, sizeof p, "%s/adapter_config.json", ad))) return st;
     FILE *f = fopen(p, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
     fprintf(f, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"synthetic-%s-%dx%d\",\n"
@@ -499,8 +503,8 @@ static lk_status write_ours_adapter(const ctx *c, const char *dir, int r, float 
             gen_a(c, l, t, r, m->A, G2);
             gen_b(c, l, t, r, m->B, G1);
         }
-    char p[1100];
-    snprintf(p, sizeof p, "%s/adapter_r%d.h5", dir, r);
+    char p[LK_PATH_MAX];
+    if (!st) st = lk_path_fmt(p, sizeof p, "%s/adapter_r%d.h5", dir, r);
     if (!st) { adapter_sort(&ad); st = adapter_save(&ad, p); }
     adapter_free(&ad);
     return st;

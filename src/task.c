@@ -84,31 +84,27 @@ static lk_status resolve(const char *spec, char *path, size_t cap)
 {
     size_t n = strlen(spec);
     if (strchr(spec, '/') || (n > 5 && !strcmp(spec + n - 5, ".task"))) {
-        snprintf(path, cap, "%s", spec);
+        lk_status st = lk_path_fmt(path, cap, "%s", spec);
+        if (st) return lk_fail_context(st, "task file");
         if (!lk_is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "task file %s: not found", spec);
         return LK_OK;
     }
     for (const char *c = spec; *c; c++)
         if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
             return lk_fail(LK_ERR_ARG, "task name '%s': use letters, digits, '-' and '_' (or give a .task file)", spec);
-    snprintf(path, cap, "data/tasks/%s.task", spec);
-    if (lk_is_file(path)) return LK_OK;
+    /* a name: in the places below, each tried only when the whole path fits */
+    if (!lk_path_fmt(path, cap, "data/tasks/%s.task", spec) && lk_is_file(path)) return LK_OK;
     const char *env = getenv("LORA_TASKS_DIR");
-    if (env && *env) {
-        snprintf(path, cap, "%s/%s.task", env, spec);
-        if (lk_is_file(path)) return LK_OK;
-    }
-    char exe[1024];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k > 0) {
+    if (env && *env && !lk_path_fmt(path, cap, "%s/%s.task", env, spec) && lk_is_file(path)) return LK_OK;
+    char exe[LK_PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe);
+    if (k > 0 && (size_t)k < sizeof exe) {   /* k == sizeof exe: the link may have been cut */
         exe[k] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
         static const char *ups[] = {"..", "../../.."};
-        for (int i = 0; i < 2; i++) {
-            int w = snprintf(path, cap, "%s/%s/data/tasks/%s.task", exe, ups[i], spec);
-            if (w > 0 && (size_t)w < cap && lk_is_file(path)) return LK_OK;
-        }
+        for (int i = 0; i < 2; i++)
+            if (!lk_path_fmt(path, cap, "%s/%s/data/tasks/%s.task", exe, ups[i], spec) && lk_is_file(path)) return LK_OK;
     }
     return lk_fail(LK_ERR_NOTFOUND, "task '%s': no data/tasks/%s.task here, in $LORA_TASKS_DIR or next to the executable "
                    "(give the path of a .task file instead)", spec, spec);
@@ -136,7 +132,7 @@ static lk_status parse_list(char **out, int *n, const char *v, const char *key, 
     return LK_OK;
 }
 
-static lk_status apply_key(task_def *t, const char *key, const char *v, char split_files[3][1024],
+static lk_status apply_key(task_def *t, const char *key, const char *v, char split_files[3][LK_PATH_MAX],
                            const char *file, int line)
 {
     lk_status st = LK_OK;
@@ -145,9 +141,9 @@ static lk_status apply_key(task_def *t, const char *key, const char *v, char spl
         if (!strcmp(v, "generate")) t->type = TASK_GENERATE;
         else if (!strcmp(v, "classify")) t->type = TASK_CLASSIFY;
         else st = lk_fail(LK_ERR_FORMAT, "%s:%d: type '%s': expected generate or classify", file, line, v);
-    } else if (!strcmp(key, "train")) st = set_str(split_files[0], 1024, v, key, file, line);
-    else if (!strcmp(key, "valid")) st = set_str(split_files[1], 1024, v, key, file, line);
-    else if (!strcmp(key, "test")) st = set_str(split_files[2], 1024, v, key, file, line);
+    } else if (!strcmp(key, "train")) st = set_str(split_files[0], LK_PATH_MAX, v, key, file, line);
+    else if (!strcmp(key, "valid")) st = set_str(split_files[1], LK_PATH_MAX, v, key, file, line);
+    else if (!strcmp(key, "test")) st = set_str(split_files[2], LK_PATH_MAX, v, key, file, line);
     else if (!strcmp(key, "text_field")) st = set_str(t->text_field, sizeof t->text_field, v, key, file, line);
     else if (!strcmp(key, "label_field")) st = set_str(t->label_field, sizeof t->label_field, v, key, file, line);
     else if (!strcmp(key, "split")) { free(t->split); t->split = strdup(v); }
@@ -252,7 +248,7 @@ lk_status task_open(task_def *t, const char *spec)
     if (st) return st;
     FILE *fp = fopen(t->file, "r");
     if (!fp) return lk_fail(LK_ERR_IO, "task file %s: %s", t->file, strerror(errno));
-    char split_files[3][1024] = {"", "", ""};
+    char split_files[3][LK_PATH_MAX] = {"", "", ""};
     char line[8192];
     int ln = 0;
     int have_type = 0;
@@ -445,7 +441,7 @@ static lk_status load_split(task_def *t, task_split *s, char *errors, size_t eca
             if (!e2) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
             s->ex = e2;
         }
-        char where[1100];
+        char where[LK_PATH_MAX + 16];   /* a message: the file and the line */
         snprintf(where, sizeof where, "%s:%d", s->path, ln);
         if (parse_example(t, line, (size_t)len, &s->ex[s->n], where)) {
             s->ex[s->n].line = ln;

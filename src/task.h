@@ -39,6 +39,7 @@
 
 #include <stddef.h>
 #include "status.h"
+#include "util.h"
 
 #define TASK_MAX_LABELS 16
 
@@ -54,14 +55,14 @@ typedef struct {
 } task_example;
 
 typedef struct {
-    char path[1024];       /* the JSONL file */
+    char path[LK_PATH_MAX]; /* the JSONL file */
     task_example *ex;
     size_t n;
 } task_split;
 
 typedef struct {
     char name[64];
-    char file[1024];       /* the task file */
+    char file[LK_PATH_MAX]; /* the task file */
     task_type type;
     char text_field[64], label_field[64];
     char *split;           /* generate: prompt/completion separator (or NULL) */

@@ -2,6 +2,7 @@
 #include "util.h"
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +74,15 @@ void lk_fmt_duration(char *buf, size_t n, double secs)
     long t = (long)(secs + 0.5);
     if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
     else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+lk_status lk_path_fmt(char *buf, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (w >= 0 && (size_t)w < n) return LK_OK;
+    if (w < 0 || n == 0) return lk_fail(LK_ERR_ARG, "a path could not be formatted (%s)", fmt);
+    return lk_fail(LK_ERR_ARG, "%.80s...: path of %d bytes, longer than the %zu allowed", buf, w, n - 1);
 }

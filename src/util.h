@@ -7,8 +7,11 @@
 #include <stddef.h>
 #include "status.h"
 
-/* The longest path (in bytes, with its terminating NUL) the toolkit builds or stores;
- * buffers that hold a path plus a suffix add the suffix's length to it. */
+/* The size of every buffer that holds a file path the toolkit opens, creates or stores
+ * (with its terminating NUL). Paths are put together with lk_path_fmt, which refuses
+ * a path that does not fit instead of truncating it to the name of another file.
+ * Buffers for messages and titles that quote a path are LK_PATH_MAX plus room for
+ * their own words; a longer message is cut, which changes no file. */
 #define LK_PATH_MAX 1024
 
 /* Seconds on CLOCK_MONOTONIC: for durations, never for dates. */
@@ -28,6 +31,11 @@ int lk_is_dir(const char *path);
 
 /* 1 if anything exists at path (a file, a directory, a device...), else 0. */
 int lk_path_exists(const char *path);
+
+/* snprintf into the path buffer buf of n bytes: LK_OK, or LK_ERR_ARG "START...: path of
+ * N bytes, longer than the M allowed" when the path does not fit (buf then holds its
+ * truncated start, which must not be used). */
+lk_status lk_path_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* A duration for progress lines: "m:ss", or "h:mm:ss" from an hour on; "?" when secs is
  * negative, not finite or over 1e7 s (an ETA that is not known yet). */

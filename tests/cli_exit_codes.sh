@@ -76,5 +76,18 @@ expect 2 "export without its operands" lora-sweep export r.h5:x
 expect 1 "missing input" lora-sweep --base missing.h5 --task missing-task -o o.h5
 expect 1 "export of a missing file" lora-sweep export missing.h5:run out.h5
 
+# an output path longer than the toolkit's paths (LK_PATH_MAX, 1024 bytes with the NUL) whose
+# directory exists ("./" repeated): refused from the command line, naming the length, not cut
+long=$(printf './%.0s' $(seq 520))o.h5
+expect_long() {
+    expect 2 "path too long" "$@"
+    grep -q "longer than the 1023 allowed" err.txt || { cat err.txt >&2; fail "$1: no path-length message"; }
+}
+expect_long lora-sweep --base b.h5 --task t -o "$long"
+expect_long lora-pretrain --out "$long"
+expect_long lora-amplify --base b -o "$long" a
+long_task=$(printf 'x%.0s' $(seq 1030)).task
+expect 2 "--task path too long" lora-sweep --base b.h5 --task "$long_task" -o o.h5
+
 [ ! -e o.h5 ] || fail "an output was written"
 echo "cli_exit_codes: $n exit statuses as expected"

@@ -101,6 +101,27 @@ static void test_fmt_duration(void **state)
     }
 }
 
+static void test_path_fmt(void **state)
+{
+    (void)state;
+    char buf[8];
+    assert_int_equal(lk_path_fmt(buf, sizeof buf, "%s/%s", "ab", "cde"), LK_OK);   /* 6 bytes + NUL */
+    assert_string_equal(buf, "ab/cde");
+    assert_int_equal(lk_path_fmt(buf, sizeof buf, "%s/%s", "ab", "cdef"), LK_OK);  /* exactly 7 + NUL */
+    assert_string_equal(buf, "ab/cdef");
+    assert_int_equal(lk_path_fmt(buf, sizeof buf, "%s/%s", "ab", "cdefg"), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "path of 8 bytes, longer than the 7 allowed"));
+    assert_non_null(strstr(lk_errmsg(), "ab/cdef..."));
+    char big[LK_PATH_MAX];
+    char name[LK_PATH_MAX + 1];
+    memset(name, 'x', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    name[LK_PATH_MAX - 1] = 0;             /* LK_PATH_MAX - 1 bytes: fits */
+    assert_int_equal(lk_path_fmt(big, sizeof big, "%s", name), LK_OK);
+    name[LK_PATH_MAX - 1] = 'x';           /* one more: refused */
+    assert_int_equal(lk_path_fmt(big, sizeof big, "%s", name), LK_ERR_ARG);
+}
+
 static void test_now(void **state)
 {
     (void)state;
@@ -115,6 +136,7 @@ int main(void)
         cmocka_unit_test(test_read_text),
         cmocka_unit_test(test_file_checks),
         cmocka_unit_test(test_fmt_duration),
+        cmocka_unit_test(test_path_fmt),
         cmocka_unit_test(test_now),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

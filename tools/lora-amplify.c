@@ -16,6 +16,7 @@
 #include "blas_env.h"
 #include "mpi_env.h"
 #include "subspace_run.h"   /* the --layers list syntax */
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -97,13 +98,13 @@ static int run(int argc, char **argv)
     opt.adapters = (const char *const *)argv + optind;
     opt.n_adapters = argc - optind;
     if (!tlayers) tlayers = opt.layers;
-    char mdpath[1100];
-    if (table) snprintf(mdpath, sizeof mdpath, "%s", table);
-    else {
-        size_t n = strlen(out);
-        if (n > 3 && !strcmp(out + n - 3, ".h5")) snprintf(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
-        else snprintf(mdpath, sizeof mdpath, "%s.md", out);
-    }
+    char mdpath[LK_PATH_MAX];
+    size_t n = strlen(out);
+    lk_status pst;
+    if (table) pst = lk_path_fmt(mdpath, sizeof mdpath, "%s", table);
+    else if (n > 3 && !strcmp(out + n - 3, ".h5")) pst = lk_path_fmt(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
+    else pst = lk_path_fmt(mdpath, sizeof mdpath, "%s.md", out);
+    if (pst) { fprintf(stderr, "lora-amplify: %s %s\n", table ? "--table" : "-o", lk_errmsg()); return ARGS_EXIT_USAGE; }
     for (int i = -1; i < opt.n_adapters; i++) {   /* outputs that would overwrite an input: refused before any work */
         const char *in = i < 0 ? opt.base : opt.adapters[i];
         if (args_output(out, "-o", &in, 1) || args_output(mdpath, table ? "--table" : "-o (its .md table)", &in, 1)) {

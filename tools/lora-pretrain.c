@@ -278,7 +278,13 @@ static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles,
     }
     if (!o->out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
     if (check_opts(o)) return 2;
-    if (!o->ckpt) { snprintf(ckpt_buf, ckpt_cap, "%s.ckpt", o->out); o->ckpt = ckpt_buf; }
+    if (!o->ckpt) {
+        if (lk_path_fmt(ckpt_buf, ckpt_cap, "%s.ckpt", o->out)) {
+            fprintf(stderr, "lora-pretrain: --out (with .ckpt for the checkpoint): %s\n", lk_errmsg());
+            return 2;
+        }
+        o->ckpt = ckpt_buf;
+    }
     static char *deflt[] = {"data/corpus/sotu.txt", "data/corpus/moby-dick.txt"};
     if (!*nfiles) { files[0] = deflt[0]; files[1] = deflt[1]; *nfiles = 2; }
     /* --out is written at the end: not over an input, and into a directory that takes it */
@@ -489,7 +495,7 @@ int main(int argc, char **argv)
     opts o;
     char *files[64];
     int nfiles;
-    char ckpt_buf[1024];
+    char ckpt_buf[LK_PATH_MAX];
     int rc = parse_args(&o, argc, argv, files, &nfiles, ckpt_buf, sizeof ckpt_buf);
     if (rc >= 0) return rc;
     run r = {.o = &o};

@@ -139,19 +139,21 @@ static void on_eval(void *ctx, long done, long total)
  * not fatal: the tables and the results file are what matter. */
 static void run_gnuplot(const char *gp)
 {
-    char dir[1200];
-    if (snprintf(dir, sizeof dir, "%s", gp) >= (int)sizeof dir) return;
+    char dir[LK_PATH_MAX];
+    if (lk_path_fmt(dir, sizeof dir, "%s", gp)) { fprintf(stderr, "lora-sweep: %s\n", lk_errmsg()); return; }
     char *sl = strrchr(dir, '/');
     const char *base = gp;
     if (sl) { *sl = 0; base = sl + 1; } else snprintf(dir, sizeof dir, ".");
     if (gp_run(dir, base)) fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
 }
 
-static void strip_h5(const char *path, char *out, size_t cap)
+/* The report's paths: RESULTS.h5 without its .h5 (stem), and stem.md. */
+static lk_status report_paths(const char *out_path, char stem[LK_PATH_MAX], char md[LK_PATH_MAX])
 {
-    snprintf(out, cap, "%s", path);
-    size_t n = strlen(out);
-    if (n > 3 && !strcmp(out + n - 3, ".h5")) out[n - 3] = 0;
+    size_t n = strlen(out_path);
+    if (n > 3 && !strcmp(out_path + n - 3, ".h5")) n -= 3;
+    lk_status st = lk_path_fmt(stem, LK_PATH_MAX, "%.*s", (int)n, out_path);
+    return st ? st : lk_path_fmt(md, LK_PATH_MAX, "%s.md", stem);
 }
 
 /* ---- the command line ---- */
@@ -272,6 +274,11 @@ static int parse_args(options *o, int argc, char **argv)
     if (!o->base_path || !o->out_path) {
         fprintf(stderr, "lora-sweep: --base and -o are required\n%s", usage);
         return ARGS_EXIT_USAGE;
+    }
+    char stem[LK_PATH_MAX], md[LK_PATH_MAX];
+    if (report_paths(o->out_path, stem, md)) {
+        lk_fail_context(LK_ERR_ARG, "-o (with its .md report)");
+        return usage_error();
     }
     return -1;
 }
@@ -530,9 +537,8 @@ static int report(const options *o, const sweep_job *jobs, int n_jobs)
         return 0;
     }
     if (sweep_results_read(o->out_path, &rows, &n_rows)) return die(NULL);
-    char stem[1024], md[1100];
-    strip_h5(o->out_path, stem, sizeof stem);
-    snprintf(md, sizeof md, "%s.md", stem);
+    char stem[LK_PATH_MAX], md[LK_PATH_MAX];
+    report_paths(o->out_path, stem, md);   /* checked by parse_args */
     FILE *mf = fopen(md, "w");
     if (!mf) fprintf(stderr, "lora-sweep: cannot write %s: %s\n", md, strerror(errno));
     else fprintf(mf, "# lora-sweep results: %s\n\nBase model: %s. Written by lora-sweep; the numbers are in %s.\n",
@@ -548,11 +554,10 @@ static int report(const options *o, const sweep_job *jobs, int n_jobs)
         sweep_report_grid(stdout, &g, rows, n_rows);
         if (mf) sweep_report_grid(mf, &g, rows, n_rows);
         if (g.budget || g.n_ranks < 2 || o->no_plot) continue;
-        char dat[1100], gp[1100], png[1100];
-        snprintf(dat, sizeof dat, "%s.%s.dat", stem, g.task);
-        snprintf(gp, sizeof gp, "%s.%s.gp", stem, g.task);
-        snprintf(png, sizeof png, "%s.%s.png", stem, g.task);
-        if (sweep_plot_files(&g, rows, n_rows, dat, gp, png)) fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
+        char dat[LK_PATH_MAX], gp[LK_PATH_MAX], png[LK_PATH_MAX];
+        if (lk_path_fmt(dat, sizeof dat, "%s.%s.dat", stem, g.task) || lk_path_fmt(gp, sizeof gp, "%s.%s.gp", stem, g.task) ||
+            lk_path_fmt(png, sizeof png, "%s.%s.png", stem, g.task) || sweep_plot_files(&g, rows, n_rows, dat, gp, png))
+            fprintf(stderr, "lora-sweep: %s\n", lk_errmsg());
         else {
             run_gnuplot(gp);
             if (mf) fprintf(mf, "\n![%s: metric vs rank](%s)\n", g.task, strrchr(png, '/') ? strrchr(png, '/') + 1 : png);
