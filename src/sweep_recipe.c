@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "args.h"
+#include "gpt.h"
 
 /* The callers replace args_long's message with one that names the setting. */
 int sweep_parse_long(const char *s, long *v)
@@ -73,7 +74,8 @@ lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *v, cons
         if (!sweep_parse_long(v, &l) || l <= 0 || l > 1000000000) return lk_fail(LK_ERR_ARG, "%s: steps '%s' must be an integer in 1..1e9", where, v);
         r->steps = l;
     } else if (!strcmp(key, "batch")) {
-        if (!sweep_parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: batch '%s' must be 1..4096", where, v);
+        if (!sweep_parse_long(v, &l) || l <= 0 || l > GPT_MAX_BATCH)
+            return lk_fail(LK_ERR_ARG, "%s: batch '%s' must be 1..%d", where, v, GPT_MAX_BATCH);
         r->batch = (int)l;
     } else if (!strcmp(key, "warmup")) {
         /* below 1: a fraction of the steps; from 1: a number of steps */
@@ -86,7 +88,8 @@ lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *v, cons
         if (!parse_double(v, &d) || d < 0 || d >= 1) return lk_fail(LK_ERR_ARG, "%s: dropout '%s' must be in [0, 1)", where, v);
         r->dropout = (float)d;
     } else if (!strcmp(key, "eval_batch")) {
-        if (!sweep_parse_long(v, &l) || l <= 0 || l > 4096) return lk_fail(LK_ERR_ARG, "%s: eval batch '%s' must be 1..4096", where, v);
+        if (!sweep_parse_long(v, &l) || l <= 0 || l > GPT_MAX_BATCH)
+            return lk_fail(LK_ERR_ARG, "%s: eval batch '%s' must be 1..%d", where, v, GPT_MAX_BATCH);
         r->eval_batch = (int)l;
     } else if (!strcmp(key, "eval_max")) {
         if (!sweep_parse_long(v, &l) || l < 0) return lk_fail(LK_ERR_ARG, "%s: eval-max '%s' must be ≥ 0", where, v);

@@ -137,8 +137,8 @@ PR="$BIN_DIR/lora-pretrain"
 # options: whole numbers in range, refused before anything is read or allocated (exit 2)
 # (timeout: a binary that took --accum 2000000000 would train for hours)
 pt_opt() { expect_code 2 "pretrain $1 $2" "$1 '$2'" -- timeout -k 5 60 "$PR" --out "$T/o.h5" $P "$1" "$2" "$T/text.txt"; }
-pt_opt --d-model 1e3; pt_opt --steps 1x; pt_opt --batch abc; pt_opt --batch 300000000; pt_opt --layers 0
-pt_opt --ctx 99999; pt_opt --accum 2000000000; pt_opt --warmup 1.5; pt_opt --eval-batches 0; pt_opt --seed -1
+pt_opt --d-model 1e3; pt_opt --steps 1x; pt_opt --batch abc; pt_opt --batch 65537; pt_opt --batch 300000000; pt_opt --layers 0
+pt_opt --ctx 99999; pt_opt --d-model 65537; pt_opt --accum 2000000000; pt_opt --warmup 1.5; pt_opt --eval-batches 0; pt_opt --seed -1
 pt_opt --lr 1e30; pt_opt --lr nan; pt_opt --lr 0; pt_opt --lr 1x; pt_opt --min-lr abc; pt_opt --weight-decay 1e30
 pt_opt --weight-decay -1; pt_opt --clip -1; pt_opt --beta2 1; pt_opt --valid-frac 0.5; pt_opt --valid-frac nan
 expect_code 2 pretrain-heads "not divisible" -- "$PR" --out "$T/o.h5" $P --heads 3 "$T/text.txt"

@@ -34,6 +34,8 @@ static void test_recipe_values(void **state)
     assert_int_equal(r.steps, 100);
     set_ok(&r, "epochs", "4");              /* epochs win over an earlier steps */
     assert_true(r.epochs == 4 && r.steps == 0);
+    set_ok(&r, "batch", "65536");            /* GPT_MAX_BATCH, the model's limit */
+    assert_int_equal(r.batch, 65536);
     set_ok(&r, "batch", "8");
     assert_int_equal(r.batch, 8);
     set_ok(&r, "warmup", "0.1");
@@ -42,6 +44,8 @@ static void test_recipe_values(void **state)
     assert_true(r.weight_decay == 0.01);
     set_ok(&r, "dropout", "0.25");
     assert_true(r.dropout == 0.25f);
+    set_ok(&r, "eval_batch", "65536");
+    assert_int_equal(r.eval_batch, 65536);
     set_ok(&r, "eval_batch", "32");
     assert_int_equal(r.eval_batch, 32);
     set_ok(&r, "eval_max", "0");
@@ -53,9 +57,10 @@ static void test_recipe_refuses(void **state)
     (void)state;
     const char *bad[][2] = {
         {"lr", "-1"}, {"lr", "abc"}, {"lr", "1e999"}, {"alpha", "xr"}, {"alpha", "0"}, {"scaling", "alpha"},
-        {"init", "zeros"}, {"epochs", "0"}, {"steps", "1.5"}, {"batch", "0"}, {"batch", "5000"},
+        {"init", "zeros"}, {"epochs", "0"}, {"steps", "1.5"}, {"batch", "0"}, {"batch", "65537"},
         {"warmup", "-0.1"}, {"warmup", "1e300"}, {"weight_decay", "-1"}, {"weight_decay", "1e300"},
-        {"lr", "1e30"}, {"alpha", "1e300"}, {"alpha", "1e300r"}, {"epochs", "1e300"}, {"steps", "99999999999"}, {"dropout", "1"}, {"eval_batch", "x"}, {"eval_max", "-2"},
+        {"lr", "1e30"}, {"alpha", "1e300"}, {"alpha", "1e300r"}, {"epochs", "1e300"}, {"steps", "99999999999"}, {"dropout", "1"}, {"eval_batch", "x"}, {"eval_batch", "65537"},
+        {"eval_max", "-2"},
         {"momentum", "0.9"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

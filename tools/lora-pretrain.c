@@ -61,8 +61,8 @@ static void usage(void)
             "  data:     --valid-frac 0.02 --write-valid FILE\n"
             "  continue: --init BASE.h5 (start from these weights, with a fresh optimizer and schedule)\n"
             "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n"
-            "ranges: --layers 1-1024, --heads 1-1024 (dividing --d-model), --d-model 1-16384, --ctx 1-65536,\n"
-            "  --batch 1-65536, --accum/--steps 1-1e9, --warmup 0-1e9, --eval-batches 1-1e6, --seed >= 0;\n"
+            "ranges: --layers 1-%d, --heads 1-1024 (dividing --d-model), --d-model 1-%d, --ctx 1-%d,\n"
+            "  --batch 1-%d, --accum/--steps 1-1e9, --warmup 0-1e9, --eval-batches 1-1e6, --seed >= 0;\n"
             "  --eval-every/--ckpt-every/--log-every >= 1; --lr in (0, 10], --min-lr in [0, --lr],\n"
             "  --weight-decay in [0, 1e6] with --lr x --weight-decay < 1, --clip in [0, 1e6] (0 = none),\n"
             "  --beta2 in [0, 1), --valid-frac in (0, 0.5); the model, its optimizer state and\n"
@@ -72,7 +72,7 @@ static void usage(void)
             "  unfinished step is dropped and CKPT holds the last finished one. A CKPT already at\n"
             "  step --steps (a run whose final write did not happen) is written to OUT without\n"
             "  training and removed; one past --steps is refused and left alone.\n",
-            MAX_GIB);
+            GPT_MAX_LAYERS, GPT_MAX_D_FF / 4, GPT_MAX_CTX, GPT_MAX_BATCH, MAX_GIB);
 }
 
 /* An integer option in [min, max] (args_long: the whole string, range checked
@@ -193,13 +193,13 @@ static int parse_option(opts *o, const char *a, const char *v)
     else if (!strcmp(a, "--ckpt")) o->ckpt = v;
     else if (!strcmp(a, "--write-valid")) o->write_valid = v;
     else if (!strcmp(a, "--init")) o->init = v;
-    /* --d-model's bound keeps d_ff = 4·d_model an int (and within the model's limits) */
-    else if (!strcmp(a, "--layers")) bad = opt_int(v, a, 1, 1024, &o->cfg.n_layer);
+    /* the model's limits (gpt.h); --d-model's keeps d_ff = 4·d_model within GPT_MAX_D_FF */
+    else if (!strcmp(a, "--layers")) bad = opt_int(v, a, 1, GPT_MAX_LAYERS, &o->cfg.n_layer);
     else if (!strcmp(a, "--heads")) bad = opt_int(v, a, 1, 1024, &o->cfg.n_head);
-    else if (!strcmp(a, "--d-model")) bad = opt_int(v, a, 1, 16384, &o->cfg.d_model);
-    else if (!strcmp(a, "--ctx")) bad = opt_int(v, a, 1, 65536, &o->cfg.n_ctx);
+    else if (!strcmp(a, "--d-model")) bad = opt_int(v, a, 1, GPT_MAX_D_FF / 4, &o->cfg.d_model);
+    else if (!strcmp(a, "--ctx")) bad = opt_int(v, a, 1, GPT_MAX_CTX, &o->cfg.n_ctx);
     else if (!strcmp(a, "--steps")) bad = opt_long(v, a, 1, 1000000000, &o->steps);
-    else if (!strcmp(a, "--batch")) bad = opt_int(v, a, 1, 65536, &o->batch);
+    else if (!strcmp(a, "--batch")) bad = opt_int(v, a, 1, GPT_MAX_BATCH, &o->batch);
     else if (!strcmp(a, "--accum")) bad = opt_int(v, a, 1, 1000000000, &o->accum);
     else if (!strcmp(a, "--lr")) bad = opt_real(v, a, 0, 1, 10, 0, &o->tc.lr);
     else if (!strcmp(a, "--min-lr")) bad = opt_real(v, a, 0, 0, 10, 0, &o->tc.min_lr);
