@@ -79,32 +79,42 @@ class Base:
         if self.h5 is None:
             self.files = safetensors_files(path)
 
+    # GPT-2's modules by the targets the PEFT reader gives them (and their own paths)
+    GPT2 = {"o": "attn.c_proj", "fc": "mlp.c_fc", "proj": "mlp.c_proj", "c_fc": "mlp.c_fc",
+            "attn.c_proj": "attn.c_proj", "mlp.c_fc": "mlp.c_fc", "mlp.c_proj": "mlp.c_proj"}
+    # where Llama-style checkpoints keep their layers (Gemma-3 multimodal: the last two)
+    LLAMA_PREFIXES = ("model.layers.", "model.language_model.layers.", "language_model.model.layers.")
+
     def _tensor(self, name):
         f = self.files.get(name, self.files.get(None))
+        if f is None:
+            raise KeyError(name)
         return read_safetensors(f, {name})[name]
+
+    def _first(self, names):
+        for n in names:
+            try:
+                return self._tensor(n)
+            except KeyError:
+                continue
+        raise KeyError(names)
 
     def W(self, layer, target):
         if self.h5 is not None:
             return self.h5[f"layers/{layer}/{self.OURS[target]}"][()].astype(np.float32)
+        gpt2 = [f"{pre}{layer}." for pre in ("h.", "transformer.h.")]
         if target.startswith("c_attn."):
-            for pre in ("h.", "transformer.h."):
-                try:
-                    ca = self._tensor(f"{pre}{layer}.attn.c_attn.weight")
-                    break
-                except KeyError:
-                    continue
+            ca = self._first([p + "attn.c_attn.weight" for p in gpt2])
             d = ca.shape[1] // 3
             q = "qkv".index(target[-1])
             return np.ascontiguousarray(ca[:, q * d:(q + 1) * d].T)
-        if target in ("attn.c_proj", "mlp.c_fc", "mlp.c_proj", "c_fc"):
-            t = {"c_fc": "mlp.c_fc"}.get(target, target)
-            for pre in ("h.", "transformer.h."):
-                try:
-                    return np.ascontiguousarray(self._tensor(f"{pre}{layer}.{t}.weight").T)
-                except KeyError:
-                    continue
+        if target in self.GPT2:
+            try:   # Conv1D [in, out]
+                return np.ascontiguousarray(self._first([p + self.GPT2[target] + ".weight" for p in gpt2]).T)
+            except KeyError:
+                pass
         mod = "self_attn" if target in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
-        return self._tensor(f"model.layers.{layer}.{mod}.{target}.weight")
+        return self._first([f"{pre}{layer}.{mod}.{target}.weight" for pre in self.LLAMA_PREFIXES])
 
 
 def load_adapter(path):
@@ -125,8 +135,11 @@ def load_adapter(path):
             parts = mp.split(".")
             for key in ("layers", "h"):
                 if key in parts:
-                    layer = int(parts[parts.index(key) + 1])
+                    at = parts.index(key) + 1
+                    layer = int(parts[at])
             target = parts[-1]
+            # GPT-2: the path within the block decides (c_proj is attn's and mlp's)
+            target = {"attn.c_proj": "o", "mlp.c_fc": "fc", "mlp.c_proj": "proj"}.get(".".join(parts[at + 1:]), target)
             if target == "c_attn":
                 dd = B.shape[0] // 3
                 for q in range(3):

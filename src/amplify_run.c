@@ -80,6 +80,10 @@ static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_a
         snprintf(an->source[a], sizeof an->source[a], "%s", opt->adapters[a]);
         lk_status st = adapter_load(&ads[a], opt->adapters[a]);
         if (st) return st;
+        /* the reader's notes (tensors ignored, layouts decided from the shapes) */
+        for (size_t i = 0; i < ads[a].n_notes && !st; i++)
+            st = notes_add(&an->notes, &an->n_notes, "adapter %s: %s", opt->adapters[a], ads[a].notes[i]);
+        if (st) return st;
         if (adapter_has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
             return lk_fail_context(st, "adapter %s", opt->adapters[a]);
     }
@@ -446,6 +450,10 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if (!ads || !where) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = load_adapters(an, opt, ads))) goto done;
     if ((st = basew_open(&b, opt->base))) goto done;
+    size_t nbn;
+    char *const *bn = basew_notes(b, &nbn);
+    for (size_t i = 0; i < nbn && !st; i++) st = notes_add(&an->notes, &an->n_notes, "%s", bn[i]);
+    if (st) goto done;
     if ((st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base))) goto done;
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
     an->n_layer = basew_n_layer(b);

@@ -7,6 +7,7 @@
 #include "basew.h"
 #include "h5io.h"
 #include "linalg.h"
+#include "notes.h"
 #include "safetensors.h"
 #include "util.h"
 #include <cJSON.h>
@@ -36,13 +37,26 @@ struct basew {
     size_t n, cap;
     int n_layer;
     char gpt2_prefix[16];     /* "" or "transformer." */
+    const char *llama_prefix; /* one of LLAMA_PREFIX */
+    char **notes;             /* what was read but is not analysed (biases) */
+    size_t n_notes;
 };
 
 static const char *OURS_T[] = {"q", "k", "v", "o", "fc", "proj"};
 static const char *OURS_D[] = {"wq", "wk", "wv", "wo", "w_fc", "w_proj"};
 static const char *LLAMA_T[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 static const char *LLAMA_M[] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
-static const char *GPT2_T[] = {"c_attn.q", "c_attn.k", "c_attn.v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+/* GPT-2's targets are the names the PEFT reader gives its modules (peft.c): the
+ * blocks of the fused attn.c_attn, then attn.c_proj -> o, mlp.c_fc -> fc,
+ * mlp.c_proj -> proj; GPT2_P holds the module paths they come from. */
+static const char *GPT2_T[] = {"c_attn.q", "c_attn.k", "c_attn.v", "o", "fc", "proj"};
+static const char *GPT2_P[] = {"attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+/* Where the decoder layers of a Llama-style checkpoint live: causal LMs (Llama,
+ * Qwen2, SmolLM2, Gemma-3 270m / 1B), and Gemma-3's multimodal checkpoints as
+ * older and newer transformers versions save them. Vision towers
+ * (vision_tower.vision_model.encoder.layers.N) match none of them. */
+static const char *LLAMA_PREFIX[] = {"model.layers.", "model.language_model.layers.", "language_model.model.layers."};
+#define NLLAMA_PREFIX 3
 #define NOURS 6
 #define NLLAMA 7
 #define NGPT2 6
@@ -218,47 +232,106 @@ static lk_status check_2d(const basew *b, int fi, const st_tensor *t)
     return LK_OK;
 }
 
+/* The Llama-style layer prefix of name (an index into LLAMA_PREFIX) and its layer, or -1. */
+static int llama_layer(const char *name, int *which, const char **rest)
+{
+    for (int k = 0; k < NLLAMA_PREFIX; k++) {
+        int l = parse_layer(name, LLAMA_PREFIX[k], rest);
+        if (l >= 0) { *which = k; return l; }
+    }
+    return -1;
+}
+
+/* The GPT-2 layer of name ("h.N." or "transformer.h.N."), or -1. */
+static int gpt2_layer(const char *name, const char **pre, const char **rest)
+{
+    int l = parse_layer(name, *pre = "h.", rest);
+    return l >= 0 ? l : parse_layer(name, *pre = "transformer.h.", rest);
+}
+
+/* Biases of the targets: noted once per target, as no analysis reads them. */
+typedef struct {
+    int seen[8];                 /* per target index: layers with a bias */
+    char example[160];
+} bias_seen;
+
+static lk_status bias_note(basew *b, const bias_seen *bs, const char **names, int n)
+{
+    char list[200] = "";
+    size_t k = 0;
+    int layers = 0;
+    for (int t = 0; t < n; t++) {
+        if (!bs->seen[t]) continue;
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", k ? ", " : "", names[t]);
+        if (bs->seen[t] > layers) layers = bs->seen[t];
+        if (k >= sizeof list) break;
+    }
+    if (!k) return LK_OK;
+    return notes_add(&b->notes, &b->n_notes, "base %s: %s carry biases (e.g. %s, in %d layer(s)): ignored, "
+                     "as LoRA's update s·B·A changes the weight matrices only", b->path, list, bs->example, layers);
+}
+
+static void bias_add(bias_seen *bs, int t, const char *name)
+{
+    if (!bs->seen[t]++ && !bs->example[0]) snprintf(bs->example, sizeof bs->example, "%s", name);
+}
+
 static lk_status scan_safetensors(basew *b)
 {
-    int n_llama = 0, n_gpt2 = 0;
+    int n_llama[NLLAMA_PREFIX] = {0}, n_gpt2 = 0, which;
     for (size_t f = 0; f < b->nfiles; f++)
         for (size_t i = 0; i < st_count(b->files[f]); i++) {
-            const char *name = st_name(b->files[f], i), *rest;
-            if (parse_layer(name, "model.layers.", &rest) >= 0) n_llama++;
-            if (parse_layer(name, "h.", &rest) >= 0 || parse_layer(name, "transformer.h.", &rest) >= 0) n_gpt2++;
+            const char *name = st_name(b->files[f], i), *rest, *pre;
+            if (llama_layer(name, &which, &rest) >= 0) n_llama[which]++;
+            if (gpt2_layer(name, &pre, &rest) >= 0) n_gpt2++;
         }
-    if (!n_llama && !n_gpt2)
-        return lk_fail(LK_ERR_FORMAT, "%s: no layer weights of a known layout (Llama-style model.layers.{i}.self_attn.q_proj.weight or GPT-2-style h.{i}.attn.c_attn.weight)", b->path);
-    b->kind = n_llama >= n_gpt2 ? BASEW_LLAMA : BASEW_GPT2;
+    int best = 0;
+    for (int k = 1; k < NLLAMA_PREFIX; k++) if (n_llama[k] > n_llama[best]) best = k;
+    for (int k = 0; k < NLLAMA_PREFIX; k++)
+        if (k != best && n_llama[k] && n_llama[best])
+            return lk_fail(LK_ERR_FORMAT, "%s: layer weights under both %sN and %sN: which is the base is unclear", b->path,
+                           LLAMA_PREFIX[best], LLAMA_PREFIX[k]);
+    if (!n_llama[best] && !n_gpt2)
+        return lk_fail(LK_ERR_FORMAT, "%s: no layer weights of a known layout (Llama-style model.layers.{i}.self_attn.q_proj.weight, "
+                       "also under model.language_model. or language_model.model., or GPT-2-style [transformer.]h.{i}.attn.c_attn.weight)", b->path);
+    b->kind = n_llama[best] >= n_gpt2 ? BASEW_LLAMA : BASEW_GPT2;
+    b->llama_prefix = LLAMA_PREFIX[best];
+    bias_seen bs;
+    memset(&bs, 0, sizeof bs);
     lk_status st = LK_OK;
     for (size_t f = 0; f < b->nfiles && !st; f++)
         for (size_t i = 0; i < st_count(b->files[f]) && !st; i++) {
             const st_tensor *t = st_tensor_at(b->files[f], i);
-            const char *rest;
+            const char *rest, *pre;
             int layer;
             if (b->kind == BASEW_LLAMA) {
-                if ((layer = parse_layer(t->name, "model.layers.", &rest)) < 0) continue;
-                for (int k = 0; k < NLLAMA; k++) {
+                if ((layer = llama_layer(t->name, &which, &rest)) < 0 || which != best) continue;
+                for (int k = 0; k < NLLAMA && !st; k++) {
                     char want[96];
-                    snprintf(want, sizeof want, "%s.%s.weight", LLAMA_M[k], LLAMA_T[k]);
-                    if (strcmp(rest, want)) continue;
+                    size_t n = (size_t)snprintf(want, sizeof want, "%s.%s.", LLAMA_M[k], LLAMA_T[k]);
+                    if (strncmp(rest, want, n)) continue;
+                    if (!strcmp(rest + n, "bias")) { bias_add(&bs, k, t->name); continue; }
+                    if (strcmp(rest + n, "weight")) continue;
                     if ((st = check_2d(b, (int)f, t))) break;
                     wsrc src = {(int)f, t, 0, 0};
                     st = add_matrix(b, layer, LLAMA_T[k], t->name, (int)t->shape[0], (int)t->shape[1], src);
                 }
             } else {
-                const char *pre = "h.";
-                if ((layer = parse_layer(t->name, "h.", &rest)) < 0) {
-                    pre = "transformer.h.";
-                    if ((layer = parse_layer(t->name, pre, &rest)) < 0) continue;
-                }
+                if ((layer = gpt2_layer(t->name, &pre, &rest)) < 0) continue;
                 snprintf(b->gpt2_prefix, sizeof b->gpt2_prefix, "%s", pre[0] == 't' ? "transformer." : "");
-                int which = !strcmp(rest, "attn.c_attn.weight") ? 0 : !strcmp(rest, "attn.c_proj.weight") ? 3
-                          : !strcmp(rest, "mlp.c_fc.weight") ? 4 : !strcmp(rest, "mlp.c_proj.weight") ? 5 : -1;
-                if (which < 0) continue;
+                int k = 2;   /* GPT2_P[2..5]: c_attn, c_proj, c_fc, mlp.c_proj */
+                size_t n = 0;
+                for (; k < NGPT2; k++) {
+                    n = strlen(GPT2_P[k]);
+                    if (!strncmp(rest, GPT2_P[k], n) && rest[n] == '.') break;
+                }
+                if (k == NGPT2) continue;
+                if (!strcmp(rest + n, ".bias")) { bias_add(&bs, k == 2 ? 0 : k, t->name); continue; }
+                if (strcmp(rest + n, ".weight")) continue;
                 if ((st = check_2d(b, (int)f, t))) break;
+                /* Conv1D [in, out]: W = the stored matrix transposed */
                 int in = (int)t->shape[0], cols = (int)t->shape[1];
-                if (which == 0) {
+                if (k == 2) {
                     if (cols % 3)
                         { st = lk_fail(LK_ERR_SHAPE, "%s: tensor %s is [%d, %d]: a fused c_attn needs 3·out columns (q | k | v)", st_path(b->files[f]), t->name, in, cols); break; }
                     for (int q = 0; q < 3 && !st; q++) {
@@ -267,10 +340,14 @@ static lk_status scan_safetensors(basew *b)
                     }
                 } else {
                     wsrc src = {(int)f, t, 1, 0};
-                    st = add_matrix(b, layer, GPT2_T[which], t->name, cols, in, src);
+                    st = add_matrix(b, layer, GPT2_T[k], t->name, cols, in, src);
                 }
             }
         }
+    if (!st) {
+        static const char *G2_BIAS[] = {"c_attn", "", "", "o (attn.c_proj)", "fc (mlp.c_fc)", "proj (mlp.c_proj)"};
+        st = b->kind == BASEW_LLAMA ? bias_note(b, &bs, LLAMA_T, NLLAMA) : bias_note(b, &bs, G2_BIAS, NGPT2);
+    }
     return st;
 }
 
@@ -326,6 +403,7 @@ void basew_close(basew *b)
     free(b->files);
     free(b->mats);
     free(b->src);
+    notes_free(b->notes, b->n_notes);
     free(b);
 }
 
@@ -336,13 +414,24 @@ const char *basew_layout_name(const basew *b)
     return b->kind == BASEW_OURS ? "lora-gpt" : b->kind == BASEW_LLAMA ? "llama" : "gpt2";
 }
 int basew_n_layer(const basew *b) { return b->n_layer; }
+char *const *basew_notes(const basew *b, size_t *n) { *n = b->n_notes; return b->notes; }
 size_t basew_count(const basew *b) { return b->n; }
 const basew_matrix *basew_at(const basew *b, size_t i) { return i < b->n ? &b->mats[i] : NULL; }
+
+/* GPT-2 module paths (and c_fc, unique in a block) as names of their targets. */
+static const char *gpt2_alias(const char *target)
+{
+    static const char *alias[][2] = {{"attn.c_proj", "o"}, {"mlp.c_fc", "fc"}, {"mlp.c_proj", "proj"}, {"c_fc", "fc"}};
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
+        if (!strcmp(target, alias[i][0])) return alias[i][1];
+    return target;
+}
 
 const basew_matrix *basew_find(const basew *b, int layer, const char *target)
 {
     const basew_matrix *alias = NULL;
     int n_alias = 0;
+    if (b->kind == BASEW_GPT2) target = gpt2_alias(target);
     for (size_t i = 0; i < b->n; i++) {
         const basew_matrix *m = &b->mats[i];
         if (m->layer != layer) continue;
@@ -358,9 +447,9 @@ static void expected_name(const basew *b, int layer, const char *target, char *b
 {
     int k = target_rank(b->kind, target);
     if (b->kind == BASEW_OURS && k < NOURS) snprintf(buf, n, "dataset layers/%d/%s", layer, OURS_D[k]);
-    else if (b->kind == BASEW_LLAMA && k < NLLAMA) snprintf(buf, n, "tensor model.layers.%d.%s.%s.weight", layer, LLAMA_M[k], LLAMA_T[k]);
-    else if (b->kind == BASEW_GPT2 && k < NGPT2)
-        snprintf(buf, n, "tensor %sh.%d.%s.weight", b->gpt2_prefix, layer, k < 3 ? "attn.c_attn" : GPT2_T[k]);
+    else if (b->kind == BASEW_LLAMA && k < NLLAMA) snprintf(buf, n, "tensor %s%d.%s.%s.weight", b->llama_prefix, layer, LLAMA_M[k], LLAMA_T[k]);
+    else if (b->kind == BASEW_GPT2 && (k = target_rank(b->kind, gpt2_alias(target))) < NGPT2)
+        snprintf(buf, n, "tensor %sh.%d.%s.weight", b->gpt2_prefix, layer, GPT2_P[k]);
     else {
         const char **names = b->kind == BASEW_OURS ? OURS_T : b->kind == BASEW_LLAMA ? LLAMA_T : GPT2_T;
         int nn = b->kind == BASEW_OURS ? NOURS : b->kind == BASEW_LLAMA ? NLLAMA : NGPT2;

@@ -14,19 +14,28 @@
  *                         shards listed in DIR/model.safetensors.index.json ("weight_map");
  *                         an index naming a missing shard is an error at open time.
  * Safetensors layouts (F32, F16, BF16, F64 all convert to float32):
- *   Llama-style  model.layers.{i}.self_attn.{q,k,v,o}_proj.weight   [out, in]
- *                model.layers.{i}.mlp.{gate,up,down}_proj.weight     [out, in]
+ *   Llama-style  P{i}.self_attn.{q,k,v,o}_proj.weight   [out, in]
+ *                P{i}.mlp.{gate,up,down}_proj.weight     [out, in]
  *                -> targets q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
- *                (grouped-query k/v: [n_kv·head_dim, d] is just another shape)
+ *                where P is model.layers. (Llama, Qwen2, SmolLM2, Gemma-3 text
+ *                models), model.language_model.layers. or language_model.model.layers.
+ *                (Gemma-3 multimodal checkpoints, newer and older transformers);
+ *                grouped-query k/v [n_kv·head_dim, d] and Gemma-3's q_proj
+ *                [n_heads·head_dim, d] with n_heads·head_dim != d are just shapes.
  *   GPT-2-style  [transformer.]h.{i}.attn.c_attn.weight  Conv1D [in, 3·out]: column
  *                blocks q | k | v, each transposed to [out, in]
  *                -> targets c_attn.q c_attn.k c_attn.v (the names adapter_split_fused gives)
- *                [transformer.]h.{i}.attn.c_proj.weight [in, out] -> target attn.c_proj
- *                [transformer.]h.{i}.mlp.c_fc.weight    [in, out] -> target mlp.c_fc
- *                [transformer.]h.{i}.mlp.c_proj.weight  [in, out] -> target mlp.c_proj
- * basew_find() also accepts, as a target, the last component of the module path
- * when it is unique within the layer: "c_fc" finds mlp.c_fc; "c_proj" is
- * ambiguous in GPT-2 (attn and mlp) and finds nothing.
+ *                [transformer.]h.{i}.attn.c_proj.weight [in, out] -> target o
+ *                [transformer.]h.{i}.mlp.c_fc.weight    [in, out] -> target fc
+ *                [transformer.]h.{i}.mlp.c_proj.weight  [in, out] -> target proj
+ *                (the targets the PEFT reader gives these modules, so a GPT-2
+ *                adapter's modules find their base matrices)
+ * Biases of these modules (Qwen2's q/k/v, GPT-2's) are not read: a note on the
+ * base says so (basew_notes), since ΔW = s·B·A changes the weights only.
+ * basew_find() also accepts, as a target, the last component of a target when it
+ * is unique within the layer ("q" finds c_attn.q), and on a GPT-2 base the module
+ * paths attn.c_proj, mlp.c_fc, mlp.c_proj and c_fc; "c_proj" is ambiguous in
+ * GPT-2 (attn and mlp) and finds nothing.
  *
  *   basew *b;
  *   if ((st = basew_open(&b, "llama-dir"))) return st;
@@ -53,7 +62,7 @@ typedef enum { BASEW_OURS = 0, BASEW_LLAMA, BASEW_GPT2 } basew_layout;
 
 typedef struct {
     int layer;
-    char target[BASEW_NAME_MAX];   /* q | q_proj | c_attn.q | attn.c_proj ... */
+    char target[BASEW_NAME_MAX];   /* q | q_proj | c_attn.q | o ... */
     char tensor[160];              /* the dataset / tensor it comes from, for messages */
     int out, in;                   /* shape of W as loaded: [out, in] */
 } basew_matrix;
@@ -66,6 +75,9 @@ const char *basew_path(const basew *b);        /* as given to basew_open */
 basew_layout basew_kind(const basew *b);
 const char *basew_layout_name(const basew *b); /* "lora-gpt", "llama", "gpt2" */
 int basew_n_layer(const basew *b);             /* 1 + highest layer index found */
+/* What the reader found but no analysis uses (biases), one sentence each naming
+ * the base; *n = 0 when there is nothing to say. Owned by b. */
+char *const *basew_notes(const basew *b, size_t *n);
 
 /* Matrices, sorted by (layer, target in the order of the layout's list above). */
 size_t basew_count(const basew *b);

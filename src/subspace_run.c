@@ -554,6 +554,10 @@ lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char 
     if ((st = input_notes(an, ad, "input 1"))) return st;
     basew *bw;
     if ((st = basew_open(&bw, base_path))) { sub_analysis_free(an); return st; }
+    size_t nbn;
+    char *const *bn = basew_notes(bw, &nbn);
+    for (size_t i = 0; i < nbn && !st; i++) st = note(an, "%s", bn[i]);
+    if (st) { basew_close(bw); sub_analysis_free(an); return st; }
     lora_adapter s;
     int sp = adapter_has_fused(ad);   /* W is split per q, k, v: so is the adapter */
     if (sp && (st = split_copy(&s, ad))) { basew_close(bw); return st; }

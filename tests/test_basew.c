@@ -55,7 +55,7 @@ static void expect_matrix(basew *b, int layer, const char *target, int t, st_dty
 
 static const char *OURS[6] = {"q", "k", "v", "o", "fc", "proj"};
 static const char *LLAMA[6] = {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"};
-static const char *GPT2[6] = {"c_attn.q", "c_attn.k", "c_attn.v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+static const char *GPT2[6] = {"c_attn.q", "c_attn.k", "c_attn.v", "o", "fc", "proj"};
 
 static void test_ours(void **state)
 {
@@ -110,11 +110,26 @@ static void test_gpt2(void **state)
         assert_int_equal(basew_count(b), 12);
         for (int l = 0; l < 2; l++)
             for (int t = 0; t < 6; t++) expect_matrix(b, l, GPT2[t], t, dts[k]);
-        /* the last path component finds a module when unique in the layer */
-        assert_ptr_equal(basew_find(b, 1, "c_fc"), basew_find(b, 1, "mlp.c_fc"));
+        /* the targets are the PEFT reader's (o, fc, proj); the module paths and
+         * a block's last name, when unique in the layer, find them too */
+        for (int t = 0; t < 6; t++) assert_string_equal(basew_at(b, 6 + t)->target, GPT2[t]);
+        assert_ptr_equal(basew_find(b, 1, "c_fc"), basew_find(b, 1, "fc"));
+        assert_ptr_equal(basew_find(b, 1, "mlp.c_fc"), basew_find(b, 1, "fc"));
+        assert_ptr_equal(basew_find(b, 1, "attn.c_proj"), basew_find(b, 1, "o"));
+        assert_ptr_equal(basew_find(b, 1, "mlp.c_proj"), basew_find(b, 1, "proj"));
+        assert_ptr_equal(basew_find(b, 1, "k"), basew_find(b, 1, "c_attn.k"));
         assert_null(basew_find(b, 1, "c_proj"));
         const basew_matrix *m;
         assert_int_equal(basew_lookup(b, 1, "c_proj", &m), LK_ERR_NOTFOUND);
+        /* a missing module is named by its tensor */
+        assert_int_equal(basew_lookup(b, 1, "q_proj", &m), LK_ERR_NOTFOUND);
+        assert_non_null(strstr(lk_errmsg(), "targets c_attn.q, c_attn.k, c_attn.v, o, fc, proj"));
+        /* c_attn.bias is noted, not read */
+        size_t nn;
+        char *const *notes = basew_notes(b, &nn);
+        assert_int_equal(nn, 1);
+        assert_non_null(strstr(notes[0], "c_attn carry biases"));
+        assert_non_null(strstr(notes[0], "h.0.attn.c_attn.bias"));
         basew_close(b);
     }
 }
@@ -143,6 +158,90 @@ static void test_grouped_query(void **state)
     for (int i = 0; i < 48; i++) assert_true(buf[i] == fx_round(g.w[0][1][i], ST_BF16));
     basew_close(b);
     fx_free(&g);
+}
+
+/* Gemma-3's multimodal checkpoints: the text layers under model.language_model.layers.N
+ * (newer transformers) or language_model.model.layers.N (older), beside a vision tower
+ * whose encoder.layers.N.self_attn.q_proj must not be taken for the base's. */
+static void test_language_model_prefixes(void **state)
+{
+    (void)state;
+    const char *prefixes[2] = {"model.language_model.layers.", "language_model.model.layers."};
+    const char *tower[2] = {"model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight",
+                            "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight"};
+    for (int k = 0; k < 2; k++) {
+        st_writer *w;
+        assert_int_equal(st_writer_begin(&w, tmp("mm.safetensors")), 0);
+        for (int l = 0; l < 2; l++)
+            for (int t = 0; t < 6; t++) {
+                char name[160];
+                snprintf(name, sizeof name, "%s%d.%s.weight", prefixes[k], l, FX_LLAMA_NAME[t]);
+                size_t s[2] = {(size_t)fx_out(&M, t), (size_t)fx_in(&M, t)};
+                assert_int_equal(st_writer_add(w, name, ST_BF16, 2, s, M.w[l][t]), 0);
+            }
+        size_t sv[2] = {4, 4};
+        float v[16] = {0};
+        assert_int_equal(st_writer_add(w, tower[k], ST_BF16, 2, sv, v), 0);
+        assert_int_equal(st_writer_commit(w), 0);
+        basew *b;
+        if (basew_open(&b, tmp("mm.safetensors"))) fail_msg("%s", lk_errmsg());
+        assert_int_equal(basew_kind(b), BASEW_LLAMA);
+        assert_int_equal(basew_count(b), 12);
+        for (int l = 0; l < 2; l++)
+            for (int t = 0; t < 6; t++) expect_matrix(b, l, LLAMA[t], t, ST_BF16);
+        const basew_matrix *m;
+        assert_int_equal(basew_lookup(b, 0, "gate_proj", &m), LK_ERR_NOTFOUND);
+        assert_non_null(strstr(lk_errmsg(), prefixes[k]));
+        basew_close(b);
+    }
+    /* layers under two prefixes: refused */
+    st_writer *w;
+    float x[4] = {1, 2, 3, 4};
+    size_t s2[2] = {2, 2};
+    assert_int_equal(st_writer_begin(&w, tmp("two.safetensors")), 0);
+    assert_int_equal(st_writer_add(w, "model.layers.0.self_attn.q_proj.weight", ST_F32, 2, s2, x), 0);
+    assert_int_equal(st_writer_add(w, "model.language_model.layers.0.self_attn.q_proj.weight", ST_F32, 2, s2, x), 0);
+    assert_int_equal(st_writer_commit(w), 0);
+    basew *b;
+    assert_int_equal(basew_open(&b, tmp("two.safetensors")), LK_ERR_FORMAT);
+    assert_non_null(strstr(lk_errmsg(), "both"));
+}
+
+/* Qwen2: biases on q, k, v (attention_bias), noted and not read. */
+static void test_biases_noted(void **state)
+{
+    (void)state;
+    assert_int_equal(fx_write_llama(&M, tmp("qwen.safetensors"), ST_F32, NULL), 0);
+    basew *b;
+    if (basew_open(&b, tmp("qwen.safetensors"))) fail_msg("%s", lk_errmsg());
+    size_t nn;
+    basew_notes(b, &nn);
+    assert_int_equal(nn, 0);
+    basew_close(b);
+    st_writer *w;
+    assert_int_equal(st_writer_begin(&w, tmp("qwen.safetensors")), 0);
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < 6; t++) {
+            char name[160];
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, FX_LLAMA_NAME[t]);
+            size_t s[2] = {(size_t)fx_out(&M, t), (size_t)fx_in(&M, t)};
+            assert_int_equal(st_writer_add(w, name, ST_BF16, 2, s, M.w[l][t]), 0);
+            if (t > 2) continue;
+            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, FX_LLAMA_NAME[t]);
+            size_t sb[1] = {(size_t)fx_out(&M, t)};
+            assert_int_equal(st_writer_add(w, name, ST_BF16, 1, sb, M.w[l][t]), 0);
+        }
+    assert_int_equal(st_writer_commit(w), 0);
+    if (basew_open(&b, tmp("qwen.safetensors"))) fail_msg("%s", lk_errmsg());
+    assert_int_equal(basew_count(b), 12);
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < 6; t++) expect_matrix(b, l, LLAMA[t], t, ST_BF16);
+    char *const *notes = basew_notes(b, &nn);
+    assert_int_equal(nn, 1);
+    assert_non_null(strstr(notes[0], "q_proj, k_proj, v_proj carry biases"));
+    assert_non_null(strstr(notes[0], "(e.g. model.layers.0.self_attn."));
+    assert_non_null(strstr(notes[0], "2 layer(s)"));
+    basew_close(b);
 }
 
 static void write_text(const char *path, const char *text)
@@ -297,6 +396,8 @@ int main(void)
         cmocka_unit_test(test_llama_dtypes),
         cmocka_unit_test(test_gpt2),
         cmocka_unit_test(test_grouped_query),
+        cmocka_unit_test(test_language_model_prefixes),
+        cmocka_unit_test(test_biases_noted),
         cmocka_unit_test(test_directories),
         cmocka_unit_test(test_missing_tensor_and_layer),
         cmocka_unit_test(test_nan),

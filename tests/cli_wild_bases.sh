@@ -1,0 +1,108 @@
+#!/bin/sh
+# cli_wild_bases.sh: lora-amplify and lora-subspace --vs-base on bases laid out as
+# published models are (tests/wild_fixture.py writes them with the real config.json
+# fields and tensor names, tiny sizes): GPT-2 (Conv1D [in, out], h.N and
+# transformer.h.N, a PEFT adapter with target_modules c_attn, c_proj, c_fc), Qwen2.5
+# (q/k/v biases, noted), Gemma-3 (head_dim x heads != hidden_size; the multimodal
+# prefixes model.language_model. and language_model.model. beside a vision tower),
+# Llama-3.2 and SmolLM2 (grouped-query k/v); F32, BF16, F16, one file and shards.
+# Every number is checked against NumPy on the planted matrices; one run at
+# Gemma-3-270m's real q/k/v shapes.
+set -u
+BIN="${BIN_DIR:-bin}"
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
+PY=/usr/bin/python3
+FIX="$(pwd)/tests/wild_fixture.py"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+fail() { echo "cli_wild_bases: FAIL: $*" >&2; exit 1; }
+
+# run NAME FAMILY N_MODULES [make options]: both tools, both checks
+run() {
+    name=$1 fam=$2 n=$3; shift 3
+    "$PY" "$FIX" make "$name" --family "$fam" "$@" || fail "$name: writing the fixture"
+    "$BIN/lora-amplify" -q --base "$name/base" -o "$name.amp.h5" "$name/adapter" 2> "$name.amp.err" \
+        || { cat "$name.amp.err" >&2; fail "$name: lora-amplify"; }
+    "$PY" "$FIX" check-amplify "$name.amp.h5" "$name/truth.npz" --expect "$n" || fail "$name: lora-amplify against NumPy"
+    for side in dW B; do
+        "$BIN/lora-subspace" -q --base "$name/base" --vs-base "$name/adapter" --side $side -o "$name.sub.h5" 2> "$name.sub.err" \
+            || { cat "$name.sub.err" >&2; fail "$name: lora-subspace --vs-base --side $side"; }
+        "$PY" "$FIX" check-subspace "$name.sub.h5" "$name/truth.npz" --side $side --expect "$n" || fail "$name: --vs-base side $side against NumPy"
+    done
+    echo "ok: $name ($fam $*)"
+}
+
+# notes NAME PATTERN: the note on stderr of both tools and in both notes attributes
+notes() {
+    grep "note: " "$1.amp.err" | grep -qF "$2" || { cat "$1.amp.err" >&2; fail "$1: lora-amplify's stderr lacks the note '$2'"; }
+    grep "note: " "$1.sub.err" | grep -qF "$2" || { cat "$1.sub.err" >&2; fail "$1: lora-subspace's stderr lacks the note '$2'"; }
+    "$PY" - "$1" "$2" <<'EOF' || fail "$1: notes attribute lacks '$2'"
+import h5py, sys
+for f in (sys.argv[1] + ".amp.h5", sys.argv[1] + ".sub.h5"):
+    n = h5py.File(f).attrs["notes"]
+    n = n.decode() if isinstance(n, bytes) else n
+    assert sys.argv[2] in n, (f, n)
+EOF
+}
+nonotes() {
+    "$PY" -c "
+import h5py, sys
+for f in ('$1.amp.h5', '$1.sub.h5'):
+    n = h5py.File(f).attrs['notes']
+    assert n in ('', b''), (f, n)" || fail "$1: unexpected notes"
+}
+
+# GPT-2: the hub's file (h.N, F32) and save_pretrained's (transformer.h.N, F16);
+# c_attn's q, k, v blocks, attn.c_proj -> o, mlp.c_fc -> fc, mlp.c_proj -> proj
+run gpt2 gpt2 12 --dtype f32 --seed 1
+notes gpt2 "base gpt2/base: c_attn, o (attn.c_proj), fc (mlp.c_fc), proj (mlp.c_proj) carry biases (e.g. h.0.attn.c_attn.bias"
+"$PY" -c "
+import h5py
+f = h5py.File('gpt2.amp.h5')
+assert sorted(f['adapter0/layers/1']) == ['c_attn.k', 'c_attn.q', 'c_attn.v', 'fc', 'o', 'proj'], sorted(f['adapter0/layers/1'])
+assert f['adapter0/layers/1/fc/proj_W'].shape == () and f.attrs['layout'] == 'gpt2'" || fail "gpt2: targets"
+# the adapter reader's notes reach lora-amplify's stderr and notes attribute too:
+# fan_in_fan_out false on GPT-2's Conv1D modules, decided from the shapes
+cp -r gpt2/adapter g2ff
+"$PY" -c "
+import json
+p = 'g2ff/adapter_config.json'; c = json.load(open(p)); c['fan_in_fan_out'] = False; json.dump(c, open(p, 'w'))"
+"$BIN/lora-amplify" -q --base gpt2/base -o g2ff.h5 g2ff 2> g2ff.err || { cat g2ff.err >&2; fail "fan_in_fan_out false"; }
+"$PY" "$FIX" check-amplify g2ff.h5 gpt2/truth.npz --expect 12 || fail "fan_in_fan_out false: numbers"
+grep -q "lora-amplify: note: adapter g2ff: .*fan_in_fan_out is false.*decided from the shapes" g2ff.err || { cat g2ff.err >&2; fail "fan_in_fan_out note on stderr"; }
+"$PY" -c "
+import h5py
+n = h5py.File('g2ff.h5').attrs['notes']
+n = n.decode() if isinstance(n, bytes) else n
+assert 'adapter g2ff: ' in n and 'fan_in_fan_out is false' in n and 'carry biases' in n, n" || fail "fan_in_fan_out note in the notes attribute"
+echo "ok: the adapter's notes in lora-amplify"
+run gpt2t gpt2-transformer 18 --dtype f16 --layers 3 --seed 2
+notes gpt2t "transformer.h.0.attn.c_attn.bias"
+# Qwen2.5: grouped-query k/v, q/k/v biases (noted, not read), BF16
+run qwen2 qwen2 14 --dtype bf16 --seed 3
+notes qwen2 "base qwen2/base: q_proj, k_proj, v_proj carry biases"
+# Gemma-3: q_proj [n_heads·head_dim, d] with n_heads·head_dim != d; text model and
+# both multimodal prefixes, whose vision tower must stay out
+run gemma3 gemma3 14 --dtype bf16 --seed 4
+nonotes gemma3
+run gemma3mm gemma3-mm 14 --dtype bf16 --seed 5
+run gemma3mmold gemma3-mm-old 14 --dtype bf16 --shards 2 --seed 6
+# Llama-3.2 (sharded, BF16) and SmolLM2 (F16): grouped-query k/v
+run llama32 llama32 21 --dtype bf16 --layers 3 --shards 2 --seed 7
+run smollm2 smollm2 14 --dtype f16 --seed 8
+"$PY" -c "
+import h5py
+f = h5py.File('smollm2.amp.h5')
+assert f['base/layers/0/k_proj/sigma'].shape[0] >= 1 and f.attrs['layout'] == 'llama'
+g = h5py.File('smollm2.sub.h5')
+assert g['layers/0/k_proj'].attrs['dim'] == 10, g['layers/0/k_proj'].attrs['dim']   # side B: k_proj's 2 heads x 5
+" || fail "smollm2: k_proj [10, 30]"
+# Gemma-3-270m's real q/k/v: q_proj [1024, 640], k_proj / v_proj [256, 640]
+run gemma270m gemma3 3 --real --layers 1 --rank 8 --dtype bf16 --seed 9
+"$PY" -c "
+import h5py
+g = h5py.File('gemma270m.sub.h5')   # side B: the dimension is out
+assert [g['layers/0/' + t].attrs['dim'] for t in ('q_proj', 'k_proj', 'v_proj')] == [1024, 256, 256]
+" || fail "gemma270m: q_proj [1024, 640], k_proj and v_proj [256, 640]"
+echo "cli_wild_bases: all ok"
