@@ -130,6 +130,8 @@ void sub_report_summary(FILE *out, const sub_analysis *an, const sub_report_meta
         if (e->K > 0) fprintf(out, " %9.4f", mean(e->random_phi, (size_t)e->K * r->r1 * r->r2));
         fputc('\n', out);
     }
+    for (size_t i = 0; i < an->n_skipped; i++)
+        fprintf(out, "# skipped: layer %d target %s: %s\n", an->skipped[i].layer, an->skipped[i].target, an->skipped[i].why);
 }
 
 /* ---- plots ---------------------------------------------------------------------- */

@@ -3,6 +3,7 @@
 #include "subspace_run.h"
 #include "args.h"
 #include "basew.h"
+#include "linalg.h"
 #include "mpi_share.h"
 #include "peft.h"
 #include <cblas.h>
@@ -95,6 +96,7 @@ void sub_analysis_free(sub_analysis *an)
     free(an->e);
     for (size_t i = 0; i < an->n_notes; i++) free(an->notes[i]);
     free(an->notes);
+    free(an->skipped);
     memset(an, 0, sizeof *an);
 }
 
@@ -286,6 +288,40 @@ static lk_status gather(sub_analysis *an, const sub_options *opt, const int *own
     return mpi_share_gather(an->n, owner, opt->rank, opt->n_ranks, pack_entry, unpack_entry, an);
 }
 
+/* ---- zero factors ------------------------------------------------------------------ */
+
+/* The factor of m that is zero where the side needs it (B for B, A for A, either
+ * for dW), or NULL: such a module spans no subspace on that side. */
+static const char *zero_factor(const lora_module *m, sub_side side)
+{
+    if (side != SUB_SIDE_A && la_all_zero_f32(m->B, (size_t)m->out * m->rank)) return "B = 0";
+    if (side != SUB_SIDE_B && la_all_zero_f32(m->A, (size_t)m->rank * m->in)) return "A = 0";
+    return NULL;
+}
+
+/* Records a skipped module: an->skipped and a note. */
+static lk_status skip(sub_analysis *an, const lora_module *m, const char *which, const char *source, const char *zero, const char *side)
+{
+    sub_skipped *s = realloc(an->skipped, (an->n_skipped + 1) * sizeof *s);
+    if (!s) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    an->skipped = s;
+    s = &s[an->n_skipped++];
+    memset(s, 0, sizeof *s);
+    s->layer = m->layer;
+    snprintf(s->target, sizeof s->target, "%s", m->target);
+    snprintf(s->why, sizeof s->why, "%s in %s (%s)", zero, which, source);
+    return note(an, "layer %d target %s: %s (untrained, or never reached by the data): no side %s subspace, not analysed",
+                m->layer, m->target, s->why, side);
+}
+
+/* Every compared module skipped: nothing left, an error naming the first. */
+static lk_status all_skipped(const sub_analysis *an, const char *side)
+{
+    const sub_skipped *s = &an->skipped[0];
+    return lk_fail(LK_ERR_NUMERIC, "layer %d target %s: %s (untrained), and a zero factor in every one of the %zu modules compared: "
+                   "side %s has nothing to analyse", s->layer, s->target, s->why, an->n_skipped, side);
+}
+
 /* ---- adapter vs adapter --------------------------------------------------------- */
 
 static int selected(const sub_options *opt, const lora_module *m)
@@ -393,6 +429,18 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
     if (n == 0)
         return lk_fail(LK_ERR_NOTFOUND, "%s and %s have no (layer, target) module in common%s",
                        a1->source, a2->source, opt->layers || opt->targets ? " among the selected ones" : "");
+    /* modules with a zero factor on this side: skipped and noted */
+    for (size_t i = 0; i < a1->n && !st; i++) {
+        const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
+        if (!m2 || !selected(opt, m1)) continue;
+        const char *z1 = zero_factor(m1, opt->side), *z2 = zero_factor(m2, opt->side);
+        if (z1 || z2) {
+            st = z1 ? skip(an, m1, "input 1", a1->source, z1, sn) : skip(an, m2, "input 2", a2->source, z2, sn);
+            n--;
+        }
+    }
+    if (st) return st;
+    if (n == 0) return all_skipped(an, sn);
     pair_ctx c = {calloc(n, sizeof(pair_job)), calloc(n, sizeof(sub_entry)), n, 0, opt, NULL, "", ""};
     snprintf(c.name1, sizeof c.name1, "input 1 (%s)", a1->source);
     snprintf(c.name2, sizeof c.name2, "input 2 (%s)", a2->source);
@@ -400,7 +448,7 @@ static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const l
     size_t k = 0;
     for (size_t i = 0; i < a1->n; i++) {
         const lora_module *m1 = &a1->mods[i], *m2 = adapter_find(a2, m1->layer, m1->target);
-        if (!m2 || !selected(opt, m1)) continue;
+        if (!m2 || !selected(opt, m1) || zero_factor(m1, opt->side) || zero_factor(m2, opt->side)) continue;
         c.jobs[k].m1 = m1;
         c.jobs[k].m2 = m2;
         c.e[k].layer = m1->layer;
@@ -490,6 +538,13 @@ static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *b
     if (!sel)
         return lk_fail(LK_ERR_NOTFOUND, "%s: no module matches --layers %s --targets %s", ad->source,
                        opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+    for (size_t i = 0; i < ad->n && !st; i++) {
+        const lora_module *m = &ad->mods[i];
+        const char *z = selected(opt, m) ? zero_factor(m, opt->side) : NULL;
+        if (z && !(st = skip(an, m, "input 1", ad->source, z, sn))) sel--;
+    }
+    if (st) return st;
+    if (!sel) return all_skipped(an, sn);
     /* the entries, in the adapter's order; under MPI shared out by the work on W */
     const lora_module **mods = malloc(sizeof *mods * sel);
     double *cost = malloc(sizeof *cost * sel);
@@ -497,7 +552,7 @@ static lk_status analyse_base(sub_analysis *an, const lora_adapter *ad, basew *b
     if (!mods || !cost) st = lk_fail(LK_ERR_NOMEM, "out of memory");
     for (size_t i = 0, k = 0; i < ad->n && !st; i++) {
         const lora_module *m = &ad->mods[i];
-        if (!selected(opt, m)) continue;
+        if (!selected(opt, m) || zero_factor(m, opt->side)) continue;
         sub_entry *e;
         mods[k] = m;
         cost[k++] = (double)m->out * m->in * (top_of(opt, m, left) + 16);

@@ -64,22 +64,35 @@ typedef struct {
     double *random_phi;    /* [K, r1, r2], NULL when K = 0 */
 } sub_entry;
 
+/* A module left out because a factor the side needs is zero (no subspace). */
+typedef struct {
+    int layer;
+    char target[ADAPTER_NAME_MAX];
+    char why[1100];        /* "B = 0 in input 2 (SOURCE)" */
+} sub_skipped;
+
 typedef struct {
     size_t n;
     sub_entry *e;          /* sorted by (layer, target) as the adapters are */
     size_t n_notes;
     char **notes;          /* one sentence each, without a trailing newline */
+    size_t n_skipped;
+    sub_skipped *skipped;  /* also named in the notes */
 } sub_analysis;
 
 /* Two adapters: every (layer, target) present in both and selected by the filters.
  * Modules in one input only are noted and skipped; none in common is an error, as
- * is a common module whose [out, in] differ between the inputs. */
+ * is a common module whose [out, in] differ between the inputs. A module whose
+ * factor the side needs is zero in either input (B for side B, A for side A, either
+ * for dW: an untrained module) is skipped, noted and listed in an->skipped; when
+ * that leaves nothing, it is an error. */
 lk_status sub_analyse(sub_analysis *an, const lora_adapter *a1, const lora_adapter *a2, const sub_options *opt);
 
 /* Figure 8: each selected module of the adapter (input 1: its side's vectors, ΔW's
  * for side dW) against the top opt->top singular vectors of the base model's W
  * for the same (layer, target) (input 2), right-singular (input dimension) for
- * sides A and dW, left-singular for side B. base_path is read with basew.h. */
+ * sides A and dW, left-singular for side B. base_path is read with basew.h.
+ * Zero factors are skipped as in sub_analyse. */
 lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char *base_path, const sub_options *opt);
 
 void sub_analysis_free(sub_analysis *an);

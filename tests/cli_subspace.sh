@@ -200,6 +200,40 @@ assert f.attrs['mode'] == 'vs-base' and f.attrs['side'] == 'dW' and f['layers/0/
 "$PY" "$FIX" check vb.h5 ab.h5 base.h5 --side B --base --expect 4 || fail "vs-base side B: check"
 echo "ok: --vs-base"
 
+# 7b. B = 0 in some modules (untrained, or never reached by the data): sides B and
+#     dW skip them, name them in the notes and the summary, analyse the rest, exit 0;
+#     --vs-base the same; B = 0 everywhere stays an error (section 8)
+"$PY" - <<'EOF' || fail "writing the partly zero adapters"
+import h5py, shutil
+for src, dst in (("a2.h5", "zpart.h5"), ("ab.h5", "abz.h5")):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        f["layers/0/q/B"][...] = 0
+    shutil.copy(src, "ref_" + dst)
+    with h5py.File("ref_" + dst, "r+") as f:
+        del f["layers/0/q"]
+EOF
+for side in B dW; do
+    "$BIN" --side $side -o zp.h5 a1.h5 zpart.h5 > zp.txt 2> zp.err || { cat zp.err >&2; fail "B = 0 in one module, side $side: exit $?"; }
+    "$PY" "$FIX" check zp.h5 a1.h5 ref_zpart.h5 --side $side --any-names --expect 3 || fail "B = 0 in one module, side $side: check"
+    grep -q "lora-subspace: note: layer 0 target q: B = 0 in input 2 (zpart.h5) (untrained, or never reached by the data): no side $side subspace" zp.err \
+        || { cat zp.err >&2; fail "B = 0 in one module, side $side: note on stderr"; }
+    grep -q "^# skipped: layer 0 target q: B = 0 in input 2 (zpart.h5)" zp.txt || { cat zp.txt >&2; fail "B = 0 in one module, side $side: summary"; }
+    [ "$(grep -c '^[0-9]' zp.txt)" -eq 3 ] || fail "B = 0 in one module, side $side: 3 module lines"
+    "$PY" -c "
+import h5py
+f = h5py.File('zp.h5')
+assert 'q' not in f['layers/0'] and 'v' in f['layers/0']
+n = f.attrs['notes']; n = n.decode() if isinstance(n, bytes) else n
+assert 'layer 0 target q: B = 0 in input 2 (zpart.h5)' in n, n" || fail "B = 0 in one module, side $side: notes attribute"
+done
+"$BIN" -q --side A -o zpa.h5 a1.h5 zpart.h5 2> zpa.err || fail "B = 0 in one module, side A"
+[ ! -s zpa.err ] || { cat zpa.err >&2; fail "side A needs no B: nothing to skip"; }
+"$BIN" -q --base base.h5 --vs-base abz.h5 -o vbz.h5 2> vbz.err || { cat vbz.err >&2; fail "vs-base, B = 0 in one module"; }
+"$PY" "$FIX" check vbz.h5 ref_abz.h5 base.h5 --side dW --base --expect 3 || fail "vs-base, B = 0 in one module: check"
+grep -q "note: layer 0 target q: B = 0 in input 1 (abz.h5)" vbz.err || { cat vbz.err >&2; fail "vs-base, B = 0 in one module: note"; }
+echo "ok: B = 0 in some modules: skipped, noted, listed in the summary; the rest analysed"
+
 # 8. bad inputs
 fix ours d40.h5 --in 40 --seed 3
 fix ours r0.h5 --rank0
@@ -212,6 +246,8 @@ bad "rank 0" "r0.h5 layers/0/q rank" a1.h5 r0.h5
 bad "NaN" "nan.h5 layers/0/q/A NaN" a1.h5 nan.h5
 bad "untrained adapter, side B" "zb.h5 layer.0.target.q untrained" --side B a1.h5 zb.h5
 bad "untrained adapter, side dW" "zb.h5 untrained" --side dW a1.h5 zb.h5
+fix ours zbb.h5 --rank 4 --in 32 --out 32 --zero-b --seed 10
+bad "vs-base, untrained adapter" "zbb.h5 untrained every" --base base.h5 --vs-base zbb.h5
 bad "PEFT directory without config" "noconf adapter_config.json" a1.h5 noconf
 bad "PEFT keys matching nothing" "badkeys" a1.h5 badkeys
 bad "missing file" "missing.h5" a1.h5 missing.h5

@@ -786,8 +786,9 @@ static void test_analysis_matching(void **state)
     adapter_free(&b);
 }
 
-/* Pairs on several threads: the same numbers as on one; a failing pair (B = 0
- * for side B) is reported as the first failure in module order. */
+/* Pairs on several threads: the same numbers as on one; modules with B = 0 are
+ * skipped (side B); a failing pair (NaN in B) is reported as the first failure in
+ * module order. */
 static void test_threads(void **state)
 {
     (void)state;
@@ -828,12 +829,26 @@ static void test_threads(void **state)
         sub_analysis_free(&many);
     }
     lora_module *bad1 = (lora_module *)adapter_find(&b, 2, "v"), *bad2 = (lora_module *)adapter_find(&b, 4, "k");
-    memset(bad1->B, 0, sizeof(float) * 100);
-    memset(bad2->B, 0, sizeof(float) * 100);
     sub_options opt = sub_options_default();
     opt.side = SUB_SIDE_B;
     opt.threads = 4;
     sub_analysis an;
+    /* B = 0 (untrained) in two modules: skipped and noted, the other 18 analysed */
+    memset(bad1->B, 0, sizeof(float) * 100);
+    memset(bad2->B, 0, sizeof(float) * 100);
+    assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_OK);
+    assert_int_equal(an.n, 18);
+    assert_int_equal(an.n_skipped, 2);
+    assert_int_equal(an.skipped[0].layer, 2);
+    assert_string_equal(an.skipped[0].target, "v");
+    assert_string_equal(an.skipped[1].target, "k");
+    assert_non_null(strstr(an.skipped[0].why, "B = 0 in input 2 (two.h5)"));
+    assert_int_equal(an.n_notes, 2);
+    assert_non_null(strstr(an.notes[1], "layer 4 target k: B = 0 in input 2 (two.h5)"));
+    sub_analysis_free(&an);
+    /* a failure on the workers: the first in module order is reported */
+    bad1->B[7] = NAN;
+    bad2->B[3] = NAN;
     assert_int_equal(sub_analyse(&an, &a, &b, &opt), LK_ERR_NUMERIC);
     assert_non_null(strstr(lk_errmsg(), "input 2 (two.h5): layer 2 target v"));
     adapter_free(&a);
