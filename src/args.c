@@ -65,6 +65,51 @@ static int stat_input(const char *in, struct stat *sb)
     return r;
 }
 
+/* realpath of out; for a path that does not exist yet, its directory's realpath and
+ * its last name. NULL if the directory cannot be resolved. */
+static char *resolve_out(const char *out)
+{
+    char *r = realpath(out, NULL);
+    if (r) return r;
+    const char *sl = strrchr(out, '/');
+    char *dir = sl ? strndup(out, sl == out ? 1 : (size_t)(sl - out)) : strdup(".");
+    char *d = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!d) return NULL;
+    const char *name = sl ? sl + 1 : out;
+    size_t n = strlen(d) + strlen(name) + 2;
+    if ((r = malloc(n))) snprintf(r, n, "%s/%s", strcmp(d, "/") ? d : "", name);
+    free(d);
+    return r;
+}
+
+/* 1 if the resolved path ro lies inside the directory in (at any depth), or is the
+ * adapter_config.json that the reader of a PEFT .safetensors file in reads beside it. */
+static int inside_input(const char *ro, const char *in)
+{
+    const char *run;
+    char *file = adapter_spec_file(in, &run);
+    struct stat si;
+    int hit = 0;
+    if (file && stat(file, &si) == 0) {
+        char *r = realpath(file, NULL);
+        if (r && S_ISDIR(si.st_mode)) {
+            size_t n = strlen(r);
+            hit = !strcmp(r, "/") || (!strncmp(ro, r, n) && ro[n] == '/');
+        } else if (r) {
+            size_t n = strlen(r);
+            char *sl = strrchr(r, '/');
+            if (n > 12 && !strcmp(r + n - 12, ".safetensors") && sl) {
+                size_t k = (size_t)(sl - r) + 1;
+                hit = !strncmp(ro, r, k) && !strcmp(ro + k, "adapter_config.json");
+            }
+        }
+        free(r);
+    }
+    free(file);
+    return hit;
+}
+
 lk_status args_output(const char *out, const char *what, const char *const *inputs, int n_inputs)
 {
     struct stat so;
@@ -76,15 +121,26 @@ lk_status args_output(const char *out, const char *what, const char *const *inpu
         lk_status st = ok ? LK_OK : lk_fail(LK_ERR_IO, "%s %s: the directory %s does not exist or is not writable", what, out,
                                               dir ? dir : "?");
         free(dir);
-        return st;
+        if (st) return st;
+    } else {
+        if (!S_ISREG(so.st_mode))
+            return lk_fail(LK_ERR_ARG, "%s %s: exists and is not a regular file (a directory, device or pipe); give a file name",
+                           what, out);
+        for (int i = 0; i < n_inputs; i++) {
+            struct stat si;
+            if (inputs[i] && stat_input(inputs[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+                return lk_fail(LK_ERR_ARG, "%s %s: is the input %s; writing it would destroy the input", what, out, inputs[i]);
+        }
     }
-    if (!S_ISREG(so.st_mode))
-        return lk_fail(LK_ERR_ARG, "%s %s: exists and is not a regular file (a directory, device or pipe); give a file name",
-                       what, out);
-    for (int i = 0; i < n_inputs; i++) {
-        struct stat si;
-        if (inputs[i] && stat_input(inputs[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
-            return lk_fail(LK_ERR_ARG, "%s %s: is the input %s; writing it would destroy the input", what, out, inputs[i]);
-    }
-    return LK_OK;
+    /* a model or PEFT directory is read as a whole (shards, index, configs): nothing
+     * is written into it, so that no input file is replaced and none added */
+    char *ro = resolve_out(out);
+    if (!ro) return lk_fail(LK_ERR_IO, "%s %s: cannot resolve the path: %s", what, out, strerror(errno));
+    lk_status st = LK_OK;
+    for (int i = 0; i < n_inputs && !st; i++)
+        if (inputs[i] && inside_input(ro, inputs[i]))
+            st = lk_fail(LK_ERR_ARG, "%s %s: is inside the input %s (or is the config read beside it); "
+                         "write the output elsewhere, so that no input file is replaced or added", what, out, inputs[i]);
+    free(ro);
+    return st;
 }

@@ -34,7 +34,9 @@ lk_status args_name(const char *s, const char *what);
  * directory is missing or not writable, an existing path that is not a regular file (a directory, a device, a FIFO: the atomic rename
  * that writes outputs would replace it), and the same file as one of the
  * n_inputs inputs (NULL entries skipped; an input "FILE:RUN" is compared by its
- * FILE). what names the option in the message (e.g. "-o"). */
+ * FILE), and a path (existing or new, symbolic links resolved) inside an input
+ * directory at any depth, or the adapter_config.json beside an input .safetensors
+ * file (read with it). what names the option in the message (e.g. "-o"). */
 lk_status args_output(const char *out, const char *what, const char *const *inputs, int n_inputs);
 
 /* Walks a comma-separated list: while *cursor is not at the end, sets item and

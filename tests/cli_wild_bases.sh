@@ -7,7 +7,8 @@
 # prefixes model.language_model. and language_model.model. beside a vision tower),
 # Llama-3.2 and SmolLM2 (grouped-query k/v); F32, BF16, F16, one file and shards.
 # Every number is checked against NumPy on the planted matrices; one run at
-# Gemma-3-270m's real q/k/v shapes.
+# Gemma-3-270m's real q/k/v shapes; lora-spectrum on the GPT-2 base; -o inside
+# an input directory refused.
 set -u
 BIN="${BIN_DIR:-bin}"
 case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
@@ -35,8 +36,8 @@ run() {
 
 # notes NAME PATTERN: the note on stderr of both tools and in both notes attributes
 notes() {
-    grep "note: " "$1.amp.err" | grep -qF "$2" || { cat "$1.amp.err" >&2; fail "$1: lora-amplify's stderr lacks the note '$2'"; }
-    grep "note: " "$1.sub.err" | grep -qF "$2" || { cat "$1.sub.err" >&2; fail "$1: lora-subspace's stderr lacks the note '$2'"; }
+    grep "note: " "$1.amp.err" | grep -qF -- "$2" || { cat "$1.amp.err" >&2; fail "$1: lora-amplify's stderr lacks the note '$2'"; }
+    grep "note: " "$1.sub.err" | grep -qF -- "$2" || { cat "$1.sub.err" >&2; fail "$1: lora-subspace's stderr lacks the note '$2'"; }
     "$PY" - "$1" "$2" <<'EOF' || fail "$1: notes attribute lacks '$2'"
 import h5py, sys
 for f in (sys.argv[1] + ".amp.h5", sys.argv[1] + ".sub.h5"):
@@ -105,4 +106,31 @@ import h5py
 g = h5py.File('gemma270m.sub.h5')   # side B: the dimension is out
 assert [g['layers/0/' + t].attrs['dim'] for t in ('q_proj', 'k_proj', 'v_proj')] == [1024, 256, 256]
 " || fail "gemma270m: q_proj [1024, 640], k_proj and v_proj [256, 640]"
+# lora-spectrum --base reads the same bases: GPT-2's o and proj (fc is left out:
+# its random baseline is compared with a formula for a basis that spans the space)
+SCHECK="$(dirname "$FIX")/spectrum_check.py"
+"$BIN/lora-spectrum" -q --top-k 4 --targets c_attn,o,proj --base gpt2/base -o gpt2.spec.h5 gpt2/adapter 2> spec.err \
+    || { cat spec.err >&2; fail "gpt2: lora-spectrum"; }
+"$PY" "$SCHECK" gpt2.spec.h5 gpt2/base gpt2/adapter || fail "gpt2: lora-spectrum against NumPy"
+echo "ok: lora-spectrum on the GPT-2 base"
+
+# -o inside an input directory (a model or PEFT directory, also through a symbolic
+# link) or onto the config read beside an adapter file: refused, nothing touched
+refused() {   # refused TOOL PATTERN ARGS...
+    tool=$1 pat=$2; shift 2
+    if "$BIN/$tool" -q "$@" 2> err.txt; then fail "$tool $*: accepted"; fi
+    grep -qF -- "$pat" err.txt || { cat err.txt >&2; fail "$tool $*: stderr lacks '$pat'"; }
+}
+ln -s gpt2/base lnk
+cp -r gpt2 keep
+refused lora-amplify "-o gpt2/base/model.safetensors: is inside the input gpt2/base" --base gpt2/base -o gpt2/base/model.safetensors gpt2/adapter
+refused lora-amplify "-o gpt2/adapter/out.h5: is inside the input gpt2/adapter" --base gpt2/base -o gpt2/adapter/out.h5 gpt2/adapter
+refused lora-amplify "-o lnk/config.json: is inside the input gpt2/base" --base gpt2/base -o lnk/config.json gpt2/adapter
+refused lora-amplify "is inside the input gpt2/adapter/adapter_model.safetensors" --base gpt2/base -o gpt2/adapter/adapter_config.json gpt2/adapter/adapter_model.safetensors
+refused lora-subspace "-o gpt2/adapter/adapter_model.safetensors: is" --base gpt2/base --vs-base gpt2/adapter -o gpt2/adapter/adapter_model.safetensors
+refused lora-subspace "-o lnk/new.h5: is inside the input gpt2/base" --base gpt2/base --vs-base gpt2/adapter -o lnk/new.h5
+refused lora-spectrum "-o gpt2/base/model.safetensors: is" --base gpt2/base -o gpt2/base/model.safetensors gpt2/adapter
+diff -r gpt2 keep > /dev/null || fail "a refused -o changed an input"
+[ ! -e gpt2/adapter/out.h5 ] && [ ! -e gpt2/base/new.h5 ] && [ ! -e gpt2/adapter/out.md ] || fail "a refused -o left a file in an input directory"
+echo "ok: -o inside an input directory refused"
 echo "cli_wild_bases: all ok"

@@ -7,8 +7,10 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 #include "args.h"
+#include "testutil.h"
 
 /* The entries of list joined with '|' (empty entries visible as "||"). */
 static void walk(const char *list, char *out, size_t cap, int *count)
@@ -98,6 +100,31 @@ static void test_output(void **state)
     assert_non_null(strstr(lk_errmsg(), "is the input README.md:run-7"));
     const char *other[] = {"Makefile"};
     assert_int_equal(args_output("README.md", "-o", other, 1), LK_OK);                      /* an existing file, not an input */
+    /* inside an input directory, at any depth, existing or new, by any path to it */
+    const char *dir[] = {"tests"};
+    assert_int_equal(args_output("tests/testutil.h", "-o", dir, 1), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "-o tests/testutil.h: is inside the input tests"));
+    assert_int_equal(args_output("tests/new_output.h5", "-o", dir, 1), LK_ERR_ARG);
+    assert_int_equal(args_output("src/../tests/./new.h5", "-o", dir, 1), LK_ERR_ARG);
+    const char *dir2[] = {"./src/"};
+    assert_int_equal(args_output("src/basew.c", "-o", dir2, 1), LK_ERR_ARG);
+    assert_int_equal(args_output("README.md", "-o", dir2, 1), LK_OK);                        /* beside it */
+    assert_int_equal(args_output("srcx.h5", "-o", dir2, 1), LK_OK);                          /* a name that starts alike */
+    /* the config beside a PEFT .safetensors file */
+    const char *st[] = {"tests/x/adapter_model.safetensors"};
+    char d[256];
+    assert_int_equal(tu_mkdtemp(d, sizeof d, "args"), 0);
+    char f[400], c[400], o[400];
+    snprintf(f, sizeof f, "%s/adapter_model.safetensors", d);
+    snprintf(c, sizeof c, "%s/adapter_config.json", d);
+    snprintf(o, sizeof o, "%s/out.h5", d);
+    FILE *fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    st[0] = f;
+    assert_int_equal(args_output(c, "-o", st, 1), LK_ERR_ARG);
+    assert_int_equal(args_output(o, "-o", st, 1), LK_OK);
+    assert_int_equal(tu_rmdir(d), 0);
 }
 
 static void test_name(void **state)

@@ -50,23 +50,6 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
     return 0;
 }
 
-/* 1 if out is an existing file directly inside the directory dir (a model or PEFT
- * directory read as input: its shards or its config would be replaced). */
-static int inside_dir(const char *out, const char *dir)
-{
-    struct stat so, sd;
-    if (stat(out, &so) != 0 || stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) return 0;
-    char *o = realpath(out, NULL), *d = realpath(dir, NULL);
-    int hit = 0;
-    if (o && d) {
-        char *slash = strrchr(o, '/');
-        if (slash) { *slash = 0; hit = !strcmp(o, d) || (!*o && !strcmp(d, "/")); }
-    }
-    free(o);
-    free(d);
-    return hit;
-}
-
 int main(int argc, char **argv)
 {
     blas_env_init(argc, argv);
@@ -114,13 +97,9 @@ int main(int argc, char **argv)
     if (opt.cache && !opt.base) fprintf(stderr, "lora-spectrum: note: --svd-cache is only used with --base\n");
     opt.inputs = (const char *const *)argv + optind;
     opt.n_inputs = argc - optind;
-    for (int i = -1; i < opt.n_inputs; i++) {   /* an output that would overwrite an input: refused before any work */
+    for (int i = -1; i < opt.n_inputs; i++) {   /* an output that would overwrite an input or write into one: refused before any work */
         const char *in = i < 0 ? opt.base : opt.inputs[i];
         if (in && args_output(out, "-o", &in, 1)) { fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg()); return 1; }
-        if (in && inside_dir(out, in)) {
-            fprintf(stderr, "lora-spectrum: -o %s: would replace a file of the input directory %s\n", out, in);
-            return 1;
-        }
     }
     if (!quiet) opt.progress = stderr;
 
