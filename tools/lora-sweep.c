@@ -16,10 +16,12 @@
 #include "gnuplot.h"
 #include "gpt.h"
 #include "lora.h"
+#include "mpi_env.h"
 #include "peft_export.h"
 #include "progress.h"
 #include "sweep.h"
 #include "sweep_plan.h"
+#include "sweep_mpi.h"
 #include "sweep_pool.h"
 #include "sweep_recipe.h"
 #include "sweep_report.h"
@@ -52,6 +54,8 @@ static const char *usage =
     "NAME goes into base_model_name_or_path (default: the base's fingerprint).\n"
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
     "--jobs N trains N cells at once (default: one per online CPU, at most one per cell).\n"
+    "Under mpirun -np N (or srun) the cells are spread over the ranks, --jobs workers each\n"
+    "(default 1), and rank 0 writes RESULTS.h5 (docs/TOOLS.md).\n"
     "--blas-threads N: OpenBLAS threads per cell and for the baseline (default 1). For a given\n"
     "N, results are bit-identical whatever --jobs is; another N may change the last bits on\n"
     "some CPUs (OpenBLAS splits the work differently).\n";
@@ -430,10 +434,13 @@ typedef struct {
     progress *pg;                    /* the overall progress (under sweep_pool_lock when parallel) */
     const char *out_path, *base_path, *fingerprint;
     int parallel;                    /* workers, if more than one; else 0 */
+    int *cell_k;                     /* MPI: each todo item's number in the log lines */
+    double *t_started;               /* MPI: when it was handed out */
 } cell_run;
 
-/* A cell's line once it is in the results file; the totals of *tot updated. */
-static void report_cell(const cell_run *cr, progress *p, const sweep_plan_cell *pc, const sweep_result *res)
+/* A cell's line once it is in the results file; the totals of *tot updated.
+ * on_rank >= 0: the MPI rank that trained it, named in the line. */
+static void report_cell(const cell_run *cr, progress *p, const sweep_plan_cell *pc, const sweep_result *res, int on_rank)
 {
     progress *tot = cr->pg;
     double cell_secs = lk_now() - p->t_cell;
@@ -449,10 +456,12 @@ static void report_cell(const cell_run *cr, progress *p, const sweep_plan_cell *
     /* Parallel: the sequential estimate shared among the workers (the cells on
      * the other workers overlap; their unfinished steps count as left). */
     lk_fmt_duration(eta, sizeof eta, overall_eta(tot, 0, 0) / (cr->parallel ? cr->parallel : 1));
+    char where[32] = "";
+    if (on_rank >= 0) snprintf(where, sizeof where, " (rank %d)", on_rank);
     fprintf(stderr, "cell %d/%d %s: %s %.4f (val) %.4f (test), val loss %.4f; train %.1f s, %.0f tok/s, "
-                    "eval %.1f s; elapsed %s, ETA %s\n", p->k, p->n, pc->cell.run_id, pm, task_score(&res->val, pm),
+                    "eval %.1f s; elapsed %s, ETA %s%s\n", p->k, p->n, pc->cell.run_id, pm, task_score(&res->val, pm),
             task_score(&res->test, pm), task_score(&res->val, "loss"), res->train_seconds, res->tokens_per_s,
-            cell_secs - res->train_seconds, el, tot->cells_finished < tot->n ? eta : "0:00");
+            cell_secs - res->train_seconds, el, tot->cells_finished < tot->n ? eta : "0:00", where);
 }
 
 /* One cell: train, score, append to the results file, report. Runs on a pool
@@ -489,12 +498,72 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
         st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, &pc->j->task, &pc->j->rec, &pc->cell, &ad,
                                &res);
     adapter_free(&ad);
-    if (!st) report_cell(cr, p, pc, &res);
+    if (!st) report_cell(cr, p, pc, &res, -1);
     sweep_pool_unlock();
     return st;
 }
 
-/* The cells still to run, in plan order, on --jobs workers (sweep_pool.h). */
+/* ---- the cells over MPI ranks (sweep_mpi.h) ---- */
+
+/* Any rank: trains and scores one cell, quietly (rank 0 prints the lines). */
+static lk_status mpi_cell_run(void *ctx, gpt_model *m, long item, lora_adapter *ad, sweep_result *res)
+{
+    cell_run *cr = ctx;
+    sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
+    gpt_lora_detach(m);
+    return sweep_run_cell(m, &pc->j->task, &pc->j->rec, &pc->cell, NULL, NULL, NULL, ad, res);
+}
+
+/* Rank 0: a cell was handed to a rank. */
+static void mpi_cell_started(void *ctx, long item, int rank)
+{
+    cell_run *cr = ctx;
+    sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
+    cr->cell_k[item] = ++cr->pg->k;
+    cr->t_started[item] = lk_now();
+    fprintf(stderr, "cell %d/%d %s: rank %d on %s, %ld steps, %ld trainable parameters (rank %d)\n", cr->pg->k,
+            cr->pg->n, pc->cell.run_id, pc->cell.rank, pc->cell.targets, pc->cell.steps, pc->cell.trainable_params, rank);
+}
+
+/* Rank 0: a finished cell from any rank goes into the results file. */
+static lk_status mpi_cell_store(void *ctx, long item, int rank, const lora_adapter *ad, const sweep_result *res)
+{
+    cell_run *cr = ctx;
+    sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
+    lk_status st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, &pc->j->task, &pc->j->rec,
+                                     &pc->cell, ad, res);
+    if (st) return st;
+    progress p = *cr->pg;
+    p.k = cr->cell_k[item];
+    p.t_cell = cr->t_started[item];
+    report_cell(cr, &p, pc, res, rank);
+    return LK_OK;
+}
+
+/* Every rank: the cells over the ranks, --jobs workers each (default 1: a
+ * cluster starts one rank per core); rank 0 hands them out and writes them. */
+static lk_status run_cells_mpi(sweep_run *r, cell_run *cr)
+{
+    const options *o = r->o;
+    int n_workers = o->n_workers ? o->n_workers : 1;
+    cr->parallel = n_workers * mpi_env_size();
+    cr->cell_k = calloc((size_t)cr->n_todo + 1, sizeof *cr->cell_k);
+    cr->t_started = calloc((size_t)cr->n_todo + 1, sizeof *cr->t_started);
+    lk_status st = LK_OK;
+    if (!cr->cell_k || !cr->t_started) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    if (!st && mpi_env_rank() == 0)
+        fprintf(stderr, "lora-sweep: %d cells on %d MPI ranks x %d worker%s (%d OpenBLAS thread%s each); rank 0 writes "
+                "%s\n", cr->n_todo, mpi_env_size(), n_workers, n_workers == 1 ? "" : "s", o->blas_threads,
+                o->blas_threads == 1 ? "" : "s", o->out_path);
+    if (!st) st = sweep_mpi_run(r->m, n_workers, cr->plan, cr->todo, cr->n_todo, mpi_cell_run, mpi_cell_started,
+                                mpi_cell_store, cr);
+    free(cr->cell_k);
+    free(cr->t_started);
+    return st;
+}
+
+/* The cells still to run, in plan order, on --jobs workers (sweep_pool.h);
+ * under MPI over the ranks. */
 static lk_status run_cells(sweep_run *r)
 {
     const options *o = r->o;
@@ -505,7 +574,8 @@ static lk_status run_cells(sweep_run *r)
     for (int c = 0; c < r->n_plan && !o->report_only; c++)
         if (!r->plan[c].done) cr.todo[cr.n_todo++] = c;
     lk_status st = LK_OK;
-    if (cr.n_todo) {
+    if (mpi_env_active() && !o->report_only) st = run_cells_mpi(r, &cr);
+    else if (cr.n_todo) {
         int n_workers = o->n_workers;
         if (n_workers == 0) {                 /* default: one worker per online CPU */
             long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -570,9 +640,8 @@ static int report(const options *o, const sweep_job *jobs, int n_jobs)
 
 /* ---- main ---- */
 
-int main(int argc, char **argv)
+static int sweep_main(int argc, char **argv)
 {
-    blas_env_init(argc, argv);   /* the fast OpenBLAS kernels on this kind of VM (may re-execute) */
     if (argc >= 2 && !strcmp(argv[1], "export")) return export_main(argc, argv);
     options o;
     static sweep_job jobs[SWEEP_MAX_JOBS];
@@ -586,20 +655,42 @@ int main(int argc, char **argv)
      * some CPUs (seen on AMD EPYC with the Haswell kernels) the bits do change. */
     openblas_set_num_threads(o.blas_threads);
     lk_status st = load_and_plan(&r);
+    /* MPI: every rank holds the same plan, or none starts; ranks other than 0 train and print nothing. */
+    int worker_rank = mpi_env_rank() > 0;
+    if (!st && mpi_env_active()) {
+        int opts[] = {o.blas_threads, o.n_workers, o.no_test, o.report_only};
+        st = sweep_mpi_check_plan(r.plan, r.n_plan, r.m->fingerprint, o.out_path, opts, sizeof opts);
+    }
     if (!st) {
-        print_plan(&r);
-        r.pg.tty = isatty(2);
+        if (!worker_rank) print_plan(&r);
+        r.pg.tty = isatty(2) && !mpi_env_active();
         progress_init(&r.pg.disp, stderr, 0.2);
         r.pg.t_start = lk_now();
         r.pg.n = r.n_plan - r.n_done;
         for (int c = 0; c < r.n_plan; c++)
             if (!r.plan[c].done) r.pg.steps_total_left += r.plan[c].cell.steps;
-        if (!o.report_only) st = run_baselines(&r);
+        if (!o.report_only && !worker_rank) st = run_baselines(&r);
         if (!st) st = run_cells(&r);
     }
     gpt_free(r.m);
-    rc = st ? die(NULL) : report(&o, jobs, r.n_jobs);
+    rc = st ? die(NULL) : worker_rank ? 0 : report(&o, jobs, r.n_jobs);
     free(r.plan);
     sweep_jobs_free(jobs, r.n_jobs);
+    return rc;
+}
+
+/* Under mpirun / srun every rank runs sweep_main (mpi_env.h, sweep_mpi.h); a
+ * rank that fails ends the whole job, since the others would wait for it. */
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);   /* the fast OpenBLAS kernels on this kind of VM (may re-execute) */
+    if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-sweep: %s\n", lk_errmsg()); return ARGS_EXIT_FAIL; }
+    int rc = sweep_main(argc, argv);
+    if (rc && mpi_env_active()) {
+        fprintf(stderr, "lora-sweep: rank %d of %d stopped with exit status %d; ending the MPI job (rerun the same "
+                        "command to resume: finished cells are kept)\n", mpi_env_rank(), mpi_env_size(), rc);
+        mpi_env_abort(rc);
+    }
+    mpi_env_finalize();
     return rc;
 }
