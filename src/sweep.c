@@ -202,11 +202,29 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
                          sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
                          lora_adapter *ad, sweep_result *res)
 {
+    return sweep_run_cell_dp(m, t, r, c, NULL, cb, ecb, ctx, ad, res);
+}
+
+lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                            const sweep_dp *dp, sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
+                            lora_adapter *ad, sweep_result *res)
+{
     memset(res, 0, sizeof *res);
     lk_status st;
     const task_split *sp = &t->split_data[TASK_TRAIN];
     int batch = r->batch < (int)sp->n ? r->batch : (int)sp->n;
     int max_len = m->cfg.n_ctx + 1;
+    /* Data-parallel: this process's rows [lo, hi) of every batch. */
+    int lo = 0, hi = batch;
+    if (dp) {
+        if (dp->size < 1 || dp->rank < 0 || dp->rank >= dp->size || !dp->reduce)
+            return lk_fail(LK_ERR_ARG, "%s: data-parallel process %d of %d (or no reduction)", c->run_id, dp->rank, dp->size);
+        if (batch < dp->size)
+            return lk_fail(LK_ERR_ARG, "%s: a batch of %d examples cannot be split over %d processes (--batch at least "
+                           "the number of ranks)", c->run_id, batch, dp->size);
+        lo = (int)((long)batch * dp->rank / dp->size);
+        hi = (int)((long)batch * (dp->rank + 1) / dp->size);
+    }
 
     lora_config lc;
     lora_config_default(&lc);
@@ -239,15 +257,16 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
     new_epoch(&bt, sp, batch, max_len);
     if ((st = gpt_reserve(m, batch, m->cfg.n_ctx))) goto done;
     if ((st = trainer_new(&tr, m, &tc, 0))) goto done;
+    if (dp) trainer_set_reduce(tr, dp->reduce, dp->ctx);
 
     double t0 = lk_now(), loss_ema = NAN;
     long tokens = 0;
     m->training = 1;
     for (long step = 0; step < c->steps; step++) {
         if (bt.next == bt.n_batches) new_epoch(&bt, sp, batch, max_len);
-        for (int i = 0; i < batch; i++) rows[i] = &sp->ex[bt.order[bt.next * batch + i]];
+        for (int i = lo; i < hi; i++) rows[i - lo] = &sp->ex[bt.order[bt.next * batch + i]];
         bt.next++;
-        if ((st = task_batch_build(&b, t, rows, NULL, batch, max_len))) break;
+        if ((st = task_batch_build(&b, t, rows, NULL, hi - lo, max_len))) break;
         gpt_stats gs = {0};
         if ((st = trainer_accumulate(tr, b.tokens, b.mask, b.B, b.T, &gs))) break;
         train_step_info info;
@@ -265,8 +284,13 @@ lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r,
     m->training = 0;
     if (st) goto done;
     res->train_seconds = lk_now() - t0;
+    if (dp) tokens *= dp->size;              /* this process's share, scaled to the whole batch */
     res->tokens_per_s = res->train_seconds > 0 ? (double)tokens / res->train_seconds : 0;
     res->final_train_loss = loss_ema;
+    if (dp && !dp->evaluate) {
+        st = gpt_lora_export(m, t->name, ad);
+        goto done;
+    }
 
     if ((st = task_evaluate(m, t, TASK_VALID, r->eval_batch, 1, r->eval_max, ecb, ctx, &res->val))) goto done;
     if (r->no_test) {

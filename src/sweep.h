@@ -24,6 +24,7 @@
 #include "status.h"
 #include "task.h"
 #include "task_eval.h"
+#include "train.h"
 
 #define SWEEP_MAX_TARGET_SETS 16
 #define SWEEP_MAX_RANKS 16
@@ -99,6 +100,26 @@ typedef void (*sweep_progress_fn)(void *ctx, long step, long total, double loss,
 lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
                          sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
                          lora_adapter *ad, sweep_result *res);
+
+/* Data-parallel training of one cell over `size` processes (lora-sweep
+ * --data-parallel under MPI): process `rank` trains on rows
+ * [rank·B/size, (rank+1)·B/size) of every batch of B examples, and `reduce`
+ * sums the gradients and counts over the processes at every step
+ * (trainer_set_reduce), so all of them take the same steps: N processes with
+ * B/N rows each = one process with B rows, up to the rounding of the sums.
+ * With evaluate = 0 the cell is trained and exported but not scored (res has
+ * the training numbers only). B must be at least size. */
+typedef struct {
+    int rank, size;
+    trainer_reduce_fn reduce;
+    void *ctx;
+    int evaluate;
+} sweep_dp;
+
+/* sweep_run_cell with dp (NULL: one process, exactly sweep_run_cell). */
+lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                            const sweep_dp *dp, sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
+                            lora_adapter *ad, sweep_result *res);
 
 /* Results file. */
 /* Opens (or notes the absence of) the results file and checks it was made with

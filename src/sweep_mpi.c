@@ -4,6 +4,7 @@
 #include "sweep_mpi.h"
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -378,5 +379,65 @@ lk_status sweep_mpi_run(gpt_model *base, int jobs, const sweep_plan_cell *plan, 
     pthread_mutex_destroy(&r->q_mu);
     pthread_mutex_destroy(&r->comm_mu);
     free(r);
+    return st;
+}
+
+/* ---- data-parallel cells ---- */
+
+lk_status sweep_mpi_reduce(void *ctx, float *grad, size_t n, double *stats, int n_stats)
+{
+    sweep_mpi_traffic *tr = ctx;
+    lk_status st = mpi_env_allreduce_sum_f32(grad, n);
+    if (!st) st = mpi_env_allreduce_sum_f64(stats, (size_t)n_stats);
+    if (!st && tr) {
+        tr->steps++;
+        tr->last_bytes = n * sizeof *grad + (size_t)n_stats * sizeof *stats;
+        tr->bytes += (double)tr->last_bytes;
+    }
+    return st;
+}
+
+/* Every rank: the same bytes in every A and B, or an error naming the cell. */
+static lk_status check_adapter(const lora_adapter *ad, const char *run_id)
+{
+    uint64_t h = MPI_ENV_HASH_INIT;
+    for (size_t i = 0; i < ad->n; i++) {
+        const lora_module *m = &ad->mods[i];
+        h = mpi_env_hash(h, m->A, (size_t)m->rank * m->in * sizeof(float));
+        h = mpi_env_hash(h, m->B, (size_t)m->out * m->rank * sizeof(float));
+    }
+    char what[256];
+    snprintf(what, sizeof what, "%s: the adapter after data-parallel training", run_id);
+    return mpi_env_check_same(&h, sizeof h, what);
+}
+
+lk_status sweep_mpi_run_dp(gpt_model *base, const sweep_plan_cell *plan, const int *todo, int n_todo,
+                           sweep_mpi_start_fn started, sweep_mpi_store_fn store, void *ctx, sweep_mpi_traffic *traffic)
+{
+    int rank = mpi_env_rank();
+    sweep_dp dp = {.rank = rank, .size = mpi_env_size(), .reduce = sweep_mpi_reduce, .ctx = traffic,
+                   .evaluate = rank == 0};
+    lk_status st = LK_OK;
+    for (long item = 0; item < n_todo && !st; item++) {
+        const sweep_plan_cell *pc = &plan[todo[item]];
+        if (rank == 0 && started) {
+            sweep_pool_lock();
+            started(ctx, item, 0);
+            sweep_pool_unlock();
+        }
+        lora_adapter ad = {0};
+        sweep_result res;
+        gpt_lora_detach(base);
+        st = sweep_run_cell_dp(base, &pc->j->task, &pc->j->rec, &pc->cell, &dp, NULL, NULL, NULL, &ad, &res);
+        if (!st) st = check_adapter(&ad, pc->cell.run_id);
+        if (!st && rank == 0) {
+            sweep_pool_lock();
+            st = store(ctx, item, 0, &ad, &res);
+            sweep_pool_unlock();
+        }
+        adapter_free(&ad);
+        /* The other ranks wait (napping) while rank 0 scores and writes. */
+        if (!st) st = mpi_env_barrier();
+    }
     return st;
 }

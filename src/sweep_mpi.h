@@ -58,6 +58,25 @@ void sweep_mpi_order(const sweep_plan_cell *plan, const int *todo, int n_todo, i
 lk_status sweep_mpi_run(gpt_model *base, int jobs, const sweep_plan_cell *plan, const int *todo, int n_todo,
                         sweep_mpi_run_fn run, sweep_mpi_start_fn started, sweep_mpi_store_fn store, void *ctx);
 
+/* Data-parallel sweep (lora-sweep --data-parallel): every rank trains every
+ * cell together, in plan order, each on its share of every batch
+ * (sweep_run_cell_dp), the gradients summed with MPI_Allreduce; rank 0 scores
+ * the cell and stores it (started and store as above; run is not used), and the
+ * ranks check that they ended with the same adapter. traffic (may be NULL)
+ * counts what this rank contributed to the reductions. */
+typedef struct {
+    long steps;                /* reductions done */
+    size_t last_bytes;         /* bytes of the last one: the gradient's floats and 3 doubles of counts */
+    double bytes;              /* their sum */
+} sweep_mpi_traffic;
+
+lk_status sweep_mpi_run_dp(gpt_model *base, const sweep_plan_cell *plan, const int *todo, int n_todo,
+                           sweep_mpi_start_fn started, sweep_mpi_store_fn store, void *ctx, sweep_mpi_traffic *traffic);
+
+/* The trainer_reduce_fn of a data-parallel cell: MPI_Allreduce sums of grad
+ * (float) and stats (double) over the ranks; ctx is a sweep_mpi_traffic or NULL. */
+lk_status sweep_mpi_reduce(void *ctx, float *grad, size_t n, double *stats, int n_stats);
+
 /* A finished cell as bytes (item, result, adapter; native byte order: the ranks
  * of a job share one architecture) and back. unpack checks the item against
  * n_todo and the sizes, and takes the metric names from the item's task.

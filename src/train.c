@@ -23,7 +23,17 @@ struct trainer {
     long count;            /* positions accumulated since the last step */
     double loss_sum;
     long n_correct;
+    trainer_reduce_fn reduce;   /* data-parallel: sums the step's gradient and counts over the processes */
+    void *reduce_ctx;
 };
+
+void trainer_set_reduce(trainer *t, trainer_reduce_fn fn, void *ctx)
+{
+    t->reduce = fn;
+    t->reduce_ctx = ctx;
+}
+
+size_t trainer_n_params(const trainer *t) { return t->n; }
 
 void train_config_default(train_config *c)
 {
@@ -108,6 +118,14 @@ void trainer_discard(trainer *t)
 
 lk_status trainer_step(trainer *t, train_step_info *info)
 {
+    if (t->reduce) {
+        double stats[3] = {(double)t->count, t->loss_sum, (double)t->n_correct};
+        lk_status st = t->reduce(t->reduce_ctx, t->g, t->n, stats, 3);
+        if (st) return lk_fail_context(st, "step %ld: summing the gradient over the processes", t->step);
+        t->count = (long)stats[0];
+        t->loss_sum = stats[1];
+        t->n_correct = (long)stats[2];
+    }
     if (t->count == 0) return lk_fail(LK_ERR_ARG, "step %ld: optimizer step with no accumulated positions (all masked?)", t->step);
     float inv = 1.0f / (float)t->count;
     double nrm = 0;

@@ -63,6 +63,18 @@ lk_status trainer_accumulate(trainer *t, const int *tokens, const unsigned char 
  * the weights and optimizer state are then unusable: stop, save nothing. */
 lk_status trainer_step(trainer *t, train_step_info *info);
 
+/* Data-parallel training (several processes, each on its part of every
+ * batch): trainer_step first calls reduce with this process's gradient sums
+ * (n floats: LoRA's A and B only, or every base parameter in full training)
+ * and its statistics (positions, loss sum, correct predictions: 3 doubles);
+ * reduce replaces both by their sums over the processes (e.g. MPI_Allreduce),
+ * so every process takes the same step. fn NULL: none (the default). */
+typedef lk_status (*trainer_reduce_fn)(void *ctx, float *grad, size_t n, double *stats, int n_stats);
+void trainer_set_reduce(trainer *t, trainer_reduce_fn fn, void *ctx);
+
+/* The number of trained parameters (the gradient's length). */
+size_t trainer_n_params(const trainer *t);
+
 /* Drops what was accumulated since the last step (gradient and counts), e.g.
  * when a run is stopped in the middle of a step's micro-batches. */
 void trainer_discard(trainer *t);

@@ -47,7 +47,7 @@ grep -q "1 cells on 3 MPI ranks" "$T/few.err" || fail "3 ranks, 1 cell: no plan 
 # A rank killed mid-sweep (6 cells of 500 steps, under a second each): the job ends,
 # the finished cells stay, the rerun completes with one process's results.
 LONG="--base $T/base.h5 --task $T/t/toy.task --ranks 1,2,4 --targets q,v --seeds 1,2 --steps 500 --no-plot"
-$MPIRUN -np 3 "$SWEEP" $LONG -o "$T/k.h5" > /dev/null 2> "$T/k.err" &
+$MPIRUN_T -np 3 "$SWEEP" $LONG -o "$T/k.h5" > /dev/null 2> "$T/k.err" &
 mpid=$!
 i=0
 until grep -q "^cell [0-9]/6 .*: accuracy" "$T/k.err" 2>/dev/null; do
@@ -60,6 +60,10 @@ for p in $(pgrep -P $mpid); do
 done
 [ -n "$victim" ] || fail "rank 1's process not found under mpirun"
 kill -9 "$victim"
+# mpirun ends the job; should it hang after that (see mpi_lib.sh), it is stopped after 120 s.
+i=0
+while kill -0 $mpid 2>/dev/null && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.1; done
+kill -0 $mpid 2>/dev/null && { kill -9 $mpid; echo "cli_sweep_mpi: note: mpirun did not exit within 120 s of the kill; stopped it" >&2; }
 if wait $mpid; then fail "the job went on after a rank was killed"; fi
 grep -q "rank 1 .*exited on signal 9" "$T/k.err" || { cat "$T/k.err"; fail "no message naming the killed rank"; }
 done1=$(/usr/bin/python3 -c "import h5py,sys; print(len(h5py.File(sys.argv[1])['runs']))" "$T/k.h5")

@@ -8,6 +8,12 @@ if ! command -v mpirun >/dev/null 2>&1; then
 fi
 MPIRUN="mpirun --oversubscribe --bind-to none"
 [ "$(id -u)" = 0 ] && MPIRUN="$MPIRUN --allow-run-as-root"
+# Debian's OpenMPI 4.1.4 mpirun has been seen to hang (in a futex, its ranks already
+# exited) after an MPI_Abort on this loaded machine: a time limit turns that into an
+# exit status (124) instead of a test that never ends. MPIRUN_T is mpirun alone, for
+# the tests that need mpirun's own process id.
+MPIRUN_T=$MPIRUN
+MPIRUN="timeout -k 5 ${MPI_TEST_TIMEOUT:-300} $MPIRUN"
 # Under make test SANITIZE=1: OpenMPI's plug-ins keep allocations past MPI_Finalize and are
 # unloaded before LeakSanitizer runs (the reports cannot even be symbolised), so leak
 # checking is off for the processes mpirun starts; ASan and UBSan stay on, and the

@@ -37,7 +37,7 @@ static const char *usage =
     "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
     "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
     "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot] [--no-test]\n"
-    "                  [--report-only] [--jobs N] [--blas-threads N]\n"
+    "                  [--report-only] [--jobs N] [--blas-threads N] [--data-parallel]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
     "       lora-sweep export --peft ADAPTER DIR [--base-name NAME]\n"
@@ -55,7 +55,8 @@ static const char *usage =
     "--report-only trains nothing: it prints the tables of the cells already in RESULTS.h5.\n"
     "--jobs N trains N cells at once (default: one per online CPU, at most one per cell).\n"
     "Under mpirun -np N (or srun) the cells are spread over the ranks, --jobs workers each\n"
-    "(default 1), and rank 0 writes RESULTS.h5 (docs/TOOLS.md).\n"
+    "(default 1), and rank 0 writes RESULTS.h5 (docs/TOOLS.md). --data-parallel (under mpirun)\n"
+    "trains one cell at a time on all ranks instead, each batch split over them.\n"
     "--blas-threads N: OpenBLAS threads per cell and for the baseline (default 1). For a given\n"
     "N, results are bit-identical whatever --jobs is; another N may change the last bits on\n"
     "some CPUs (OpenBLAS splits the work differently).\n";
@@ -205,7 +206,7 @@ typedef struct {
     int n_task_specs;
     const char *ranks_s, *seeds_s, *budget_s;
     const char *targets_s[SWEEP_MAX_TARGET_SETS];
-    int n_targets_s, no_plot, no_test, report_only, n_workers, blas_threads;
+    int n_targets_s, no_plot, no_test, report_only, n_workers, blas_threads, data_parallel;
     const char *kv_k[MAX_KV], *kv_v[MAX_KV];  /* recipe options: sweep_recipe key, value */
     int n_kv;
 } options;
@@ -269,6 +270,7 @@ static int parse_args(options *o, int argc, char **argv)
         if (!strcmp(a, "--no-plot")) { o->no_plot = 1; continue; }
         if (!strcmp(a, "--no-test")) { o->no_test = 1; continue; }
         if (!strcmp(a, "--report-only")) { o->report_only = 1; continue; }
+        if (!strcmp(a, "--data-parallel")) { o->data_parallel = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "lora-sweep: %s needs a value\n%s", a, usage); return ARGS_EXIT_USAGE; }
         int rc = parse_option(o, a, argv[++i]);
         if (rc) return rc;
@@ -283,6 +285,15 @@ static int parse_args(options *o, int argc, char **argv)
     if (report_paths(o->out_path, stem, md)) {
         lk_fail_context(LK_ERR_ARG, "-o (with its .md report)");
         return usage_error();
+    }
+    if (o->data_parallel && !mpi_env_active()) {
+        fprintf(stderr, "lora-sweep: --data-parallel splits each batch over MPI ranks: start it with mpirun -np N "
+                        "(N >= 2) or srun%s\n", mpi_env_compiled() ? "" : " (this build has no MPI)");
+        return ARGS_EXIT_USAGE;
+    }
+    if (o->data_parallel && o->n_workers > 1) {
+        fprintf(stderr, "lora-sweep: --data-parallel trains one cell at a time on all ranks; --jobs must be 1\n");
+        return ARGS_EXIT_USAGE;
     }
     return -1;
 }
@@ -436,6 +447,8 @@ typedef struct {
     int parallel;                    /* workers, if more than one; else 0 */
     int *cell_k;                     /* MPI: each todo item's number in the log lines */
     double *t_started;               /* MPI: when it was handed out */
+    sweep_mpi_traffic traffic;       /* --data-parallel: what the gradient sums move */
+    int data_parallel;
 } cell_run;
 
 /* A cell's line once it is in the results file; the totals of *tot updated.
@@ -521,8 +534,11 @@ static void mpi_cell_started(void *ctx, long item, int rank)
     sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
     cr->cell_k[item] = ++cr->pg->k;
     cr->t_started[item] = lk_now();
-    fprintf(stderr, "cell %d/%d %s: rank %d on %s, %ld steps, %ld trainable parameters (rank %d)\n", cr->pg->k,
-            cr->pg->n, pc->cell.run_id, pc->cell.rank, pc->cell.targets, pc->cell.steps, pc->cell.trainable_params, rank);
+    char where[32];
+    if (cr->data_parallel) snprintf(where, sizeof where, "all ranks");
+    else snprintf(where, sizeof where, "rank %d", rank);
+    fprintf(stderr, "cell %d/%d %s: rank %d on %s, %ld steps, %ld trainable parameters (%s)\n", cr->pg->k, cr->pg->n,
+            pc->cell.run_id, pc->cell.rank, pc->cell.targets, pc->cell.steps, pc->cell.trainable_params, where);
 }
 
 /* Rank 0: a finished cell from any rank goes into the results file. */
@@ -536,7 +552,14 @@ static lk_status mpi_cell_store(void *ctx, long item, int rank, const lora_adapt
     progress p = *cr->pg;
     p.k = cr->cell_k[item];
     p.t_cell = cr->t_started[item];
-    report_cell(cr, &p, pc, res, rank);
+    report_cell(cr, &p, pc, res, cr->data_parallel ? -1 : rank);
+    if (cr->data_parallel) {
+        /* A ring all-reduce sends and receives about 2(N-1)/N times the summed bytes on each rank. */
+        int n = mpi_env_size();
+        fprintf(stderr, "  data-parallel over %d ranks: %zu bytes summed per step (MPI_Allreduce of the A and B "
+                "gradients and 3 counts), about %.0f bytes sent and received per rank per step\n", n,
+                cr->traffic.last_bytes, 2.0 * (n - 1) / n * (double)cr->traffic.last_bytes);
+    }
     return LK_OK;
 }
 
@@ -546,17 +569,25 @@ static lk_status run_cells_mpi(sweep_run *r, cell_run *cr)
 {
     const options *o = r->o;
     int n_workers = o->n_workers ? o->n_workers : 1;
-    cr->parallel = n_workers * mpi_env_size();
+    cr->parallel = o->data_parallel ? 0 : n_workers * mpi_env_size();
+    cr->data_parallel = o->data_parallel;
     cr->cell_k = calloc((size_t)cr->n_todo + 1, sizeof *cr->cell_k);
     cr->t_started = calloc((size_t)cr->n_todo + 1, sizeof *cr->t_started);
     lk_status st = LK_OK;
     if (!cr->cell_k || !cr->t_started) st = lk_fail(LK_ERR_NOMEM, "out of memory");
-    if (!st && mpi_env_rank() == 0)
+    if (!st && mpi_env_rank() == 0 && o->data_parallel)
+        fprintf(stderr, "lora-sweep: %d cells one after another, each data-parallel over %d MPI ranks (each batch split "
+                "over the ranks; %d OpenBLAS thread%s each); rank 0 scores and writes %s\n", cr->n_todo, mpi_env_size(),
+                o->blas_threads, o->blas_threads == 1 ? "" : "s", o->out_path);
+    else if (!st && mpi_env_rank() == 0)
         fprintf(stderr, "lora-sweep: %d cells on %d MPI ranks x %d worker%s (%d OpenBLAS thread%s each); rank 0 writes "
                 "%s\n", cr->n_todo, mpi_env_size(), n_workers, n_workers == 1 ? "" : "s", o->blas_threads,
                 o->blas_threads == 1 ? "" : "s", o->out_path);
-    if (!st) st = sweep_mpi_run(r->m, n_workers, cr->plan, cr->todo, cr->n_todo, mpi_cell_run, mpi_cell_started,
-                                mpi_cell_store, cr);
+    if (!st && o->data_parallel)
+        st = sweep_mpi_run_dp(r->m, cr->plan, cr->todo, cr->n_todo, mpi_cell_started, mpi_cell_store, cr, &cr->traffic);
+    else if (!st)
+        st = sweep_mpi_run(r->m, n_workers, cr->plan, cr->todo, cr->n_todo, mpi_cell_run, mpi_cell_started,
+                           mpi_cell_store, cr);
     free(cr->cell_k);
     free(cr->t_started);
     return st;
@@ -658,7 +689,7 @@ static int sweep_main(int argc, char **argv)
     /* MPI: every rank holds the same plan, or none starts; ranks other than 0 train and print nothing. */
     int worker_rank = mpi_env_rank() > 0;
     if (!st && mpi_env_active()) {
-        int opts[] = {o.blas_threads, o.n_workers, o.no_test, o.report_only};
+        int opts[] = {o.blas_threads, o.n_workers, o.no_test, o.report_only, o.data_parallel};
         st = sweep_mpi_check_plan(r.plan, r.n_plan, r.m->fingerprint, o.out_path, opts, sizeof opts);
     }
     if (!st) {
