@@ -474,8 +474,9 @@ lk_status gpt_logprobs(gpt_model *m, const int *tokens, int B, int T, float *log
     return gc_forward_f32(&m->work->ws, m->data, core_lora(m), tokens, NULL, B, T, 0, 0, NULL, logp);
 }
 
-lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_new, int stop, float temperature,
-                       uint64_t seed, int *out, int *n_out)
+/* gpt_generate and gpt_generate_until: stop after a token equal to stop, or one marked in stop_set. */
+static lk_status generate(gpt_model *m, const int *prompt, int n_prompt, int max_new, int stop, const unsigned char *stop_set,
+                          float temperature, uint64_t seed, int *out, int *n_out)
 {
     *n_out = 0;
     if (n_prompt < 1) return lk_fail(LK_ERR_ARG, "generation needs a prompt of at least one token");
@@ -541,11 +542,23 @@ lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_ne
             for (int j = 0; j < V; j++) { acc += exp((logits[j] - mx) / temperature); if (acc > u) { next = j; break; } }
         }
         out[(*n_out)++] = next;
-        if (next == stop || kv.pos >= m->cfg.n_ctx) break;
+        if (next == stop || (stop_set && stop_set[next]) || kv.pos >= m->cfg.n_ctx) break;
         st = gc_kv_step_f32(&kv, m->data, core_lora(m), next, logits);
     }
     gc_kv_free_f32(&kv);
     return st;
+}
+
+lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_new, int stop, float temperature,
+                       uint64_t seed, int *out, int *n_out)
+{
+    return generate(m, prompt, n_prompt, max_new, stop, NULL, temperature, seed, out, n_out);
+}
+
+lk_status gpt_generate_until(gpt_model *m, const int *prompt, int n_prompt, int max_new, const unsigned char *stop_set,
+                             float temperature, uint64_t seed, int *out, int *n_out)
+{
+    return generate(m, prompt, n_prompt, max_new, -1, stop_set, temperature, seed, out, n_out);
 }
 
 double gpt_train_flops_per_token(const gpt_model *m, int T, int full)

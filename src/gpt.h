@@ -168,6 +168,10 @@ lk_status gpt_logprobs(gpt_model *m, const int *tokens, int B, int T, float *log
  * Only reads m: several threads may generate with one model at once. */
 lk_status gpt_generate(gpt_model *m, const int *prompt, int n_prompt, int max_new, int stop,
                        float temperature, uint64_t seed, int *out, int *n_out);
+/* The same, stopping after any token t with stop_set[t] != 0 (stop_set has
+ * vocab_size entries; NULL: no stop token), e.g. every BPE token that holds a newline. */
+lk_status gpt_generate_until(gpt_model *m, const int *prompt, int n_prompt, int max_new, const unsigned char *stop_set,
+                             float temperature, uint64_t seed, int *out, int *n_out);
 
 /* FLOPs of one training step (forward + backward) per token, for throughput reports. */
 double gpt_train_flops_per_token(const gpt_model *m, int T, int full);

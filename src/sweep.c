@@ -255,7 +255,8 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
     /* The data order has its own stream, so it does not depend on the adapter's shape. */
     rng_seed(&bt.rng, (uint64_t)c->seed * 0x9E3779B97F4A7C15ULL + 0xDA7A);
     new_epoch(&bt, sp, batch, max_len);
-    if ((st = gpt_reserve(m, batch, m->cfg.n_ctx))) goto done;
+    /* buffers for the longest training sequence, not n_ctx (1024 for GPT-2) */
+    if ((st = gpt_reserve(m, batch, task_max_encoded_len(t, TASK_TRAIN, 0, max_len) - 1))) goto done;
     if ((st = trainer_new(&tr, m, &tc, 0))) goto done;
     if (dp) trainer_set_reduce(tr, dp->reduce, dp->ctx);
 

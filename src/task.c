@@ -414,7 +414,10 @@ done:
 
 static void free_split(task_split *s)
 {
-    for (size_t i = 0; i < s->n; i++) { free(s->ex[i].prompt); free(s->ex[i].completion); }
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->ex[i].prompt); free(s->ex[i].completion);
+        free(s->ex[i].prompt_ids); free(s->ex[i].completion_ids);
+    }
     free(s->ex);
     s->ex = NULL;
     s->n = 0;
@@ -477,14 +480,15 @@ lk_status task_load(task_def *t)
         if (n_err > MAX_REPORTED) snprintf(more, sizeof more, "\n  (and %d more)", n_err - MAX_REPORTED);
         return lk_fail(LK_ERR_FORMAT, "task %s: %d malformed line%s:\n  %s%s", t->name, n_err, n_err > 1 ? "s" : "", errors, more);
     }
-    if (t->max_new == 0) t->max_new = max_c + 16;
+    if (t->max_new == 0) { t->max_new = max_c + 16; t->max_new_auto = 1; }
     return LK_OK;
 }
 
 void task_free(task_def *t)
 {
     for (int i = 0; i < TASK_N_SPLITS; i++) free_split(&t->split_data[i]);
-    for (int i = 0; i < t->n_labels; i++) { free(t->labels[i]); free(t->label_completion[i]); }
+    for (int i = 0; i < t->n_labels; i++) { free(t->labels[i]); free(t->label_completion[i]); free(t->label_ids[i]); }
+    free(t->stop_ids);
     for (int i = 0; i < t->n_label_words; i++) free(t->label_words[i]);
     free(t->split);
     free(t->prompt_tmpl);

@@ -11,8 +11,10 @@
  *     text_field + split   the prompt is the field's text up to and including
  *                          the first occurrence of `split`; the completion is the rest
  *     prompt + completion  templates in which {field} is a JSON string field
- *   stop        byte that ends greedy decoding (default "\n")
- *   max_new     bytes decoded at most (default: longest completion + 16)
+ *   stop        byte that ends greedy decoding (default "\n"); with a BPE base,
+ *               decoding ends at the first token holding that byte, cut there
+ *   max_new     tokens decoded at most (bytes for a byte-level base; default:
+ *               longest completion + 16)
  *   metric      exact | wikisql   (wikisql adds the component accuracies)
  *   Classify tasks:
  *     prompt      template, e.g. "Review: {text}\nSentiment:"
@@ -38,6 +40,7 @@
 #define LK_TASK_H
 
 #include <stddef.h>
+#include "basetok.h"
 #include "status.h"
 #include "util.h"
 
@@ -50,6 +53,10 @@ typedef struct {
     char *prompt;          /* bytes; NUL-terminated */
     char *completion;      /* the target continuation (classify: that of the gold label) */
     size_t n_prompt, n_completion;
+    /* Token ids of prompt and completion, each tokenized on its own so that the
+     * split is a token boundary (task_tokenize); NULL: the tokens are the bytes. */
+    int *prompt_ids, *completion_ids;
+    size_t n_prompt_ids, n_completion_ids;
     int label;             /* classify: index into labels; generate: -1 */
     int line;              /* 1-based line number in its file */
 } task_example;
@@ -78,6 +85,14 @@ typedef struct {
     char *label_words[TASK_MAX_LABELS];        /* classify: optional verbalizer, one per label */
     char *label_completion[TASK_MAX_LABELS];   /* classify: the completion of each label */
     task_split split_data[TASK_N_SPLITS];
+    int max_new_auto;                      /* 1: max_new was not given (longest completion + 16) */
+    /* Set by task_tokenize for a base whose tokens are not bytes (else NULL / 0): */
+    basetok *tok;                          /* the base's tokenizer (not owned) */
+    int *label_ids[TASK_MAX_LABELS];       /* classify: each label's completion as tokens */
+    size_t n_label_ids[TASK_MAX_LABELS];
+    unsigned char *stop_ids;               /* [vocab]: 1 for every token whose bytes hold the stop byte */
+    int n_vocab;
+    size_t max_token_bytes;                /* the longest token's bytes */
     int n_recipe;                          /* recipe.KEY = VALUE lines, in file order */
     char recipe_key[16][32], recipe_val[16][64];
 } task_def;
@@ -89,6 +104,18 @@ lk_status task_open(task_def *t, const char *spec);
 /* Parses and validates the three JSONL splits (all errors up to 10 reported). */
 lk_status task_load(task_def *t);
 void task_free(task_def *t);
+
+/* Tokenizes every example of the loaded splits (prompt and completion each on
+ * its own, so the split is a token boundary) and the label completions with a
+ * base's tokenizer; tk stays the caller's and must outlive t. For the byte
+ * tokenizer nothing is stored (the bytes are the tokens). Text that is not
+ * valid UTF-8 fails naming the file, line and byte offset. With a BPE
+ * tokenizer max_new counts tokens; when the task file did not give it, it
+ * becomes the longest completion in tokens + 16. vocab_size bounds the ids. */
+lk_status task_tokenize(task_def *t, basetok *tk, int vocab_size);
+
+/* 1 if the task's text is tokenized (task_tokenize with a non-byte tokenizer). */
+int task_is_tokenized(const task_def *t);
 
 /* Names of the metrics a task reports, in the order sweep reports them; the
  * first is the default primary. Returns the count. Metric values are in [0, 1]

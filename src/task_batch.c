@@ -1,42 +1,97 @@
-/* task_batch.c: example -> token batch with completion-only loss mask (see task_batch.h). */
+/* task_batch.c: example -> token batch with completion-only loss mask (see task_batch.h);
+ * the tokens are an example's ids when the task is tokenized, else its bytes. */
 #include "task_batch.h"
 #include <stdlib.h>
 #include <string.h>
 
-int task_encode_prompt(const task_def *t, const char *prompt, size_t np, int budget, int *tokens)
+/* A prompt or completion: its token ids, or its bytes when the tokens are bytes. */
+typedef struct { const char *bytes; const int *ids; size_t n; } seq;
+
+static int seq_at(seq s, size_t i) { return s.ids ? s.ids[i] : (unsigned char)s.bytes[i]; }
+
+static seq prompt_seq(const task_example *e)
 {
-    size_t keep = np < (size_t)budget ? np : (size_t)budget;
+    return e->prompt_ids ? (seq){NULL, e->prompt_ids, e->n_prompt_ids} : (seq){e->prompt, NULL, e->n_prompt};
+}
+
+static seq completion_seq(const task_example *e)
+{
+    return e->completion_ids ? (seq){NULL, e->completion_ids, e->n_completion_ids} : (seq){e->completion, NULL, e->n_completion};
+}
+
+static int encode_prompt(const task_def *t, seq p, int budget, int *tokens)
+{
+    size_t np = p.n, keep = np < (size_t)budget ? np : (size_t)budget;
     int k = 0;
     if (keep == np) {
-        for (size_t i = 0; i < np; i++) tokens[k++] = (unsigned char)prompt[i];
+        for (size_t i = 0; i < np; i++) tokens[k++] = seq_at(p, i);
     } else if (t && t->truncate_middle) {
         size_t head = keep / 2, tail = keep - head;
-        for (size_t i = 0; i < head; i++) tokens[k++] = (unsigned char)prompt[i];
-        for (size_t i = np - tail; i < np; i++) tokens[k++] = (unsigned char)prompt[i];
+        for (size_t i = 0; i < head; i++) tokens[k++] = seq_at(p, i);
+        for (size_t i = np - tail; i < np; i++) tokens[k++] = seq_at(p, i);
     } else {
-        for (size_t i = np - keep; i < np; i++) tokens[k++] = (unsigned char)prompt[i];
+        for (size_t i = np - keep; i < np; i++) tokens[k++] = seq_at(p, i);
     }
     return k;
+}
+
+static int encode(const task_def *t, seq p, seq c, int max_len, int *tokens, int *n_prompt)
+{
+    size_t keep_c = c.n < (size_t)max_len - 1 ? c.n : (size_t)max_len - 1;
+    int k = encode_prompt(t, p, max_len - (int)keep_c, tokens);
+    *n_prompt = k;
+    for (size_t i = 0; i < keep_c; i++) tokens[k++] = seq_at(c, i);
+    return k;
+}
+
+int task_encode_prompt(const task_def *t, const char *prompt, size_t np, int budget, int *tokens)
+{
+    return encode_prompt(t, (seq){prompt, NULL, np}, budget, tokens);
 }
 
 int task_encode(const task_def *t, const char *prompt, size_t np, const char *completion, size_t nc,
                 int max_len, int *tokens, int *n_prompt)
 {
-    size_t keep_c = nc < (size_t)max_len - 1 ? nc : (size_t)max_len - 1;
-    int k = task_encode_prompt(t, prompt, np, max_len - (int)keep_c, tokens);
-    *n_prompt = k;
-    for (size_t i = 0; i < keep_c; i++) tokens[k++] = (unsigned char)completion[i];
-    return k;
+    return encode(t, (seq){prompt, NULL, np}, (seq){completion, NULL, nc}, max_len, tokens, n_prompt);
+}
+
+int task_example_prompt(const task_def *t, const task_example *e, int budget, int *tokens)
+{
+    return encode_prompt(t, prompt_seq(e), budget, tokens);
+}
+
+size_t task_completion_len(const task_example *e)
+{
+    return e->completion_ids ? e->n_completion_ids : e->n_completion;
 }
 
 int task_encoded_len(const task_example *ex, int max_len)
 {
-    size_t n = ex->n_prompt + ex->n_completion;
+    size_t n = prompt_seq(ex).n + completion_seq(ex).n;
     return n > (size_t)max_len ? max_len : (int)n;
 }
 
+int task_max_encoded_len(const task_def *t, int split, long max_examples, int max_len)
+{
+    const task_split *sp = &t->split_data[split];
+    size_t n = sp->n, lab = 0;
+    if (max_examples > 0 && (size_t)max_examples < n) n = (size_t)max_examples;
+    for (int l = 0; l < t->n_labels; l++) {
+        size_t c = t->label_ids[l] ? t->n_label_ids[l] : strlen(t->label_completion[l]);
+        if (c > lab) lab = c;
+    }
+    int best = 2;
+    for (size_t i = 0; i < n; i++) {
+        const task_example *e = &sp->ex[i];
+        size_t len = prompt_seq(e).n + (t->type == TASK_CLASSIFY && lab ? lab : completion_seq(e).n);
+        int l = len > (size_t)max_len ? max_len : (int)len;
+        if (l > best) best = l;
+    }
+    return best;
+}
+
 lk_status task_batch_build(task_batch *b, const task_def *t, const task_example *const *ex,
-                           const char *const *completions, int n, int max_len)
+                           const int *labels, int n, int max_len)
 {
     if (n <= 0 || max_len < 2) return lk_fail(LK_ERR_ARG, "task_batch_build: %d examples, max_len %d", n, max_len);
     if ((size_t)n > b->cap_rows) {
@@ -58,10 +113,14 @@ lk_status task_batch_build(task_batch *b, const task_def *t, const task_example 
     }
     int maxl = 2;
     for (int i = 0; i < n; i++) {
-        const char *c = completions ? completions[i] : ex[i]->completion;
-        size_t nc = completions ? strlen(c) : ex[i]->n_completion;
-        b->len[i] = task_encode(t, ex[i]->prompt, ex[i]->n_prompt, c, nc, max_len,
-                                b->tokens + (size_t)i * max_len, &b->n_prompt[i]);
+        seq c = completion_seq(ex[i]);
+        if (labels) {
+            int l = labels[i];
+            if (!t || l < 0 || l >= t->n_labels) return lk_fail(LK_ERR_ARG, "task_batch_build: label %d of row %d", l, i);
+            c = t->label_ids[l] ? (seq){NULL, t->label_ids[l], t->n_label_ids[l]}
+                                : (seq){t->label_completion[l], NULL, strlen(t->label_completion[l])};
+        }
+        b->len[i] = encode(t, prompt_seq(ex[i]), c, max_len, b->tokens + (size_t)i * max_len, &b->n_prompt[i]);
         if (b->len[i] > maxl) maxl = b->len[i];
     }
     int T = maxl - 1;

@@ -1,12 +1,13 @@
-/* task_batch.h: turning task examples into the byte-token batches the model
+/* task_batch.h: turning task examples into the token batches the model
  * takes (tokens[B][T+1], mask[B][T]; see gpt.h), with the loss mask on the
- * completion bytes only and T = the longest sequence in the batch (not n_ctx),
- * so short examples cost little.
+ * completion tokens only and T = the longest sequence in the batch (not n_ctx),
+ * so short examples cost little. The tokens are bytes, or the base tokenizer's
+ * ids once the task is tokenized (task_tokenize in task.h).
  *
- * A sequence is prompt + completion as bytes. If it is longer than max_len
+ * A sequence is prompt + completion. If it is longer than max_len
  * (= n_ctx + 1 tokens), the prompt is cut (at its left, or in its middle for
  * tasks with truncate = middle) and the completion kept whole; a completion that
- * alone does not fit keeps 1 prompt byte and loses its end.
+ * alone does not fit keeps 1 prompt token and loses its end.
  *
  *   task_batch b = {0};
  *   task_batch_build(&b, task, exs, NULL, 16, m->cfg.n_ctx + 1);
@@ -30,6 +31,17 @@ int task_encode_prompt(const task_def *t, const char *prompt, size_t np, int bud
 /* Length of the encoded sequence of an example (prompt + completion, capped). */
 int task_encoded_len(const task_example *ex, int max_len);
 
+/* The example's prompt (ids if tokenized, else bytes) cut to at most budget
+ * tokens (≥ 1) the task's way; returns its length. */
+int task_example_prompt(const task_def *t, const task_example *e, int budget, int *tokens);
+/* Tokens of the example's completion (bytes if not tokenized). */
+size_t task_completion_len(const task_example *e);
+
+/* The longest encoded sequence (capped at max_len; at least 2) of the first
+ * max_examples (0: all) examples of a split; classify tasks count the longest
+ * label completion. The activation buffers a batch of the split needs. */
+int task_max_encoded_len(const task_def *t, int split, long max_examples, int max_len);
+
 typedef struct {
     int B, T;                 /* batch rows, predicted positions per row */
     int *tokens;              /* [B][T+1]; padding is byte 0 */
@@ -40,10 +52,12 @@ typedef struct {
     size_t cap_tokens, cap_rows;
 } task_batch;
 
-/* Builds a batch from n examples; completions[i] (if completions is not NULL)
- * replaces ex[i]->completion (classification scores every label this way). */
+/* Builds a batch from n examples; if labels is not NULL, row i's completion is
+ * that of t's label labels[i] instead of ex[i]'s (classification scores every
+ * label this way). The tokens are the examples' ids when the task is tokenized
+ * (task_tokenize), else their bytes. */
 lk_status task_batch_build(task_batch *b, const task_def *t, const task_example *const *ex,
-                           const char *const *completions, int n, int max_len);
+                           const int *labels, int n, int max_len);
 void task_batch_free(task_batch *b);
 
 #endif

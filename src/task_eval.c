@@ -71,7 +71,7 @@ static lk_status eval_classify(gpt_model *m, const task_def *t, const task_examp
     int L = t->n_labels;
     int per = batch / L > 0 ? batch / L : 1;
     const task_example **rows = malloc((size_t)per * L * sizeof *rows);
-    const char **comp = malloc((size_t)per * L * sizeof *comp);
+    int *comp = malloc((size_t)per * L * sizeof *comp);
     float *logp = NULL;
     size_t cap_logp = 0;
     task_batch b = {0};
@@ -81,7 +81,7 @@ static lk_status eval_classify(gpt_model *m, const task_def *t, const task_examp
     for (long i = 0; i < n && !s; i += per) {
         int k = (int)(n - i < per ? n - i : per);
         for (int e = 0; e < k; e++)
-            for (int l = 0; l < L; l++) { rows[e * L + l] = ex[i + e]; comp[e * L + l] = t->label_completion[l]; }
+            for (int l = 0; l < L; l++) { rows[e * L + l] = ex[i + e]; comp[e * L + l] = l; }
         if ((s = task_batch_build(&b, t, rows, comp, k * L, max_len))) break;
         size_t need = (size_t)b.B * b.T;
         if (need > cap_logp) {
@@ -140,28 +140,44 @@ typedef struct {
     long *done_total, total;
 } gen_job;
 
+/* Bytes of decoded text room per generated token: 1 for bytes, the longest token for BPE. */
+static size_t text_cap(const task_def *t)
+{
+    size_t per = t->max_token_bytes > 1 ? t->max_token_bytes : 1;
+    return (size_t)t->max_new * per + 1;
+}
+
 static lk_status decode_one(gen_job *g, long i, int *tok, int *out, char *text, char *pred)
 {
     const task_def *t = g->t;
     const task_example *e = g->ex[i];
     int n_ctx = g->m->cfg.n_ctx, max_new = t->max_new, max_len = g->max_len;
-    /* The prompt is cut as in training (room for the gold completion and the stop byte),
+    /* The prompt is cut as in training (room for the gold completion and the stop token),
      * so the model sees the same context it was trained on. */
-    size_t room = e->n_completion + 1;
+    size_t room = task_completion_len(e) + 1;
     if (room > (size_t)max_len - 2) room = (size_t)max_len - 2;
-    int np = task_encode_prompt(t, e->prompt, e->n_prompt, max_len - 1 - (int)room, tok);
+    int np = task_example_prompt(t, e, max_len - 1 - (int)room, tok);
     int want = max_new;
     if (np + want > n_ctx) want = n_ctx - np;
     int n_out = 0;
     lk_status st;
-    if (want > 0 && (st = gpt_generate(g->m, tok, np, want, t->stop, 0.0f, 0, out, &n_out))) return st;
-    int k = 0;
-    for (int j = 0; j < n_out; j++) {
-        if (out[j] == t->stop) break;
-        text[k++] = (char)out[j];
+    if (t->tok) {
+        /* BPE: stop at the first token holding the stop byte; the text ends before that byte */
+        if (want > 0 && (st = gpt_generate_until(g->m, tok, np, want, t->stop_ids, 0.0f, 0, out, &n_out))) return st;
+    } else if (want > 0 && (st = gpt_generate(g->m, tok, np, want, t->stop, 0.0f, 0, out, &n_out))) return st;
+    size_t k = 0;
+    int stopped = 0;
+    for (int j = 0; j < n_out && !stopped; j++) {
+        size_t len = 1;
+        unsigned char one = (unsigned char)out[j];
+        const unsigned char *b = t->tok ? basetok_token(t->tok, out[j], &len) : &one;
+        for (size_t q = 0; q < len && b; q++) {
+            if (t->stop >= 0 && b[q] == t->stop) { stopped = 1; break; }
+            text[k++] = (char)b[q];
+        }
     }
     text[k] = 0;
-    trim(text, (size_t)k, pred, (size_t)max_new + 1);
+    trim(text, k, pred, text_cap(t));
     char *gold = malloc(e->n_completion + 1);
     if (!gold) return lk_fail(LK_ERR_NOMEM, "out of memory");
     trim(e->completion, e->n_completion, gold, e->n_completion + 1);
@@ -184,7 +200,7 @@ static void *gen_worker(void *arg)
     gen_job *g = arg;
     int max_new = g->t->max_new;
     int *tok = malloc((size_t)g->max_len * sizeof *tok), *out = malloc((size_t)(max_new + 1) * sizeof *out);
-    char *text = malloc((size_t)max_new + 1), *pred = malloc((size_t)max_new + 1);
+    char *text = malloc(text_cap(g->t)), *pred = malloc(text_cap(g->t));
     int ok = tok && out && text && pred;
     for (;;) {
         pthread_mutex_lock(&g->mu);
@@ -223,7 +239,7 @@ static lk_status eval_generate(gpt_model *m, const task_def *t, const task_examp
     {
         int max_new = t->max_new;
         int *tok = malloc((size_t)max_len * sizeof *tok), *out = malloc((size_t)(max_new + 1) * sizeof *out);
-        char *text = malloc((size_t)max_new + 1), *pred = malloc((size_t)max_new + 1);
+        char *text = malloc(text_cap(t)), *pred = malloc(text_cap(t));
         int ok = tok && out && text && pred;
         for (;;) {
             pthread_mutex_lock(&g.mu);
@@ -276,7 +292,8 @@ lk_status task_evaluate(gpt_model *m, const task_def *t, int split, int batch, i
     double t0 = lk_now();
     int max_len = m->cfg.n_ctx + 1;
     int rows = t->type == TASK_CLASSIFY ? (batch / t->n_labels > 0 ? batch / t->n_labels : 1) * t->n_labels : batch;
-    lk_status st = gpt_reserve(m, rows, m->cfg.n_ctx);
+    if (rows > n * (t->type == TASK_CLASSIFY ? t->n_labels : 1)) rows = (int)n * (t->type == TASK_CLASSIFY ? t->n_labels : 1);
+    lk_status st = gpt_reserve(m, rows, task_max_encoded_len(t, split, n, max_len) - 1);
     if (st) return st;
 
     int *idx = malloc((size_t)n * sizeof *idx);

@@ -1,11 +1,13 @@
 /* task_eval.h: scoring a model (with or without an attached LoRA) on one split
- * of a task.
+ * of a task. Tokens are bytes, or the base's BPE tokens once the task is
+ * tokenized (task_tokenize): then "byte" below reads "token".
  *
  * Every task: loss (mean nats per completion byte, teacher-forced) and byte_acc
  * (next-byte accuracy on completion bytes). Classify tasks: accuracy, the share
  * of examples whose gold label's completion has the highest log-likelihood
  * (sum over its bytes) after the prompt. Generate tasks: greedy decoding with
- * the key/value cache until the task's stop byte or max_new bytes; exact match
+ * the key/value cache until the task's stop byte (BPE: the first token holding
+ * it, the text cut at the byte) or max_new tokens; exact match
  * of the trimmed text and, for metric = wikisql, the component accuracies
  * lf, agg, sel, where (wikisql.h).
  */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 double lk_now(void)
 {
@@ -85,4 +86,31 @@ lk_status lk_path_fmt(char *buf, size_t n, const char *fmt, ...)
     if (w >= 0 && (size_t)w < n) return LK_OK;
     if (w < 0 || n == 0) return lk_fail(LK_ERR_ARG, "a path could not be formatted (%s)", fmt);
     return lk_fail(LK_ERR_ARG, "%.80s...: path of %d bytes, longer than the %zu allowed", buf, w, n - 1);
+}
+
+lk_status lk_mem_available(double *bytes, const char **source)
+{
+    const char *env = getenv("LORA_MEM_AVAILABLE");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        double v = strtod(env, &end);
+        if (errno || *end || !(v >= 0) || !isfinite(v))
+            return lk_fail(LK_ERR_ARG, "LORA_MEM_AVAILABLE '%s': expected a number of bytes", env);
+        *bytes = v;
+        *source = "LORA_MEM_AVAILABLE";
+        return LK_OK;
+    }
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        long long kb = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+        fclose(f);
+        if (kb >= 0) { *bytes = (double)kb * 1024.0; *source = "MemAvailable"; return LK_OK; }
+    }
+    long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && size > 0) { *bytes = (double)pages * (double)size; *source = "sysconf"; return LK_OK; }
+    return lk_fail(LK_ERR_IO, "the available memory is unknown (no MemAvailable in /proc/meminfo, no sysconf figure)");
 }

@@ -41,4 +41,10 @@ lk_status lk_path_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((
  * negative, not finite or over 1e7 s (an ETA that is not known yet). */
 void lk_fmt_duration(char *buf, size_t n, double secs);
 
+/* Memory available for a new allocation, in bytes, and where the figure came from
+ * (*source: "MemAvailable" from /proc/meminfo, else "sysconf" free pages). The
+ * environment variable LORA_MEM_AVAILABLE (bytes) replaces the figure: it is for
+ * the tests of the memory refusals. Fails if no figure can be had. */
+lk_status lk_mem_available(double *bytes, const char **source);
+
 #endif

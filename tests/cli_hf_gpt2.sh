@@ -103,8 +103,9 @@ $PY tests/subspace_fixture.py peft "$T/peft" --style gpt2 --layers 0,1 --rank 4 
 "$BIN_DIR/lora-subspace" --base "$HF" --vs-base "$T/peft" -o "$T/sub.h5" > "$T/sub.txt" 2>"$T/err" || die "lora-subspace --vs-base on an HF dir: $(cat "$T/err")"
 grep -q "c_attn.q" "$T/sub.txt" || die "lora-subspace --vs-base: no c_attn.q row"
 "$BIN_DIR/lora-amplify" --base "$HF" -o "$T/amp.h5" "$T/peft" > /dev/null 2>"$T/err" || die "lora-amplify on an HF dir: $(cat "$T/err")"
-# sweep and pretrain refuse a BPE base (they tokenize as bytes)
-expect_fail "lora-sweep on a BPE base" "GPT-2 BPE tokenizer" -- \
+# a BPE base without its vocabulary: lora-sweep names the files it needs (training on
+# a GPT-2 directory with its vocabulary: tests/cli_gpt2_sweep.sh)
+expect_fail "lora-sweep on a BPE base without vocab.json" "$HF" "vocab.json" "merges.txt" -- \
     "$BIN_DIR/lora-sweep" --base "$HF" $SWEEP_ARGS -o "$T/sweep.h5"
 [ -e "$T/sweep.h5" ] && die "lora-sweep wrote $T/sweep.h5"
 

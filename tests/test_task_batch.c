@@ -47,8 +47,12 @@ static void test_mask_and_length(void **state)
     assert_int_equal(n, 4 + 3);
     assert_int_equal(bt.n_masked, 7);
     /* Replacing the completions (classification scores each label this way). */
-    const char *comp[2] = {" positive", " negative"};
-    assert_int_equal(task_batch_build(&bt, &t, ex, comp, 2, 65), LK_OK);
+    char pos[] = " positive", neg[] = " negative";
+    t.n_labels = 2;
+    t.label_completion[0] = pos;
+    t.label_completion[1] = neg;
+    const int labels[2] = {0, 1};
+    assert_int_equal(task_batch_build(&bt, &t, ex, labels, 2, 65), LK_OK);
     assert_int_equal(bt.len[0], 7 + 9);
     assert_int_equal(bt.n_masked, 18);
     task_batch_free(&bt);

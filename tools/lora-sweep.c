@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "adapter.h"
 #include "args.h"
+#include "basetok.h"
 #include "blas_env.h"
 #include "gnuplot.h"
 #include "gpt.h"
@@ -20,6 +21,7 @@
 #include "peft_export.h"
 #include "progress.h"
 #include "sweep.h"
+#include "sweep_mem.h"
 #include "sweep_plan.h"
 #include "sweep_mpi.h"
 #include "sweep_pool.h"
@@ -360,8 +362,11 @@ typedef struct {
     sweep_job *jobs;
     int n_jobs;
     gpt_model *m;
+    basetok *tk;                  /* the base's tokenizer: the tasks' text as its tokens */
     sweep_plan_cell *plan;
     int n_plan, n_done;
+    int n_workers;                /* --jobs, or one per online CPU; at most one per cell to run */
+    sweep_memory mem;             /* what the cells to run need (n_plan > n_done and not --report-only) */
     progress pg;
 } sweep_run;
 
@@ -375,13 +380,27 @@ static lk_status load_and_plan(sweep_run *r)
     }
     lk_status st = gpt_load(&r->m, o->base_path);
     if (st) return st;
-    if (r->m->tokenizer != GPT_TOK_BYTES)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the tasks' text is tokenized as bytes, "
-                       "so cells train on byte-level bases only", o->base_path);
+    /* the tasks' text as the base's tokens (bytes, or GPT-2 BPE from the base directory) */
+    st = basetok_open(&r->tk, r->m, o->base_path);
+    for (int i = 0; i < r->n_jobs && !st; i++) st = task_tokenize(&r->jobs[i].task, r->tk, r->m->cfg.vocab_size);
     for (int i = 0; i < r->n_jobs && !st; i++) st = sweep_job_resolve(&r->jobs[i], &r->m->cfg);
     int exists;
     if (!st) st = sweep_results_check(o->out_path, r->m->fingerprint, &exists);
     if (!st) st = sweep_plan_build(r->jobs, r->n_jobs, &r->m->cfg, o->out_path, o->tag, &r->plan, &r->n_plan, &r->n_done);
+    if (st) return st;
+    r->n_workers = o->n_workers;
+    if (r->n_workers == 0 && mpi_env_active()) r->n_workers = 1;   /* under MPI: one worker per rank */
+    if (r->n_workers == 0) {                  /* default: one worker per online CPU */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        r->n_workers = cpus > 1 ? (int)(cpus < SWEEP_POOL_MAX_JOBS ? cpus : SWEEP_POOL_MAX_JOBS) : 1;
+    }
+    int todo = r->n_plan - r->n_done;
+    if (r->n_workers > todo && todo > 0) r->n_workers = todo;   /* no idle workers */
+    /* the memory the cells need, refused before anything is written if it is not there */
+    if (!o->report_only && todo > 0) {
+        sweep_memory_need(&r->m->cfg, r->plan, r->n_plan, r->n_workers, o->blas_threads, &r->mem);
+        st = sweep_memory_check(&r->mem);
+    }
     return st;
 }
 
@@ -389,8 +408,16 @@ static lk_status load_and_plan(sweep_run *r)
 static void print_plan(const sweep_run *r)
 {
     const gpt_config *c = &r->m->cfg;
-    fprintf(stderr, "lora-sweep: base %s (%s; %d layers, d_model %d, n_ctx %d); %d cells, %d already in %s\n",
-            r->o->base_path, r->m->fingerprint, c->n_layer, c->d_model, c->n_ctx, r->n_plan, r->n_done, r->o->out_path);
+    fprintf(stderr, "lora-sweep: base %s (%s; %d layers, d_model %d, n_ctx %d, %s tokens); %d cells, %d already in %s\n",
+            r->o->base_path, r->m->fingerprint, c->n_layer, c->d_model, c->n_ctx, basetok_name(r->tk), r->n_plan, r->n_done,
+            r->o->out_path);
+    const sweep_memory *mem = &r->mem;
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    if (mem->workers)
+        fprintf(stderr, "lora-sweep: memory %.2f GiB of %.2f GiB available: %d worker%s x (weights %.2f GiB, AdamW state "
+                        "%.1f MiB, activations %.2f GiB for %d x %d tokens, decoding %.2f GiB)\n",
+                mem->total / gib, mem->available / gib, mem->workers, mem->workers == 1 ? "" : "s", mem->weights / gib,
+                mem->adamw / (1024.0 * 1024.0), mem->activations / gib, mem->batch, mem->ctx, mem->decoding / gib);
     for (int i = 0; i < r->n_jobs; i++) {
         const sweep_recipe *rc = &r->jobs[i].rec;
         if (task_seen(r->jobs, i)) continue;
@@ -607,11 +634,7 @@ static lk_status run_cells(sweep_run *r)
     lk_status st = LK_OK;
     if (mpi_env_active() && !o->report_only) st = run_cells_mpi(r, &cr);
     else if (cr.n_todo) {
-        int n_workers = o->n_workers;
-        if (n_workers == 0) {                 /* default: one worker per online CPU */
-            long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-            n_workers = cpus > 1 ? (int)(cpus < SWEEP_POOL_MAX_JOBS ? cpus : SWEEP_POOL_MAX_JOBS) : 1;
-        }
+        int n_workers = r->n_workers;
         if (n_workers > cr.n_todo) n_workers = cr.n_todo;   /* no idle workers */
         cr.parallel = n_workers > 1 ? n_workers : 0;
         if (cr.parallel) {
@@ -704,6 +727,7 @@ static int sweep_main(int argc, char **argv)
         if (!st) st = run_cells(&r);
     }
     gpt_free(r.m);
+    basetok_free(r.tk);
     rc = st ? die(NULL) : worker_rank ? 0 : report(&o, jobs, r.n_jobs);
     free(r.plan);
     sweep_jobs_free(jobs, r.n_jobs);
