@@ -8,7 +8,9 @@
 # learnt and decoded greedily until the newline token, so exact match is 1; the
 # run states its memory and refuses, writing nothing, when LORA_MEM_AVAILABLE
 # is below it; a GPT-2 directory without vocab.json / merges.txt and task text
-# that is not UTF-8 are refused naming the file, writing nothing.
+# that is not UTF-8 are refused naming the file, writing nothing. lora-bench
+# --base times training on the directory with its own shape (its config line and
+# trainable parameter count).
 set -u
 BIN_DIR="${BIN_DIR:-bin}"
 PY=/usr/bin/python3
@@ -112,6 +114,18 @@ cp -r "$T/t" "$T/u"
 printf '{"q": "caf\351", "a": "yes"}\n' >> "$T/u/train.jsonl"
 expect_fail "task text not UTF-8" "train.jsonl:65: the prompt" "UTF-8" -- \
     "$BIN_DIR/lora-sweep" --base "$G" --task "$T/u/cls.task" --ranks 4 --jobs 1 -o "$T/r.h5"
+
+# ---- lora-bench --base: training speed on the GPT-2 directory itself ----
+"$BIN_DIR/lora-bench" train --base "$G" --batch 2 --rank 2 --targets q,v --seconds 0.3 > "$T/bench" 2> "$T/err" ||
+    die "lora-bench --base: $(cat "$T/err")"
+grep -q "^config d_model=32 layers=2 heads=2 ctx=64 vocab=50257 batch=2 targets=q,v rank=2 " "$T/bench" ||
+    die "lora-bench --base: config line: $(grep config "$T/bench")"
+grep -q "^base $G (gpt-" "$T/bench" || die "lora-bench --base: no base line"
+# 2 layers x (q, v) x rank 2 x (32 + 32)
+grep -q "^trainable_params 512$" "$T/bench" || die "lora-bench --base: $(grep trainable "$T/bench")"
+"$BIN_DIR/lora-bench" train --base "$G" --layers 2 > /dev/null 2>&1; [ $? -eq 2 ] || die "lora-bench --base with --layers: not exit 2"
+"$BIN_DIR/lora-bench" train --base "$G" --ctx 65 > /dev/null 2> "$T/err"; [ $? -eq 2 ] || die "lora-bench --ctx 65 > n_ctx: not exit 2"
+grep -q "n_ctx 64" "$T/err" || die "lora-bench --ctx 65: $(cat "$T/err")"
 
 [ $fail -eq 0 ] && echo "cli_gpt2_sweep: ok"
 exit $fail

@@ -1,7 +1,9 @@
 /* lora-bench: throughput benchmarks.
  *   lora-bench train --d-model D --layers L --heads H --ctx T --batch B --rank R
  *                    --targets q,v [--alpha A] --seconds S [--full] [--seed N] [--vocab V]
- * trains a randomly initialised model on random bytes (AdamW steps) and prints
+ *   lora-bench train --base BASE [--ctx T] --batch B --rank R --targets q,v ...
+ * trains a randomly initialised model (or the base given: our checkpoint or a
+ * HuggingFace GPT-2 directory) on random tokens (AdamW steps) and prints
  * `tokens_per_s`, the achieved GFLOP/s of the step's matrix work and the
  * machine's sgemm peak (measured here on a 1024³ product), one "key value" per line. */
 #include <cblas.h>
@@ -50,7 +52,10 @@ static void usage(void)
 {
     fprintf(stderr, "usage: lora-bench train --d-model D --layers L --heads H --ctx T --batch B --rank R --targets q,v\n"
                     "                        [--alpha A] [--seconds S] [--full] [--seed N] [--vocab V]\n"
-                    "--vocab V: vocabulary size (default 256, our byte model; 50257 for GPT-2's shape)\n");
+                    "       lora-bench train --base BASE [--ctx T] --batch B --rank R --targets q,v [...]\n"
+                    "--vocab V: vocabulary size (default 256, our byte model; 50257 for GPT-2's shape)\n"
+                    "--base BASE: time training on these weights (our .h5 or a HuggingFace GPT-2 directory); the\n"
+                    "shape is the base's, --ctx (default min(128, n_ctx)) at most its n_ctx\n");
 }
 
 static int bench_train(int argc, char **argv)
@@ -58,7 +63,8 @@ static int bench_train(int argc, char **argv)
     gpt_config c = {.n_layer = 4, .n_head = 4, .d_model = 256, .n_ctx = 128, .vocab_size = 256};
     int B = 16, rank = 8, full = 0;
     double alpha = 16, seconds = 10;
-    const char *targets = "q,v";
+    const char *targets = "q,v", *base = NULL, *shape_opt = NULL;
+    int ctx_given = 0;
     unsigned long long seed = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -66,11 +72,12 @@ static int bench_train(int argc, char **argv)
         if (!v) { fprintf(stderr, "lora-bench: option %s needs a value\n", a); usage(); return ARGS_EXIT_USAGE; }
         long l = 0;
         lk_status bad = LK_OK;
-        if (!strcmp(a, "--d-model")) { bad = args_long(v, a, 1, GPT_MAX_D_FF / 4, &l); c.d_model = (int)l; }
-        else if (!strcmp(a, "--layers")) { bad = args_long(v, a, 1, GPT_MAX_LAYERS, &l); c.n_layer = (int)l; }
-        else if (!strcmp(a, "--heads")) { bad = args_long(v, a, 1, GPT_MAX_D_MODEL, &l); c.n_head = (int)l; }
-        else if (!strcmp(a, "--ctx")) { bad = args_long(v, a, 1, GPT_MAX_CTX, &l); c.n_ctx = (int)l; }
-        else if (!strcmp(a, "--vocab")) { bad = args_long(v, a, 1, GPT_MAX_VOCAB, &l); c.vocab_size = (int)l; }
+        if (!strcmp(a, "--d-model")) { bad = args_long(v, a, 1, GPT_MAX_D_FF / 4, &l); c.d_model = (int)l; shape_opt = a; }
+        else if (!strcmp(a, "--layers")) { bad = args_long(v, a, 1, GPT_MAX_LAYERS, &l); c.n_layer = (int)l; shape_opt = a; }
+        else if (!strcmp(a, "--heads")) { bad = args_long(v, a, 1, GPT_MAX_D_MODEL, &l); c.n_head = (int)l; shape_opt = a; }
+        else if (!strcmp(a, "--ctx")) { bad = args_long(v, a, 1, GPT_MAX_CTX, &l); c.n_ctx = (int)l; ctx_given = 1; }
+        else if (!strcmp(a, "--vocab")) { bad = args_long(v, a, 1, GPT_MAX_VOCAB, &l); c.vocab_size = (int)l; shape_opt = a; }
+        else if (!strcmp(a, "--base")) base = v;
         else if (!strcmp(a, "--batch")) { bad = args_long(v, a, 1, GPT_MAX_BATCH, &l); B = (int)l; }
         else if (!strcmp(a, "--rank")) { bad = args_long(v, a, 1, GPT_MAX_D_FF, &l); rank = (int)l; }
         else if (!strcmp(a, "--targets")) targets = v;
@@ -81,7 +88,12 @@ static int bench_train(int argc, char **argv)
         if (bad) { fprintf(stderr, "lora-bench: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
         i++;
     }
+    if (base && shape_opt) {
+        fprintf(stderr, "lora-bench: %s with --base: the shape is the base's (only --ctx may shorten the sequences)\n", shape_opt);
+        return ARGS_EXIT_USAGE;
+    }
     c.d_ff = 4 * c.d_model;
+    int T = c.n_ctx;
     lora_config lc;
     lora_config_default(&lc);
     lc.alpha = alpha;
@@ -92,17 +104,29 @@ static int bench_train(int argc, char **argv)
     }
     gpt_model *m = NULL;
     trainer *tr = NULL;
-    lk_status st = gpt_new(&m, &c);
-    if (!st) gpt_init(m, seed);
+    lk_status st;
+    if (base) {
+        if ((st = gpt_load(&m, base))) { fprintf(stderr, "lora-bench: %s\n", lk_errmsg()); return ARGS_EXIT_FAIL; }
+        if (!ctx_given) T = m->cfg.n_ctx < 128 ? m->cfg.n_ctx : 128;
+        if (T > m->cfg.n_ctx) {
+            fprintf(stderr, "lora-bench: --ctx %d is longer than the base's n_ctx %d\n", T, m->cfg.n_ctx);
+            gpt_free(m);
+            return ARGS_EXIT_USAGE;
+        }
+        c = m->cfg;
+        if (!full && (st = lora_parse_targets(targets, rank, &lc))) { fprintf(stderr, "lora-bench: %s\n", lk_errmsg()); gpt_free(m); return ARGS_EXIT_USAGE; }
+    } else {
+        st = gpt_new(&m, &c);
+        if (!st) gpt_init(m, seed);
+    }
     if (!st && !full) st = gpt_lora_attach(m, &lc);
     train_config tc;
     train_config_default(&tc);
     tc.warmup_steps = 10;
     tc.total_steps = 1000000;
-    if (!st) st = gpt_reserve(m, B, c.n_ctx);
+    if (!st) st = gpt_reserve(m, B, T);
     if (!st) st = trainer_new(&tr, m, &tc, full);
     if (st) { fprintf(stderr, "lora-bench: %s\n", lk_errmsg()); trainer_free(tr); gpt_free(m); return 1; }
-    int T = c.n_ctx;
     int *tok = malloc((size_t)B * (T + 1) * sizeof *tok);
     rng_t r;
     rng_seed(&r, seed + 1);
@@ -125,6 +149,7 @@ static int bench_train(int argc, char **argv)
     double tps = (double)steps * B * T / t;
     double gflops = tps * gpt_train_flops_per_token(m, T, full) / 1e9;
     printf("mode %s\n", full ? "full" : "lora");
+    if (base) printf("base %s (%s)\n", base, m->fingerprint);
     printf("config d_model=%d layers=%d heads=%d ctx=%d vocab=%d batch=%d%s%s rank=%d alpha=%g\n", c.d_model, c.n_layer, c.n_head, T, c.vocab_size, B,
            full ? "" : " targets=", full ? "" : targets, full ? 0 : rank, alpha);
     printf("trainable_params %zu\n", full ? m->n_params : (size_t)gpt_lora_n_params(m));
