@@ -333,8 +333,9 @@ static lk_status start(gpt_model **m, trainer **tr, const opts *o)
     if (o->init) {
         st = gpt_load(m, o->init);
         if (!st && (*m)->tokenizer != GPT_TOK_BYTES)
-            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; the corpus is read as bytes, so "
-                         "--init takes byte-level checkpoints only", o->init);
+            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; lora-pretrain reads the corpus as "
+                         "bytes and writes lora-gpt checkpoints, which are byte-level and record no vocabulary, so --init "
+                         "takes byte-level checkpoints only (lora-sweep trains adapters on a GPT-2 base)", o->init);
         else if (!st && memcmp(&(*m)->cfg, &o->cfg, sizeof o->cfg))
             st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o->init);
     } else {
