@@ -51,7 +51,8 @@ lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank,
     if (layer < 0 || layer > ADAPTER_LAYER_MAX)
         return lk_fail(LK_ERR_ARG, "target %s: layer %d is outside [0, %d]", target, layer, ADAPTER_LAYER_MAX);
     if (rank <= 0 || in <= 0 || out <= 0)
-        return lk_fail(LK_ERR_ARG, "layer %d target %s: rank %d, in %d, out %d must be positive", layer, target, rank, in, out);
+        return lk_fail(LK_ERR_ARG, "layer %d target %s: rank %d, in %d, out %d must be positive", layer, target, rank,
+                       in, out);
     lora_module *mods = realloc(ad->mods, (ad->n + 1) * sizeof *mods);
     if (!mods) return lk_fail(LK_ERR_NOMEM, "out of memory");
     ad->mods = mods;
@@ -62,7 +63,11 @@ lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank,
     m->rank = rank; m->in = in; m->out = out; m->scaling = scaling;
     m->A = calloc((size_t)rank * in, sizeof(float));
     m->B = calloc((size_t)out * rank, sizeof(float));
-    if (!m->A || !m->B) { free(m->A); free(m->B); return lk_fail(LK_ERR_NOMEM, "out of memory for layer %d %s", layer, target); }
+    if (!m->A || !m->B) {
+        free(m->A);
+        free(m->B);
+        return lk_fail(LK_ERR_NOMEM, "out of memory for layer %d %s", layer, target);
+    }
     ad->n++;
     if (mod) *mod = m;
     return LK_OK;
@@ -195,13 +200,15 @@ static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int l
         return lk_fail(LK_ERR_SHAPE, "%s: %s/A and B must be [r, in] and [out, r] with the same r", h5_path(f), grp);
     long long rank;
     double scaling;
-    if ((st = h5_get_attr_int(f, grp, "rank", &rank)) || (st = h5_get_attr_double(f, grp, "scaling", &scaling))) return st;
+    if ((st = h5_get_attr_int(f, grp, "rank", &rank)) || (st = h5_get_attr_double(f, grp, "scaling", &scaling)))
+        return st;
     if (!isfinite(scaling))
         return lk_fail(LK_ERR_NUMERIC, "%s: %s: attribute scaling = %g is not finite", h5_path(f), grp, scaling);
     if (rank <= 0 || (size_t)rank != da[0])
         return lk_fail(LK_ERR_FORMAT, "%s: %s: attribute rank = %lld but A has %zu rows", h5_path(f), grp, rank, da[0]);
     if ((size_t)rank > da[1] || (size_t)rank > db[0])
-        return lk_fail(LK_ERR_FORMAT, "%s: %s: rank %lld exceeds min(in %zu, out %zu)", h5_path(f), grp, rank, da[1], db[0]);
+        return lk_fail(LK_ERR_FORMAT, "%s: %s: rank %lld exceeds min(in %zu, out %zu)", h5_path(f), grp, rank, da[1],
+                       db[0]);
     lora_module *m;
     if ((st = adapter_add(ad, layer, target, (int)rank, (int)da[1], (int)db[0], scaling, &m))) return st;
     size_t bad;
@@ -260,7 +267,8 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
     long long version = 0;
     if ((st = opt_int(f, root, "version", &version))) return st;
     if (version != 1)
-        return lk_fail(LK_ERR_FORMAT, "%s: %s: unsupported lora-adapter version %lld (expected 1)", h5_path(f), root, version);
+        return lk_fail(LK_ERR_FORMAT, "%s: %s: unsupported lora-adapter version %lld (expected 1)", h5_path(f), root,
+                       version);
     snprintf(ad->format, sizeof ad->format, "lora-adapter");
     if ((st = opt_double(f, root, "alpha", &ad->alpha)) ||
         (st = opt_str(f, root, "scaling_rule", ad->scaling_rule, sizeof ad->scaling_rule)) ||
@@ -277,8 +285,8 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
         int layer;
         /* leading zeros are read ("01" is layer 1): a second group for one layer is then a duplicate module */
         if (!adapter_layer_index(ln[i], strlen(ln[i]), &layer)) {
-            st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\" is not a layer index (decimal digits only, at most %d)", h5_path(f), layers,
-                         adapter_name_escape(esc, sizeof esc, ln[i]), ADAPTER_LAYER_MAX);
+            st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\" is not a layer index (decimal digits only, at most %d)",
+                         h5_path(f), layers, adapter_name_escape(esc, sizeof esc, ln[i]), ADAPTER_LAYER_MAX);
             break;
         }
         char lg[ROOT_MAX + 40];
@@ -288,13 +296,15 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
         for (size_t j = 0; j < nt && !st; j++) {
             char grp[ROOT_MAX + 120];
             if (!adapter_name_ok(tn[j])) {
-                st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\": a target name must be 1 to %d characters of [A-Za-z0-9_.-]", h5_path(f), lg,
-                             adapter_name_escape(esc, sizeof esc, tn[j]), ADAPTER_NAME_MAX - 1);
+                st = lk_fail(LK_ERR_FORMAT, "%s: %s/\"%s\": a target name must be 1 to %d characters of [A-Za-z0-9_.-]",
+                             h5_path(f), lg, adapter_name_escape(esc, sizeof esc, tn[j]), ADAPTER_NAME_MAX - 1);
                 break;
             }
             snprintf(grp, sizeof grp, "%s/%s", lg, tn[j]);
             if (adapter_find(ad, layer, tn[j]))
-                st = lk_fail(LK_ERR_FORMAT, "%s: %s is a second module for layer %d target %s (layer groups that differ only in leading zeros?)",
+                st = lk_fail(LK_ERR_FORMAT,
+                             "%s: %s is a second module for layer %d target %s (layer groups that differ only in "
+                             "leading zeros?)",
                              h5_path(f), grp, layer, tn[j]);
             else st = read_module(ad, f, grp, layer, tn[j]);
         }

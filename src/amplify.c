@@ -84,7 +84,10 @@ static lk_status draw_block(float *out, int n, int r, int K, uint64_t seed)
 static lk_status random_for(amp_random *rnd, int d, int k, int r, const rnd_shape **out)
 {
     for (size_t i = 0; i < rnd->n; i++)
-        if (rnd->shapes[i].d == d && rnd->shapes[i].k == k && rnd->shapes[i].r == r) { *out = &rnd->shapes[i]; return LK_OK; }
+        if (rnd->shapes[i].d == d && rnd->shapes[i].k == k && rnd->shapes[i].r == r) {
+            *out = &rnd->shapes[i];
+            return LK_OK;
+        }
     rnd_shape *s = realloc(rnd->shapes, (rnd->n + 1) * sizeof *s);
     if (!s) return lk_fail(LK_ERR_NOMEM, "amplify: out of memory");
     rnd->shapes = s;
@@ -191,9 +194,21 @@ lk_status amp_module(const amp_base *ab, const float *B, const float *A, int ran
     /* W's entries are finite floats, but products of huge ones overflow float32:
      * an error, not a NaN that would look like a number (or like "undefined") */
     if (!isfinite(out->norm_dW) || !isfinite(out->proj_random_mean) || (!out->undefined && !isfinite(out->proj_dW)))
-        st = lk_fail(LK_ERR_NUMERIC, "amplify: the products with W are not finite (|W| or |ΔW| too large for float32: ‖W‖_F = %g)",
+        st = lk_fail(LK_ERR_NUMERIC,
+                     "amplify: the products with W are not finite (|W| or |ΔW| too large for float32: ‖W‖_F = %g)",
                      out->norm_W);
 done:
-    free(Bd); free(Ad); free(G1); free(G2); free(U); free(S); free(V); free(Vf); free(Uf); free(WV); free(tmp); free(ps);
+    free(Bd);
+    free(Ad);
+    free(G1);
+    free(G2);
+    free(U);
+    free(S);
+    free(V);
+    free(Vf);
+    free(Uf);
+    free(WV);
+    free(tmp);
+    free(ps);
     return st;
 }

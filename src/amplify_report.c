@@ -147,10 +147,12 @@ lk_status amp_write_table(const amp_analysis *an, const char *list, FILE *fp)
     lk_status st = sub_check_layer_list(list);
     if (st) return st;
     fprintf(fp, "## ΔW against W (Hu et al. 2021, Table 7)\n\n");
-    fprintf(fp, "Base `%s` (%s, %d layers). ‖UᵀWV‖_F with U, V the top-r left/right singular vectors "
-                "of ΔW, of W, or random orthonormal (mean ± sd over %d draws); ‖ΔW‖_F includes the scaling s.\n\n",
+    fprintf(fp,
+            "Base `%s` (%s, %d layers). ‖UᵀWV‖_F with U, V the top-r left/right singular vectors "
+            "of ΔW, of W, or random orthonormal (mean ± sd over %d draws); ‖ΔW‖_F includes the scaling s.\n\n",
             an->base, an->layout, an->n_layer, an->K);
-    for (int a = 0; a < an->n_adapters; a++) fprintf(fp, "- adapter %d: `%s` (r = %d)\n", a, an->source[a], an->max_rank[a]);
+    for (int a = 0; a < an->n_adapters; a++)
+        fprintf(fp, "- adapter %d: `%s` (r = %d)\n", a, an->source[a], an->max_rank[a]);
     fputs("\n", fp);
     int shown = 0;
     for (size_t i = 0; i < an->n; i++)
@@ -159,7 +161,9 @@ lk_status amp_write_table(const amp_analysis *an, const char *list, FILE *fp)
     for (size_t i = 0; i < an->n; i++)
         for (int a = 0; a < an->n_adapters; a++)
             if (an->e[i].res[a].rank && an->e[i].res[a].undefined && sub_layer_selected(list, an->e[i].layer)) {
-                fputs("undefined: ΔW = 0 (e.g. B = 0 as initialised), so it has no singular directions and no amplification factor.\n", fp);
+                fputs("undefined: ΔW = 0 (e.g. B = 0 as initialised), so it has no singular directions and no "
+                      "amplification factor.\n",
+                      fp);
                 return LK_OK;
             }
     return LK_OK;
@@ -174,7 +178,8 @@ lk_status amp_write_table_file(const amp_analysis *an, const char *list, const c
     if (!fp) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     st = amp_write_table(an, list, fp);
     if (fclose(fp) != 0 && !st) st = lk_fail(LK_ERR_IO, "%s: write failed", tmp);
-    if (!st && rename(tmp, path) != 0) st = lk_fail(LK_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (!st && rename(tmp, path) != 0)
+        st = lk_fail(LK_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
     if (st) unlink(tmp);
     return st;
 }
@@ -186,7 +191,10 @@ static void safe_name(const char *t, char *buf, size_t n)
     size_t i = 0;
     for (; t[i] && i + 1 < n; i++) {
         char c = t[i];
-        buf[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_') ? c : '_';
+        buf[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+                  c == '_')
+                     ? c
+                     : '_';
     }
     buf[i] = 0;
 }
@@ -214,7 +222,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     snprintf(name, sizeof name, "amplify_%s.dat", sn);
     FILE *f = open_in(dir, name, path, sizeof path);
     if (!f) return LK_ERR_IO;
-    gp_comment(f, "lora-amplify, target %s: layer, then for each adapter k = 0..%d six columns:", target, an->n_adapters - 1);
+    gp_comment(f, "lora-amplify, target %s: layer, then for each adapter k = 0..%d six columns:", target,
+               an->n_adapters - 1);
     gp_comment(f, "amplification proj_dW proj_W proj_random_mean proj_random_std norm_dW (NaN = undefined / absent)");
     for (size_t i = 0; i < an->n; i++) {
         const amp_entry *e = &an->e[i];
@@ -238,18 +247,23 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     if (!(f = open_in(dir, gp1, path, sizeof path))) return LK_ERR_IO;
     gp_comment(f, "Amplification factor ‖ΔW‖_F / ‖U_ΔWᵀ W V_ΔW‖_F across layers, target %s (lora-amplify).", target);
     gp_comment(f, "Run from this directory: gnuplot %s", gp1);
-    fprintf(f, "set encoding utf8\nset terminal pngcairo size 900,560 font 'Sans,11'\nset output 'amplification_%s.png'\n", sn);
+    fprintf(f,
+            "set encoding utf8\nset terminal pngcairo size 900,560 font 'Sans,11'\nset output 'amplification_%s.png'\n",
+            sn);
     fputs("set title ", f);
     char title[LK_PATH_MAX + 256];
     snprintf(title, sizeof title, "Amplification factor, %s (%s)", target, an->base);
     gp_quote(f, title);
-    fputs(" noenhanced\nset xlabel 'layer'\nset ylabel '‖ΔW‖_F / ‖U^T W V‖_F'\nset key below\nset grid\nset datafile missing 'NaN'\n", f);
+    fputs(" noenhanced\nset xlabel 'layer'\nset ylabel '‖ΔW‖_F / ‖U^T W V‖_F'\nset key below\nset grid\nset datafile "
+          "missing 'NaN'\n",
+          f);
     if (an->n_layer <= 16) fputs("set xtics 1\n", f);
     fputs("plot ", f);
     for (int a = 0; a < an->n_adapters; a++) {
         char lab[600];
         snprintf(lab, sizeof lab, "adapter %d (r = %d): %s", a, an->max_rank[a], an->source[a]);
-        fprintf(f, "%s'%s' using 1:%d with linespoints lw 2 pt 7 ps 0.7 title ", a ? ", \\\n     " : "", dat, 2 + 6 * a);
+        fprintf(f, "%s'%s' using 1:%d with linespoints lw 2 pt 7 ps 0.7 title ", a ? ", \\\n     " : "", dat,
+                2 + 6 * a);
         gp_quote(f, lab);
         fputs(" noenhanced", f);
     }
@@ -259,23 +273,29 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
     /* the three projections, one panel each */
     snprintf(gp2, sizeof gp2, "projections_%s.gp", sn);
     if (!(f = open_in(dir, gp2, path, sizeof path))) return LK_ERR_IO;
-    gp_comment(f, "‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target %s.", an->K, target);
+    gp_comment(f, "‖UᵀWV‖_F across layers for U, V from ΔW, from W and random (mean, K = %d draws), target %s.", an->K,
+               target);
     gp_comment(f, "Run from this directory: gnuplot %s", gp2);
-    fprintf(f, "set encoding utf8\nset terminal pngcairo size 1500,520 font 'Sans,11'\nset output 'projections_%s.png'\n", sn);
-    fputs("set datafile missing 'NaN'\nset logscale y\nset grid\nset xlabel 'layer'\nset key bottom right font ',9'\n", f);
+    fprintf(f,
+            "set encoding utf8\nset terminal pngcairo size 1500,520 font 'Sans,11'\nset output 'projections_%s.png'\n",
+            sn);
+    fputs("set datafile missing 'NaN'\nset logscale y\nset grid\nset xlabel 'layer'\nset key bottom right font ',9'\n",
+          f);
     if (an->n_layer <= 16) fputs("set xtics 1\n", f);
     snprintf(title, sizeof title, "‖UᵀWV‖_F, %s (%s)", target, an->base);
     fputs("set multiplot layout 1,3 title ", f);
     gp_quote(f, title);
     fputs(" noenhanced\n", f);
-    static const char *panel[3] = {"U, V: top-r singular vectors of ΔW", "U, V: top-r singular vectors of W", "U, V: random orthonormal (mean)"};
+    static const char *panel[3] = {"U, V: top-r singular vectors of ΔW", "U, V: top-r singular vectors of W",
+                                   "U, V: random orthonormal (mean)"};
     for (int p = 0; p < 3; p++) {
         fprintf(f, "set title '%s'\n%s", panel[p], p == 0 ? "set ylabel '‖U^T W V‖_F'\n" : "unset ylabel\n");
         fputs("plot ", f);
         for (int a = 0; a < an->n_adapters; a++) {
             char lab[64];
             snprintf(lab, sizeof lab, "adapter %d (r = %d)", a, an->max_rank[a]);
-            fprintf(f, "%s'%s' using 1:%d with linespoints lw 2 pt 7 ps 0.6 lc %d title '%s'", a ? ", \\\n     " : "", dat, 3 + p + 6 * a, a + 1, lab);
+            fprintf(f, "%s'%s' using 1:%d with linespoints lw 2 pt 7 ps 0.6 lc %d title '%s'", a ? ", \\\n     " : "",
+                    dat, 3 + p + 6 * a, a + 1, lab);
         }
         fputs("\n", f);
     }
@@ -287,7 +307,8 @@ static lk_status plot_target(const amp_analysis *an, const char *target, const c
 
 lk_status amp_write_plots(const amp_analysis *an, const char *dir)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return lk_fail(LK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return lk_fail(LK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     lk_status st = LK_OK;
     for (size_t i = 0; i < an->n && !st; i++) {
         int seen = 0;

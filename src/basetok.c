@@ -21,10 +21,12 @@ lk_status basetok_open(basetok **out, const gpt_model *m, const char *base)
     if (t->kind == GPT_TOK_GPT2_BPE) {
         /* every id the tokenizer can give must be a row of wte */
         if (!(st = bpe_load_dir(&t->bpe, base)) && bpe_vocab_size(t->bpe) > m->cfg.vocab_size)
-            st = lk_fail(LK_ERR_SHAPE, "%s: the tokenizer has %d tokens, more than the model's vocab_size %d (config.json)", base,
+            st = lk_fail(LK_ERR_SHAPE,
+                         "%s: the tokenizer has %d tokens, more than the model's vocab_size %d (config.json)", base,
                          bpe_vocab_size(t->bpe), m->cfg.vocab_size);
     } else if (m->cfg.vocab_size < 256)
-        st = lk_fail(LK_ERR_FORMAT, "%s: a byte-level model needs vocab_size 256 or more, it has %d", base, m->cfg.vocab_size);
+        st = lk_fail(LK_ERR_FORMAT, "%s: a byte-level model needs vocab_size 256 or more, it has %d", base,
+                     m->cfg.vocab_size);
     else
         for (int i = 0; i < 256; i++) t->bytes[i] = (unsigned char)i;
     if (st) { basetok_free(t); return st; }

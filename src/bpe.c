@@ -106,7 +106,10 @@ static size_t utf8_check(const unsigned char *s, size_t n, const char **why)
         if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
         else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
         else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-        else { *why = c >= 0x80 && c < 0xC0 ? "a continuation byte with no lead byte" : "a byte that never occurs in UTF-8"; return i; }
+        else {
+            *why = c >= 0x80 && c < 0xC0 ? "a continuation byte with no lead byte" : "a byte that never occurs in UTF-8";
+            return i;
+        }
         if (n - i < (size_t)len) { *why = "a character cut off by the end of the text"; return i; }
         for (int k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) { *why = "a lead byte not followed by enough continuation bytes"; return i; }
@@ -127,10 +130,14 @@ static lk_status read_all(const char *path, char **out, size_t *n)
     FILE *f = fopen(path, "rb");
     if (!f) return lk_fail(errno == ENOENT ? LK_ERR_NOTFOUND : LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) { fclose(f); return lk_fail(LK_ERR_IO, "%s: not a regular file", path); }
+    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return lk_fail(LK_ERR_IO, "%s: not a regular file", path);
+    }
     if ((unsigned long long)sb.st_size > MAX_FILE_BYTES) {
         fclose(f);
-        return lk_fail(LK_ERR_FORMAT, "%s: %lld bytes, more than the %u MiB a tokenizer file may have", path, (long long)sb.st_size, MAX_FILE_BYTES >> 20);
+        return lk_fail(LK_ERR_FORMAT, "%s: %lld bytes, more than the %u MiB a tokenizer file may have", path,
+                       (long long)sb.st_size, MAX_FILE_BYTES >> 20);
     }
     size_t len = (size_t)sb.st_size;
     char *buf = malloc(len + 1);
@@ -170,8 +177,10 @@ static int unspell(const char *s, size_t slen, unsigned char *out, size_t cap, s
     while (p < e) {
         unsigned cp;
         if (p[0] < 0x80) cp = *p++;
-        else if ((p[0] & 0xE0) == 0xC0 && e - p >= 2 && (p[1] & 0xC0) == 0x80) { cp = (unsigned)(p[0] & 0x1F) << 6 | (p[1] & 0x3F); p += 2; }
-        else return -1;   /* every byte character is below U+0800 */
+        else if ((p[0] & 0xE0) == 0xC0 && e - p >= 2 && (p[1] & 0xC0) == 0x80) {
+            cp = (unsigned)(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+            p += 2;
+        } else return -1;   /* every byte character is below U+0800 */
         if (cp >= 0x144 || cp_to_byte[cp] < 0 || k >= cap) return -1;
         out[k++] = (unsigned char)cp_to_byte[cp];
     }
@@ -200,13 +209,15 @@ static const char *shown(const char *s)
 
 static lk_status build_vocab(bpe_tok *t, const cJSON *obj, const char *path)
 {
-    if (!cJSON_IsObject(obj)) return lk_fail(LK_ERR_FORMAT, "%s: the vocabulary must be a JSON object mapping tokens to ids", path);
+    if (!cJSON_IsObject(obj))
+        return lk_fail(LK_ERR_FORMAT, "%s: the vocabulary must be a JSON object mapping tokens to ids", path);
     int count = 0, max_id = -1;
     size_t bytes = 0;
     for (const cJSON *e = obj->child; e; e = e->next) {
         double v = e->valuedouble;
         if (!cJSON_IsNumber(e) || v != (double)(long long)v || v < 0 || v >= MAX_TOKEN_ID)
-            return lk_fail(LK_ERR_FORMAT, "%s: token \"%s\": the id must be an integer in [0, %d)", path, shown(e->string), MAX_TOKEN_ID);
+            return lk_fail(LK_ERR_FORMAT, "%s: token \"%s\": the id must be an integer in [0, %d)", path,
+                           shown(e->string), MAX_TOKEN_ID);
         if ((int)v > max_id) max_id = (int)v;
         bytes += strlen(e->string);
         count++;
@@ -220,7 +231,8 @@ static lk_status build_vocab(bpe_tok *t, const cJSON *obj, const char *path)
     while (cap < (size_t)count * 2) cap <<= 1;
     t->vhash = malloc(cap * sizeof *t->vhash);
     t->vmask = cap - 1;
-    if (!t->tok_off || !t->tok_len || !t->tok_arena || !t->vhash) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path);
+    if (!t->tok_off || !t->tok_len || !t->tok_arena || !t->vhash)
+        return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path);
     for (int i = 0; i < t->n_vocab; i++) t->tok_len[i] = UINT32_MAX;
     memset(t->vhash, 0xff, cap * sizeof *t->vhash);
     unsigned char b[MAX_TOKEN_BYTES];
@@ -228,12 +240,15 @@ static lk_status build_vocab(bpe_tok *t, const cJSON *obj, const char *path)
         int id = (int)e->valuedouble;
         size_t n;
         if (unspell(e->string, strlen(e->string), b, sizeof b, &n))
-            return lk_fail(LK_ERR_FORMAT, "%s: token \"%s\" (id %d) is not spelled with GPT-2's byte characters (bytes_to_unicode)%s",
+            return lk_fail(LK_ERR_FORMAT,
+                           "%s: token \"%s\" (id %d) is not spelled with GPT-2's byte characters (bytes_to_unicode)%s",
                            path, shown(e->string), id, strlen(e->string) >= MAX_TOKEN_BYTES ? " or is too long" : "");
         if (!n) return lk_fail(LK_ERR_FORMAT, "%s: the empty string is a token (id %d)", path, id);
         if (t->tok_len[id] != UINT32_MAX)
-            return lk_fail(LK_ERR_FORMAT, "%s: id %d is given to two tokens (\"%s\" and another)", path, id, shown(e->string));
-        if (vocab_find(t, b, n) >= 0) return lk_fail(LK_ERR_FORMAT, "%s: token \"%s\" appears twice", path, shown(e->string));
+            return lk_fail(LK_ERR_FORMAT, "%s: id %d is given to two tokens (\"%s\" and another)", path, id,
+                           shown(e->string));
+        if (vocab_find(t, b, n) >= 0)
+            return lk_fail(LK_ERR_FORMAT, "%s: token \"%s\" appears twice", path, shown(e->string));
         t->tok_off[id] = (uint32_t)t->arena_len;
         t->tok_len[id] = (uint32_t)n;
         memcpy(t->tok_arena + t->arena_len, b, n);
@@ -245,7 +260,8 @@ static lk_status build_vocab(bpe_tok *t, const cJSON *obj, const char *path)
     for (int c = 0; c < 256; c++) {
         unsigned char one = (unsigned char)c;
         if ((t->byte_id[c] = vocab_find(t, &one, 1)) < 0)
-            return lk_fail(LK_ERR_FORMAT, "%s: byte 0x%02x has no token (a byte-level vocabulary has all 256)", path, c);
+            return lk_fail(LK_ERR_FORMAT, "%s: byte 0x%02x has no token (a byte-level vocabulary has all 256)", path,
+                           c);
     }
     t->eot = vocab_find(t, "<|endoftext|>", 13);
     return LK_OK;
@@ -275,20 +291,29 @@ static lk_status merges_alloc(bpe_tok *t, size_t n, const char *path)
 /* Adds merge number t->n_merges: the parts' spellings a, b. `where` names the
  * place in the file for messages ("merges.txt line 7"). A pair listed twice
  * keeps its last rank, as encoder.py's dict(zip(merges, range(...))) does. */
-static lk_status add_merge(bpe_tok *t, const char *a, size_t na, const char *b, size_t nb, const char *where, const char *vocab_path)
+static lk_status add_merge(bpe_tok *t, const char *a, size_t na, const char *b, size_t nb, const char *where,
+                           const char *vocab_path)
 {
     unsigned char ba[MAX_TOKEN_BYTES * 2];
     size_t la, lb;
     if (unspell(a, na, ba, MAX_TOKEN_BYTES, &la) || !la)
-        return lk_fail(LK_ERR_FORMAT, "%s: \"%.*s\" is not spelled with GPT-2's byte characters", where, (int)(na > 60 ? 60 : na), a);
+        return lk_fail(LK_ERR_FORMAT, "%s: \"%.*s\" is not spelled with GPT-2's byte characters", where,
+                       (int)(na > 60 ? 60 : na), a);
     if (unspell(b, nb, ba + la, MAX_TOKEN_BYTES, &lb) || !lb)
-        return lk_fail(LK_ERR_FORMAT, "%s: \"%.*s\" is not spelled with GPT-2's byte characters", where, (int)(nb > 60 ? 60 : nb), b);
+        return lk_fail(LK_ERR_FORMAT, "%s: \"%.*s\" is not spelled with GPT-2's byte characters", where,
+                       (int)(nb > 60 ? 60 : nb), b);
     int ia = vocab_find(t, ba, la), ib = vocab_find(t, ba + la, lb), ir = vocab_find(t, ba, la + lb);
-    if (ia < 0) return lk_fail(LK_ERR_FORMAT, "%s: merge \"%.*s %.*s\": \"%.*s\" is not a token of %s", where, (int)na, a, (int)nb, b, (int)na, a, vocab_path);
-    if (ib < 0) return lk_fail(LK_ERR_FORMAT, "%s: merge \"%.*s %.*s\": \"%.*s\" is not a token of %s", where, (int)na, a, (int)nb, b, (int)nb, b, vocab_path);
+    if (ia < 0)
+        return lk_fail(LK_ERR_FORMAT, "%s: merge \"%.*s %.*s\": \"%.*s\" is not a token of %s", where, (int)na, a,
+                       (int)nb, b, (int)na, a, vocab_path);
+    if (ib < 0)
+        return lk_fail(LK_ERR_FORMAT, "%s: merge \"%.*s %.*s\": \"%.*s\" is not a token of %s", where, (int)na, a,
+                       (int)nb, b, (int)nb, b, vocab_path);
     if (ir < 0)
-        return lk_fail(LK_ERR_FORMAT, "%s: merge \"%.*s %.*s\" makes \"%.*s%.*s\", which is not a token of %s: vocabulary and merges disagree",
-                       where, (int)na, a, (int)nb, b, (int)na, a, (int)nb, b, vocab_path);
+        return lk_fail(
+            LK_ERR_FORMAT,
+            "%s: merge \"%.*s %.*s\" makes \"%.*s%.*s\", which is not a token of %s: vocabulary and merges disagree",
+            where, (int)na, a, (int)nb, b, (int)na, a, (int)nb, b, vocab_path);
     uint64_t key;
     int32_t *r = merge_slot(t, ia, ib, &key);
     size_t slot = (size_t)(r - t->mrank);
@@ -314,7 +339,8 @@ static lk_status parse_merges_txt(bpe_tok *t, const char *path, char *text, size
         p = nl ? nl + 1 : end;
         if (le > line && le[-1] == '\r') le--;
         if (lineno == 1 && le - line >= 8 && !memcmp(line, "#version", 8)) continue;
-        if (memchr(line, 0, (size_t)(le - line))) return lk_fail(LK_ERR_FORMAT, "%s line %zu: a NUL byte", path, lineno);
+        if (memchr(line, 0, (size_t)(le - line)))
+            return lk_fail(LK_ERR_FORMAT, "%s line %zu: a NUL byte", path, lineno);
         /* the two parts, separated by spaces or tabs (encoder.py splits on whitespace) */
         char *f[3];
         size_t fl[3];
@@ -329,7 +355,9 @@ static lk_status parse_merges_txt(bpe_tok *t, const char *path, char *text, size
         }
         if (k == 0) continue;   /* blank lines (the file ends with one) */
         snprintf(where, sizeof where, "%s line %zu", path, lineno);
-        if (k != 2) return lk_fail(LK_ERR_FORMAT, "%s: a merge is two tokens separated by a space, this line has %s", where, k == 1 ? "one" : "more");
+        if (k != 2)
+            return lk_fail(LK_ERR_FORMAT, "%s: a merge is two tokens separated by a space, this line has %s", where,
+                           k == 1 ? "one" : "more");
         if ((st = add_merge(t, f[0], fl[0], f[1], fl[1], where, vocab_path))) return st;
     }
     return LK_OK;
@@ -418,7 +446,8 @@ static lk_status check_hf_settings(const cJSON *root, const cJSON *model, const 
 {
     const char *s;
     if (str_field(model, "type", &s) && (!s || strcmp(s, "BPE")))
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.type is \"%s\"; only \"BPE\" is read", path, s ? shown(s) : "(not a string)");
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.type is \"%s\"; only \"BPE\" is read", path,
+                       s ? shown(s) : "(not a string)");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (d && !cJSON_IsNull(d) && !(cJSON_IsNumber(d) && d->valuedouble == 0))
         return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.dropout is set; BPE dropout is not supported", path);
@@ -427,9 +456,11 @@ static lk_status check_hf_settings(const cJSON *root, const cJSON *model, const 
         if (str_field(model, empty_ok[i], &s) && (!s || *s))
             return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.%s is set; GPT-2's BPE has none", path, empty_ok[i]);
     const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
-    if (cJSON_IsTrue(bf)) return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.byte_fallback is true; GPT-2's BPE is byte-level", path);
+    if (cJSON_IsTrue(bf))
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: model.byte_fallback is true; GPT-2's BPE is byte-level", path);
     const cJSON *nz = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (nz && !cJSON_IsNull(nz)) return lk_fail(LK_ERR_UNSUPPORTED, "%s: a normalizer is set; GPT-2's tokenizer has none", path);
+    if (nz && !cJSON_IsNull(nz))
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: a normalizer is set; GPT-2's tokenizer has none", path);
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (!cJSON_IsObject(pt) || !str_field(pt, "type", &s) || !s || strcmp(s, "ByteLevel"))
         return lk_fail(LK_ERR_UNSUPPORTED, "%s: pre_tokenizer must be {\"type\": \"ByteLevel\"} as GPT-2's is", path);
@@ -469,8 +500,14 @@ lk_status bpe_load_tokenizer_json(bpe_tok **out, const char *path)
             size_t na = 0, nb = 0;
             if (cJSON_IsString(m)) {   /* "a b" (the older layout) */
                 const char *sp = strchr(m->valuestring, ' ');
-                if (sp && !strchr(sp + 1, ' ')) { a = m->valuestring; na = (size_t)(sp - a); b = sp + 1; nb = strlen(b); }
-            } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+                if (sp && !strchr(sp + 1, ' ')) {
+                    a = m->valuestring;
+                    na = (size_t)(sp - a);
+                    b = sp + 1;
+                    nb = strlen(b);
+                }
+            } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                       cJSON_IsString(m->child->next)) {
                 a = m->child->valuestring; na = strlen(a);          /* ["a", "b"] (the newer layout) */
                 b = m->child->next->valuestring; nb = strlen(b);
             }
@@ -503,7 +540,9 @@ lk_status bpe_load_dir(bpe_tok **out, const char *dir)
     int hv = file_exists(v), hm = file_exists(m);
     if (hv && hm) return bpe_load_files(out, v, m);
     if (file_exists(j)) return bpe_load_tokenizer_json(out, j);
-    if (hv || hm) return lk_fail(LK_ERR_NOTFOUND, "%s: has %s but no %s (nor tokenizer.json)", dir, hv ? "vocab.json" : "merges.txt", hv ? "merges.txt" : "vocab.json");
+    if (hv || hm)
+        return lk_fail(LK_ERR_NOTFOUND, "%s: has %s but no %s (nor tokenizer.json)", dir,
+                       hv ? "vocab.json" : "merges.txt", hv ? "merges.txt" : "vocab.json");
     return lk_fail(LK_ERR_NOTFOUND, "%s: no tokenizer: needs vocab.json and merges.txt, or tokenizer.json", dir);
 }
 
@@ -644,7 +683,8 @@ static int merge_long(const bpe_tok *t, int *w, size_t *np)
         for (size_t k = 0; k < nt; k++) {
             uint32_t p = touched[k];
             int32_t r;
-            if (prev[p] != NONE && (r = pair_rank(t, w[prev[p]], w[p], &res)) >= 0) heap_push(h, &nh, (heap_ent){r, prev[p]});
+            if (prev[p] != NONE && (r = pair_rank(t, w[prev[p]], w[p], &res)) >= 0)
+                heap_push(h, &nh, (heap_ent){r, prev[p]});
             if (next[p] != NONE && (r = pair_rank(t, w[p], w[next[p]], &res)) >= 0) heap_push(h, &nh, (heap_ent){r, p});
         }
     }
@@ -714,7 +754,9 @@ lk_status bpe_encode(bpe_tok *t, const char *text, size_t n, const char *what, i
     const unsigned char *s = (const unsigned char *)text;
     const char *why = NULL;
     size_t bad = utf8_check(s, n, &why);
-    if (bad < n) return lk_fail(LK_ERR_FORMAT, "%s: not valid UTF-8 at byte offset %zu (byte 0x%02x: %s)", what, bad, s[bad], why);
+    if (bad < n)
+        return lk_fail(LK_ERR_FORMAT, "%s: not valid UTF-8 at byte offset %zu (byte 0x%02x: %s)", what, bad, s[bad],
+                       why);
     idvec o = {0};
     lk_status st = LK_OK;
     pthread_mutex_lock(&t->lock);
@@ -726,7 +768,8 @@ lk_status bpe_encode(bpe_tok *t, const char *text, size_t n, const char *what, i
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
         /* every character is \s, \p{L}, \p{N} or none of them, so matches tile the text */
         if (rc < 0 || ov[0] != pos || ov[1] <= pos) {
-            st = lk_fail(LK_ERR_NUMERIC, "%s: GPT-2's pattern left byte offset %zu unmatched (PCRE2 code %d)", what, pos, rc);
+            st = lk_fail(LK_ERR_NUMERIC, "%s: GPT-2's pattern left byte offset %zu unmatched (PCRE2 code %d)", what,
+                         pos, rc);
             break;
         }
         if (encode_piece(t, s + pos, ov[1] - pos, &o)) { st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", what); break; }
@@ -746,7 +789,8 @@ lk_status bpe_decode(const bpe_tok *t, const int *ids, size_t n_ids, char **out,
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         size_t len;
-        if (!bpe_token(t, ids[i], &len)) return lk_fail(LK_ERR_ARG, "token %zu: id %d is not in the vocabulary (0-%d)", i, ids[i], t->n_vocab - 1);
+        if (!bpe_token(t, ids[i], &len))
+            return lk_fail(LK_ERR_ARG, "token %zu: id %d is not in the vocabulary (0-%d)", i, ids[i], t->n_vocab - 1);
         total += len;
     }
     char *buf = malloc(total + 1);

@@ -67,9 +67,12 @@ lk_status gp_run(const char *dir, const char *script)
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return lk_fail(LK_ERR_IO, "waitpid: %s", strerror(errno));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s not found: the plot data and scripts are in %s; install gnuplot (gnuplot-nox) and run 'gnuplot %s' there",
+        return lk_fail(LK_ERR_UNSUPPORTED,
+                       "%s not found: the plot data and scripts are in %s; install gnuplot (gnuplot-nox) and run "
+                       "'gnuplot %s' there",
                        gp, dir, script);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return lk_fail(LK_ERR_IO, "%s/%s: gnuplot failed (status %d): %s", dir, script, WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+        return lk_fail(LK_ERR_IO, "%s/%s: gnuplot failed (status %d): %s", dir, script,
+                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
     return LK_OK;
 }

@@ -27,7 +27,10 @@ typedef struct {
 } gc_layout;
 
 void gc_make_layout(const gpt_config *c, gc_layout *lay);
-static inline size_t gc_loff(const gc_layout *lay, int layer, size_t off) { return lay->layer0 + (size_t)layer * lay->layer_size + off; }
+static inline size_t gc_loff(const gc_layout *lay, int layer, size_t off)
+{
+    return lay->layer0 + (size_t)layer * lay->layer_size + off;
+}
 
 /* q, k, v are the row blocks 0, 1, 2 of wqkv (and column blocks of the qkv activations), in GPT_T_* order. */
 _Static_assert(GPT_T_Q == 0 && GPT_T_K == 1 && GPT_T_V == 2, "GPT_T_Q, _K, _V index the blocks of wqkv");
@@ -46,7 +49,7 @@ int gc_segments(const gpt_config *c, gc_segment *seg, int max);
  * allocation, gc_ws_free and gpt_memory_bytes. X(name, type, count): count in elements for a
  * batch of B sequences of T tokens, from N = B·T, d = d_model, F = d_ff, V = vocab_size,
  * H = n_head and L = n_layer. The shape of each is in the comment beside it. */
-#define GC_WS_BUFFERS(X, real)                                                                                          \
+#define GC_WS_BUFFERS(X, real)                                                                                         \
     X(res, real, (L + 1) * N * d)     /* [L+1, B, T, d] residual stream into each layer, and out of the last */      \
     X(hmid, real, L * N * d)          /* [L, B, T, d] residual after attention: x + attention output */             \
     X(ln1, real, L * N * d)           /* [L, B, T, d] layernorm 1 output */                                         \

@@ -102,7 +102,10 @@ lk_status SFX(gc_ws_init)(SFX(gc_ws) *w, const gpt_config *c, int B, int T)
         GC_WS_BUFFERS(GC_WS_ALLOC, real)
 #undef GC_WS_ALLOC
     }
-    if (f) { SFX(gc_ws_free)(w); return lk_fail(LK_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T); }
+    if (f) {
+        SFX(gc_ws_free)(w);
+        return lk_fail(LK_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T);
+    }
     return LK_OK;
 }
 
@@ -243,7 +246,8 @@ static void SFX(gelu)(real *restrict y, real *restrict th, const real *restrict 
     }
 }
 
-static void SFX(gelu_bwd)(real *restrict dx, const real *restrict dy, const real *restrict x, const real *restrict th, size_t n)
+static void SFX(gelu_bwd)(real *restrict dx, const real *restrict dy, const real *restrict x, const real *restrict th,
+                          size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         real v = x[i], t = th[i];
@@ -361,11 +365,14 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         real *h = w->hmid + l * Nd, *ln2 = w->ln2 + l * Nd, *fch = w->fch + l * N * F, *fcg = w->fcg + l * N * F;
         real *xo = w->res + (l + 1) * Nd;
         real *att = w->att + (size_t)l * B * H * T * T;
-        SFX(layernorm)(ln1, w->mu1 + l * N, w->rs1 + l * N, x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b), N, d);
+        SFX(layernorm)
+        (ln1, w->mu1 + l * N, w->rs1 + l * N, x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b),
+         N, d);
         SFX(fill_bias)(qkv, P + gc_loff(&lay, l, lay.l.bqkv), N, 3 * d, 3 * d);
         SFX(mm)(0, 1, (int)N, 3 * d, d, 1, ln1, d, P + gc_loff(&lay, l, lay.l.wqkv), d, 1, qkv, 3 * d);
         for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
-            if (SFX(lora_on)(lo, l, t)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + t, ln1, d, qkv + t * d, 3 * d, N, training, &rng);
+            if (SFX(lora_on)(lo, l, t))
+                SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + t, ln1, d, qkv + t * d, 3 * d, N, training, &rng);
         for (int b = 0; b < B; b++)
             for (int hh = 0; hh < H; hh++) {
                 const real *q = qkv + (size_t)b * T * 3 * d + hh * hd, *k = q + d, *v = q + 2 * d;
@@ -390,17 +397,22 @@ lk_status SFX(gc_forward)(SFX(gc_ws) *w, const real *P, SFX(gc_lora) *lo, const 
         for (size_t i = 0; i < N; i++)
             for (int j = 0; j < d; j++) h[i * d + j] = x[i * d + j] + bo[j];
         SFX(mm)(0, 1, (int)N, d, d, 1, atty, d, P + gc_loff(&lay, l, lay.l.wo), d, 1, h, d);
-        if (SFX(lora_on)(lo, l, GPT_T_O)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_O, atty, d, h, d, N, training, &rng);
-        SFX(layernorm)(ln2, w->mu2 + l * N, w->rs2 + l * N, h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b), N, d);
+        if (SFX(lora_on)(lo, l, GPT_T_O))
+            SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_O, atty, d, h, d, N, training, &rng);
+        SFX(layernorm)
+        (ln2, w->mu2 + l * N, w->rs2 + l * N, h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b),
+         N, d);
         SFX(fill_bias)(fch, P + gc_loff(&lay, l, lay.l.b_fc), N, F, F);
         SFX(mm)(0, 1, (int)N, F, d, 1, ln2, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, fch, F);
-        if (SFX(lora_on)(lo, l, GPT_T_FC)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, fch, F, N, training, &rng);
+        if (SFX(lora_on)(lo, l, GPT_T_FC))
+            SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, fch, F, N, training, &rng);
         SFX(gelu)(fcg, w->gth + l * N * F, fch, N * F);
         const real *bp = P + gc_loff(&lay, l, lay.l.b_proj);
         for (size_t i = 0; i < N; i++)
             for (int j = 0; j < d; j++) xo[i * d + j] = h[i * d + j] + bp[j];
         SFX(mm)(0, 1, (int)N, d, F, 1, fcg, F, P + gc_loff(&lay, l, lay.l.w_proj), F, 1, xo, d);
-        if (SFX(lora_on)(lo, l, GPT_T_PROJ)) SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, xo, d, N, training, &rng);
+        if (SFX(lora_on)(lo, l, GPT_T_PROJ))
+            SFX(lora_fwd)(w, lo, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, xo, d, N, training, &rng);
     }
     SFX(layernorm)(w->lnf, w->muf, w->rsf, w->res + L * Nd, P + lay.lnf_g, P + lay.lnf_b, N, d);
     SFX(mm)(0, 1, (int)N, V, d, 1, w->lnf, d, wte, d, 0, w->logits, V);
@@ -477,7 +489,8 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(mm)(1, 0, d, F, (int)N, 1, dres, d, fcg, F, 1, G + gc_loff(&lay, l, lay.l.w_proj), F);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.b_proj), dres, N, d, d);
         }
-        if (SFX(lora_on)(la, l, GPT_T_PROJ)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, dres, d, w->dfc, F, N);
+        if (SFX(lora_on)(la, l, GPT_T_PROJ))
+            SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_PROJ, fcg, F, dres, d, w->dfc, F, N);
         SFX(gelu_bwd)(w->dfc2, w->dfc, fch, w->gth + l * N * F, N * F);
         /* fch = ln2·W_fcᵀ + b_fc */
         SFX(mm)(0, 0, (int)N, d, F, 1, w->dfc2, F, P + gc_loff(&lay, l, lay.l.w_fc), d, 0, w->dln, d);
@@ -485,16 +498,19 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(mm)(1, 0, F, d, (int)N, 1, w->dfc2, F, ln2, d, 1, G + gc_loff(&lay, l, lay.l.w_fc), d);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.b_fc), w->dfc2, N, F, F);
         }
-        if (SFX(lora_on)(la, l, GPT_T_FC)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, w->dfc2, F, w->dln, d, N);
-        SFX(layernorm_bwd)(dres, G ? G + gc_loff(&lay, l, lay.l.ln2_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln2_b) : NULL,
-                           w->dln, h, w->mu2 + l * N, w->rs2 + l * N, P + gc_loff(&lay, l, lay.l.ln2_g), N, d);
+        if (SFX(lora_on)(la, l, GPT_T_FC))
+            SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_FC, ln2, d, w->dfc2, F, w->dln, d, N);
+        SFX(layernorm_bwd)
+        (dres, G ? G + gc_loff(&lay, l, lay.l.ln2_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln2_b) : NULL, w->dln, h,
+         w->mu2 + l * N, w->rs2 + l * N, P + gc_loff(&lay, l, lay.l.ln2_g), N, d);
         /* now dres = dL/dh; h = x + atty·Woᵀ + bo */
         SFX(mm)(0, 0, (int)N, d, d, 1, dres, d, P + gc_loff(&lay, l, lay.l.wo), d, 0, w->datty, d);
         if (G) {
             SFX(mm)(1, 0, d, d, (int)N, 1, dres, d, atty, d, 1, G + gc_loff(&lay, l, lay.l.wo), d);
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.bo), dres, N, d, d);
         }
-        if (SFX(lora_on)(la, l, GPT_T_O)) SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_O, atty, d, dres, d, w->datty, d, N);
+        if (SFX(lora_on)(la, l, GPT_T_O))
+            SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + GPT_T_O, atty, d, dres, d, w->datty, d, N);
         /* attention */
         for (int b = 0; b < B; b++)
             for (int hh = 0; hh < H; hh++) {
@@ -528,13 +544,16 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
             SFX(colsum_add)(G + gc_loff(&lay, l, lay.l.bqkv), w->dqkv, N, 3 * d, 3 * d);
         }
         int need_dx = l > lowest || G;
-        if (need_dx) SFX(mm)(0, 0, (int)N, d, 3 * d, 1, w->dqkv, 3 * d, P + gc_loff(&lay, l, lay.l.wqkv), d, 0, w->dln, d);
+        if (need_dx)
+            SFX(mm)(0, 0, (int)N, d, 3 * d, 1, w->dqkv, 3 * d, P + gc_loff(&lay, l, lay.l.wqkv), d, 0, w->dln, d);
         for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
             if (SFX(lora_on)(la, l, t))
-                SFX(lora_bwd)(w, la, l * GPT_N_TARGETS + t, ln1, d, w->dqkv + t * d, 3 * d, need_dx ? w->dln : NULL, d, N);
+                SFX(lora_bwd)
+                (w, la, l * GPT_N_TARGETS + t, ln1, d, w->dqkv + t * d, 3 * d, need_dx ? w->dln : NULL, d, N);
         if (need_dx)
-            SFX(layernorm_bwd)(dres, G ? G + gc_loff(&lay, l, lay.l.ln1_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln1_b) : NULL,
-                               w->dln, x, w->mu1 + l * N, w->rs1 + l * N, P + gc_loff(&lay, l, lay.l.ln1_g), N, d);
+            SFX(layernorm_bwd)
+            (dres, G ? G + gc_loff(&lay, l, lay.l.ln1_g) : NULL, G ? G + gc_loff(&lay, l, lay.l.ln1_b) : NULL, w->dln,
+             x, w->mu1 + l * N, w->rs1 + l * N, P + gc_loff(&lay, l, lay.l.ln1_g), N, d);
     }
     if (G) {
         for (int b = 0; b < B; b++)
@@ -552,7 +571,8 @@ lk_status SFX(gc_backward)(SFX(gc_ws) *w, const real *P, real *G, SFX(gc_lora) *
 void SFX(gc_kv_free)(SFX(gc_kv) *kv)
 {
     if (!kv) return;
-    real **bufs[] = {&kv->k, &kv->v, &kv->x, &kv->xn, &kv->qkv, &kv->att, &kv->y, &kv->h, &kv->fc, &kv->tmp, &kv->logits};
+    real **bufs[] = {&kv->k, &kv->v, &kv->x,  &kv->xn,  &kv->qkv,   &kv->att,
+                     &kv->y, &kv->h, &kv->fc, &kv->tmp, &kv->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(*bufs[i]);
     memset(kv, 0, sizeof *kv);
 }
@@ -603,7 +623,8 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
     for (int j = 0; j < d; j++) kv->x[j] = P[lay.wte + (size_t)token * d + j] + P[lay.wpe + (size_t)pos * d + j];
     real scale = RSQRT((real)hd);
     for (int l = 0; l < L; l++) {
-        SFX(layernorm)(kv->xn, NULL, NULL, kv->x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b), 1, d);
+        SFX(layernorm)
+        (kv->xn, NULL, NULL, kv->x, P + gc_loff(&lay, l, lay.l.ln1_g), P + gc_loff(&lay, l, lay.l.ln1_b), 1, d);
         memcpy(kv->qkv, P + gc_loff(&lay, l, lay.l.bqkv), 3 * (size_t)d * sizeof(real));
         SFX(mm)(0, 1, 1, 3 * d, d, 1, kv->xn, d, P + gc_loff(&lay, l, lay.l.wqkv), d, 1, kv->qkv, 3 * d);
         for (int t = GPT_T_Q; t <= GPT_T_V; t++)   /* column block t of qkv */
@@ -634,7 +655,8 @@ lk_status SFX(gc_kv_step)(SFX(gc_kv) *kv, const real *P, const SFX(gc_lora) *lo,
         SFX(mm)(0, 1, 1, d, d, 1, kv->y, d, P + gc_loff(&lay, l, lay.l.wo), d, 1, kv->h, d);
         if (SFX(lora_on)(lo, l, GPT_T_O)) SFX(lora_row)(lo, l * GPT_N_TARGETS + GPT_T_O, kv->y, kv->h, lt);
         for (int j = 0; j < d; j++) kv->h[j] += kv->x[j];
-        SFX(layernorm)(kv->xn, NULL, NULL, kv->h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b), 1, d);
+        SFX(layernorm)
+        (kv->xn, NULL, NULL, kv->h, P + gc_loff(&lay, l, lay.l.ln2_g), P + gc_loff(&lay, l, lay.l.ln2_b), 1, d);
         memcpy(kv->fc, P + gc_loff(&lay, l, lay.l.b_fc), (size_t)F * sizeof(real));
         SFX(mm)(0, 1, 1, F, d, 1, kv->xn, d, P + gc_loff(&lay, l, lay.l.w_fc), d, 1, kv->fc, F);
         if (SFX(lora_on)(lo, l, GPT_T_FC)) SFX(lora_row)(lo, l * GPT_N_TARGETS + GPT_T_FC, kv->xn, kv->fc, lt);

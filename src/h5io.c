@@ -62,7 +62,10 @@ lk_status h5_open_read(h5file **out, const char *path)
     lk_status st = new_handle(&f, path, 0);
     if (st) return st;
     f->id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f->id < 0) { free_handle(f); return lk_fail(LK_ERR_FORMAT, "%s: HDF5 could not open the file (corrupt or truncated?)", path); }
+    if (f->id < 0) {
+        free_handle(f);
+        return lk_fail(LK_ERR_FORMAT, "%s: HDF5 could not open the file (corrupt or truncated?)", path);
+    }
     *out = f;
     return LK_OK;
 }
@@ -76,7 +79,8 @@ lk_status h5_create(h5file **out, const char *path)
     if (st) return st;
     f->id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f->id < 0) {
-        st = lk_fail(LK_ERR_IO, "%s: cannot create (temporary %s): check the directory exists and is writable", path, f->tmp);
+        st = lk_fail(LK_ERR_IO, "%s: cannot create (temporary %s): check the directory exists and is writable", path,
+                     f->tmp);
         free_handle(f);
         return st;
     }
@@ -108,7 +112,8 @@ lk_status h5_open_update(h5file **out, const char *path)
     *out = NULL;
     if (access(path, F_OK) != 0) return h5_create(out, path);
     if (H5Fis_hdf5(path) <= 0)
-        return lk_fail(LK_ERR_FORMAT, "%s: exists but is not a readable HDF5 file; move it away or choose another output", path);
+        return lk_fail(LK_ERR_FORMAT,
+                       "%s: exists but is not a readable HDF5 file; move it away or choose another output", path);
     h5file *f;
     lk_status st = new_handle(&f, path, 1);
     if (st) return st;
@@ -275,7 +280,8 @@ void h5_free_names(char **names, size_t n)
     free(names);
 }
 
-static lk_status write_any(h5file *f, const char *path, int rank, const size_t *dims, hid_t memtype, hid_t filetype, const void *data)
+static lk_status write_any(h5file *f, const char *path, int rank, const size_t *dims, hid_t memtype, hid_t filetype,
+                           const void *data)
 {
     if (!f->writable) return lk_fail(LK_ERR_ARG, "%s: opened read-only, cannot write %s", f->path, path);
     if (rank < 0 || rank > H5IO_MAX_RANK) return lk_fail(LK_ERR_ARG, "%s: %s: bad rank %d", f->path, path, rank);
@@ -329,7 +335,8 @@ static lk_status open_dataset(h5file *f, const char *path, hid_t *ds)
  * dimensions as int: a larger one, e.g. 2^32 + 32, would wrap to a small number
  * and a read would overrun the buffer sized from it), and the element count times
  * 8 bytes must fit a size_t. A null dataspace holds no value at all: refused. */
-static lk_status dataset_shape(h5file *f, hid_t ds, const char *path, int *rank, size_t dims[H5IO_MAX_RANK], size_t *count)
+static lk_status dataset_shape(h5file *f, hid_t ds, const char *path, int *rank, size_t dims[H5IO_MAX_RANK],
+                               size_t *count)
 {
     hid_t space = H5Dget_space(ds);
     if (space < 0) return lk_fail(LK_ERR_FORMAT, "%s: cannot read the dataspace of dataset %s", f->path, path);
@@ -372,7 +379,8 @@ lk_status h5_shape(h5file *f, const char *path, int *rank, size_t dims[H5IO_MAX_
     return st;
 }
 
-static lk_status read_any(h5file *f, const char *path, void **data, size_t elem, hid_t memtype, int *rank, size_t dims[H5IO_MAX_RANK])
+static lk_status read_any(h5file *f, const char *path, void **data, size_t elem, hid_t memtype, int *rank,
+                          size_t dims[H5IO_MAX_RANK])
 {
     *data = NULL;
     hid_t ds;
@@ -565,27 +573,30 @@ lk_status h5_get_attr_str(h5file *f, const char *obj, const char *name, char *bu
     if (t < 0 || H5Tget_class(t) != H5T_STRING) {
         st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s is not a string", f->path, name, obj);
     } else if (npoints != 1 || scls == H5S_NULL) {
-        st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s holds %lld strings, expected a single string", f->path, name, obj,
-                     (long long)(scls == H5S_NULL ? 0 : npoints));
+        st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s holds %lld strings, expected a single string", f->path,
+                     name, obj, (long long)(scls == H5S_NULL ? 0 : npoints));
     } else if (H5Tis_variable_str(t) > 0) {
         vlen = 1;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
         H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Aread(a, mt, &s) < 0 || !s) st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
+        if (H5Aread(a, mt, &s) < 0 || !s)
+            st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
         H5Tclose(mt);
     } else {
         size_t n = H5Tget_size(t);
         s = n < SIZE_MAX ? calloc(n + 1, 1) : NULL;
         hid_t mt = H5Tcopy(t);
         if (!s) st = lk_fail(LK_ERR_NOMEM, "%s: out of memory reading attribute '%s' on %s", f->path, name, obj);
-        else if (H5Aread(a, mt, s) < 0) st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
+        else if (H5Aread(a, mt, s) < 0)
+            st = lk_fail(LK_ERR_FORMAT, "%s: cannot read attribute '%s' on %s", f->path, name, obj);
         H5Tclose(mt);
     }
     if (!st) {
         size_t len = strlen(s);
         if (len >= bufsize)
-            st = lk_fail(LK_ERR_FORMAT, "%s: attribute '%s' on %s is %zu characters long, more than the %zu this reader keeps",
+            st = lk_fail(LK_ERR_FORMAT,
+                         "%s: attribute '%s' on %s is %zu characters long, more than the %zu this reader keeps",
                          f->path, name, obj, len, bufsize ? bufsize - 1 : 0);
         else memcpy(buf, s, len + 1);
     }

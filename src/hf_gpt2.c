@@ -23,7 +23,8 @@ int hf_gpt2_is_dir(const char *path)
 static lk_status read_config_text(const char *path, char **out)
 {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return lk_fail(errno == ENOENT ? LK_ERR_NOTFOUND : LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp)
+        return lk_fail(errno == ENOENT ? LK_ERR_NOTFOUND : LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     /* a GPT-2 config.json is about 1 kB; 1 MB is far beyond any real one */
     size_t cap = 1 << 20;
     char *buf = malloc(cap + 1);
@@ -61,7 +62,8 @@ static lk_status bool_field(const cJSON *root, const char *path, const char *nam
     if (!v || cJSON_IsNull(v)) return LK_OK;
     if (!cJSON_IsBool(v)) return lk_fail(LK_ERR_FORMAT, "%s: field %s is not true or false", path, name);
     if (!!cJSON_IsTrue(v) != ok)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: %s is %s: %s, which this engine does not compute", path, name, ok ? "false" : "true", why);
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: %s is %s: %s, which this engine does not compute", path, name,
+                       ok ? "false" : "true", why);
     return LK_OK;
 }
 
@@ -79,50 +81,73 @@ static lk_status parse_config(const char *dir, gpt_config *cfg, int *tied)
     if (!root) return lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", path);
     if (!cJSON_IsObject(root)) { st = lk_fail(LK_ERR_FORMAT, "%s: not a JSON object", path); goto done; }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    if (!mt) { st = lk_fail(LK_ERR_FORMAT, "%s: field model_type is missing (a GPT-2 config has \"gpt2\")", path); goto done; }
+    if (!mt) {
+        st = lk_fail(LK_ERR_FORMAT, "%s: field model_type is missing (a GPT-2 config has \"gpt2\")", path);
+        goto done;
+    }
     if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt2")) {
-        st = lk_fail(LK_ERR_UNSUPPORTED, "%s: model_type is %s%s%s, not \"gpt2\" (only GPT-2 models are read from a HuggingFace directory)",
-                     path, cJSON_IsString(mt) ? "\"" : "", cJSON_IsString(mt) ? mt->valuestring : "not a string", cJSON_IsString(mt) ? "\"" : "");
+        st = lk_fail(LK_ERR_UNSUPPORTED,
+                     "%s: model_type is %s%s%s, not \"gpt2\" (only GPT-2 models are read from a HuggingFace directory)",
+                     path, cJSON_IsString(mt) ? "\"" : "", cJSON_IsString(mt) ? mt->valuestring : "not a string",
+                     cJSON_IsString(mt) ? "\"" : "");
         goto done;
     }
     int d = 0;
-    if ((st = int_field(root, path, "n_layer", -1, &cfg->n_layer)) || (st = int_field(root, path, "n_head", -1, &cfg->n_head)) ||
-        (st = int_field(root, path, "n_embd", -1, &d)) || (st = int_field(root, path, "n_positions", -1, &cfg->n_ctx)) ||
+    if ((st = int_field(root, path, "n_layer", -1, &cfg->n_layer)) ||
+        (st = int_field(root, path, "n_head", -1, &cfg->n_head)) || (st = int_field(root, path, "n_embd", -1, &d)) ||
+        (st = int_field(root, path, "n_positions", -1, &cfg->n_ctx)) ||
         (st = int_field(root, path, "vocab_size", -1, &cfg->vocab_size)))
         goto done;
     cfg->d_model = d;
-    if (d % cfg->n_head) { st = lk_fail(LK_ERR_FORMAT, "%s: n_embd %d is not divisible by n_head %d", path, d, cfg->n_head); goto done; }
+    if (d % cfg->n_head) {
+        st = lk_fail(LK_ERR_FORMAT, "%s: n_embd %d is not divisible by n_head %d", path, d, cfg->n_head);
+        goto done;
+    }
     if ((st = int_field(root, path, "n_inner", d <= (1 << 28) ? 4L * d : 0, &cfg->d_ff))) goto done;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
     if (act && !cJSON_IsNull(act)) {
-        if (!cJSON_IsString(act)) { st = lk_fail(LK_ERR_FORMAT, "%s: field activation_function is not a string", path); goto done; }
+        if (!cJSON_IsString(act)) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: field activation_function is not a string", path);
+            goto done;
+        }
         /* both names are 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the engine's GELU */
         if (strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh")) {
-            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: activation_function \"%s\" is not supported (the engine computes the tanh GELU, "
-                         "\"gelu_new\" / \"gelu_pytorch_tanh\")", path, act->valuestring);
+            st = lk_fail(LK_ERR_UNSUPPORTED,
+                         "%s: activation_function \"%s\" is not supported (the engine computes the tanh GELU, "
+                         "\"gelu_new\" / \"gelu_pytorch_tanh\")",
+                         path, act->valuestring);
             goto done;
         }
     }
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
     if (eps && !cJSON_IsNull(eps)) {
-        if (!cJSON_IsNumber(eps)) { st = lk_fail(LK_ERR_FORMAT, "%s: field layer_norm_epsilon is not a number", path); goto done; }
+        if (!cJSON_IsNumber(eps)) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: field layer_norm_epsilon is not a number", path);
+            goto done;
+        }
         if (fabs(eps->valuedouble - 1e-5) > 1e-12) {
-            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: layer_norm_epsilon is %g; the engine's LayerNorm uses 1e-5", path, eps->valuedouble);
+            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: layer_norm_epsilon is %g; the engine's LayerNorm uses 1e-5", path,
+                         eps->valuedouble);
             goto done;
         }
     }
     if ((st = bool_field(root, path, "scale_attn_weights", 1, "attention scores not divided by sqrt(head size)")) ||
-        (st = bool_field(root, path, "scale_attn_by_inverse_layer_idx", 0, "attention scores also divided by the layer index + 1")) ||
+        (st = bool_field(root, path, "scale_attn_by_inverse_layer_idx", 0,
+                         "attention scores also divided by the layer index + 1")) ||
         (st = bool_field(root, path, "reorder_and_upcast_attn", 0, "a reordered, upcast attention product")) ||
         (st = bool_field(root, path, "add_cross_attention", 0, "cross-attention blocks (an encoder-decoder model)")))
         goto done;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     *tied = 1;
     if (tie && !cJSON_IsNull(tie)) {
-        if (!cJSON_IsBool(tie)) { st = lk_fail(LK_ERR_FORMAT, "%s: field tie_word_embeddings is not true or false", path); goto done; }
+        if (!cJSON_IsBool(tie)) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: field tie_word_embeddings is not true or false", path);
+            goto done;
+        }
         *tied = cJSON_IsTrue(tie);
     }
-    if ((st = gpt_config_check(cfg))) lk_fail_context(st, "%s (n_layer, n_head, n_embd, n_inner, n_positions, vocab_size)", path);
+    if ((st = gpt_config_check(cfg)))
+        lk_fail_context(st, "%s (n_layer, n_head, n_embd, n_inner, n_positions, vocab_size)", path);
 done:
     cJSON_Delete(root);
     return st;
@@ -160,7 +185,8 @@ static int layer_shape(const gpt_config *c, int k, size_t dims[2])
 
 static float *layer_dst(gpt_layer *L, int k)
 {
-    float *p[N_LAYER_T] = {L->ln1_g, L->ln1_b, L->wq, L->bq, L->wo, L->bo, L->ln2_g, L->ln2_b, L->w_fc, L->b_fc, L->w_proj, L->b_proj};
+    float *p[N_LAYER_T] = {L->ln1_g, L->ln1_b, L->wq,   L->bq,   L->wo,     L->bo,
+                           L->ln2_g, L->ln2_b, L->w_fc, L->b_fc, L->w_proj, L->b_proj};
     return p[k];
 }
 
@@ -195,18 +221,21 @@ static lk_status check_names(loader *ld)
         if (!strcmp(name, "lm_head.weight")) continue;
         if (strncmp(s, ld->prefix, pl)) goto unknown;
         s += pl;
-        if (!strcmp(s, "wte.weight") || !strcmp(s, "wpe.weight") || !strcmp(s, "ln_f.weight") || !strcmp(s, "ln_f.bias")) continue;
+        if (!strcmp(s, "wte.weight") || !strcmp(s, "wpe.weight") || !strcmp(s, "ln_f.weight") ||
+            !strcmp(s, "ln_f.bias"))
+            continue;
         long l = layer_of(s, &rest);
         if (l < 0) goto unknown;
         int k = 0;
         while (k < N_LAYER_T && strcmp(rest, LAYER_T[k])) k++;
         if (k == N_LAYER_T && strcmp(rest, "attn.bias") && strcmp(rest, "attn.masked_bias")) goto unknown;
         if (l >= ld->c.n_layer)
-            return lk_fail(LK_ERR_SHAPE, "%s: tensor %s is of layer %ld, but %s/config.json has n_layer %d", st_path(f), name, l,
-                           ld->dir, ld->c.n_layer);
+            return lk_fail(LK_ERR_SHAPE, "%s: tensor %s is of layer %ld, but %s/config.json has n_layer %d", st_path(f),
+                           name, l, ld->dir, ld->c.n_layer);
         continue;
     unknown:
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor %s is not part of a GPT-2 language model (GPT2LMHeadModel%s)", st_path(f), name,
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor %s is not part of a GPT-2 language model (GPT2LMHeadModel%s)",
+                       st_path(f), name,
                        pl ? ", names prefixed \"transformer.\"" : ", names without the \"transformer.\" prefix");
     }
     return LK_OK;
@@ -233,12 +262,15 @@ static lk_status get(loader *ld, const char *sfx, int rank, const size_t *dims, 
         char got[128], want[128];
         shape_str(got, sizeof got, (*t)->rank, (*t)->shape);
         shape_str(want, sizeof want, rank, dims);
-        return lk_fail(LK_ERR_SHAPE, "%s: tensor %s has shape %s, but %s/config.json implies %s (n_layer %d, n_head %d, n_embd %d, "
-                       "n_inner %d, n_positions %d, vocab_size %d)", st_path(*f), name, got, ld->dir, want, ld->c.n_layer,
-                       ld->c.n_head, ld->c.d_model, ld->c.d_ff, ld->c.n_ctx, ld->c.vocab_size);
+        return lk_fail(LK_ERR_SHAPE,
+                       "%s: tensor %s has shape %s, but %s/config.json implies %s (n_layer %d, n_head %d, n_embd %d, "
+                       "n_inner %d, n_positions %d, vocab_size %d)",
+                       st_path(*f), name, got, ld->dir, want, ld->c.n_layer, ld->c.n_head, ld->c.d_model, ld->c.d_ff,
+                       ld->c.n_ctx, ld->c.vocab_size);
     }
     if ((*t)->dtype == ST_OTHER)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 and F64 are read)", st_path(*f), name, (*t)->dtype_name);
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 and F64 are read)", st_path(*f),
+                       name, (*t)->dtype_name);
     return LK_OK;
 }
 
@@ -265,7 +297,9 @@ static lk_status read_tensor(const st_file *f, const st_tensor *t, float *dst, i
         size_t cols = t->rank == 2 ? t->shape[1] : t->count;
         /* the element as stored: the transposed copy's index bad = o·in + i is stored [i, o] */
         size_t r = transpose ? bad % t->shape[0] : bad / cols, c = transpose ? bad / t->shape[0] : bad % cols;
-        if (t->rank == 2) return lk_fail(LK_ERR_NUMERIC, "%s: tensor %s has a non-finite value at [%zu, %zu]", st_path(f), t->name, r, c);
+        if (t->rank == 2)
+            return lk_fail(LK_ERR_NUMERIC, "%s: tensor %s has a non-finite value at [%zu, %zu]", st_path(f), t->name, r,
+                           c);
         return lk_fail(LK_ERR_NUMERIC, "%s: tensor %s has a non-finite value at [%zu]", st_path(f), t->name, bad);
     }
     return LK_OK;
@@ -278,14 +312,16 @@ static lk_status check_head(loader *ld, const float *wte, int tied, float *tmp, 
     const st_tensor *t = st_dir_find(ld->sd, "lm_head.weight", &f);
     if (!t) {
         if (tied) return LK_OK;
-        return lk_fail(LK_ERR_FORMAT, "%s/config.json: tie_word_embeddings is false, but there is no lm_head.weight in %s", ld->dir,
+        return lk_fail(LK_ERR_FORMAT,
+                       "%s/config.json: tie_word_embeddings is false, but there is no lm_head.weight in %s", ld->dir,
                        st_dir_source(ld->sd));
     }
     size_t V = ld->c.vocab_size, d = ld->c.d_model;
     if (t->rank != 2 || t->shape[0] != V || t->shape[1] != d) {
         char got[128];
         shape_str(got, sizeof got, t->rank, t->shape);
-        return lk_fail(LK_ERR_SHAPE, "%s: tensor lm_head.weight has shape %s, but %s/config.json implies %zux%zu", st_path(f), got, ld->dir, V, d);
+        return lk_fail(LK_ERR_SHAPE, "%s: tensor lm_head.weight has shape %s, but %s/config.json implies %zux%zu",
+                       st_path(f), got, ld->dir, V, d);
     }
     size_t per = tmp_n / d;
     for (size_t r0 = 0; r0 < V; r0 += per) {
@@ -294,8 +330,10 @@ static lk_status check_head(loader *ld, const float *wte, int tied, float *tmp, 
         if (st) return st;
         for (size_t k = 0; k < nr * d; k++)
             if (tmp[k] != wte[r0 * d + k])
-                return lk_fail(LK_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight (at [%zu, %zu]): an untied output layer, "
-                               "which this engine does not have (its logits are x·wteᵀ)", st_path(f), (r0 * d + k) / d, (r0 * d + k) % d);
+                return lk_fail(LK_ERR_UNSUPPORTED,
+                               "%s: lm_head.weight differs from wte.weight (at [%zu, %zu]): an untied output layer, "
+                               "which this engine does not have (its logits are x·wteᵀ)",
+                               st_path(f), (r0 * d + k) / d, (r0 * d + k) % d);
     }
     return LK_OK;
 }
@@ -310,7 +348,8 @@ lk_status hf_gpt2_load(gpt_model **out, const char *dir)
     st_dir *sd = NULL;
     if ((st = st_dir_open(&sd, dir))) return st;
     ld.sd = sd;
-    if (!st_dir_find(sd, "wte.weight", NULL) && st_dir_find(sd, "transformer.wte.weight", NULL)) ld.prefix = "transformer.";
+    if (!st_dir_find(sd, "wte.weight", NULL) && st_dir_find(sd, "transformer.wte.weight", NULL))
+        ld.prefix = "transformer.";
     st = check_names(&ld);
 
     /* Every shape before the block is allocated. */

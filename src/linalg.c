@@ -32,7 +32,11 @@ static lk_status svd_f64(const double *a, int m, int n, double *U, double *S, do
         memcpy(w, a, sizeof(double) * (size_t)m * n);
         info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, job, job, m, n, w, n, S, u, full ? m : p, vt, n, superb);
     }
-    if (info != 0) { st = lk_fail(LK_ERR_NUMERIC, "svd: LAPACK failed on a %dx%d matrix (info %d): NaN/Inf in the input?", m, n, (int)info); goto done; }
+    if (info != 0) {
+        st = lk_fail(LK_ERR_NUMERIC, "svd: LAPACK failed on a %dx%d matrix (info %d): NaN/Inf in the input?", m, n,
+                     (int)info);
+        goto done;
+    }
     if (U) memcpy(U, u, sizeof(double) * un);
     if (Vt) memcpy(Vt, vt, sizeof(double) * vn);
 done:
@@ -65,7 +69,11 @@ lk_status la_svd_f32(const float *a, int m, int n, float *U, float *S, float *Vt
         memcpy(w, a, sizeof(float) * (size_t)m * n);
         info = LAPACKE_sgesvd(LAPACK_ROW_MAJOR, 'S', 'S', m, n, w, n, S, u, p, vt, n, superb);
     }
-    if (info != 0) { st = lk_fail(LK_ERR_NUMERIC, "svd: LAPACK failed on a %dx%d matrix (info %d): NaN/Inf in the input?", m, n, (int)info); goto done; }
+    if (info != 0) {
+        st = lk_fail(LK_ERR_NUMERIC, "svd: LAPACK failed on a %dx%d matrix (info %d): NaN/Inf in the input?", m, n,
+                     (int)info);
+        goto done;
+    }
     if (U) memcpy(U, u, sizeof(float) * (size_t)m * p);
     if (Vt) memcpy(Vt, vt, sizeof(float) * (size_t)p * n);
 done:
@@ -99,7 +107,10 @@ lk_status la_svd_lowrank(const float *B, int d, int r, const float *A, int k, do
     double *rb = malloc(sizeof(double) * (size_t)r * r), *ra = malloc(sizeof(double) * (size_t)r * r);
     double *core = malloc(sizeof(double) * (size_t)r * r);
     double *uc = malloc(sizeof(double) * (size_t)r * r), *vct = malloc(sizeof(double) * (size_t)r * r);
-    if (!qb || !qa || !rb || !ra || !core || !uc || !vct) { st = lk_fail(LK_ERR_NOMEM, "low-rank svd: out of memory"); goto done; }
+    if (!qb || !qa || !rb || !ra || !core || !uc || !vct) {
+        st = lk_fail(LK_ERR_NOMEM, "low-rank svd: out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < (size_t)d * r; i++) qb[i] = B[i];
     for (int i = 0; i < r; i++)           /* qa = Aᵀ (k×r) */
         for (int j = 0; j < k; j++) qa[(size_t)j * r + i] = A[(size_t)i * k + j];
@@ -173,7 +184,10 @@ lk_status la_topk_randomized(const float *W, int m, int n, int k, int oversample
     double *bt = malloc(sizeof(double) * (size_t)n * l);     /* (Qᵀ W)ᵀ = Wᵀ Q : n×l */
     double *ub = malloc(sizeof(double) * (size_t)n * l), *sb = malloc(sizeof(double) * l);
     double *vbt = malloc(sizeof(double) * (size_t)l * l), *qd = malloc(sizeof(double) * (size_t)m * l);
-    if (!om || !y || !z || !work || !bt || !ub || !sb || !vbt || !qd) { st = lk_fail(LK_ERR_NOMEM, "randomized svd: out of memory"); goto done; }
+    if (!om || !y || !z || !work || !bt || !ub || !sb || !vbt || !qd) {
+        st = lk_fail(LK_ERR_NOMEM, "randomized svd: out of memory");
+        goto done;
+    }
     rng_t g;
     rng_seed(&g, seed);
     rng_fill_normal_f32(&g, om, (size_t)n * l, 1.0f);

@@ -42,7 +42,8 @@ lk_status lora_parse_targets(const char *list, int rank, lora_config *c)
         for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             while (*tok == ' ') tok++;
             int t = lora_target_index(tok);
-            if (t < 0) return lk_fail(LK_ERR_ARG, "unknown LoRA target '%s' (expected q, k, v, o, fc, proj or all)", tok);
+            if (t < 0)
+                return lk_fail(LK_ERR_ARG, "unknown LoRA target '%s' (expected q, k, v, o, fc, proj or all)", tok);
             r[t] = rank;
             any = 1;
         }
@@ -81,7 +82,8 @@ void gpt_lora_detach(gpt_model *m)
 static lk_status attach_modules(gpt_model *m, const lora_config *cfg, const int *rank, const double *scaling)
 {
     if (m->lora && m->lora->merged)
-        return lk_fail(LK_ERR_ARG, "cannot attach a LoRA while another one is merged into the weights (unmerge it first)");
+        return lk_fail(LK_ERR_ARG,
+                       "cannot attach a LoRA while another one is merged into the weights (unmerge it first)");
     gpt_lora_detach(m);
     const gpt_config *c = &m->cfg;
     int nm = c->n_layer * GPT_N_TARGETS;
@@ -127,7 +129,8 @@ static lk_status attach_modules(gpt_model *m, const lora_config *cfg, const int 
 lk_status gpt_lora_attach(gpt_model *m, const lora_config *cfg)
 {
     const gpt_config *c = &m->cfg;
-    if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return lk_fail(LK_ERR_ARG, "LoRA dropout %g must be in [0, 1)", cfg->dropout);
+    if (!(cfg->dropout >= 0 && cfg->dropout < 1))
+        return lk_fail(LK_ERR_ARG, "LoRA dropout %g must be in [0, 1)", cfg->dropout);
     if (!(cfg->alpha > 0)) return lk_fail(LK_ERR_ARG, "LoRA alpha %g must be positive", cfg->alpha);
     int nm = c->n_layer * GPT_N_TARGETS, any = 0;
     int *rank = calloc((size_t)nm, sizeof *rank);
@@ -135,7 +138,11 @@ lk_status gpt_lora_attach(gpt_model *m, const lora_config *cfg)
     if (!rank || !sc) { free(rank); free(sc); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
     for (int i = 0; i < nm; i++) {
         int t = i % GPT_N_TARGETS, r = cfg->rank[t];
-        if (r < 0) { free(rank); free(sc); return lk_fail(LK_ERR_ARG, "LoRA rank %d for %s is negative", r, TNAMES[t]); }
+        if (r < 0) {
+            free(rank);
+            free(sc);
+            return lk_fail(LK_ERR_ARG, "LoRA rank %d for %s is negative", r, TNAMES[t]);
+        }
         rank[i] = r;
         if (r) { sc[i] = lora_scaling(cfg->alpha, r, cfg->rule); any = 1; }
     }
@@ -215,7 +222,8 @@ lk_status gpt_lora_export(const gpt_model *m, const char *task, lora_adapter *ad
         if (!md->rank) continue;
         used[i % GPT_N_TARGETS] = 1;
         lora_module *om;
-        lk_status st = adapter_add(ad, i / GPT_N_TARGETS, TNAMES[i % GPT_N_TARGETS], md->rank, md->in, md->out, md->scaling, &om);
+        lk_status st =
+            adapter_add(ad, i / GPT_N_TARGETS, TNAMES[i % GPT_N_TARGETS], md->rank, md->in, md->out, md->scaling, &om);
         if (st) { adapter_free(ad); return st; }
         memcpy(om->A, md->A, (size_t)md->rank * md->in * sizeof(float));
         memcpy(om->B, md->B, (size_t)md->out * md->rank * sizeof(float));
@@ -231,7 +239,8 @@ lk_status gpt_lora_import(gpt_model *m, const lora_adapter *ad)
 {
     const char *src = ad->source[0] ? ad->source : "adapter";
     if (ad->base[0] && strcmp(ad->base, m->fingerprint))
-        return lk_fail(LK_ERR_ARG, "%s: adapter was made for base %s, but this base checkpoint is %s", src, ad->base, m->fingerprint);
+        return lk_fail(LK_ERR_ARG, "%s: adapter was made for base %s, but this base checkpoint is %s", src, ad->base,
+                       m->fingerprint);
     const gpt_config *c = &m->cfg;
     int nm = c->n_layer * GPT_N_TARGETS;
     gc_layout lay;
@@ -245,11 +254,20 @@ lk_status gpt_lora_import(gpt_model *m, const lora_adapter *ad)
         int t = lora_target_index(am->target);
         size_t off;
         int in, out;
-        if (t < 0) { st = lk_fail(LK_ERR_FORMAT, "%s: module layers/%d/%s: unknown target for this model", src, am->layer, am->target); break; }
-        if (am->layer < 0 || am->layer >= c->n_layer) { st = lk_fail(LK_ERR_SHAPE, "%s: module layers/%d/%s: the base has only %d layers", src, am->layer, am->target, c->n_layer); break; }
+        if (t < 0) {
+            st = lk_fail(LK_ERR_FORMAT, "%s: module layers/%d/%s: unknown target for this model", src, am->layer,
+                         am->target);
+            break;
+        }
+        if (am->layer < 0 || am->layer >= c->n_layer) {
+            st = lk_fail(LK_ERR_SHAPE, "%s: module layers/%d/%s: the base has only %d layers", src, am->layer,
+                         am->target, c->n_layer);
+            break;
+        }
         gc_target_weight(c, &lay, am->layer, t, &off, &in, &out);
         if (am->in != in || am->out != out)
-            st = lk_fail(LK_ERR_SHAPE, "%s: module layers/%d/%s is %d x %d (out x in), the base weight is %d x %d", src, am->layer, am->target, am->out, am->in, out, in);
+            st = lk_fail(LK_ERR_SHAPE, "%s: module layers/%d/%s is %d x %d (out x in), the base weight is %d x %d", src,
+                         am->layer, am->target, am->out, am->in, out, in);
         else if (!isfinite(am->scaling))
             st = lk_fail(LK_ERR_NUMERIC, "%s: module layers/%d/%s: scaling is not finite", src, am->layer, am->target);
         rank[am->layer * GPT_N_TARGETS + t] = am->rank;
@@ -261,7 +279,8 @@ lk_status gpt_lora_import(gpt_model *m, const lora_adapter *ad)
     if (lora_parse_rule(ad->scaling_rule, &cfg.rule)) { lk_clear_error(); cfg.rule = LORA_SCALE_ALPHA_R; }
     cfg.seed = (uint64_t)ad->seed;
     for (int i = 0; i < nm; i++) if (rank[i] > cfg.rank[i % GPT_N_TARGETS]) cfg.rank[i % GPT_N_TARGETS] = rank[i];
-    if (!st) st = ad->n ? attach_modules(m, &cfg, rank, sc) : lk_fail(LK_ERR_FORMAT, "%s: the adapter has no modules", src);
+    if (!st)
+        st = ad->n ? attach_modules(m, &cfg, rank, sc) : lk_fail(LK_ERR_FORMAT, "%s: the adapter has no modules", src);
     free(rank); free(sc);
     if (st) return st;
     for (size_t i = 0; i < ad->n; i++) {

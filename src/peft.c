@@ -80,11 +80,13 @@ static lk_status cfg_pattern(const cJSON *root, const char *key, int integer, co
     *out = NULL;
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!j || cJSON_IsNull(j)) return LK_OK;
-    if (!cJSON_IsObject(j)) return lk_fail(LK_ERR_FORMAT, "%s: \"%s\" must be an object mapping module patterns to numbers", path, key);
+    if (!cJSON_IsObject(j))
+        return lk_fail(LK_ERR_FORMAT, "%s: \"%s\" must be an object mapping module patterns to numbers", path, key);
     for (const cJSON *e = j->child; e; e = e->next) {
         double v = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!isfinite(v) || (integer && (v != floor(v) || v < 1 || v > 1e6)))
-            return lk_fail(LK_ERR_FORMAT, "%s: %s[\"%s\"] must be a %s", path, key, e->string, integer ? "positive integer" : "finite number");
+            return lk_fail(LK_ERR_FORMAT, "%s: %s[\"%s\"] must be a %s", path, key, e->string,
+                           integer ? "positive integer" : "finite number");
     }
     *out = j;
     return LK_OK;
@@ -109,10 +111,12 @@ static lk_status parse_config(cJSON *root, peft_config *c, const char *path)
         c->alpha = a->valuedouble;
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "use_rslora");
-    if (rs && !cJSON_IsNull(rs) && !cJSON_IsBool(rs)) return lk_fail(LK_ERR_FORMAT, "%s: \"use_rslora\" must be true or false", path);
+    if (rs && !cJSON_IsNull(rs) && !cJSON_IsBool(rs))
+        return lk_fail(LK_ERR_FORMAT, "%s: \"use_rslora\" must be true or false", path);
     c->rslora = cJSON_IsTrue(rs);
     const cJSON *ff = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
-    if (ff && !cJSON_IsNull(ff) && !cJSON_IsBool(ff)) return lk_fail(LK_ERR_FORMAT, "%s: \"fan_in_fan_out\" must be true or false", path);
+    if (ff && !cJSON_IsNull(ff) && !cJSON_IsBool(ff))
+        return lk_fail(LK_ERR_FORMAT, "%s: \"fan_in_fan_out\" must be true or false", path);
     c->fan_in_fan_out = ff && !cJSON_IsNull(ff) ? cJSON_IsTrue(ff) : -1;
     /* layers_to_transform: an index or a list of them (PEFT's LoraConfig), null for every layer */
     const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layers_to_transform");
@@ -120,8 +124,12 @@ static lk_status parse_config(cJSON *root, peft_config *c, const char *path)
     if (lt && !cJSON_IsNull(lt)) {
         int ok = cJSON_IsNumber(lt) || (cJSON_IsArray(lt) && cJSON_GetArraySize(lt) > 0);
         for (const cJSON *x = cJSON_IsArray(lt) ? lt->child : lt; ok && x; x = cJSON_IsArray(lt) ? x->next : NULL)
-            ok = cJSON_IsNumber(x) && x->valuedouble == floor(x->valuedouble) && x->valuedouble >= 0 && x->valuedouble <= ADAPTER_LAYER_MAX;
-        if (!ok) return lk_fail(LK_ERR_FORMAT, "%s: \"layers_to_transform\" must be a layer index or a non-empty list of them (0 to %d)", path, ADAPTER_LAYER_MAX);
+            ok = cJSON_IsNumber(x) && x->valuedouble == floor(x->valuedouble) && x->valuedouble >= 0 &&
+                 x->valuedouble <= ADAPTER_LAYER_MAX;
+        if (!ok)
+            return lk_fail(LK_ERR_FORMAT,
+                           "%s: \"layers_to_transform\" must be a layer index or a non-empty list of them (0 to %d)",
+                           path, ADAPTER_LAYER_MAX);
         c->layers = lt;
     }
     if ((st = cfg_pattern(root, "rank_pattern", 1, &c->rank_pattern, path))) return st;
@@ -148,7 +156,9 @@ static lk_status pattern_match(const char *key, const char *m, int *hit, const c
     regex_t rx;
     int rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
     free(re);
-    if (rc) return lk_fail(LK_ERR_FORMAT, "%s: %s key \"%s\" is not a regular expression this reader understands", cfgpath, which, key);
+    if (rc)
+        return lk_fail(LK_ERR_FORMAT, "%s: %s key \"%s\" is not a regular expression this reader understands", cfgpath,
+                       which, key);
     *hit = regexec(&rx, m, 0, NULL, 0) == 0;
     regfree(&rx);
     return LK_OK;
@@ -270,7 +280,11 @@ static int layer_of(const char *m, int *layer, const char **seg_out, size_t *seg
             size_t nl = strcspn(num, ".");
             const char *d = num + (num[0] == '+' || num[0] == '-');
             if (*d < '0' || *d > '9') continue;   /* "layers.attention...": not an index */
-            if (!adapter_layer_index(num, nl, layer)) { *seg_out = num; *seglen = nl; return -1; }   /* a sign fails too */
+            if (!adapter_layer_index(num, nl, layer)) {   /* a sign fails too */
+                *seg_out = num;
+                *seglen = nl;
+                return -1;
+            }
             *rest = num + nl + (num[nl] == '.');
             return 1;
         }
@@ -305,9 +319,11 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, peft_
     for (size_t i = 0; i < st_count(f) && !st; i++) {
         const st_tensor *t = st_tensor_at(f, i);
         if (strstr(t->name, "lora_magnitude_vector")) {
-            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' is a DoRA magnitude vector: this is a DoRA adapter, whose update "
+            st = lk_fail(LK_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' is a DoRA magnitude vector: this is a DoRA adapter, whose update "
                          "m * (W0 + s*B*A) / ||W0 + s*B*A|| - W0 needs the base weights; DoRA adapters are not read "
-                         "(analysing only s*B*A would be wrong)", st_path(f), adapter_name_escape(en, sizeof en, t->name));
+                         "(analysing only s*B*A would be wrong)",
+                         st_path(f), adapter_name_escape(en, sizeof en, t->name));
             break;
         }
         char mod[512], side;
@@ -334,8 +350,9 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, peft_
         if (lk < 0) {
             char num[40];
             snprintf(num, sizeof num, "%.*s", (int)(seglen < 32 ? seglen : 32), seg);
-            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': layer index \"%s\" is not decimal digits in [0, %d]", st_path(f),
-                         adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, num), ADAPTER_LAYER_MAX);
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': layer index \"%s\" is not decimal digits in [0, %d]",
+                         st_path(f), adapter_name_escape(en, sizeof en, t->name),
+                         adapter_name_escape(es, sizeof es, num), ADAPTER_LAYER_MAX);
             break;
         }
         if (!lk) {
@@ -347,8 +364,10 @@ static lk_status collect(const st_file *f, peft_entry **out, size_t *nout, peft_
         const char *last = strrchr(mod, '.');
         last = g ? g : last ? last + 1 : mod;
         if (!adapter_name_ok(last)) {
-            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': module name \"%s\" must be 1 to %d characters of [A-Za-z0-9_.-]", st_path(f),
-                         adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, last), ADAPTER_NAME_MAX - 1);
+            st = lk_fail(LK_ERR_FORMAT,
+                         "%s: tensor '%s': module name \"%s\" must be 1 to %d characters of [A-Za-z0-9_.-]", st_path(f),
+                         adapter_name_escape(en, sizeof en, t->name), adapter_name_escape(es, sizeof es, last),
+                         ADAPTER_NAME_MAX - 1);
             break;
         }
         size_t j = 0;
@@ -405,37 +424,47 @@ static lk_status scan_notes(lora_adapter *ad, const peft_scan *sc, const char *w
     char buf[800];
     lk_status st = LK_OK;
     if (sc->other.n)
-        st = adapter_note(ad, "%s: ignored %zu tensor(s) that are not LoRA factors (modules_to_save copies, heads, biases): %s",
-                          weights, sc->other.n, list_text(buf, sizeof buf, &sc->other));
+        st = adapter_note(
+            ad, "%s: ignored %zu tensor(s) that are not LoRA factors (modules_to_save copies, heads, biases): %s",
+            weights, sc->other.n, list_text(buf, sizeof buf, &sc->other));
     if (!st && sc->embed.n)
-        st = adapter_note(ad, "%s: ignored the embedding LoRA (lora_embedding_A/B) of %s: only linear modules of numbered layers are analysed",
+        st = adapter_note(ad,
+                          "%s: ignored the embedding LoRA (lora_embedding_A/B) of %s: only linear modules of numbered "
+                          "layers are analysed",
                           weights, list_text(buf, sizeof buf, &sc->embed));
     if (!st && sc->nolayer.n)
-        st = adapter_note(ad, "%s: ignored the LoRA factors of %s: not in a numbered layer", weights, list_text(buf, sizeof buf, &sc->nolayer));
+        st = adapter_note(ad, "%s: ignored the LoRA factors of %s: not in a numbered layer", weights,
+                          list_text(buf, sizeof buf, &sc->nolayer));
     return st;
 }
 
 /* ---- loading ------------------------------------------------------------------------- */
 
-static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry *e, const peft_config *c, const char *cfgpath)
+static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry *e, const peft_config *c,
+                            const char *cfgpath)
 {
     const char *P = st_path(f);
     if (!e->A || !e->B) {
         const st_tensor *have = e->A ? e->A : e->B;
-        return lk_fail(LK_ERR_FORMAT, "%s: module %s has '%s' but no lora_%c weight", P, e->path, have->name, e->A ? 'B' : 'A');
+        return lk_fail(LK_ERR_FORMAT, "%s: module %s has '%s' but no lora_%c weight", P, e->path, have->name,
+                       e->A ? 'B' : 'A');
     }
     const st_tensor *A = e->A, *B = e->B;
     for (int k = 0; k < 2; k++) {
         const st_tensor *t = k ? B : A;
-        if (t->rank != 2) return lk_fail(LK_ERR_SHAPE, "%s: tensor '%s' has rank %d, expected a matrix", P, t->name, t->rank);
-        if (t->dtype == ST_OTHER) return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, not F32/F16/BF16/F64", P, t->name, t->dtype_name);
+        if (t->rank != 2)
+            return lk_fail(LK_ERR_SHAPE, "%s: tensor '%s' has rank %d, expected a matrix", P, t->name, t->rank);
+        if (t->dtype == ST_OTHER)
+            return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, not F32/F16/BF16/F64", P, t->name,
+                           t->dtype_name);
     }
     size_t r = A->shape[0], in = A->shape[1], out = B->shape[0];
     if (B->shape[1] != r)
         return lk_fail(LK_ERR_SHAPE, "%s: ranks disagree: '%s' is [%zu, %zu] (r = %zu) but '%s' is [%zu, %zu]", P,
                        A->name, r, in, r, B->name, out, B->shape[1]);
     if (r == 0) return lk_fail(LK_ERR_SHAPE, "%s: tensor '%s' has shape [0, %zu]: LoRA rank 0", P, A->name, in);
-    if (in == 0 || out == 0) return lk_fail(LK_ERR_SHAPE, "%s: module %s has an empty dimension (in %zu, out %zu)", P, e->path, in, out);
+    if (in == 0 || out == 0)
+        return lk_fail(LK_ERR_SHAPE, "%s: module %s has an empty dimension (in %zu, out %zu)", P, e->path, in, out);
     if (r > in || r > out || in > 0x7fffffff || out > 0x7fffffff)
         return lk_fail(LK_ERR_SHAPE, "%s: module %s: rank %zu exceeds min(in %zu, out %zu)", P, e->path, r, in, out);
     double rc, alpha;
@@ -444,13 +473,17 @@ static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry
     if (!st) st = pattern_value(c->alpha_pattern, e->path, c->alpha, &alpha, &akey, cfgpath, "alpha_pattern");
     if (st) return st;
     if ((size_t)rc != r) {
-        if (rkey) return lk_fail(LK_ERR_FORMAT, "%s: rank_pattern[\"%s\"] gives module %s rank %g but '%s' has %zu rows", cfgpath, rkey, e->path, rc, A->name, r);
-        return lk_fail(LK_ERR_FORMAT, "%s: r = %g (no rank_pattern key matches module %s) but '%s' has %zu rows", cfgpath, rc, e->path, A->name, r);
+        if (rkey)
+            return lk_fail(LK_ERR_FORMAT, "%s: rank_pattern[\"%s\"] gives module %s rank %g but '%s' has %zu rows",
+                           cfgpath, rkey, e->path, rc, A->name, r);
+        return lk_fail(LK_ERR_FORMAT, "%s: r = %g (no rank_pattern key matches module %s) but '%s' has %zu rows",
+                       cfgpath, rc, e->path, A->name, r);
     }
     double s = c->rslora ? alpha / sqrt((double)r) : alpha / (double)r;
     lora_module *m;
     if (adapter_find(ad, e->layer, e->target))
-        return lk_fail(LK_ERR_FORMAT, "%s: module %s is a second layer %d %s (two modules map to one layer and target)", P, e->path, e->layer, e->target);
+        return lk_fail(LK_ERR_FORMAT, "%s: module %s is a second layer %d %s (two modules map to one layer and target)",
+                       P, e->path, e->layer, e->target);
     if ((st = adapter_add(ad, e->layer, e->target, (int)r, (int)in, (int)out, s, &m))) return st;
     if ((st = st_read_f32(f, A->name, m->A)) || (st = st_read_f32(f, B->name, m->B))) return st;
     size_t bad;
@@ -463,24 +496,29 @@ static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry
 
 /* layers_to_transform: every module must be in a listed layer (the file and its
  * config disagree otherwise), and a note says the other layers carry no LoRA. */
-static lk_status check_layers(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c, const char *weights, const char *cfgpath)
+static lk_status check_layers(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c,
+                              const char *weights, const char *cfgpath)
 {
     if (!c->layers) return LK_OK;
     char list[256];
     size_t k = 0;
     int cut = 0;
-    for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x; x = cJSON_IsArray(c->layers) ? x->next : NULL) {
+    for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x;
+         x = cJSON_IsArray(c->layers) ? x->next : NULL) {
         if (k + 24 > sizeof list) { cut = 1; break; }
         k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", k ? ", " : "", (int)x->valuedouble);
     }
     if (cut) snprintf(list + k, sizeof list - k, ", ...");
     for (size_t i = 0; i < n; i++) {
         int in = 0;
-        for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x && !in; x = cJSON_IsArray(c->layers) ? x->next : NULL)
+        for (const cJSON *x = cJSON_IsArray(c->layers) ? c->layers->child : c->layers; x && !in;
+             x = cJSON_IsArray(c->layers) ? x->next : NULL)
             in = (int)x->valuedouble == e[i].layer;
         if (!in)
-            return lk_fail(LK_ERR_FORMAT, "%s: module %s is in layer %d, but %s has layers_to_transform [%s]: the file and its config disagree",
-                           weights, e[i].path, e[i].layer, cfgpath, list);
+            return lk_fail(
+                LK_ERR_FORMAT,
+                "%s: module %s is in layer %d, but %s has layers_to_transform [%s]: the file and its config disagree",
+                weights, e[i].path, e[i].layer, cfgpath, list);
     }
     return adapter_note(ad, "%s: layers_to_transform is [%s]: LoRA on those layers only", cfgpath, list);
 }
@@ -491,7 +529,8 @@ static lk_status check_layers(lora_adapter *ad, const peft_entry *e, size_t n, c
  * So the layout is decided from the shapes, not the flag: a fused attn.c_attn has
  * out = 3·in. Its transpose (lora_A with 3× lora_B's rows as columns) is no layout
  * PEFT writes and is refused rather than guessed; a flag that is not true is noted. */
-static lk_status check_gpt2(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c, const char *weights, const char *cfgpath)
+static lk_status check_gpt2(lora_adapter *ad, const peft_entry *e, size_t n, const peft_config *c, const char *weights,
+                            const char *cfgpath)
 {
     const peft_entry *ev = NULL, *any = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -501,18 +540,27 @@ static lk_status check_gpt2(lora_adapter *ad, const peft_entry *e, size_t n, con
         size_t in = e[i].A->shape[1], out = e[i].B->shape[0];
         if (out == 3 * in) { if (!ev) ev = &e[i]; continue; }
         if (in == 3 * out)
-            return lk_fail(LK_ERR_SHAPE, "%s: module %s: '%s' is [%zu, %zu] and '%s' [%zu, %zu], the transpose of the layout PEFT saves for "
-                           "GPT-2's fused c_attn (lora_A [r, in], lora_B [3*in, r]); refused rather than guessed", weights, e[i].path,
-                           e[i].A->name, e[i].A->shape[0], in, e[i].B->name, out, e[i].B->shape[1]);
+            return lk_fail(
+                LK_ERR_SHAPE,
+                "%s: module %s: '%s' is [%zu, %zu] and '%s' [%zu, %zu], the transpose of the layout PEFT saves for "
+                "GPT-2's fused c_attn (lora_A [r, in], lora_B [3*in, r]); refused rather than guessed",
+                weights, e[i].path, e[i].A->name, e[i].A->shape[0], in, e[i].B->name, out, e[i].B->shape[1]);
     }
     if (!any || c->fan_in_fan_out == 1) return LK_OK;
     const char *flag = c->fan_in_fan_out == 0 ? "false" : "absent (false)";
     if (ev)
-        return adapter_note(ad, "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (%s: lora_B has %zu rows = 3 x lora_A's %zu columns), "
-                            "which PEFT adapts with fan_in_fan_out true and saves as lora_A [r, in], lora_B [out, r]: read in that layout, "
-                            "decided from the shapes", cfgpath, flag, ev->path, ev->B->shape[0], ev->A->shape[1]);
-    return adapter_note(ad, "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (e.g. %s), which PEFT adapts with fan_in_fan_out true "
-                        "and saves as lora_A [r, in], lora_B [out, r]: read in that layout (no fused c_attn to confirm it from the shapes)",
+        return adapter_note(ad,
+                            "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (%s: lora_B has %zu rows = 3 "
+                            "x lora_A's %zu columns), "
+                            "which PEFT adapts with fan_in_fan_out true and saves as lora_A [r, in], lora_B [out, r]: "
+                            "read in that layout, "
+                            "decided from the shapes",
+                            cfgpath, flag, ev->path, ev->B->shape[0], ev->A->shape[1]);
+    return adapter_note(ad,
+                        "%s: fan_in_fan_out is %s, but the modules are GPT-2's Conv1D (e.g. %s), which PEFT adapts "
+                        "with fan_in_fan_out true "
+                        "and saves as lora_A [r, in], lora_B [out, r]: read in that layout (no fused c_attn to confirm "
+                        "it from the shapes)",
                         cfgpath, flag, any->path);
 }
 
@@ -544,8 +592,12 @@ lk_status peft_load(lora_adapter *ad, const char *path)
             char bin[LK_PATH_MAX];
             snprintf(bin, sizeof bin, "%s/adapter_model.bin", path);   /* shorter than weights: fits */
             if (lk_is_file(bin))
-                return lk_fail(LK_ERR_UNSUPPORTED, "%s: holds adapter_model.bin (PyTorch pickle), which is not read; save the adapter with safetensors", path);
-            return lk_fail(LK_ERR_NOTFOUND, "%s: no adapter_model.safetensors in this directory (not a PEFT adapter?)", path);
+                return lk_fail(LK_ERR_UNSUPPORTED,
+                               "%s: holds adapter_model.bin (PyTorch pickle), which is not read; save the adapter with "
+                               "safetensors",
+                               path);
+            return lk_fail(LK_ERR_NOTFOUND, "%s: no adapter_model.safetensors in this directory (not a PEFT adapter?)",
+                           path);
         }
     } else {
         if (!lk_is_file(path)) return lk_fail(LK_ERR_NOTFOUND, "%s: no such adapter file or directory", path);
@@ -556,18 +608,24 @@ lk_status peft_load(lora_adapter *ad, const char *path)
         if (st) return st;
     }
     if (!lk_is_file(cfgpath))
-        return lk_fail(LK_ERR_NOTFOUND, "%s: no PEFT config %s beside it: lora_alpha, r and use_rslora are needed for the scaling, "
-                       "so the adapter cannot be read without it", path, cfgpath);
+        return lk_fail(LK_ERR_NOTFOUND,
+                       "%s: no PEFT config %s beside it: lora_alpha, r and use_rslora are needed for the scaling, "
+                       "so the adapter cannot be read without it",
+                       path, cfgpath);
 
     char *text;
     size_t len;
     st = lk_read_text(cfgpath, CONFIG_MAX, "an adapter config", &text, &len);
     if (st) return st;
-    if (strlen(text) != len) { free(text); return lk_fail(LK_ERR_FORMAT, "%s: contains a NUL byte, not JSON", cfgpath); }
+    if (strlen(text) != len) {
+        free(text);
+        return lk_fail(LK_ERR_FORMAT, "%s: contains a NUL byte, not JSON", cfgpath);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!root) {
-        st = lk_fail(LK_ERR_FORMAT, "%s: not valid JSON (error near byte %td)", cfgpath, end ? end - text : (ptrdiff_t)0);
+        st = lk_fail(LK_ERR_FORMAT, "%s: not valid JSON (error near byte %td)", cfgpath,
+                     end ? end - text : (ptrdiff_t)0);
         free(text);
         return st;
     }
@@ -583,9 +641,11 @@ lk_status peft_load(lora_adapter *ad, const char *path)
     if ((st = collect(f, &e, &ne, &sc))) goto done;
     if (ne == 0) {
         if (sc.example)
-            st = lk_fail(LK_ERR_FORMAT, "%s: none of its %zu tensors is a LoRA weight of a numbered layer "
-                         "(expected keys like base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight; found e.g. '%s')",
-                         weights, sc.n_tensors, sc.example);
+            st = lk_fail(
+                LK_ERR_FORMAT,
+                "%s: none of its %zu tensors is a LoRA weight of a numbered layer "
+                "(expected keys like base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight; found e.g. '%s')",
+                weights, sc.n_tensors, sc.example);
         else st = lk_fail(LK_ERR_FORMAT, "%s: holds no tensors", weights);
         goto done;
     }
@@ -625,7 +685,8 @@ lk_status adapter_split_fused(lora_adapter *ad)
         const lora_module *m = &ad->mods[i];
         if (strcmp(m->target, "c_attn")) continue;
         if (m->out % 3)
-            return lk_fail(LK_ERR_SHAPE, "%s: layer %d c_attn: lora_B has %d rows, not a multiple of 3 (q, k, v)", ad->source, m->layer, m->out);
+            return lk_fail(LK_ERR_SHAPE, "%s: layer %d c_attn: lora_B has %d rows, not a multiple of 3 (q, k, v)",
+                           ad->source, m->layer, m->out);
         nf++;
     }
     if (!nf) return LK_OK;

@@ -47,9 +47,11 @@ static lk_status fuse_qkv(const lora_adapter *ad, const lora_module *blk[3], pef
         if (!blk[b]) continue;
         if (!first) first = blk[b];
         else if (blk[b]->in != first->in || blk[b]->out != first->out)
-            return lk_fail(LK_ERR_SHAPE, "%s: layer %d: %s is [out %d, in %d] but %s is [out %d, in %d]: q, k and v must "
-                           "have one shape to form GPT-2's fused c_attn", ad->source, first->layer, first->target, first->out,
-                           first->in, blk[b]->target, blk[b]->out, blk[b]->in);
+            return lk_fail(LK_ERR_SHAPE,
+                           "%s: layer %d: %s is [out %d, in %d] but %s is [out %d, in %d]: q, k and v must "
+                           "have one shape to form GPT-2's fused c_attn",
+                           ad->source, first->layer, first->target, first->out, first->in, blk[b]->target, blk[b]->out,
+                           blk[b]->in);
         R += blk[b]->rank;
     }
     int d = first->out, in = first->in;
@@ -62,7 +64,8 @@ static lk_status fuse_qkv(const lora_adapter *ad, const lora_module *blk[3], pef
     pm->owned = 1;
     pm->A = malloc((size_t)R * (size_t)in * sizeof *pm->A);
     pm->B = calloc((size_t)3 * (size_t)d * (size_t)R, sizeof *pm->B);
-    if (!pm->A || !pm->B) return lk_fail(LK_ERR_NOMEM, "%s: out of memory fusing layer %d c_attn", ad->source, pm->layer);
+    if (!pm->A || !pm->B)
+        return lk_fail(LK_ERR_NOMEM, "%s: out of memory fusing layer %d c_attn", ad->source, pm->layer);
     int col = 0;
     for (int b = 0; b < 3; b++) {
         const lora_module *m = blk[b];
@@ -72,8 +75,8 @@ static lk_status fuse_qkv(const lora_adapter *ad, const lora_module *blk[3], pef
         float ratio = (float)(m->scaling / pm->scaling);
         for (int i = 0; i < d; i++)
             for (int j = 0; j < m->rank; j++)
-                pm->B[((size_t)b * d + i) * R + col + j] = m->scaling == pm->scaling ? m->B[(size_t)i * m->rank + j]
-                                                                                      : ratio * m->B[(size_t)i * m->rank + j];
+                pm->B[((size_t)b * d + i) * R + col + j] =
+                    m->scaling == pm->scaling ? m->B[(size_t)i * m->rank + j] : ratio * m->B[(size_t)i * m->rank + j];
         col += m->rank;
     }
     return LK_OK;
@@ -104,9 +107,10 @@ static lk_status build_mods(const lora_adapter *ad, peft_mod **out, size_t *n_ou
             if (q >= 0) { blk[q] = m; continue; }
             if (!gpt2_name(m->target)) {
                 char esc[80];
-                st = lk_fail(LK_ERR_UNSUPPORTED, "%s: layer %d target '%s': --peft export writes GPT-2 modules for our targets "
-                             "q, k, v, o, fc, proj only (is this adapter already a PEFT one?)", ad->source, layer,
-                             adapter_name_escape(esc, sizeof esc, m->target));
+                st = lk_fail(LK_ERR_UNSUPPORTED,
+                             "%s: layer %d target '%s': --peft export writes GPT-2 modules for our targets "
+                             "q, k, v, o, fc, proj only (is this adapter already a PEFT one?)",
+                             ad->source, layer, adapter_name_escape(esc, sizeof esc, m->target));
                 break;
             }
         }

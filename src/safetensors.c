@@ -113,9 +113,16 @@ static void decode_f32(st_dtype dt, const unsigned char *src, size_t n, float *d
 {
     switch (dt) {
     case ST_F32: memcpy(dst, src, n * 4); break;
-    case ST_F16: for (size_t i = 0; i < n; i++) dst[i] = st_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8)); break;
+    case ST_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = st_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        break;
     case ST_BF16:   /* written so that the compiler vectorises it: the hot path for 7B bases */
-        for (size_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, src + 2 * i, 2); uint32_t u = (uint32_t)v << 16; memcpy(dst + i, &u, 4); }
+        for (size_t i = 0; i < n; i++) {
+            uint16_t v;
+            memcpy(&v, src + 2 * i, 2);
+            uint32_t u = (uint32_t)v << 16;
+            memcpy(dst + i, &u, 4);
+        }
         break;
     case ST_F64: for (size_t i = 0; i < n; i++) { double d; memcpy(&d, src + 8 * i, 8); dst[i] = (float)d; } break;
     default: break;
@@ -126,8 +133,20 @@ static void encode_f32(st_dtype dt, const float *src, size_t n, unsigned char *d
 {
     switch (dt) {
     case ST_F32: memcpy(dst, src, n * 4); break;
-    case ST_F16: for (size_t i = 0; i < n; i++) { uint16_t h = st_f32_to_f16(src[i]); dst[2 * i] = h & 0xff; dst[2 * i + 1] = h >> 8; } break;
-    case ST_BF16: for (size_t i = 0; i < n; i++) { uint16_t h = st_f32_to_bf16(src[i]); dst[2 * i] = h & 0xff; dst[2 * i + 1] = h >> 8; } break;
+    case ST_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = st_f32_to_f16(src[i]);
+            dst[2 * i] = h & 0xff;
+            dst[2 * i + 1] = h >> 8;
+        }
+        break;
+    case ST_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = st_f32_to_bf16(src[i]);
+            dst[2 * i] = h & 0xff;
+            dst[2 * i + 1] = h >> 8;
+        }
+        break;
     case ST_F64: for (size_t i = 0; i < n; i++) { double d = src[i]; memcpy(dst + 8 * i, &d, 8); } break;
     default: break;
     }
@@ -196,7 +215,10 @@ static lk_status parse_tensor(st_file *f, const cJSON *j, st_tensor *t)
 {
     const char *P = f->path, *N = j->string;
     char what[64];
-    if (!cJSON_IsObject(j)) { describe(j, what, sizeof what); return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': entry is %s, not an object", P, N, what); }
+    if (!cJSON_IsObject(j)) {
+        describe(j, what, sizeof what);
+        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': entry is %s, not an object", P, N, what);
+    }
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(j, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
@@ -210,14 +232,16 @@ static lk_status parse_tensor(st_file *f, const cJSON *j, st_tensor *t)
     snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dtypes[k].name);
     t->elem_size = dtypes[k].size;
     int rank = cJSON_GetArraySize(sh);
-    if (rank > ST_MAX_RANK) return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s': rank %d exceeds %d", P, N, rank, ST_MAX_RANK);
+    if (rank > ST_MAX_RANK)
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s': rank %d exceeds %d", P, N, rank, ST_MAX_RANK);
     t->rank = rank;
     size_t count = 1;
     int i = 0;
     for (const cJSON *d = sh->child; d; d = d->next, i++) {
         if (!json_uint(d, &t->shape[i])) {
             describe(d, what, sizeof what);
-            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape[%d] = %s is not an integer in [0, 2^53]", P, N, i, what);
+            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape[%d] = %s is not an integer in [0, 2^53]", P, N, i,
+                           what);
         }
         if (__builtin_mul_overflow(count, t->shape[i], &count))
             return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape product overflows", P, N);
@@ -230,18 +254,23 @@ static lk_status parse_tensor(st_file *f, const cJSON *j, st_tensor *t)
         const cJSON *o = cJSON_GetArrayItem(off, i);
         if (!json_uint(o, i ? &e : &b)) {
             describe(o, what, sizeof what);
-            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] = %s is not an integer in [0, 2^53]", P, N, i, what);
+            return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets[%d] = %s is not an integer in [0, 2^53]", P, N,
+                           i, what);
         }
     }
-    if (e < b) return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] end before they begin", P, N, b, e);
+    if (e < b)
+        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] end before they begin", P, N, b, e);
     if (e > f->data_len)
-        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': data_offsets [%zu, %zu] lie outside the data section (%zu bytes)", P, N, b, e, f->data_len);
+        return lk_fail(LK_ERR_FORMAT,
+                       "%s: tensor '%s': data_offsets [%zu, %zu] lie outside the data section (%zu bytes)", P, N, b, e,
+                       f->data_len);
     if (e - b != t->nbytes) {
         char dims[160] = "";
         for (int d = 0, k = 0; d < rank && k < (int)sizeof dims - 24; d++)
             k += snprintf(dims + k, sizeof dims - (size_t)k, "%s%zu", d ? ", " : "", t->shape[d]);
-        return lk_fail(LK_ERR_FORMAT, "%s: tensor '%s': shape [%s] of %s needs %zu bytes, but data_offsets [%zu, %zu] hold %zu",
-                       P, N, dims, t->dtype_name, t->nbytes, b, e, e - b);
+        return lk_fail(LK_ERR_FORMAT,
+                       "%s: tensor '%s': shape [%s] of %s needs %zu bytes, but data_offsets [%zu, %zu] hold %zu", P, N,
+                       dims, t->dtype_name, t->nbytes, b, e, e - b);
     }
     t->offset = b;
     if (!(t->name = strdup(N))) return lk_fail(LK_ERR_NOMEM, "%s: out of memory", P);
@@ -266,7 +295,10 @@ static lk_status parse_metadata(st_file *f, const cJSON *j)
     return LK_OK;
 }
 
-static int cmp_name(const void *a, const void *b) { return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name); }
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
+}
 
 static int cmp_offset(const void *a, const void *b)
 {
@@ -279,7 +311,9 @@ static int cmp_offset(const void *a, const void *b)
 static lk_status check_layout(st_file *f)
 {
     if (!f->n) {
-        if (f->data_len) return lk_fail(LK_ERR_FORMAT, "%s: no tensors, but %zu bytes of data follow the header", f->path, f->data_len);
+        if (f->data_len)
+            return lk_fail(LK_ERR_FORMAT, "%s: no tensors, but %zu bytes of data follow the header", f->path,
+                           f->data_len);
         return LK_OK;
     }
     const st_tensor **by = malloc(f->n * sizeof *by);
@@ -292,16 +326,17 @@ static lk_status check_layout(st_file *f)
     for (size_t i = 0; i < f->n && !st; i++) {
         const st_tensor *t = by[i];
         if (t->offset < end)
-            st = lk_fail(LK_ERR_FORMAT, "%s: tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap", f->path,
-                         prev->name, prev->offset, prev->offset + prev->nbytes, t->name, t->offset, t->offset + t->nbytes);
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap", f->path, prev->name,
+                         prev->offset, prev->offset + prev->nbytes, t->name, t->offset, t->offset + t->nbytes);
         else if (t->offset > end)
-            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s' starts at data offset %zu, leaving a gap after byte %zu", f->path,
-                         t->name, t->offset, end);
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s' starts at data offset %zu, leaving a gap after byte %zu",
+                         f->path, t->name, t->offset, end);
         end = t->offset + t->nbytes;
         prev = t;
     }
     if (!st && end != f->data_len)
-        st = lk_fail(LK_ERR_FORMAT, "%s: the tensors end at data offset %zu but the data section holds %zu bytes", f->path, end, f->data_len);
+        st = lk_fail(LK_ERR_FORMAT, "%s: the tensors end at data offset %zu but the data section holds %zu bytes",
+                     f->path, end, f->data_len);
     free(by);
     return st;
 }
@@ -309,17 +344,24 @@ static lk_status check_layout(st_file *f)
 static lk_status parse(st_file *f)
 {
     const char *P = f->path;
-    if (f->size < 8) return lk_fail(LK_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)", P, f->size);
+    if (f->size < 8)
+        return lk_fail(LK_ERR_FORMAT, "%s: file is %zu bytes, too short for the 8-byte header length (truncated?)", P,
+                       f->size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->base[i];
     if (hlen >= ST_MAX_HEADER)
-        return lk_fail(LK_ERR_FORMAT, "%s: header length %llu is not below the 100 MB limit (not a safetensors file?)", P, (unsigned long long)hlen);
+        return lk_fail(LK_ERR_FORMAT, "%s: header length %llu is not below the 100 MB limit (not a safetensors file?)",
+                       P, (unsigned long long)hlen);
     if (hlen > f->size - 8)
-        return lk_fail(LK_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes; truncated?)", P, (unsigned long long)hlen, f->size);
-    if (hlen < 2) return lk_fail(LK_ERR_FORMAT, "%s: header length %llu is too short for a JSON object", P, (unsigned long long)hlen);
+        return lk_fail(LK_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes; truncated?)", P,
+                       (unsigned long long)hlen, f->size);
+    if (hlen < 2)
+        return lk_fail(LK_ERR_FORMAT, "%s: header length %llu is too short for a JSON object", P,
+                       (unsigned long long)hlen);
     const unsigned char *h = f->base + 8;
     size_t bad = utf8_bad(h, hlen);
-    if (bad < hlen) return lk_fail(LK_ERR_FORMAT, "%s: header is not valid UTF-8 text (byte %zu of the header)", P, bad);
+    if (bad < hlen)
+        return lk_fail(LK_ERR_FORMAT, "%s: header is not valid UTF-8 text (byte %zu of the header)", P, bad);
     f->data = h + hlen;
     f->data_len = f->size - 8 - hlen;
 
@@ -352,7 +394,8 @@ static lk_status parse(st_file *f)
     if (st) goto done;
     qsort(f->t, f->n, sizeof *f->t, cmp_name);
     for (size_t i = 1; i < f->n && !st; i++)
-        if (!strcmp(f->t[i - 1].name, f->t[i].name)) st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s' appears twice", P, f->t[i].name);
+        if (!strcmp(f->t[i - 1].name, f->t[i].name))
+            st = lk_fail(LK_ERR_FORMAT, "%s: tensor '%s' appears twice", P, f->t[i].name);
     if (!st) st = check_layout(f);
 done:
     cJSON_Delete(root);
@@ -378,7 +421,11 @@ lk_status st_open(st_file **out, const char *path)
         return lk_fail(LK_ERR_IO, "%s: not a regular file", path);
     }
     st_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) { free(f); close(fd); return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path); }
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        close(fd);
+        return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path);
+    }
     f->size = (size_t)sb.st_size;
     if (f->size > 0) {
         void *p = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -457,10 +504,12 @@ static void release(const st_file *f, const unsigned char *p, size_t n)
 lk_status st_read_f32_range(const st_file *f, const st_tensor *t, size_t first, size_t n, float *dst)
 {
     if (t->dtype == ST_OTHER)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which is not read as floating point (F32, F16, BF16, F64 are)",
+        return lk_fail(LK_ERR_UNSUPPORTED,
+                       "%s: tensor '%s' has dtype %s, which is not read as floating point (F32, F16, BF16, F64 are)",
                        f->path, t->name, t->dtype_name);
     if (first > t->count || n > t->count - first)
-        return lk_fail(LK_ERR_ARG, "%s: tensor '%s': elements [%zu, %zu) outside its %zu", f->path, t->name, first, first + n, t->count);
+        return lk_fail(LK_ERR_ARG, "%s: tensor '%s': elements [%zu, %zu) outside its %zu", f->path, t->name, first,
+                       first + n, t->count);
     const unsigned char *src = f->data + t->offset + first * t->elem_size;
     decode_f32(t->dtype, src, n, dst);
     release(f, src, n * t->elem_size);
@@ -483,10 +532,15 @@ lk_status st_read_f64(const st_file *f, const char *name, double *dst)
     switch (t->dtype) {
     case ST_F64: memcpy(dst, p, t->nbytes); break;
     case ST_F32: for (size_t i = 0; i < t->count; i++) { float x; memcpy(&x, p + 4 * i, 4); dst[i] = x; } break;
-    case ST_F16: for (size_t i = 0; i < t->count; i++) dst[i] = st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
-    case ST_BF16: for (size_t i = 0; i < t->count; i++) dst[i] = st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8)); break;
+    case ST_F16:
+        for (size_t i = 0; i < t->count; i++) dst[i] = st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        break;
+    case ST_BF16:
+        for (size_t i = 0; i < t->count; i++) dst[i] = st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        break;
     default:
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which is not read as floating point", f->path, t->name, t->dtype_name);
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which is not read as floating point", f->path,
+                       t->name, t->dtype_name);
     }
     release(f, p, t->nbytes);
     return LK_OK;
@@ -571,7 +625,8 @@ static int valid_name(const char *s) { return utf8_bad((const unsigned char *)s,
 lk_status st_writer_metadata(st_writer *w, const char *key, const char *value)
 {
     if (w->started) return wfail(w, lk_fail(LK_ERR_ARG, "%s: metadata '%s' after the data began", w->path, key));
-    if (!valid_name(key) || !valid_name(value)) return wfail(w, lk_fail(LK_ERR_ARG, "%s: metadata '%s' is not valid UTF-8", w->path, key));
+    if (!valid_name(key) || !valid_name(value))
+        return wfail(w, lk_fail(LK_ERR_ARG, "%s: metadata '%s' is not valid UTF-8", w->path, key));
     char **k = realloc(w->mkey, (w->nmeta + 1) * sizeof *k);
     if (k) w->mkey = k;
     char **v = realloc(w->mval, (w->nmeta + 1) * sizeof *v);
@@ -580,21 +635,26 @@ lk_status st_writer_metadata(st_writer *w, const char *key, const char *value)
     w->mkey[w->nmeta] = strdup(key);
     w->mval[w->nmeta] = strdup(value);
     w->nmeta++;
-    if (!w->mkey[w->nmeta - 1] || !w->mval[w->nmeta - 1]) return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: out of memory", w->path));
+    if (!w->mkey[w->nmeta - 1] || !w->mval[w->nmeta - 1])
+        return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: out of memory", w->path));
     return LK_OK;
 }
 
 /* Validates and appends a declaration; returns it via *out. */
-static lk_status declare(st_writer *w, const char *name, const char *dtype_name, int rank, const size_t *shape, wtensor **out)
+static lk_status declare(st_writer *w, const char *name, const char *dtype_name, int rank, const size_t *shape,
+                         wtensor **out)
 {
-    if (w->started) return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s' declared after the data began", w->path, name));
+    if (w->started)
+        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s' declared after the data began", w->path, name));
     if (!valid_name(name) || !strcmp(name, "__metadata__"))
         return wfail(w, lk_fail(LK_ERR_ARG, "%s: invalid tensor name '%s'", w->path, name));
     int k = dtype_lookup(dtype_name);
     if (k < 0) return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': unknown dtype \"%s\"", w->path, name, dtype_name));
-    if (rank < 0 || rank > ST_MAX_RANK) return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': rank %d not in 0..%d", w->path, name, rank, ST_MAX_RANK));
+    if (rank < 0 || rank > ST_MAX_RANK)
+        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': rank %d not in 0..%d", w->path, name, rank, ST_MAX_RANK));
     for (size_t i = 0; i < w->n; i++)
-        if (!strcmp(w->t[i].name, name)) return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s' declared twice", w->path, name));
+        if (!strcmp(w->t[i].name, name))
+            return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s' declared twice", w->path, name));
     if (w->n == w->cap) {
         size_t cap = w->cap ? 2 * w->cap : 16;
         wtensor *t = realloc(w->t, cap * sizeof *t);
@@ -625,12 +685,14 @@ static lk_status declare(st_writer *w, const char *name, const char *dtype_name,
 lk_status st_writer_declare(st_writer *w, const char *name, st_dtype dtype, int rank, const size_t *shape)
 {
     if (dtype == ST_OTHER || dtype < 0 || dtype > ST_OTHER)
-        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': float data can be written as F32, F16, BF16 or F64 only", w->path, name));
+        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': float data can be written as F32, F16, BF16 or F64 only",
+                                w->path, name));
     wtensor *t;
     return declare(w, name, st_dtype_name(dtype), rank, shape, &t);
 }
 
-lk_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int rank, const size_t *shape, const float *data)
+lk_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int rank, const size_t *shape,
+                        const float *data)
 {
     wtensor *t;
     lk_status st = st_writer_declare(w, name, dtype, rank, shape);
@@ -638,7 +700,8 @@ lk_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int rank
     t = &w->t[w->n - 1];
     t->buffered = 1;
     if (!(t->bytes = malloc(t->nbytes ? t->nbytes : 1)))
-        return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: tensor '%s': out of memory for %zu bytes", w->path, name, t->nbytes));
+        return wfail(w,
+                     lk_fail(LK_ERR_NOMEM, "%s: tensor '%s': out of memory for %zu bytes", w->path, name, t->nbytes));
     if (t->count) encode_f32(dtype, data, t->count, t->bytes);
     return LK_OK;
 }
@@ -650,7 +713,8 @@ lk_status st_writer_add_raw(st_writer *w, const char *name, const char *dtype_na
     lk_status st = declare(w, name, dtype_name, rank, shape, &t);
     if (st) return st;
     if (nbytes != t->nbytes)
-        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': %zu bytes given, shape and dtype need %zu", w->path, name, nbytes, t->nbytes));
+        return wfail(w, lk_fail(LK_ERR_ARG, "%s: tensor '%s': %zu bytes given, shape and dtype need %zu", w->path, name,
+                                nbytes, t->nbytes));
     t->buffered = 1;
     if (!(t->bytes = malloc(nbytes ? nbytes : 1)))
         return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: tensor '%s': out of memory", w->path, name));
@@ -707,7 +771,8 @@ static lk_status write_header(st_writer *w)
     while ((ftell(m) & 7) != 0) fputc(' ', m);   /* data starts 8-byte aligned, as the reference pads */
     if (fclose(m)) { free(buf); return wfail(w, lk_fail(LK_ERR_NOMEM, "%s: out of memory for the header", w->path)); }
     lk_status st = LK_OK;
-    if (len >= ST_MAX_HEADER) st = wfail(w, lk_fail(LK_ERR_ARG, "%s: header of %zu bytes exceeds the 100 MB limit", w->path, len));
+    if (len >= ST_MAX_HEADER)
+        st = wfail(w, lk_fail(LK_ERR_ARG, "%s: header of %zu bytes exceeds the 100 MB limit", w->path, len));
     unsigned char le[8];
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)len >> (8 * i));
     if (!st) st = write_bytes(w, le, 8, "the header");
@@ -739,7 +804,10 @@ lk_status st_writer_write(st_writer *w, const float *data, size_t n)
     unsigned char chunk[1 << 16];
     while (!st && n > 0) {
         if ((st = flush_buffered(w))) break;
-        if (w->cur == w->n) { st = wfail(w, lk_fail(LK_ERR_ARG, "%s: %zu values more than the declared tensors hold", w->path, n)); break; }
+        if (w->cur == w->n) {
+            st = wfail(w, lk_fail(LK_ERR_ARG, "%s: %zu values more than the declared tensors hold", w->path, n));
+            break;
+        }
         wtensor *t = &w->t[w->cur];
         size_t k = t->count - w->done, es = st_dtype_size(t->dtype);
         if (k > n) k = n;
@@ -785,7 +853,8 @@ lk_status st_writer_commit(st_writer *w)
     if (!st && !w->started) st = write_header(w);
     if (!st) st = flush_buffered(w);
     if (!st && w->cur < w->n)
-        st = lk_fail(LK_ERR_ARG, "%s: tensor '%s' received %zu of its %zu values", w->path, w->t[w->cur].name, w->done, w->t[w->cur].count);
+        st = lk_fail(LK_ERR_ARG, "%s: tensor '%s' received %zu of its %zu values", w->path, w->t[w->cur].name, w->done,
+                     w->t[w->cur].count);
     if (!st) {
         FILE *fp = w->fp;
         w->fp = NULL;

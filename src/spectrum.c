@@ -63,7 +63,10 @@ lk_status spec_lowrank_sv(const float *B, const float *A, int d, int r, int k, d
     double *gb = malloc(sizeof(double) * (size_t)r * r), *ga = malloc(sizeof(double) * (size_t)r * r);
     double *t = malloc(sizeof(double) * (size_t)r * r), *lam = malloc(sizeof(double) * (size_t)r);
     lk_status st = LK_OK;
-    if (!bd || !ad || !gb || !ga || !t || !lam) { st = lk_fail(LK_ERR_NOMEM, "spectrum: out of memory (d %d, k %d, r %d)", d, k, r); goto done; }
+    if (!bd || !ad || !gb || !ga || !t || !lam) {
+        st = lk_fail(LK_ERR_NOMEM, "spectrum: out of memory (d %d, k %d, r %d)", d, k, r);
+        goto done;
+    }
     for (size_t i = 0; i < (size_t)d * r; i++) bd[i] = B[i];
     for (size_t i = 0; i < (size_t)r * k; i++) ad[i] = A[i];
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, d, 1.0, bd, r, 0.0, gb, r);     /* BᵀB */
@@ -176,7 +179,12 @@ lk_status spec_baseline(const spec_basis *b, int draws, uint64_t seed, double ep
     if (draws < 1) return lk_fail(LK_ERR_ARG, "spectrum: baseline needs at least one draw");
     double *G = malloc(sizeof(double) * (size_t)d * draws), *sim = malloc(sizeof(double) * (size_t)draws);
     double *nrm = calloc((size_t)draws, sizeof(double));
-    if (!G || !sim || !nrm) { free(G); free(sim); free(nrm); return lk_fail(LK_ERR_NOMEM, "spectrum: out of memory for the baseline"); }
+    if (!G || !sim || !nrm) {
+        free(G);
+        free(sim);
+        free(nrm);
+        return lk_fail(LK_ERR_NOMEM, "spectrum: out of memory for the baseline");
+    }
     rng_t r;
     rng_seed(&r, seed ^ ((uint64_t)d << 32));   /* depends on d only: the same draws for every matrix of a size */
     rng_fill_normal_f64(&r, G, (size_t)d * draws, 1.0);

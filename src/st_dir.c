@@ -29,13 +29,18 @@ static int is_file(const char *p)
 static lk_status read_small(const char *path, char **out)
 {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return lk_fail(errno == ENOENT ? LK_ERR_NOTFOUND : LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp)
+        return lk_fail(errno == ENOENT ? LK_ERR_NOTFOUND : LK_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
         if (n + 4096 + 1 > cap) {
             cap = cap ? 2 * cap : 65536;
-            if (cap > (64u << 20)) { free(buf); fclose(fp); return lk_fail(LK_ERR_FORMAT, "%s: larger than 64 MB", path); }
+            if (cap > (64u << 20)) {
+                free(buf);
+                fclose(fp);
+                return lk_fail(LK_ERR_FORMAT, "%s: larger than 64 MB", path);
+            }
             char *nb = realloc(buf, cap);
             if (!nb) { free(buf); fclose(fp); return lk_fail(LK_ERR_NOMEM, "%s: out of memory", path); }
             buf = nb;
@@ -102,14 +107,16 @@ static lk_status open_index(st_dir *d, const char *dir)
             char p[LK_PATH_MAX];
             if ((st = lk_path_fmt(p, sizeof p, "%s/%s", dir, e->valuestring))) goto done;
             if (!is_file(p)) {
-                st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s (for tensor %s), which is missing", d->source, e->valuestring, e->string);
+                st = lk_fail(LK_ERR_NOTFOUND, "%s names shard %s (for tensor %s), which is missing", d->source,
+                             e->valuestring, e->string);
                 goto done;
             }
             if ((st = add_file(d, p))) goto done;
         }
         const st_tensor *t = st_find(d->files[i], e->string);
         if (!t) {
-            st = lk_fail(LK_ERR_NOTFOUND, "%s: shard %s has no tensor %s (the index puts it there)", d->source, e->valuestring, e->string);
+            st = lk_fail(LK_ERR_NOTFOUND, "%s: shard %s has no tensor %s (the index puts it there)", d->source,
+                         e->valuestring, e->string);
             goto done;
         }
         if ((st = add_entry(d, t, i))) goto done;
@@ -129,7 +136,8 @@ lk_status st_dir_open(st_dir **out, const char *dir)
     if (st) { free(d); return st; }
     if (is_file(d->source)) {
         if (!(st = add_file(d, d->source)))
-            for (size_t i = 0; i < st_count(d->files[0]) && !st; i++) st = add_entry(d, st_tensor_at(d->files[0], i), 0);
+            for (size_t i = 0; i < st_count(d->files[0]) && !st; i++)
+                st = add_entry(d, st_tensor_at(d->files[0], i), 0);
     } else {
         st = lk_path_fmt(d->source, sizeof d->source, "%s/model.safetensors.index.json", dir);
         if (!st && is_file(d->source)) st = open_index(d, dir);

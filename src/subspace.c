@@ -42,7 +42,8 @@ static lk_status singular_values(double *M, int r1, int r2, double *s)
 {
     if (symeig_svals_small(M, r1, r2, s) == 0) return LK_OK;
     lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', r2, r1, M, r2, s, NULL, 1, NULL, 1);
-    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", r1, r2, (int)info);
+    if (info != 0)
+        return lk_fail(LK_ERR_NUMERIC, "subspace: SVD of the %dx%d overlap matrix failed (info %d)", r1, r2, (int)info);
     return LK_OK;
 }
 
@@ -77,9 +78,11 @@ lk_status sub_compare(sub_result *res, const sub_basis *b1, const sub_basis *b2)
 {
     memset(res, 0, sizeof *res);
     if (b1->n != b2->n)
-        return lk_fail(LK_ERR_SHAPE, "subspace: the two subspaces live in different dimensions (%d and %d)", b1->n, b2->n);
+        return lk_fail(LK_ERR_SHAPE, "subspace: the two subspaces live in different dimensions (%d and %d)", b1->n,
+                       b2->n);
     const double *x1 = basis_x(b1), *x2 = basis_x(b2), *t1 = basis_t(b1), *t2 = basis_t(b2);
-    if (!x1 || !x2 || (!b1->v && !t1) || (!b2->v && !t2)) return lk_fail(LK_ERR_ARG, "subspace: a basis holds no vectors");
+    if (!x1 || !x2 || (!b1->v && !t1) || (!b2->v && !t2))
+        return lk_fail(LK_ERR_ARG, "subspace: a basis holds no vectors");
     int r1 = b1->k, r2 = b2->k, n = b1->n;
     res->r1 = r1; res->r2 = r2; res->n = n;
     /* M = V₁·V₂ᵀ = T₁ (X₁·X₂ᵀ) T₂ᵀ: one r1×r2×n product and two small ones,
@@ -284,7 +287,8 @@ lk_status sub_random_pairs(double *phi, int K, int r1, int r2, int n, uint64_t s
     lk_status st = LK_OK;
     for (int p = 0; p < K && !st; p++) {
         sub_result res;
-        st = random_pair(&res, r1, r2, n, mix64(seed ^ (2 * (uint64_t)p + 1)), mix64(seed ^ (2 * (uint64_t)p + 2)), &ws);
+        st =
+            random_pair(&res, r1, r2, n, mix64(seed ^ (2 * (uint64_t)p + 1)), mix64(seed ^ (2 * (uint64_t)p + 2)), &ws);
         if (!st) memcpy(phi + (size_t)p * r1 * r2, res.phi, sizeof(double) * (size_t)r1 * r2);
         sub_result_free(&res);
     }

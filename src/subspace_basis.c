@@ -69,7 +69,8 @@ lk_status sub_basis_materialize(sub_basis *b)
     if (!b->x || !b->t) return lk_fail(LK_ERR_ARG, "subspace: the basis holds no vectors");
     b->v = malloc(sizeof(double) * (size_t)b->k * b->n);
     if (!b->v) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory for a %dx%d basis", b->k, b->n);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->k, b->n, b->k, 1.0, b->t, b->k, b->x, b->n, 0.0, b->v, b->n);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->k, b->n, b->k, 1.0, b->t, b->k, b->x, b->n, 0.0, b->v,
+                b->n);
     free(b->x); free(b->t);
     b->x = b->t = NULL;
     return LK_OK;
@@ -143,7 +144,10 @@ done:
  * else the SVD route (the accurate one for ill-conditioned x): b->v. */
 static lk_status rows_take(sub_basis *b, double *x, int k, int n, int factored)
 {
-    if (k > n) { free(x); return lk_fail(LK_ERR_SHAPE, "subspace: %d vectors cannot be orthonormal in dimension %d", k, n); }
+    if (k > n) {
+        free(x);
+        return lk_fail(LK_ERR_SHAPE, "subspace: %d vectors cannot be orthonormal in dimension %d", k, n);
+    }
     lk_status st = sub_basis_alloc(b, k, n);
     if (st) { free(x); return st; }
     st = rows_gram(b, x);
@@ -191,9 +195,11 @@ void sub_cols_f64(double *xt, const float *X, int n, int k)
 static lk_status basis_factor(sub_basis *b, const float *X, int k, int n, int cols, int factored)
 {
     memset(b, 0, sizeof *b);
-    if (k <= 0 || n <= 0) return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", cols ? n : k, cols ? k : n);
+    if (k <= 0 || n <= 0)
+        return lk_fail(LK_ERR_ARG, "subspace: empty matrix %dx%d (rank 0?)", cols ? n : k, cols ? k : n);
     size_t bad;
-    if (!la_all_finite_f32(X, (size_t)k * n, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
+    if (!la_all_finite_f32(X, (size_t)k * n, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in the matrix (element %zu)", bad);
     double *x = malloc(sizeof(double) * (size_t)k * n);
     if (!x) return lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
     if (cols) sub_cols_f64(x, X, n, k);
@@ -226,7 +232,10 @@ static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float
     double *D = malloc(sizeof(double) * (size_t)r * r), *T = malloc(sizeof(double) * (size_t)r * r);
     double *H = malloc(sizeof(double) * (size_t)r * r), *la = malloc(sizeof(double) * (size_t)r);
     double *mu = malloc(sizeof(double) * (size_t)r);
-    if (!Ad || !Bd || !GA || !GB || !D || !T || !H || !la || !mu) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (!Ad || !Bd || !GA || !GB || !D || !T || !H || !la || !mu) {
+        st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+        goto done;
+    }
     sub_rows_f64(Ad, A, r, in);
     sub_rows_f64(Bd, B, out, r);
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, r, in, 1.0, Ad, in, 0.0, GA, r);
@@ -235,14 +244,20 @@ static lk_status lowrank_gram(sub_basis *b, const float *B, int out, const float
         for (int j = 0; j < i; j++) GB[(size_t)i * r + j] = GB[(size_t)j * r + i];
     /* after sym_eig, row c of GA is Z_A's column c */
     if (sym_eig(GA, r, la)) { st = LK_ERR_UNSUPPORTED; goto done; }
-    if (!(la[r - 1] > 0) || !(la[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * la[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (!(la[r - 1] > 0) || !(la[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * la[r - 1])) {
+        st = LK_ERR_UNSUPPORTED;
+        goto done;
+    }
     for (int i = 0; i < r; i++)
         for (int c = 0; c < r; c++) D[(size_t)i * r + c] = GA[(size_t)c * r + i] * sqrt(la[c]);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, 1.0, GB, r, D, r, 0.0, T, r);
     /* H = s²·Dᵀ·T: only its upper triangle is used */
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, r, r, s * s, D, r, T, r, 0.0, H, r);
     if (sym_eig(H, r, mu)) { st = LK_ERR_UNSUPPORTED; goto done; }
-    if (!(mu[r - 1] > 0) || !(mu[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * mu[r - 1])) { st = LK_ERR_UNSUPPORTED; goto done; }
+    if (!(mu[r - 1] > 0) || !(mu[0] >= GRAM_MIN_RATIO * GRAM_MIN_RATIO * mu[r - 1])) {
+        st = LK_ERR_UNSUPPORTED;
+        goto done;
+    }
     /* D becomes Λ^{-1/2} Z_Aᵀ, GB = Zᵀ (rows by decreasing μ), T = GB · D */
     for (int c = 0; c < r; c++) {
         double f = 1 / sqrt(la[c]);
@@ -267,7 +282,10 @@ static lk_status lowrank_svd(sub_basis *b, const float *B, int out, const float 
     int r = b->k, in = b->n;
     double *U = malloc(sizeof(double) * (size_t)out * r), *V = malloc(sizeof(double) * (size_t)in * r);
     lk_status st = LK_OK;
-    if (!U || !V || !(b->v = malloc(sizeof(double) * (size_t)r * in))) { st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory"); goto done; }
+    if (!U || !V || !(b->v = malloc(sizeof(double) * (size_t)r * in))) {
+        st = lk_fail(LK_ERR_NOMEM, "subspace: out of memory");
+        goto done;
+    }
     if ((st = la_svd_lowrank(B, out, r, A, in, s, U, b->sv, V))) goto done;
     for (int i = 0; i < in; i++)              /* V's columns become rows */
         for (int j = 0; j < r; j++) b->v[(size_t)j * in + i] = V[(size_t)i * r + j];
@@ -276,20 +294,26 @@ done:
     return st;
 }
 
-static lk_status basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s, int factored)
+static lk_status basis_lowrank(sub_basis *b, const float *B, int out, int r, const float *A, int in, double s,
+                               int factored)
 {
     memset(b, 0, sizeof *b);
-    if (r <= 0 || in <= 0 || out <= 0) return lk_fail(LK_ERR_ARG, "subspace: rank %d, in %d, out %d must be positive", r, in, out);
+    if (r <= 0 || in <= 0 || out <= 0)
+        return lk_fail(LK_ERR_ARG, "subspace: rank %d, in %d, out %d must be positive", r, in, out);
     if (r > in || r > out) return lk_fail(LK_ERR_SHAPE, "subspace: rank %d exceeds min(in %d, out %d)", r, in, out);
     size_t bad;
-    if (!la_all_finite_f32(A, (size_t)r * in, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in A (element %zu)", bad);
-    if (!la_all_finite_f32(B, (size_t)out * r, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in B (element %zu)", bad);
+    if (!la_all_finite_f32(A, (size_t)r * in, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in A (element %zu)", bad);
+    if (!la_all_finite_f32(B, (size_t)out * r, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in B (element %zu)", bad);
     if (!isfinite(s) || s == 0) return lk_fail(LK_ERR_NUMERIC, "subspace: scaling %g makes ΔW zero or undefined", s);
     lk_status st = sub_basis_alloc(b, r, in);
     if (st) return st;
     st = lowrank_gram(b, B, out, A, s);
     if (st == LK_ERR_UNSUPPORTED) st = lowrank_svd(b, B, out, A, s);
-    if (!st && !(b->sv[0] > 0)) st = lk_fail(LK_ERR_NUMERIC, "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace");
+    if (!st && !(b->sv[0] > 0))
+        st = lk_fail(LK_ERR_NUMERIC,
+                     "subspace: ΔW = s·B·A is zero (B = 0: an untrained adapter?): it spans no subspace");
     if (!st && !factored) st = sub_basis_materialize(b);
     if (st) { sub_basis_free(b); return st; }
     sub_basis_set_rank(b);
@@ -308,7 +332,10 @@ static lk_status basis_module(sub_basis *b, const lora_module *m, sub_side side,
     switch (side) {
     case SUB_SIDE_A: st = basis_factor(b, m->A, m->rank, m->in, 0, factored); what = "A"; break;
     case SUB_SIDE_B: st = basis_factor(b, m->B, m->rank, m->out, 1, factored); what = "B"; break;
-    case SUB_SIDE_DW: st = basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling, factored); what = "dW"; break;
+    case SUB_SIDE_DW:
+        st = basis_lowrank(b, m->B, m->out, m->rank, m->A, m->in, m->scaling, factored);
+        what = "dW";
+        break;
     default: memset(b, 0, sizeof *b); return lk_fail(LK_ERR_ARG, "subspace: unknown side %d", (int)side);
     }
     if (st && side == SUB_SIDE_B && st == LK_ERR_NUMERIC && strstr(lk_errmsg(), "is zero"))
@@ -333,7 +360,8 @@ lk_status sub_basis_topk(sub_basis *b, const float *W, int out, int in, int k, i
     int p = out < in ? out : in;
     if (k <= 0 || k > p) return lk_fail(LK_ERR_ARG, "subspace: top-%d singular vectors of a %dx%d matrix", k, out, in);
     size_t bad;
-    if (!la_all_finite_f32(W, (size_t)out * in, &bad)) return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in W (element %zu)", bad);
+    if (!la_all_finite_f32(W, (size_t)out * in, &bad))
+        return lk_fail(LK_ERR_NUMERIC, "subspace: NaN/Inf in W (element %zu)", bad);
     int n = left ? out : in;
     lk_status st = sub_basis_alloc(b, k, n);
     if (st) return st;

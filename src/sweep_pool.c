@@ -45,7 +45,8 @@ static void *work(void *arg)
 
 lk_status sweep_pool_run(gpt_model *base, int jobs, long n_items, sweep_pool_fn fn, void *ctx)
 {
-    if (jobs < 1 || jobs > SWEEP_POOL_MAX_JOBS) return lk_fail(LK_ERR_ARG, "--jobs %d: must be 1 to %d", jobs, SWEEP_POOL_MAX_JOBS);
+    if (jobs < 1 || jobs > SWEEP_POOL_MAX_JOBS)
+        return lk_fail(LK_ERR_ARG, "--jobs %d: must be 1 to %d", jobs, SWEEP_POOL_MAX_JOBS);
     if (jobs > n_items) jobs = n_items > 0 ? (int)n_items : 1;
     if (jobs == 1) {
         for (long i = 0; i < n_items; i++) {

@@ -29,7 +29,8 @@ synth_opts synth_defaults(void)
 }
 
 static const char *OURS[6] = {"q", "k", "v", "o", "fc", "proj"};
-static const char *LLAMA[6] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"};
+static const char *LLAMA[6] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                               "self_attn.o_proj", "mlp.up_proj",      "mlp.down_proj"};
 static const char *GPT2[6] = {"attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
 
 typedef struct {
@@ -40,11 +41,17 @@ typedef struct {
 
 static int t_out(const ctx *c, int t) { return t == 4 ? c->dff : c->o.d; }
 static int t_in(const ctx *c, int t) { return t == 5 ? c->dff : c->o.d; }
-static int t_rank(const ctx *c, int t) { int p = t_out(c, t) < t_in(c, t) ? t_out(c, t) : t_in(c, t); int R = p / 4; return R > 128 ? 128 : R < 1 ? 1 : R; }
+static int t_rank(const ctx *c, int t)
+{
+    int p = t_out(c, t) < t_in(c, t) ? t_out(c, t) : t_in(c, t);
+    int R = p / 4;
+    return R > 128 ? 128 : R < 1 ? 1 : R;
+}
 
 static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
 {
-    uint64_t x = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xbf58476d1ce4e5b9ULL ^ (c + 17) * 0x94d049bb133111ebULL;
+    uint64_t x = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xbf58476d1ce4e5b9ULL ^
+                 (c + 17) * 0x94d049bb133111ebULL;
     return x ^ (x >> 29);
 }
 
@@ -125,7 +132,10 @@ static lk_status orth_init(orth_map *q, int n, uint64_t seed)
     q->tmp = malloc(sizeof(double) * (size_t)n);
     if (!q->tmp) return lk_fail(LK_ERR_NOMEM, "out of memory");
     if (!q->fast) {
-        if (!(q->Q = malloc(sizeof(double) * (size_t)n * n))) { orth_free(q); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+        if (!(q->Q = malloc(sizeof(double) * (size_t)n * n))) {
+            orth_free(q);
+            return lk_fail(LK_ERR_NOMEM, "out of memory");
+        }
         lk_status st = la_random_orthonormal(q->Q, n, n, seed);
         if (st) orth_free(q);
         return st;
@@ -138,7 +148,11 @@ static lk_status orth_init(orth_map *q, int n, uint64_t seed)
     for (int r = 0; r < 3; r++) {
         int *p = q->perm + (size_t)r * n;
         for (int i = 0; i < n; i++) { p[i] = i; q->sign[(size_t)r * n + i] = (rng_u64(&g) >> 63) ? 1 : -1; }
-        for (int i = n - 1; i > 0; i--) { int j = (int)rng_below(&g, (uint64_t)i + 1), t = p[i]; p[i] = p[j]; p[j] = t; }
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)rng_below(&g, (uint64_t)i + 1), t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
     }
     return LK_OK;
 }
@@ -235,7 +249,10 @@ static void gen_a(const ctx *c, int l, int t, int r, float *A, float *G2)
         for (int i = 0; i < in; i++) rn += (double)row[i] * row[i];
         rn = sqrt(rn);
         double s = 0;
-        for (int i = 0; i < in; i++) { row[i] = (float)(0.3 * G2[(size_t)i * R + J] / gn + 0.95 * row[i] / rn); s += (double)row[i] * row[i]; }
+        for (int i = 0; i < in; i++) {
+            row[i] = (float)(0.3 * G2[(size_t)i * R + J] / gn + 0.95 * row[i] / rn);
+            s += (double)row[i] * row[i];
+        }
         for (int i = 0; i < in; i++) row[i] = (float)(row[i] / sqrt(s));
     }
 }
@@ -263,7 +280,10 @@ static void gen_b(const ctx *c, int l, int t, int r, float *B, float *G1)
         for (int i = 0; i < out; i++) rn += (double)col[i] * col[i];
         rn = sqrt(rn);
         double wj = scale / sqrt(1.0 + j), nn = 0;
-        for (int i = 0; i < out; i++) { col[i] = (float)(0.3 * G1[(size_t)i * R + J] / gn + 0.95 * col[i] / rn); nn += (double)col[i] * col[i]; }
+        for (int i = 0; i < out; i++) {
+            col[i] = (float)(0.3 * G1[(size_t)i * R + J] / gn + 0.95 * col[i] / rn);
+            nn += (double)col[i] * col[i];
+        }
         for (int i = 0; i < out; i++) B[(size_t)i * r + j] = (float)(wj * col[i] / sqrt(nn));
     }
     free(col);
@@ -271,7 +291,8 @@ static void gen_b(const ctx *c, int l, int t, int r, float *B, float *G1)
 
 static lk_status mkdir_p(const char *p)
 {
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) return lk_fail(LK_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return lk_fail(LK_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
     return LK_OK;
 }
 
@@ -318,7 +339,8 @@ static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1,
     size_t cap = 4096 + (size_t)c->o.n_layer * 6 * 120, len = 0;
     char *idx = malloc(cap);
     if (!idx) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    len += (size_t)snprintf(idx + len, cap - len, "{\n  \"metadata\": {\"generator\": \"lora-mkbase\"},\n  \"weight_map\": {");
+    len += (size_t)snprintf(idx + len, cap - len,
+                            "{\n  \"metadata\": {\"generator\": \"lora-mkbase\"},\n  \"weight_map\": {");
     int first = 1;
     for (int s = 0; s < ns && !st; s++) {
         int l0 = c->o.n_layer * s / ns, l1 = c->o.n_layer * (s + 1) / ns;
@@ -329,7 +351,8 @@ static lk_status write_llama(const ctx *c, const char *dir, float *W, float *G1,
         for (int l = l0; l < l1; l++)
             for (int t = 0; t < 6; t++)
                 if (c->use[t]) {
-                    len += (size_t)snprintf(idx + len, cap - len, "%s\n    \"model.layers.%d.%s.weight\": \"%s\"", first ? "" : ",", l, LLAMA[t], fn);
+                    len += (size_t)snprintf(idx + len, cap - len, "%s\n    \"model.layers.%d.%s.weight\": \"%s\"",
+                                            first ? "" : ",", l, LLAMA[t], fn);
                     first = 0;
                 }
     }
@@ -474,9 +497,12 @@ static lk_status write_peft(const ctx *c, const char *dir, int r, float *G1, flo
     if ((st = lk_path_fmt(p, sizeof p, "%s/adapter_config.json", ad))) return st;
     FILE *f = fopen(p, "w");
     if (!f) return lk_fail(LK_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
-    fprintf(f, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": \"synthetic-%s-%dx%d\",\n"
-               "  \"r\": %d,\n  \"lora_alpha\": %g,\n  \"lora_dropout\": 0.0,\n  \"use_rslora\": false,\n  \"bias\": \"none\",\n"
-               "  \"fan_in_fan_out\": %s,\n  \"target_modules\": [%s]\n}\n",
+    fprintf(f,
+            "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": "
+            "\"synthetic-%s-%dx%d\",\n"
+            "  \"r\": %d,\n  \"lora_alpha\": %g,\n  \"lora_dropout\": 0.0,\n  \"use_rslora\": false,\n  \"bias\": "
+            "\"none\",\n"
+            "  \"fan_in_fan_out\": %s,\n  \"target_modules\": [%s]\n}\n",
             c->o.layout, c->o.n_layer, d, r, c->o.alpha, gpt2 ? "true" : "false", modules);
     if (fclose(f)) return lk_fail(LK_ERR_IO, "%s: write failed", p);
     return LK_OK;
@@ -494,7 +520,8 @@ static lk_status write_ours_adapter(const ctx *c, const char *dir, int r, float 
     lk_status st = LK_OK;
     size_t len = 0;
     for (int t = 0; t < 6; t++)
-        if (c->use[t]) len += (size_t)snprintf(ad.targets + len, sizeof ad.targets - len, "%s%s", len ? "," : "", OURS[t]);
+        if (c->use[t])
+            len += (size_t)snprintf(ad.targets + len, sizeof ad.targets - len, "%s%s", len ? "," : "", OURS[t]);
     for (int l = 0; l < c->o.n_layer && !st; l++)
         for (int t = 0; t < 6 && !st; t++) {
             if (!c->use[t]) continue;
@@ -545,7 +572,10 @@ lk_status synth_write(const synth_opts *o, const char *dir)
     size_t gmax = (size_t)(o->d > c.dff ? o->d : c.dff) * 128;
     float *G1 = malloc(sizeof(float) * gmax), *G2 = malloc(sizeof(float) * gmax);
     if (!W || !G1 || !G2) st = lk_fail(LK_ERR_NOMEM, "out of memory");
-    if (!st) st = kind == 0 ? write_llama(&c, dir, W, G1, G2) : kind == 1 ? write_gpt2(&c, dir, W, G1, G2) : write_ours(&c, dir, W, G1, G2);
+    if (!st)
+        st = kind == 0   ? write_llama(&c, dir, W, G1, G2)
+             : kind == 1 ? write_gpt2(&c, dir, W, G1, G2)
+                         : write_ours(&c, dir, W, G1, G2);
     for (int i = 0; i < o->n_ranks && !st; i++)
         st = kind == 2 ? write_ours_adapter(&c, dir, o->ranks[i], G1, G2) : write_peft(&c, dir, o->ranks[i], G1, G2);
     free(W); free(G1); free(G2);

@@ -89,7 +89,8 @@ static void mul_tn(int rows, int cols, int b, const float *A, int lda, const flo
     for (; i + 8 <= rows; i += 8) {
         const float *ui = u + (size_t)i * ldu;
         v16 u0 = ld16(ui), u1 = ld16(ui + ldu), u2 = ld16(ui + 2 * (size_t)ldu), u3 = ld16(ui + 3 * (size_t)ldu);
-        v16 u4 = ld16(ui + 4 * (size_t)ldu), u5 = ld16(ui + 5 * (size_t)ldu), u6 = ld16(ui + 6 * (size_t)ldu), u7 = ld16(ui + 7 * (size_t)ldu);
+        v16 u4 = ld16(ui + 4 * (size_t)ldu), u5 = ld16(ui + 5 * (size_t)ldu), u6 = ld16(ui + 6 * (size_t)ldu),
+            u7 = ld16(ui + 7 * (size_t)ldu);
         const float *w0 = A + (size_t)i * lda, *w1 = w0 + lda, *w2 = w1 + lda, *w3 = w2 + lda;
         const float *w4 = w3 + lda, *w5 = w4 + lda, *w6 = w5 + lda, *w7 = w6 + lda;
         for (int t = 0; t < cols; t++) {
@@ -181,7 +182,8 @@ static lk_status sv_only(double *a, int L, double *s)
     /* column-major: the transpose has the same singular values, and LAPACKE checks
      * no U / Vt leading dimensions for it */
     lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', L, L, a, L, s, NULL, 1, NULL, 1);
-    if (info != 0) return lk_fail(LK_ERR_NUMERIC, "top-k svd: LAPACK failed on the %dx%d projection (info %d)", L, L, (int)info);
+    if (info != 0)
+        return lk_fail(LK_ERR_NUMERIC, "top-k svd: LAPACK failed on the %dx%d projection (info %d)", L, L, (int)info);
     return LK_OK;
 }
 

@@ -19,7 +19,7 @@ typedef struct {
     int prefix;           /* names start with "transformer." */
     int shards;           /* 0: model.safetensors; n: n shards + model.safetensors.index.json */
     int buffers;          /* h.{i}.attn.bias [1,1,n_ctx,n_ctx] (U8) and h.{i}.attn.masked_bias (F32 scalar) */
-    int lm_head;          /* 0: none (tied); 1: lm_head.weight = wte; 2: lm_head.weight = wte with one element changed */
+    int lm_head; /* 0: none (tied); 1: lm_head.weight = wte; 2: lm_head.weight = wte with one element changed */
     const char *config_extra;   /* appended inside config.json's object (starts with ","), or NULL */
 } hf_fixture_opts;
 
@@ -52,8 +52,15 @@ static inline int hf_fix_tensors(const gpt_model *m, hf_fix_tensor *t)
                              t[n].data = hf_fix_copy(p, a); n++; } while (0)
 #define HF_T2(nm, p, a, b) do { snprintf(t[n].name, sizeof t[n].name, "%s", nm); t[n].rank = 2; t[n].shape[0] = (a); \
                                 t[n].shape[1] = (b); t[n].data = hf_fix_copy(p, (a) * (b)); n++; } while (0)
-#define HF_TC(nm, p, out, in) do { snprintf(t[n].name, sizeof t[n].name, "%s", nm); t[n].rank = 2; t[n].shape[0] = (in); \
-                                   t[n].shape[1] = (out); t[n].data = hf_fix_transpose(p, out, in); n++; } while (0)
+#define HF_TC(nm, p, out, in)                                                                                          \
+    do {                                                                                                               \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                                               \
+        t[n].rank = 2;                                                                                                 \
+        t[n].shape[0] = (in);                                                                                          \
+        t[n].shape[1] = (out);                                                                                         \
+        t[n].data = hf_fix_transpose(p, out, in);                                                                      \
+        n++;                                                                                                           \
+    } while (0)
     HF_T2("wte.weight", m->p.wte, V, d);
     HF_T2("wpe.weight", m->p.wpe, P, d);
     for (int i = 0; i < c->n_layer; i++) {
@@ -102,9 +109,12 @@ static inline void hf_fix_write_config(const gpt_model *m, const char *dir, cons
     char path[700], text[4096], inner[64] = "null";
     if (c->d_ff != 4 * c->d_model) snprintf(inner, sizeof inner, "%d", c->d_ff);
     snprintf(text, sizeof text,
-             "{\n  \"activation_function\": \"gelu_new\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"attn_pdrop\": 0.1,\n"
-             "  \"bos_token_id\": 50256,\n  \"embd_pdrop\": 0.1,\n  \"eos_token_id\": 50256,\n  \"initializer_range\": 0.02,\n"
-             "  \"layer_norm_epsilon\": 1e-05,\n  \"model_type\": \"gpt2\",\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_head\": %d,\n"
+             "{\n  \"activation_function\": \"gelu_new\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  "
+             "\"attn_pdrop\": 0.1,\n"
+             "  \"bos_token_id\": 50256,\n  \"embd_pdrop\": 0.1,\n  \"eos_token_id\": 50256,\n  \"initializer_range\": "
+             "0.02,\n"
+             "  \"layer_norm_epsilon\": 1e-05,\n  \"model_type\": \"gpt2\",\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  "
+             "\"n_head\": %d,\n"
              "  \"n_inner\": %s,\n  \"n_layer\": %d,\n  \"n_positions\": %d,\n  \"resid_pdrop\": 0.1,\n"
              "  \"scale_attn_weights\": true,\n  \"vocab_size\": %d%s\n}\n",
              c->n_ctx, c->d_model, c->n_head, inner, c->n_layer, c->n_ctx, c->vocab_size, extra ? extra : "");

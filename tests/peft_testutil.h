@@ -39,7 +39,8 @@ static inline void pt_check_values(const float *x, size_t n, int seed, size_t of
 }
 
 /* Module (layer, t) exists with these sizes, scaling s (exactly) and the values of seeds sa, sb. */
-static inline void pt_check_module(const lora_adapter *ad, int layer, const char *t, int r, int in, int out, double s, int sa, int sb)
+static inline void pt_check_module(const lora_adapter *ad, int layer, const char *t, int r, int in, int out, double s,
+                                   int sa, int sb)
 {
     const lora_module *m = adapter_find(ad, layer, t);
     if (!m) fail_msg("no module layer %d %s", layer, t);

@@ -43,7 +43,9 @@ static float *planted(int d, int k, const double *sig, int p, uint64_t seed, dou
 
 static void assert_rel(double got, double want, double tol, const char *what)
 {
-    if (!(fabs(got - want) <= tol * fabs(want))) fail_msg("%s: got %.10g, want %.10g (rel err %.3g > %.3g)", what, got, want, fabs(got - want) / fabs(want), tol);
+    if (!(fabs(got - want) <= tol * fabs(want)))
+        fail_msg("%s: got %.10g, want %.10g (rel err %.3g > %.3g)", what, got, want, fabs(got - want) / fabs(want),
+                 tol);
 }
 
 static void test_planted_directions(void **state)
@@ -160,7 +162,8 @@ static void test_zero_update_is_undefined(void **state)
     int d = 20, k = 16, r = 4;
     rng_t g;
     rng_seed(&g, 4);
-    float *W = malloc(sizeof(float) * d * k), *A = malloc(sizeof(float) * r * k), *B = calloc((size_t)d * r, sizeof(float));
+    float *W = malloc(sizeof(float) * d * k), *A = malloc(sizeof(float) * r * k),
+          *B = calloc((size_t)d * r, sizeof(float));
     rng_fill_normal_f32(&g, W, (size_t)d * k, 1.0f);
     rng_fill_normal_f32(&g, A, (size_t)r * k, 1.0f);
     amp_base ab;
@@ -248,8 +251,10 @@ static void test_topk_against_dense(void **state)
         for (int c = 0; c < 3; c++) {
             int m = sizes[c][0], n = sizes[c][1], k = 24;
             float *W = spectrum_matrix(m, n, kind, 10 * kind + c);
-            double *U = malloc(sizeof(double) * m * k), *S = malloc(sizeof(double) * k), *V = malloc(sizeof(double) * n * k);
-            double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k), *Ve = malloc(sizeof(double) * n * k);
+            double *U = malloc(sizeof(double) * m * k), *S = malloc(sizeof(double) * k),
+                   *V = malloc(sizeof(double) * n * k);
+            double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k),
+                   *Ve = malloc(sizeof(double) * n * k);
             topk_opts o = topk_defaults();
             o.dense_below = 0;     /* force the Krylov path at these sizes */
             o.block = blk ? 16 : 8;
@@ -257,7 +262,9 @@ static void test_topk_against_dense(void **state)
             if (topk_svd(W, m, n, k, &o, U, S, V, &info)) fail_msg("%s", lk_errmsg());
             assert_int_equal(la_topk_exact(W, m, n, k, Ue, Se, Ve), LK_OK);
             /* a flat (iid) spectrum may exhaust the basis and fall back to the dense SVD */
-            if (info.method != 1 && kind != 1) fail_msg("kind %d %dx%d: Krylov did not converge within its basis (%d products)", kind, m, n, info.products);
+            if (info.method != 1 && kind != 1)
+                fail_msg("kind %d %dx%d: Krylov did not converge within its basis (%d products)", kind, m, n,
+                         info.products);
             double s2 = 0, e2 = 0;
             for (int i = 0; i < k; i++) {
                 s2 += S[i] * S[i];
@@ -274,7 +281,8 @@ static void test_topk_against_dense(void **state)
                     for (int a = 0; a < m; a++) du += U[a * k + i] * Ue[a * k + i];
                     for (int a = 0; a < n; a++) dv += V[a * k + i] * Ve[a * k + i];
                     if (fabs(fabs(du) - 1) > 1e-4 || fabs(fabs(dv) - 1) > 1e-4)
-                        fail_msg("%dx%d vector %d: |<u, u_dense>| = %.8f, |<v, v_dense>| = %.8f", m, n, i, fabs(du), fabs(dv));
+                        fail_msg("%dx%d vector %d: |<u, u_dense>| = %.8f, |<v, v_dense>| = %.8f", m, n, i, fabs(du),
+                                 fabs(dv));
                 }
             }
             free(W); free(U); free(S); free(V); free(Ue); free(Se); free(Ve);
@@ -331,7 +339,8 @@ static void test_topk_sums_against_dense(void **state)
     double tols[3] = {1e-2, 1e-4, 1e-6};
     for (int kind = 0; kind < 4; kind++) {
         float *W = sums_matrix(m, n, kind, 100 + kind);
-        double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k), *Ve = malloc(sizeof(double) * n * k);
+        double *Ue = malloc(sizeof(double) * m * k), *Se = malloc(sizeof(double) * k),
+               *Ve = malloc(sizeof(double) * n * k);
         assert_int_equal(la_topk_exact(W, m, n, k, Ue, Se, Ve), LK_OK);
         for (int blk = 0; blk < 2; blk++)
             for (int t = 0; t < 3; t++) {
@@ -344,9 +353,11 @@ static void test_topk_sums_against_dense(void **state)
                 topk_info info;
                 if (topk_svd(W, m, n, k, &o, NULL, S, NULL, &info)) fail_msg("%s", lk_errmsg());
                 /* kind 0: the 40-fold value is seen outside the basis; the dense SVD answers */
-                if (kind == 0 && info.method != 0) fail_msg("block %d tol %g: a 40-fold σ_1 was not detected", o.block, tols[t]);
+                if (kind == 0 && info.method != 0)
+                    fail_msg("block %d tol %g: a 40-fold σ_1 was not detected", o.block, tols[t]);
                 if (kind != 0 && info.method != 1)
-                    fail_msg("kind %d block %d tol %g: no Krylov convergence (basis %d)", kind, o.block, tols[t], info.basis);
+                    fail_msg("kind %d block %d tol %g: no Krylov convergence (basis %d)", kind, o.block, tols[t],
+                             info.basis);
                 if (!(info.max_rel_err <= tols[t] + 1e-7 * k))
                     fail_msg("kind %d: stopped with bound %g above tol %g", kind, info.max_rel_err, tols[t]);
                 /* every prefix sum within tol (+ the 1e-7·σ_1 floor and float32 rounding of the
@@ -357,9 +368,10 @@ static void test_topk_sums_against_dense(void **state)
                     y += Se[r - 1] * Se[r - 1];
                     double err = sqrt(y) - sqrt(x);
                     if (fabs(err) > tols[t] * sqrt(y) + 1e-7 * Se[0] + 2e-7 * sqrt(y))
-                        fail_msg("kind %d block %d tol %g: s_%d %.12g vs dense %.12g (rel %.2e)", kind, o.block, tols[t], r,
-                                 sqrt(x), sqrt(y), err / sqrt(y));
-                    if (err < -2e-7 * sqrt(y)) fail_msg("kind %d: s_%d above the dense value (rel %.2e)", kind, r, err / sqrt(y));
+                        fail_msg("kind %d block %d tol %g: s_%d %.12g vs dense %.12g (rel %.2e)", kind, o.block,
+                                 tols[t], r, sqrt(x), sqrt(y), err / sqrt(y));
+                    if (err < -2e-7 * sqrt(y))
+                        fail_msg("kind %d: s_%d above the dense value (rel %.2e)", kind, r, err / sqrt(y));
                 }
             }
         free(W); free(Ue); free(Se); free(Ve);

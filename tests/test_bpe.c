@@ -92,12 +92,15 @@ static void test_table(void **state)
     for (size_t c = 0; c < sizeof bpe_table / sizeof bpe_table[0]; c++) {
         int *ids;
         size_t n;
-        if (bpe_encode(gpt2, bpe_table[c].text, bpe_table[c].len, "case", &ids, &n)) fail_msg("case %zu: %s", c, lk_errmsg());
+        if (bpe_encode(gpt2, bpe_table[c].text, bpe_table[c].len, "case", &ids, &n))
+            fail_msg("case %zu: %s", c, lk_errmsg());
         char got[16384];
         size_t k = 0;
         got[0] = 0;
-        for (size_t i = 0; i < n && k + 16 < sizeof got; i++) k += (size_t)snprintf(got + k, sizeof got - k, i ? " %d" : "%d", ids[i]);
-        if (strcmp(got, bpe_table[c].ids)) fail_msg("case %zu (%.40s...):\n got  %s\n want %s", c, bpe_table[c].text, got, bpe_table[c].ids);
+        for (size_t i = 0; i < n && k + 16 < sizeof got; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, i ? " %d" : "%d", ids[i]);
+        if (strcmp(got, bpe_table[c].ids))
+            fail_msg("case %zu (%.40s...):\n got  %s\n want %s", c, bpe_table[c].text, got, bpe_table[c].ids);
         free(ids);
         round_trip(gpt2, bpe_table[c].text, bpe_table[c].len);
     }
@@ -108,7 +111,12 @@ static size_t put_utf8(char *o, unsigned cp)
 {
     if (cp < 0x80) { o[0] = (char)cp; return 1; }
     if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) { o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F)); return 3; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
     o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
     o[2] = (char)(0x80 | (cp >> 6 & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
@@ -122,8 +130,10 @@ static void test_round_trip_random(void **state)
     /* code points drawn from ranges that exercise every branch of the pattern:
      * ASCII (spaces, digits, apostrophes), controls, Latin-1, combining marks,
      * CJK, emoji, every plane up to U+10FFFF (surrogates excluded) */
-    static const unsigned lo[] = {0x00, 0x20, 0x27, 0x30, 0x80, 0x300, 0x3040, 0x4E00, 0x1F300, 0xE000, 0x10000, 0xFFF0};
-    static const unsigned hi[] = {0x7F, 0x20, 0x27, 0x39, 0x2FF, 0x36F, 0x30FF, 0x4FFF, 0x1FAFF, 0xFFFF, 0x10FFFF, 0xFFFF};
+    static const unsigned lo[] = {0x00,   0x20,   0x27,    0x30,   0x80,    0x300,
+                                  0x3040, 0x4E00, 0x1F300, 0xE000, 0x10000, 0xFFF0};
+    static const unsigned hi[] = {0x7F,   0x20,   0x27,    0x39,   0x2FF,    0x36F,
+                                  0x30FF, 0x4FFF, 0x1FAFF, 0xFFFF, 0x10FFFF, 0xFFFF};
     for (int iter = 0; iter < 3000; iter++) {
         size_t n = 0;
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
@@ -327,9 +337,12 @@ static void test_tokenizer_json(void **state)
     for (int i = 0; i < 2; i++) {
         snprintf(vocab, sizeof vocab,
                  "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": null,"
-                 " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},"
-                 " \"model\": {\"type\": \"BPE\", \"dropout\": null, \"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\","
-                 " \"fuse_unk\": false, \"vocab\": %s, \"merges\": %s}}", v, merges[i]);
+                 " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
+                 "\"use_regex\": true},"
+                 " \"model\": {\"type\": \"BPE\", \"dropout\": null, \"continuing_subword_prefix\": \"\", "
+                 "\"end_of_word_suffix\": \"\","
+                 " \"fuse_unk\": false, \"vocab\": %s, \"merges\": %s}}",
+                 v, merges[i]);
         write_text(tu_path(dir, "tokenizer.json"), vocab);
         bpe_tok *t;
         if (bpe_load_dir(&t, dir)) fail_msg("%s", lk_errmsg());

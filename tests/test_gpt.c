@@ -108,7 +108,10 @@ static void test_merge_unmerge(void **state)
     assert_int_equal(gpt_lora_merge(m), LK_OK);
     assert_int_equal(gpt_logprobs(m, tok, 3, 16, lp2), LK_OK);
     double diff = 0, change = 0;
-    for (int i = 0; i < 48; i++) { diff = fmax(diff, fabs(lp1[i] - lp2[i])); change = fmax(change, fabs(lp1[i] - lp0[i])); }
+    for (int i = 0; i < 48; i++) {
+        diff = fmax(diff, fabs(lp1[i] - lp2[i]));
+        change = fmax(change, fabs(lp1[i] - lp0[i]));
+    }
     assert_true(change > 1e-2);   /* the adapter does something */
     assert_true(diff < 1e-4);     /* merged == unmerged */
     assert_int_equal(gpt_lora_unmerge(m), LK_OK);

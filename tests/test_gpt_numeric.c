@@ -190,7 +190,8 @@ static void test_parameter_bound(void **state)
     assert_true(gpt_memory_bytes(&SMALL, 1, 8, 0) < one);
     assert_true(big > one);
     /* and does not overflow for the largest sizes the options allow */
-    gpt_config h = {.n_layer = 1024, .n_head = 1024, .d_model = 16384, .d_ff = 65536, .n_ctx = 65536, .vocab_size = 256};
+    gpt_config h = {
+        .n_layer = 1024, .n_head = 1024, .d_model = 16384, .d_ff = 65536, .n_ctx = 65536, .vocab_size = 256};
     assert_true(isfinite(gpt_memory_bytes(&h, 65536, 65536, 1)) && gpt_memory_bytes(&h, 65536, 65536, 1) > 1e18);
     gpt_free(m);
 }

@@ -163,8 +163,9 @@ static void test_topk_exact_and_randomized(void **state)
         for (int i = 0; i < m; i++) dot += U[i * k + t] * Ur[i * k + t];
         worst_dir = fmax(worst_dir, 1.0 - fabs(dot));
     }
-    print_message("randomized top-%d (oversample 8, 3 power iterations): max rel. singular value error %.2e, max 1-|cos| %.2e\n",
-                  k, worst_s, worst_dir);
+    print_message(
+        "randomized top-%d (oversample 8, 3 power iterations): max rel. singular value error %.2e, max 1-|cos| %.2e\n",
+        k, worst_s, worst_dir);
     assert_true(worst_s < 1e-4);
     assert_true(worst_dir < 1e-3);
     /* with no power iterations the sketch is visibly worse: the test can tell them apart */

@@ -92,8 +92,11 @@ static void test_llama_patterns(void **state)
     assert_int_equal(ad.mods[3].layer, 1);
     /* The head copy and the LoRA bias are ignored, in one note naming both. */
     assert_int_equal(ad.n_notes, 1);
-    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"adapter_model.safetensors", "ignored 2 tensor(s) that are not LoRA factors",
-                                                               "base_model.model.score.weight", "v_proj.lora_B.bias", NULL}), 1);
+    assert_int_equal(
+        pt_notes_with(&ad, (const char *const[]){"adapter_model.safetensors",
+                                                 "ignored 2 tensor(s) that are not LoRA factors",
+                                                 "base_model.model.score.weight", "v_proj.lora_B.bias", NULL}),
+        1);
     adapter_free(&ad);
 
     /* The .safetensors file itself, config from beside it; and through adapter_load. */
@@ -129,10 +132,12 @@ static void test_pattern_semantics(void **state)
 {
     (void)state;
     const char *d = fixture_dir("patterns");
-    write_llama(d, "{\"r\": 4, \"lora_alpha\": 1, \"rank_pattern\": {\"layers\\\\.\\\\d\\\\.self_attn\\\\.v_proj\": 2},"
-                   " \"alpha_pattern\": {\"^model.layers.0.self_attn.q_proj\": 3, \"layers\\\\.[01]\\\\.self_attn\\\\.v_proj\": 5,"
-                   " \"proj\": 100, \"_proj\": 100, \"q_proj\": 7, \"layers.1.self_attn.q_proj\": 100,"
-                   " \"^layers.1.self_attn.q_proj\": 100}}");
+    write_llama(
+        d,
+        "{\"r\": 4, \"lora_alpha\": 1, \"rank_pattern\": {\"layers\\\\.\\\\d\\\\.self_attn\\\\.v_proj\": 2},"
+        " \"alpha_pattern\": {\"^model.layers.0.self_attn.q_proj\": 3, \"layers\\\\.[01]\\\\.self_attn\\\\.v_proj\": 5,"
+        " \"proj\": 100, \"_proj\": 100, \"q_proj\": 7, \"layers.1.self_attn.q_proj\": 100,"
+        " \"^layers.1.self_attn.q_proj\": 100}}");
     lora_adapter ad;
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
     pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 3.0 / 4, 1, 2);    /* anchored full path */
@@ -226,7 +231,8 @@ static void expect_fail(const char *path, lk_status want, const char *w1, const 
 }
 
 /* A one-module adapter q_proj with the given shapes, optional NaN, and config. */
-static const char *one_module(const char *name, size_t ra, size_t ia, size_t ob, size_t rb, int nan_in_b, const char *config)
+static const char *one_module(const char *name, size_t ra, size_t ia, size_t ob, size_t rb, int nan_in_b,
+                              const char *config)
 {
     const char *d = fixture_dir(name);
     char path[600];
@@ -303,19 +309,26 @@ static void test_malformed(void **state)
     expect_fail(one_module("ranks", 4, 16, 16, 3, 0, cfg), LK_ERR_SHAPE, "lora_A.weight", "lora_B.weight");
     expect_fail(one_module("rank0", 0, 16, 16, 0, 0, cfg), LK_ERR_SHAPE, "LoRA rank 0", "lora_A.weight");
     expect_fail(one_module("rankbig", 4, 2, 16, 4, 0, "{\"r\": 4, \"lora_alpha\": 8}"), LK_ERR_SHAPE, "exceeds", NULL);
-    expect_fail(one_module("cfgr", 4, 16, 16, 4, 0, "{\"r\": 8, \"lora_alpha\": 8}"), LK_ERR_FORMAT, "r = 8", "lora_A.weight");
-    expect_fail(one_module("cfgpat", 4, 16, 16, 4, 0, "{\"r\": 4, \"lora_alpha\": 8, \"rank_pattern\": {\"q_proj\": 2}}"),
-                LK_ERR_FORMAT, "rank_pattern[\"q_proj\"]", "4 rows");
+    expect_fail(one_module("cfgr", 4, 16, 16, 4, 0, "{\"r\": 8, \"lora_alpha\": 8}"), LK_ERR_FORMAT, "r = 8",
+                "lora_A.weight");
+    expect_fail(
+        one_module("cfgpat", 4, 16, 16, 4, 0, "{\"r\": 4, \"lora_alpha\": 8, \"rank_pattern\": {\"q_proj\": 2}}"),
+        LK_ERR_FORMAT, "rank_pattern[\"q_proj\"]", "4 rows");
 
     /* Bad configs. */
-    expect_fail(one_module("cfgjson", 4, 16, 16, 4, 0, "{\"r\": 4, "), LK_ERR_FORMAT, "adapter_config.json", "not valid JSON");
+    expect_fail(one_module("cfgjson", 4, 16, 16, 4, 0, "{\"r\": 4, "), LK_ERR_FORMAT, "adapter_config.json",
+                "not valid JSON");
     expect_fail(one_module("cfgarr", 4, 16, 16, 4, 0, "[4]"), LK_ERR_FORMAT, "not a JSON object", NULL);
     expect_fail(one_module("cfgtype", 4, 16, 16, 4, 0, "{\"peft_type\": \"IA3\"}"), LK_ERR_UNSUPPORTED, "IA3", NULL);
-    expect_fail(one_module("cfgdora", 4, 16, 16, 4, 0, "{\"r\": 4, \"use_dora\": true}"), LK_ERR_UNSUPPORTED, "DoRA", NULL);
+    expect_fail(one_module("cfgdora", 4, 16, 16, 4, 0, "{\"r\": 4, \"use_dora\": true}"), LK_ERR_UNSUPPORTED, "DoRA",
+                NULL);
     expect_fail(one_module("cfgr0", 4, 16, 16, 4, 0, "{\"r\": 0}"), LK_ERR_FORMAT, "\"r\"", NULL);
-    expect_fail(one_module("cfgalpha", 4, 16, 16, 4, 0, "{\"r\": 4, \"lora_alpha\": \"big\"}"), LK_ERR_FORMAT, "lora_alpha", NULL);
-    expect_fail(one_module("cfgpat2", 4, 16, 16, 4, 0, "{\"r\": 4, \"rank_pattern\": {\"q_proj\": 2.5}}"), LK_ERR_FORMAT, "rank_pattern", NULL);
-    expect_fail(one_module("cfgrs", 4, 16, 16, 4, 0, "{\"r\": 4, \"use_rslora\": \"yes\"}"), LK_ERR_FORMAT, "use_rslora", NULL);
+    expect_fail(one_module("cfgalpha", 4, 16, 16, 4, 0, "{\"r\": 4, \"lora_alpha\": \"big\"}"), LK_ERR_FORMAT,
+                "lora_alpha", NULL);
+    expect_fail(one_module("cfgpat2", 4, 16, 16, 4, 0, "{\"r\": 4, \"rank_pattern\": {\"q_proj\": 2.5}}"),
+                LK_ERR_FORMAT, "rank_pattern", NULL);
+    expect_fail(one_module("cfgrs", 4, 16, 16, 4, 0, "{\"r\": 4, \"use_rslora\": \"yes\"}"), LK_ERR_FORMAT,
+                "use_rslora", NULL);
 
     /* A non-float dtype, and a truncated file. */
     d = fixture_dir("i64");

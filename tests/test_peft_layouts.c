@@ -84,14 +84,20 @@ static const char *write_gpt2(const char *name, const int use[4], const int rk[4
 
 /* adapter_config.json as PEFT 0.13 writes it for GPT-2 (fan_in_fan_out set true by
  * PEFT itself for Conv1D), with target_modules, rank_pattern and alpha_pattern given. */
-static void gpt2_config(char *buf, size_t n, const char *targets, int r, int alpha, const char *rank_pattern, const char *alpha_pattern)
+static void gpt2_config(char *buf, size_t n, const char *targets, int r, int alpha, const char *rank_pattern,
+                        const char *alpha_pattern)
 {
     snprintf(buf, n,
-             "{\n  \"alpha_pattern\": %s,\n  \"auto_mapping\": null,\n  \"base_model_name_or_path\": \"gpt2\",\n  \"bias\": \"none\",\n"
-             "  \"fan_in_fan_out\": true,\n  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"layer_replication\": null,\n"
-             "  \"layers_pattern\": null,\n  \"layers_to_transform\": null,\n  \"loftq_config\": {},\n  \"lora_alpha\": %d,\n"
-             "  \"lora_dropout\": 0.05,\n  \"megatron_config\": null,\n  \"megatron_core\": \"megatron.core\",\n  \"modules_to_save\": null,\n"
-             "  \"peft_type\": \"LORA\",\n  \"r\": %d,\n  \"rank_pattern\": %s,\n  \"revision\": null,\n  \"target_modules\": %s,\n"
+             "{\n  \"alpha_pattern\": %s,\n  \"auto_mapping\": null,\n  \"base_model_name_or_path\": \"gpt2\",\n  "
+             "\"bias\": \"none\",\n"
+             "  \"fan_in_fan_out\": true,\n  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  "
+             "\"layer_replication\": null,\n"
+             "  \"layers_pattern\": null,\n  \"layers_to_transform\": null,\n  \"loftq_config\": {},\n  "
+             "\"lora_alpha\": %d,\n"
+             "  \"lora_dropout\": 0.05,\n  \"megatron_config\": null,\n  \"megatron_core\": \"megatron.core\",\n  "
+             "\"modules_to_save\": null,\n"
+             "  \"peft_type\": \"LORA\",\n  \"r\": %d,\n  \"rank_pattern\": %s,\n  \"revision\": null,\n  "
+             "\"target_modules\": %s,\n"
              "  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n  \"use_rslora\": false\n}\n",
              alpha_pattern, alpha, r, rank_pattern, targets);
 }
@@ -103,7 +109,9 @@ static void check_gpt2(const lora_adapter *ad, const int use[4], const int rk[4]
     assert_int_equal(ad->n, n);
     for (int l = 0; l < G2_LAYERS; l++)
         for (int k = 0; k < 4; k++)
-            if (use[k]) pt_check_module(ad, l, G2_TARGET[k], rk[k], G2_IN[k], G2_OUT[k], s[k], seed_of(l, k, 0), seed_of(l, k, 1));
+            if (use[k])
+                pt_check_module(ad, l, G2_TARGET[k], rk[k], G2_IN[k], G2_OUT[k], s[k], seed_of(l, k, 0),
+                                seed_of(l, k, 1));
             else assert_null(adapter_find(ad, l, G2_TARGET[k]));
 }
 
@@ -170,14 +178,17 @@ static void test_gpt2_fan_in_fan_out(void **state)
     (void)state;
     const int use[4] = {1, 1, 0, 1}, rk[4] = {4, 4, 4, 4};
     const double s[4] = {2, 2, 2, 2};
-    const char *d = write_gpt2("g2ff", use, rk, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"fan_in_fan_out\": false, "
-                                               "\"target_modules\": [\"c_attn\", \"c_proj\"]}");
+    const char *d = write_gpt2("g2ff", use, rk,
+                               "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"fan_in_fan_out\": false, "
+                               "\"target_modules\": [\"c_attn\", \"c_proj\"]}");
     lora_adapter ad;
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
     check_gpt2(&ad, use, rk, s);
     assert_int_equal(ad.n_notes, 1);
     assert_int_equal(pt_notes_with(&ad, (const char *const[]){"adapter_config.json", "fan_in_fan_out is false", "GPT-2",
-                                                               "2304 rows = 3 x lora_A's 768 columns", "decided from the shapes", NULL}), 1);
+                                                              "2304 rows = 3 x lora_A's 768 columns",
+                                                              "decided from the shapes", NULL}),
+                     1);
     adapter_free(&ad);
     pt_write_text(d, "adapter_config.json", "{\"r\": 4, \"lora_alpha\": 8}");
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
@@ -217,11 +228,12 @@ static void test_old_config(void **state)
     (void)state;
     const int use[4] = {1, 0, 0, 0}, rk[4] = {8, 8, 8, 8};
     const double s[4] = {4, 4, 4, 4};
-    const char *d = write_gpt2("g2old", use, rk,
-                               "{\n  \"base_model_name_or_path\": \"gpt2\",\n  \"bias\": \"none\",\n  \"enable_lora\": null,\n"
-                               "  \"fan_in_fan_out\": true,\n  \"inference_mode\": true,\n  \"lora_alpha\": 32,\n  \"lora_dropout\": 0.1,\n"
-                               "  \"merge_weights\": false,\n  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n  \"r\": 8,\n"
-                               "  \"target_modules\": [\n    \"c_attn\"\n  ],\n  \"task_type\": \"CAUSAL_LM\"\n}\n");
+    const char *d = write_gpt2(
+        "g2old", use, rk,
+        "{\n  \"base_model_name_or_path\": \"gpt2\",\n  \"bias\": \"none\",\n  \"enable_lora\": null,\n"
+        "  \"fan_in_fan_out\": true,\n  \"inference_mode\": true,\n  \"lora_alpha\": 32,\n  \"lora_dropout\": 0.1,\n"
+        "  \"merge_weights\": false,\n  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n  \"r\": 8,\n"
+        "  \"target_modules\": [\n    \"c_attn\"\n  ],\n  \"task_type\": \"CAUSAL_LM\"\n}\n");
     lora_adapter ad;
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
     check_gpt2(&ad, use, rk, s);
@@ -263,11 +275,13 @@ static void test_extras_ignored(void **state)
     pt_add(w, "base_model.model.lm_head.lora_B.weight", ST_F32, 32, 4, 15);
     assert_int_equal(st_writer_commit(w), LK_OK);
     /* rank_pattern keys: a regex, and a suffix of the (doubled) module path */
-    pt_write_text(d, "adapter_config.json",
-                  "{\"peft_type\": \"LORA\", \"task_type\": \"SEQ_CLS\", \"r\": 4, \"lora_alpha\": 8, \"use_rslora\": false,"
-                  " \"use_dora\": false, \"modules_to_save\": [\"classifier\", \"score\"], \"target_modules\": [\"q_proj\", \"v_proj\", \"embed_tokens\", \"lm_head\"],"
-                  " \"rank_pattern\": {\"model\\\\.layers\\\\.1\\\\.self_attn\\\\.v_\\\\w+\": 2},"
-                  " \"alpha_pattern\": {\"layers.1.self_attn.q_proj\": 16}}");
+    pt_write_text(
+        d, "adapter_config.json",
+        "{\"peft_type\": \"LORA\", \"task_type\": \"SEQ_CLS\", \"r\": 4, \"lora_alpha\": 8, \"use_rslora\": false,"
+        " \"use_dora\": false, \"modules_to_save\": [\"classifier\", \"score\"], \"target_modules\": [\"q_proj\", "
+        "\"v_proj\", \"embed_tokens\", \"lm_head\"],"
+        " \"rank_pattern\": {\"model\\\\.layers\\\\.1\\\\.self_attn\\\\.v_\\\\w+\": 2},"
+        " \"alpha_pattern\": {\"layers.1.self_attn.q_proj\": 16}}");
     lora_adapter ad;
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
     assert_int_equal(ad.n, 4);
@@ -280,10 +294,15 @@ static void test_extras_ignored(void **state)
         if (getenv("LK_TEST_VERBOSE")) print_message("  note: %s\n", ad.notes[i]);
         assert_non_null(strstr(ad.notes[i], "adapter_model.safetensors"));
     }
-    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"ignored 3 tensor(s) that are not LoRA factors", "base_model.model.score.weight",
-                                                               "base_model.model.model.embed_tokens.weight", "v_proj.lora_B.bias", NULL}), 1);
+    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"ignored 3 tensor(s) that are not LoRA factors",
+                                                              "base_model.model.score.weight",
+                                                              "base_model.model.model.embed_tokens.weight",
+                                                              "v_proj.lora_B.bias", NULL}),
+                     1);
     assert_int_equal(pt_notes_with(&ad, (const char *const[]){"embedding LoRA", "model.embed_tokens", NULL}), 1);
-    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"ignored the LoRA factors of lm_head", "not in a numbered layer", NULL}), 1);
+    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"ignored the LoRA factors of lm_head",
+                                                              "not in a numbered layer", NULL}),
+                     1);
     /* the notes go with the adapter through adapter_load and the c_attn split */
     adapter_free(&ad);
     assert_int_equal(adapter_load(&ad, d), LK_OK);
@@ -306,7 +325,10 @@ static void test_layers_to_transform(void **state)
     pt_write_text(d, "adapter_config.json", cfg);
     if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
     check_gpt2(&ad, use, rk, s);
-    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"layers_to_transform is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]", NULL}), 1);
+    assert_int_equal(
+        pt_notes_with(&ad,
+                      (const char *const[]){"layers_to_transform is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]", NULL}),
+        1);
     adapter_free(&ad);
     /* a single index, which the file contradicts (it has all 12 layers) */
     pt_write_text(d, "adapter_config.json", "{\"r\": 4, \"lora_alpha\": 8, \"layers_to_transform\": 11}");
@@ -332,7 +354,8 @@ static void test_layers_to_transform(void **state)
     assert_int_equal(st_writer_commit(w), LK_OK);
     const char *ok[] = {"[3]", "3", "null"};
     for (size_t i = 0; i < 3; i++) {
-        snprintf(cfg, sizeof cfg, "{\"r\": 2, \"lora_alpha\": 2, \"layers_to_transform\": %s, \"layers_pattern\": \"layers\"}", ok[i]);
+        snprintf(cfg, sizeof cfg,
+                 "{\"r\": 2, \"lora_alpha\": 2, \"layers_to_transform\": %s, \"layers_pattern\": \"layers\"}", ok[i]);
         pt_write_text(d, "adapter_config.json", cfg);
         if (peft_load(&ad, d)) fail_msg("%s: %s", ok[i], lk_errmsg());
         pt_check_module(&ad, 3, "q_proj", 2, 8, 8, 1, 1, 2);
@@ -345,8 +368,9 @@ static void test_layers_to_transform(void **state)
 static void test_dora(void **state)
 {
     (void)state;
-    const char *mag[] = {"base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector",          /* PEFT 0.9, 0.10 */
-                         "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector.weight"};  /* PEFT 0.11 on */
+    const char *mag[] = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector",         /* PEFT 0.9, 0.10 */
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector.weight"}; /* PEFT 0.11 on */
     const char *cfg[] = {"{\"r\": 2, \"lora_alpha\": 4, \"use_dora\": true}", "{\"r\": 2, \"lora_alpha\": 4}"};
     for (int i = 0; i < 2; i++)
         for (int c = 0; c < 2; c++) {

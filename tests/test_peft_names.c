@@ -92,7 +92,8 @@ static void test_layer_index(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "layer%zu", i);
-        fails(name, bad[i][0], LK_ERR_FORMAT, (const char *const[]){"adapter_model.safetensors", bad[i][1], "layer index", NULL});
+        fails(name, bad[i][0], LK_ERR_FORMAT,
+              (const char *const[]){"adapter_model.safetensors", bad[i][1], "layer index", NULL});
     }
     /* the limit itself is read; a layers segment followed by a word is no index (skipped) */
     lora_adapter ad;
@@ -109,13 +110,14 @@ static void test_module_names(void **state)
 {
     (void)state;
     fails("nl", "model.layers.0.self_attn.q\nsystem('touch PWNED')\n#", LK_ERR_FORMAT,
-          (const char *const[]){"adapter_model.safetensors", "q\\nsystem(\\'touch PWNED\\')\\n#", "[A-Za-z0-9_.-]", NULL});
+          (const char *const[]){"adapter_model.safetensors", "q\\nsystem(\\'touch PWNED\\')\\n#", "[A-Za-z0-9_.-]",
+                                NULL});
     fails("quote", "model.layers.0.self_attn.q'x\"y", LK_ERR_FORMAT, (const char *const[]){"q\\'x\\\"y", NULL});
     fails("space", "model.layers.0.self_attn.q x", LK_ERR_FORMAT, (const char *const[]){"\"q x\"", NULL});
     fails("utf8", "model.layers.0.self_attn.q\xc3\xa9", LK_ERR_FORMAT, (const char *const[]){"q\\xc3\\xa9", NULL});
     /* 64 characters: was skipped silently */
-    fails("long", "model.layers.0.self_attn.qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", LK_ERR_FORMAT,
-          (const char *const[]){"module name", NULL});
+    fails("long", "model.layers.0.self_attn.qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+          LK_ERR_FORMAT, (const char *const[]){"module name", NULL});
     /* a module path too long for the reader: was skipped silently */
     char longmod[900];
     int k = snprintf(longmod, sizeof longmod, "model.");

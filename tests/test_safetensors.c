@@ -394,7 +394,8 @@ static void test_malformed(void **state)
     expect_reject(raw_file("huge.st", 100000000, ok, strlen(ok), 8), "100 MB", NULL);
     expect_reject(raw_file("huge2.st", (long long)0x7fffffffffffffffLL, ok, strlen(ok), 8), "100 MB", NULL);
     /* Offsets outside, overlapping, with gaps, or trailing data. */
-    reject_header("outside.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8, "'a'", "outside");
+    reject_header("outside.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8, "'a'",
+                  "outside");
     reject_header("overlap.st",
                   "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "overlap", "'b'");
@@ -405,12 +406,16 @@ static void test_malformed(void **state)
                   "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20, "gap", "'b'");
     reject_header("trailing.st", ok, 12, "data section holds 12", NULL);
-    reject_header("backwards.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8, "'a'", "end before");
+    reject_header("backwards.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,0]}}", 8, "'a'",
+                  "end before");
     /* Unknown dtype; shape that does not match the bytes. */
-    reject_header("dtype.st", "{\"a\":{\"dtype\":\"F17\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'", "unknown dtype");
+    reject_header("dtype.st", "{\"a\":{\"dtype\":\"F17\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "unknown dtype");
     reject_header("dtype2.st", "{\"a\":{\"dtype\":32,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'", "dtype");
-    reject_header("shape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'", "shape [3] of F32 needs 12 bytes");
-    reject_header("shape16.st", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,4]}}", 4, "'a'", "hold 4");
+    reject_header("shape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "shape [3] of F32 needs 12 bytes");
+    reject_header("shape16.st", "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,4]}}", 4, "'a'",
+                  "hold 4");
     /* Not JSON; JSON but not an object; not UTF-8; embedded NUL. */
     reject_header("nojson.st", "{\"a\": this is not json}", 0, "not valid JSON", NULL);
     reject_header("nojson2.st", "hello world", 0, "not valid JSON", NULL);
@@ -421,22 +426,36 @@ static void test_malformed(void **state)
     reject_header("utf8b.st", "{\"\xed\xa0\x80\":{}}", 0, "UTF-8", NULL);   /* a surrogate */
     expect_reject(raw_file("nul.st", -1, "{}\0     ", 8, 0), "UTF-8", NULL);
     /* Negative, fractional, huge numbers; overflowing shape products. */
-    reject_header("neg.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0] = -2 is not");
-    reject_header("negoff.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, "'a'", "data_offsets[0]");
-    reject_header("frac.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,6]}}", 8, "'a'", "shape[0]");
-    reject_header("bignum.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0]");
+    reject_header("neg.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "shape[0] = -2 is not");
+    reject_header("negoff.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, "'a'",
+                  "data_offsets[0]");
+    reject_header("frac.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,6]}}", 8, "'a'",
+                  "shape[0]");
+    reject_header("bignum.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "shape[0]");
     reject_header("infnum.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e400]}}", 8, "'a'", NULL);
-    reject_header("bigoff.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[18446744073709551608,18446744073709551616]}}", 8, "'a'", NULL);
-    reject_header("overflow.st", "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, "'a'", "overflow");
-    reject_header("overflow2.st", "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, "'a'", "overflow");
-    reject_header("strshape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8, "'a'", "shape[0]");
+    reject_header(
+        "bigoff.st",
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[18446744073709551608,18446744073709551616]}}", 8,
+        "'a'", NULL);
+    reject_header("overflow.st",
+                  "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
+                  "'a'", "overflow");
+    reject_header("overflow2.st",
+                  "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "overflow");
+    reject_header("strshape.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8, "'a'",
+                  "shape[0]");
     /* Missing or malformed fields. */
     reject_header("nodtype.st", "{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "'a'", "dtype");
     reject_header("noshape.st", "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", 8, "'a'", "shape");
     reject_header("nooff.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "'a'", "data_offsets");
-    reject_header("off3.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4,8]}}", 8, "'a'", "data_offsets");
+    reject_header("off3.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4,8]}}", 8, "'a'",
+                  "data_offsets");
     reject_header("notobj.st", "{\"a\":[1,2]}", 0, "'a'", "not an object");
-    reject_header("rank.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "'a'", "rank");
+    reject_header("rank.st", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+                  "'a'", "rank");
     reject_header("dup.st",
                   "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                   "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "'a'", "twice");

@@ -22,7 +22,9 @@
 
 static void assert_rel(double got, double want, double tol, const char *what)
 {
-    if (!(fabs(got - want) <= tol * fabs(want))) fail_msg("%s: got %.12g, want %.12g (rel err %.3g > %.3g)", what, got, want, fabs(got - want) / fabs(want), tol);
+    if (!(fabs(got - want) <= tol * fabs(want)))
+        fail_msg("%s: got %.12g, want %.12g (rel err %.3g > %.3g)", what, got, want, fabs(got - want) / fabs(want),
+                 tol);
 }
 
 /* B [d, r] = U diag(σ), A [r, k] = Vᵀ with Haar U, V: ΔW = B·A has singular values σ. */
@@ -145,7 +147,10 @@ static void test_planted_intruder(void **state)
         for (int t = d - 16; t < d; t++) { u[i] += X[i * d + t] / 4; v[i] += Z[i * d + t] / 4; }
     float *dW = malloc(sizeof(float) * d * d), *W = malloc(sizeof(float) * d * d);
     for (int i = 0; i < d; i++)
-        for (int j = 0; j < d; j++) { dW[i * d + j] = (float)(40 * u[i] * v[j]); W[i * d + j] = W0[i * d + j] + dW[i * d + j]; }
+        for (int j = 0; j < d; j++) {
+            dW[i * d + j] = (float)(40 * u[i] * v[j]);
+            W[i * d + j] = W0[i * d + j] + dW[i * d + j];
+        }
     for (int sp = 0; sp < 2; sp++) {
         spec_basis b;
         assert_int_equal(spec_basis_dense(W0, d, d, (spec_space)sp, &b), LK_OK);

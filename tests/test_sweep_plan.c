@@ -13,7 +13,8 @@
 #include "sweep_plan.h"
 
 /* The shipped base's sizes (data/base.h5); no weights are needed. */
-static const gpt_config CFG = {.n_layer = 4, .n_head = 4, .d_model = 256, .d_ff = 1024, .n_ctx = 256, .vocab_size = 256};
+static const gpt_config CFG = {
+    .n_layer = 4, .n_head = 4, .d_model = 256, .d_ff = 1024, .n_ctx = 256, .vocab_size = 256};
 #define NO_RESULTS "build/test_sweep_plan_no_such_results.h5"
 
 static void prepare_all(sweep_job *jobs, int n)
@@ -43,7 +44,8 @@ static void test_quick(void **state)
     static sweep_job jobs[SWEEP_MAX_JOBS];
     int n = 3, np;
     sweep_plan_cell *plan = preset_plan("quick", jobs, n, &np);
-    static const char *want[] = {"sentiment-qv-r8-s1", "sentiment-qv-r64-s1", "sentiment-qv-r64-s2", "wikisql-qv-r8-s1"};
+    static const char *want[] = {"sentiment-qv-r8-s1", "sentiment-qv-r64-s1", "sentiment-qv-r64-s2",
+                                 "wikisql-qv-r8-s1"};
     assert_int_equal(np, 4);
     for (int i = 0; i < np; i++) assert_string_equal(plan[i].cell.run_id, want[i]);
     assert_int_equal(plan[0].cell.trainable_params, 4 * 2 * 8 * (256 + 256));   /* r = 8 on q and v, 4 layers */

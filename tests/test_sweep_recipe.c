@@ -56,11 +56,12 @@ static void test_recipe_refuses(void **state)
 {
     (void)state;
     const char *bad[][2] = {
-        {"lr", "-1"}, {"lr", "abc"}, {"lr", "1e999"}, {"alpha", "xr"}, {"alpha", "0"}, {"scaling", "alpha"},
-        {"init", "zeros"}, {"epochs", "0"}, {"steps", "1.5"}, {"batch", "0"}, {"batch", "65537"},
-        {"warmup", "-0.1"}, {"warmup", "1e300"}, {"weight_decay", "-1"}, {"weight_decay", "1e300"},
-        {"lr", "1e30"}, {"alpha", "1e300"}, {"alpha", "1e300r"}, {"epochs", "1e300"}, {"steps", "99999999999"}, {"dropout", "1"}, {"eval_batch", "x"}, {"eval_batch", "65537"},
-        {"eval_max", "-2"},
+        {"lr", "-1"},        {"lr", "abc"},          {"lr", "1e999"},           {"alpha", "xr"},
+        {"alpha", "0"},      {"scaling", "alpha"},   {"init", "zeros"},         {"epochs", "0"},
+        {"steps", "1.5"},    {"batch", "0"},         {"batch", "65537"},        {"warmup", "-0.1"},
+        {"warmup", "1e300"}, {"weight_decay", "-1"}, {"weight_decay", "1e300"}, {"lr", "1e30"},
+        {"alpha", "1e300"},  {"alpha", "1e300r"},    {"epochs", "1e300"},       {"steps", "99999999999"},
+        {"dropout", "1"},    {"eval_batch", "x"},    {"eval_batch", "65537"},   {"eval_max", "-2"},
         {"momentum", "0.9"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -232,12 +232,14 @@ static double maxdiff(const double *a, const double *b, int n)
 static void test_svals(void **state)
 {
     (void)state;
-    const int shapes[][2] = {{1, 1}, {1, 5}, {5, 1}, {2, 2}, {8, 64}, {64, 8}, {64, 64}, {33, 100}, {SYMEIG_MAX, SYMEIG_MAX}};
+    const int shapes[][2] = {
+        {1, 1}, {1, 5}, {5, 1}, {2, 2}, {8, 64}, {64, 8}, {64, 64}, {33, 100}, {SYMEIG_MAX, SYMEIG_MAX}};
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         int r1 = shapes[t][0], r2 = shapes[t][1], p = r1 < r2 ? r1 : r2;
         double *U = malloc(sizeof(double) * (size_t)r1 * p), *V = malloc(sizeof(double) * (size_t)r2 * p);
         double *M = malloc(sizeof(double) * (size_t)r1 * r2), *Mc = malloc(sizeof(double) * (size_t)r1 * r2);
-        double *sig = malloc(sizeof(double) * (size_t)p), *s = malloc(sizeof(double) * (size_t)p), *sg = malloc(sizeof(double) * (size_t)p);
+        double *sig = malloc(sizeof(double) * (size_t)p), *s = malloc(sizeof(double) * (size_t)p),
+               *sg = malloc(sizeof(double) * (size_t)p);
         assert_non_null(U); assert_non_null(V); assert_non_null(M); assert_non_null(Mc);
         assert_non_null(sig); assert_non_null(s); assert_non_null(sg);
         assert_int_equal(la_random_orthonormal(U, r1, p, 100 + t), LK_OK);

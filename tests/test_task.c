@@ -66,7 +66,8 @@ static void test_shipped_tasks(void **state)
     assert_int_equal(t.split_data[TASK_VALID].n, 300);
     assert_int_equal(t.split_data[TASK_TEST].n, 300);
     e = &t.split_data[TASK_TRAIN].ex[0];
-    assert_string_equal(e->prompt, "About ten minutes into this film I started having second thoughts.\nAll in all, it was");
+    assert_string_equal(e->prompt,
+                        "About ten minutes into this film I started having second thoughts.\nAll in all, it was");
     assert_string_equal(e->completion, " bad");
     assert_int_equal(e->label, 1);
     int npos = 0;
@@ -81,7 +82,9 @@ static void test_user_task(void **state)
     (void)state;
     write_file("qa.task", "# my task\ntype = generate\ntrain = d.jsonl\nvalid = d.jsonl\ntest = d.jsonl\n"
                           "prompt = \"Q: {question}\\nA:\"   # comment\ncompletion = \" {answer}\"\n");
-    write_file("d.jsonl", "{\"question\": \"2+2?\", \"answer\": \"4\"}\n\n{\"question\": \"{x}\", \"answer\": \"y\", \"extra\": 1}\n");
+    write_file(
+        "d.jsonl",
+        "{\"question\": \"2+2?\", \"answer\": \"4\"}\n\n{\"question\": \"{x}\", \"answer\": \"y\", \"extra\": 1}\n");
     task_def t;
     assert_int_equal(task_open(&t, tu_path(dir, "qa.task")), LK_OK);
     assert_string_equal(t.name, "qa");
@@ -103,7 +106,8 @@ static void test_label_words(void **state)
     write_file("v.task", "type = classify\ntrain = v.jsonl\nvalid = v.jsonl\ntest = v.jsonl\n"
                          "prompt = \"{text} It was\"\ncompletion = \" {label}\"\nlabels = positive, negative\n"
                          "label_words = good, bad\n");
-    write_file("v.jsonl", "{\"text\": \"Fine.\", \"label\": \"negative\"}\n{\"text\": \"Yes!\", \"label\": \"positive\"}\n");
+    write_file("v.jsonl",
+               "{\"text\": \"Fine.\", \"label\": \"negative\"}\n{\"text\": \"Yes!\", \"label\": \"positive\"}\n");
     task_def t;
     assert_int_equal(task_open(&t, tu_path(dir, "v.task")), LK_OK);
     assert_int_equal(task_load(&t), LK_OK);
@@ -187,9 +191,11 @@ static void test_bad_task_files(void **state)
     expect_bad_task(buf, "no other field");
     snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, a\n", ok);
     expect_bad_task(buf, "given twice");
-    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x\n", ok);
+    snprintf(buf, sizeof buf,
+             "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x\n", ok);
     expect_bad_task(buf, "label_words has 1 entries for 2 labels");
-    snprintf(buf, sizeof buf, "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x, x\n", ok);
+    snprintf(buf, sizeof buf,
+             "%stype = classify\nprompt = {t}\ncompletion = \" {label}\"\nlabels = a, b\nlabel_words = x, x\n", ok);
     expect_bad_task(buf, "'x' given twice in label_words");
     snprintf(buf, sizeof buf, "%stype = generate\nsplit = x\nlabel_words = x, y\n", ok);
     expect_bad_task(buf, "labels belong to classify tasks");

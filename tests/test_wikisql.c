@@ -26,7 +26,8 @@ static void test_simple(void **state)
     assert_string_equal(q.cond[0].val, "SOUTH AUSTRALIA");
     assert_int_equal(q.cond[0].quoted, 1);
 
-    assert_int_equal(wikisql_parse("SELECT COUNT Fleet Series (Quantity) FROM 1-10007452-3 WHERE Fuel Propulsion = 'CNG'", &q), 1);
+    assert_int_equal(
+        wikisql_parse("SELECT COUNT Fleet Series (Quantity) FROM 1-10007452-3 WHERE Fuel Propulsion = 'CNG'", &q), 1);
     assert_int_equal(q.agg, WIKISQL_AGG_COUNT);
     assert_string_equal(q.sel, "Fleet Series (Quantity)");
 
@@ -35,11 +36,15 @@ static void test_simple(void **state)
     assert_string_equal(q.sel, "2nd");
     assert_int_equal(q.n_cond, 0);
 
-    assert_int_equal(wikisql_parse("SELECT School/Club Team FROM 1-10015132-14 WHERE Player = 'Patrick O'Bryant'", &q), 1);
+    assert_int_equal(wikisql_parse("SELECT School/Club Team FROM 1-10015132-14 WHERE Player = 'Patrick O'Bryant'", &q),
+                     1);
     assert_string_equal(q.sel, "School/Club Team");
     assert_string_equal(q.cond[0].val, "Patrick O'Bryant");
 
-    assert_int_equal(wikisql_parse("SELECT MIN 2001 Census FROM 1-10138926-1 WHERE Region = 'Abruzzo' AND 1981 Census > 51092.0", &q), 1);
+    assert_int_equal(
+        wikisql_parse("SELECT MIN 2001 Census FROM 1-10138926-1 WHERE Region = 'Abruzzo' AND 1981 Census > 51092.0",
+                      &q),
+        1);
     assert_int_equal(q.agg, WIKISQL_AGG_MIN);
     assert_int_equal(q.n_cond, 2);
     assert_string_equal(q.cond[1].col, "1981 Census");
@@ -105,7 +110,8 @@ static void test_compare(void **state)
     /* WHERE: wrong operator, missing condition, extra condition, duplicated condition. */
     assert_false(cmp(g, "SELECT COUNT Scotland FROM 1-10128185-2 WHERE Total > 35 AND Wales = 'Cardiff'").where);
     assert_false(cmp(g, "SELECT COUNT Scotland FROM 1-10128185-2 WHERE Total = 35").where);
-    assert_false(cmp(g, "SELECT COUNT Scotland FROM 1-10128185-2 WHERE Total = 35 AND Wales = 'Cardiff' AND X = 1").where);
+    assert_false(
+        cmp(g, "SELECT COUNT Scotland FROM 1-10128185-2 WHERE Total = 35 AND Wales = 'Cardiff' AND X = 1").where);
     assert_false(cmp(g, "SELECT COUNT Scotland FROM 1-10128185-2 WHERE Total = 35 AND Total = 35").where);
     /* A different table name is not a component (the prompt gives it). */
     assert_true(cmp(g, "SELECT COUNT Scotland FROM other WHERE Total = 35 AND Wales = 'Cardiff'").lf);
@@ -116,7 +122,8 @@ static void test_compare(void **state)
 
 static void format_query(const wikisql_query *q, char *buf, size_t n)
 {
-    size_t k = (size_t)snprintf(buf, n, "SELECT %s%s%s FROM %s", wikisql_agg_name(q->agg), q->agg ? " " : "", q->sel, q->table);
+    size_t k = (size_t)snprintf(buf, n, "SELECT %s%s%s FROM %s", wikisql_agg_name(q->agg), q->agg ? " " : "", q->sel,
+                                q->table);
     for (int i = 0; i < q->n_cond; i++)
         k += (size_t)snprintf(buf + k, n - k, "%s%s %s %s%s%s", i ? " AND " : " WHERE ", q->cond[i].col, q->cond[i].op,
                               q->cond[i].quoted ? "'" : "", q->cond[i].val, q->cond[i].quoted ? "'" : "");
@@ -126,7 +133,8 @@ static void format_query(const wikisql_query *q, char *buf, size_t n)
 static void test_real_data(void **state)
 {
     (void)state;
-    const char *files[] = {"data/tasks/wikisql/train.jsonl", "data/tasks/wikisql/valid.jsonl", "data/tasks/wikisql/test.jsonl"};
+    const char *files[] = {"data/tasks/wikisql/train.jsonl", "data/tasks/wikisql/valid.jsonl",
+                           "data/tasks/wikisql/test.jsonl"};
     int total = 0, with_agg = 0, multi = 0;
     for (int f = 0; f < 3; f++) {
         FILE *fp = fopen(files[f], "r");

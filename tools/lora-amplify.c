@@ -75,12 +75,21 @@ static int run(int argc, char **argv)
         case O_BASE: opt.base = optarg; break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_DRAWS: if (!parse_int(optarg, "--random-draws", 1, 100000, &v)) return ARGS_EXIT_USAGE; opt.random_draws = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
+        case O_DRAWS:
+            if (!parse_int(optarg, "--random-draws", 1, 100000, &v)) return ARGS_EXIT_USAGE;
+            opt.random_draws = (int)v;
+            break;
+        case O_SEED:
+            if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
+            opt.seed = (uint64_t)v;
+            break;
         case O_TLAYERS: tlayers = optarg; break;
         case O_TABLE: table = optarg; break;
         case O_PLOT: plot = optarg; break;
-        case O_DENSE: if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return ARGS_EXIT_USAGE; opt.check_dense = (int)v; break;
+        case O_DENSE:
+            if (!parse_int(optarg, "--check-dense", 0, 1000000, &v)) return ARGS_EXIT_USAGE;
+            opt.check_dense = (int)v;
+            break;
         case O_JOBS: if (!parse_int(optarg, "--jobs", 1, 64, &v)) return ARGS_EXIT_USAGE; opt.jobs = (int)v; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
@@ -88,9 +97,17 @@ static int run(int argc, char **argv)
         default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
-    if (!opt.base) { fprintf(stderr, "lora-amplify: --base BASE is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (!opt.base) {
+        fprintf(stderr, "lora-amplify: --base BASE is required\n");
+        usage(stderr);
+        return ARGS_EXIT_USAGE;
+    }
     if (!out) { fprintf(stderr, "lora-amplify: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
-    if (optind >= argc) { fprintf(stderr, "lora-amplify: give at least one ADAPTER\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (optind >= argc) {
+        fprintf(stderr, "lora-amplify: give at least one ADAPTER\n");
+        usage(stderr);
+        return ARGS_EXIT_USAGE;
+    }
     if (sub_check_layer_list(opt.layers) || sub_check_layer_list(tlayers)) {
         fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
         return ARGS_EXIT_USAGE;
@@ -102,9 +119,13 @@ static int run(int argc, char **argv)
     size_t n = strlen(out);
     lk_status pst;
     if (table) pst = lk_path_fmt(mdpath, sizeof mdpath, "%s", table);
-    else if (n > 3 && !strcmp(out + n - 3, ".h5")) pst = lk_path_fmt(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
+    else if (n > 3 && !strcmp(out + n - 3, ".h5"))
+        pst = lk_path_fmt(mdpath, sizeof mdpath, "%.*s.md", (int)(n - 3), out);
     else pst = lk_path_fmt(mdpath, sizeof mdpath, "%s.md", out);
-    if (pst) { fprintf(stderr, "lora-amplify: %s %s\n", table ? "--table" : "-o", lk_errmsg()); return ARGS_EXIT_USAGE; }
+    if (pst) {
+        fprintf(stderr, "lora-amplify: %s %s\n", table ? "--table" : "-o", lk_errmsg());
+        return ARGS_EXIT_USAGE;
+    }
     for (int i = -1; i < opt.n_adapters; i++) {   /* outputs that would overwrite an input: refused before any work */
         const char *in = i < 0 ? opt.base : opt.adapters[i];
         if (args_output(out, "-o", &in, 1) || args_output(mdpath, table ? "--table" : "-o (its .md table)", &in, 1)) {
@@ -128,13 +149,19 @@ static int run(int argc, char **argv)
     if (!st && !quiet) {
         amp_write_table(&an, tlayers, stdout);
         double tr = 0, tk = 0, tm = 0;
-        for (size_t i = 0; i < an.n; i++) { tr += an.e[i].seconds_read; tk += an.e[i].seconds_topk; tm += an.e[i].seconds_modules; }
-        fprintf(stderr, "lora-amplify: %zu matrices, %d adapter(s) in %.1f s (read %.1f s, W's top-k %.1f s, adapters %.1f s",
+        for (size_t i = 0; i < an.n; i++) {
+            tr += an.e[i].seconds_read;
+            tk += an.e[i].seconds_topk;
+            tm += an.e[i].seconds_modules;
+        }
+        fprintf(stderr,
+                "lora-amplify: %zu matrices, %d adapter(s) in %.1f s (read %.1f s, W's top-k %.1f s, adapters %.1f s",
                 an.n, an.n_adapters, an.seconds_total, tr, tk, tm);
         if (opt.n_ranks > 1) fprintf(stderr, ", summed over %d ranks", opt.n_ranks);
         fprintf(stderr, "); wrote %s and %s\n", out, mdpath);
     }
-    if (st && mpi_env_active()) fprintf(stderr, "lora-amplify: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
+    if (st && mpi_env_active())
+        fprintf(stderr, "lora-amplify: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
     else if (st) fprintf(stderr, "lora-amplify: %s\n", lk_errmsg());
     if (have) amp_analysis_free(&an);
     return st ? 1 : 0;

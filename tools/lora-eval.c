@@ -42,12 +42,14 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: lora-eval --base BASE [--adapter ADAPTER] --text FILE [--ctx N]\n"
-                    "       lora-eval --base BASE [--adapter ADAPTER] --sample N --prompt TEXT [--temperature T] [--seed S]\n"
-                    "  BASE: our checkpoint (.h5) or a HuggingFace GPT-2 directory; --ctx 1 to the model's n_ctx\n"
-                    "       lora-eval --base DIR --tokenize FILE   (DIR holds vocab.json + merges.txt, or tokenizer.json)\n"
-                    "  --sample 0-%d (generation also stops when the context is full), --temperature in [0, %g] (0 = greedy),\n"
-                    "  --seed 0-%ld\n", MAX_SAMPLE, MAX_TEMPERATURE, LONG_MAX);
+    fprintf(stderr,
+            "usage: lora-eval --base BASE [--adapter ADAPTER] --text FILE [--ctx N]\n"
+            "       lora-eval --base BASE [--adapter ADAPTER] --sample N --prompt TEXT [--temperature T] [--seed S]\n"
+            "  BASE: our checkpoint (.h5) or a HuggingFace GPT-2 directory; --ctx 1 to the model's n_ctx\n"
+            "       lora-eval --base DIR --tokenize FILE   (DIR holds vocab.json + merges.txt, or tokenizer.json)\n"
+            "  --sample 0-%d (generation also stops when the context is full), --temperature in [0, %g] (0 = greedy),\n"
+            "  --seed 0-%ld\n",
+            MAX_SAMPLE, MAX_TEMPERATURE, LONG_MAX);
 }
 
 /* A real option: the whole string a finite number in [lo, hi] (atof took
@@ -113,8 +115,8 @@ static int score_text(gpt_model *m, basetok *tk, const char *path, int T, const 
     if (st) { fprintf(stderr, "lora-eval: %s\n", lk_errmsg()); return 1; }
     size_t chunk = (size_t)T + 1, nch = n_tok / chunk;
     if (!nch) {
-        fprintf(stderr, "lora-eval: %s: %zu tokens (%s), fewer than one chunk of %zu tokens (context + 1)\n", path, n_tok,
-                basetok_name(tk), chunk);
+        fprintf(stderr, "lora-eval: %s: %zu tokens (%s), fewer than one chunk of %zu tokens (context + 1)\n", path,
+                n_tok, basetok_name(tk), chunk);
         free(ids);
         return 1;
     }
@@ -201,7 +203,10 @@ int main(int argc, char **argv)
         i++;
     }
     if (tok_file) {
-        if (!base || adapter || text || sample >= 0) { fprintf(stderr, "lora-eval: --tokenize takes only --base\n"); return 2; }
+        if (!base || adapter || text || sample >= 0) {
+            fprintf(stderr, "lora-eval: --tokenize takes only --base\n");
+            return 2;
+        }
         return tokenize(base, tok_file);
     }
     if (!base || (!text && sample < 0)) { usage(); return 2; }

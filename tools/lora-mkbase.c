@@ -63,20 +63,29 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_LAYOUT: o.layout = optarg; break;
-        case O_LAYERS: if (!parse_long(optarg, "--layers", 1, 10000, &v)) return ARGS_EXIT_USAGE; o.n_layer = (int)v; break;
+        case O_LAYERS:
+            if (!parse_long(optarg, "--layers", 1, 10000, &v)) return ARGS_EXIT_USAGE;
+            o.n_layer = (int)v;
+            break;
         case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return ARGS_EXIT_USAGE; o.d = (int)v; break;
         case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return ARGS_EXIT_USAGE; o.dff = (int)v; break;
         case O_DTYPE:
             if (!strcmp(optarg, "bf16")) o.dtype = ST_BF16;
             else if (!strcmp(optarg, "f16")) o.dtype = ST_F16;
             else if (!strcmp(optarg, "f32")) o.dtype = ST_F32;
-            else { fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg); return ARGS_EXIT_USAGE; }
+            else {
+                fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg);
+                return ARGS_EXIT_USAGE;
+            }
             break;
         case O_KIND:
             if (!strcmp(optarg, "powerlaw")) o.kind = SYNTH_POWERLAW;
             else if (!strcmp(optarg, "gaussian")) o.kind = SYNTH_GAUSSIAN;
             else if (!strcmp(optarg, "heavy")) o.kind = SYNTH_HEAVY;
-            else { fprintf(stderr, "lora-mkbase: --kind '%s': expected powerlaw, gaussian or heavy\n", optarg); return 1; }
+            else {
+                fprintf(stderr, "lora-mkbase: --kind '%s': expected powerlaw, gaussian or heavy\n", optarg);
+                return 1;
+            }
             break;
         case O_TARGETS: o.targets = optarg; break;
         case O_RANKS:
@@ -99,14 +108,24 @@ int main(int argc, char **argv)
                 return ARGS_EXIT_USAGE;
             }
             break;
-        case O_SHARDS: if (!parse_long(optarg, "--shards", 1, 1000, &v)) return ARGS_EXIT_USAGE; o.shards = (int)v; break;
-        case O_SEED: if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; o.seed = (uint64_t)v; break;
+        case O_SHARDS:
+            if (!parse_long(optarg, "--shards", 1, 1000, &v)) return ARGS_EXIT_USAGE;
+            o.shards = (int)v;
+            break;
+        case O_SEED:
+            if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
+            o.seed = (uint64_t)v;
+            break;
         case 'q': o.progress = NULL; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1) { fprintf(stderr, "lora-mkbase: give one output directory\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (optind != argc - 1) {
+        fprintf(stderr, "lora-mkbase: give one output directory\n");
+        usage(stderr);
+        return ARGS_EXIT_USAGE;
+    }
     lk_status st = synth_write(&o, argv[optind]);
     if (st) { fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg()); return 1; }
     return 0;

@@ -67,7 +67,20 @@ static int cmp_double(const void *a, const void *b)
 
 static int run(int argc, char **argv)
 {
-    enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER, O_TIME, O_THREADS };
+    enum {
+        O_SIDE = 256,
+        O_LAYERS,
+        O_TARGETS,
+        O_RANDOM,
+        O_SEED,
+        O_BASE,
+        O_VSBASE,
+        O_TOP,
+        O_PLOT,
+        O_NORENDER,
+        O_TIME,
+        O_THREADS
+    };
     static const struct option longopts[] = {
         {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"random-pairs", required_argument, 0, O_RANDOM},
@@ -85,13 +98,22 @@ static int run(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
         switch (c) {
         case O_SIDE:
-            if (sub_side_parse(optarg, &opt.side)) { fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
+            if (sub_side_parse(optarg, &opt.side)) {
+                fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg());
+                return ARGS_EXIT_USAGE;
+            }
             side_given = 1;
             break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_RANDOM: if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return ARGS_EXIT_USAGE; opt.random_pairs = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
+        case O_RANDOM:
+            if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return ARGS_EXIT_USAGE;
+            opt.random_pairs = (int)v;
+            break;
+        case O_SEED:
+            if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return ARGS_EXIT_USAGE;
+            opt.seed = (uint64_t)v;
+            break;
         case O_BASE: base = optarg; break;
         case O_VSBASE: vs = optarg; break;
         case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return ARGS_EXIT_USAGE; opt.top = (int)v; break;
@@ -101,7 +123,10 @@ static int run(int argc, char **argv)
             if (optarg && !parse_int(optarg, "--time", 1, TIME_MAX_RUNS, &v)) return ARGS_EXIT_USAGE;
             timing = optarg ? (int)v : 1;
             break;
-        case O_THREADS: if (!parse_int(optarg, "--threads", 0, 1024, &v)) return ARGS_EXIT_USAGE; opt.threads = (int)v; break;
+        case O_THREADS:
+            if (!parse_int(optarg, "--threads", 0, 1024, &v)) return ARGS_EXIT_USAGE;
+            opt.threads = (int)v;
+            break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
@@ -110,14 +135,24 @@ static int run(int argc, char **argv)
     }
     int npos = argc - optind;
     if (!out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
-    if (!!base != !!vs) { fprintf(stderr, "lora-subspace: --base and --vs-base go together\n"); return ARGS_EXIT_USAGE; }
+    if (!!base != !!vs) {
+        fprintf(stderr, "lora-subspace: --base and --vs-base go together\n");
+        return ARGS_EXIT_USAGE;
+    }
     if (base ? npos != 0 : npos != 2) {
-        fprintf(stderr, "lora-subspace: %s\n", base ? "with --base/--vs-base give no other adapters" : "expected two adapters");
+        fprintf(stderr, "lora-subspace: %s\n",
+                base ? "with --base/--vs-base give no other adapters" : "expected two adapters");
         usage(stderr);
         return ARGS_EXIT_USAGE;
     }
-    if (!base && opt.top) { fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n"); return ARGS_EXIT_USAGE; }
-    if (sub_check_layer_list(opt.layers)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
+    if (!base && opt.top) {
+        fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n");
+        return ARGS_EXIT_USAGE;
+    }
+    if (sub_check_layer_list(opt.layers)) {
+        fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
+        return ARGS_EXIT_USAGE;
+    }
     if (base && !side_given) opt.side = SUB_SIDE_DW;
     const char *inputs[3] = {base, vs, NULL};
     if (!base) { inputs[0] = argv[optind]; inputs[1] = argv[optind + 1]; }
@@ -156,7 +191,8 @@ static int run(int argc, char **argv)
     if (!st && plot) st = sub_report_plots(plot, &an, &meta, render);
     if (!st) st = sub_report_write_h5(out, &an, &meta);
     if (!st && !quiet) sub_report_summary(stdout, &an, &meta);
-    if (st && mpi_env_active()) fprintf(stderr, "lora-subspace: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
+    if (st && mpi_env_active())
+        fprintf(stderr, "lora-subspace: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
     else if (st) fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
 done:
     sub_analysis_free(&an);
