@@ -48,6 +48,7 @@ expect 1 "missing input" lora-subspace -o o.h5 missing-1.h5 missing-2.h5
 expect 2 "missing value" lora-mkbase --d
 expect 2 "bad value" lora-mkbase --d abc dir
 expect 2 "bad --alpha" lora-mkbase --alpha nan dir
+expect 2 "bad --kind" lora-mkbase --kind nope dir
 expect 2 "no directory" lora-mkbase
 : > file
 expect 1 "output under a file" lora-mkbase -q --layers 1 --d 8 file/dir

@@ -44,9 +44,10 @@ static int parse_long(const char *s, const char *opt, long min, long max, long *
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The options into o (ranks holds the --ranks list o points to) and the output directory
+ * into *dir: -1 to go on, else the exit status (0 after --help). */
+static int parse_args(synth_opts *o, int ranks[16], int argc, char **argv, const char **dir)
 {
-    blas_env_init(argc, argv);
     enum { O_LAYOUT = 256, O_LAYERS, O_D, O_DFF, O_DTYPE, O_TARGETS, O_RANKS, O_ALPHA, O_SHARDS, O_SEED, O_KIND };
     static const struct option longopts[] = {
         {"layout", required_argument, 0, O_LAYOUT}, {"layers", required_argument, 0, O_LAYERS},
@@ -56,67 +57,65 @@ int main(int argc, char **argv)
         {"shards", required_argument, 0, O_SHARDS}, {"seed", required_argument, 0, O_SEED},
         {"kind", required_argument, 0, O_KIND},
         {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    synth_opts o = synth_defaults();
-    o.progress = stderr;
-    int ranks[16], c;
+    int c;
     long v;
     while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
         switch (c) {
-        case O_LAYOUT: o.layout = optarg; break;
+        case O_LAYOUT: o->layout = optarg; break;
         case O_LAYERS:
             if (!parse_long(optarg, "--layers", 1, 10000, &v)) return ARGS_EXIT_USAGE;
-            o.n_layer = (int)v;
+            o->n_layer = (int)v;
             break;
-        case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return ARGS_EXIT_USAGE; o.d = (int)v; break;
-        case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return ARGS_EXIT_USAGE; o.dff = (int)v; break;
+        case O_D: if (!parse_long(optarg, "--d", 4, 65536, &v)) return ARGS_EXIT_USAGE; o->d = (int)v; break;
+        case O_DFF: if (!parse_long(optarg, "--d-ff", 4, 262144, &v)) return ARGS_EXIT_USAGE; o->dff = (int)v; break;
         case O_DTYPE:
-            if (!strcmp(optarg, "bf16")) o.dtype = ST_BF16;
-            else if (!strcmp(optarg, "f16")) o.dtype = ST_F16;
-            else if (!strcmp(optarg, "f32")) o.dtype = ST_F32;
+            if (!strcmp(optarg, "bf16")) o->dtype = ST_BF16;
+            else if (!strcmp(optarg, "f16")) o->dtype = ST_F16;
+            else if (!strcmp(optarg, "f32")) o->dtype = ST_F32;
             else {
                 fprintf(stderr, "lora-mkbase: --dtype '%s': expected bf16, f16 or f32\n", optarg);
                 return ARGS_EXIT_USAGE;
             }
             break;
         case O_KIND:
-            if (!strcmp(optarg, "powerlaw")) o.kind = SYNTH_POWERLAW;
-            else if (!strcmp(optarg, "gaussian")) o.kind = SYNTH_GAUSSIAN;
-            else if (!strcmp(optarg, "heavy")) o.kind = SYNTH_HEAVY;
+            if (!strcmp(optarg, "powerlaw")) o->kind = SYNTH_POWERLAW;
+            else if (!strcmp(optarg, "gaussian")) o->kind = SYNTH_GAUSSIAN;
+            else if (!strcmp(optarg, "heavy")) o->kind = SYNTH_HEAVY;
             else {
                 fprintf(stderr, "lora-mkbase: --kind '%s': expected powerlaw, gaussian or heavy\n", optarg);
-                return 1;
+                return ARGS_EXIT_USAGE;
             }
             break;
-        case O_TARGETS: o.targets = optarg; break;
+        case O_TARGETS: o->targets = optarg; break;
         case O_RANKS:
-            o.n_ranks = 0;
+            o->n_ranks = 0;
             for (char *p = optarg; *p;) {
                 char *end;
                 long r = strtol(p, &end, 10);
-                if (end == p || r < 1 || r > 65536 || o.n_ranks == 16 || (*end && *end != ',')) {
+                if (end == p || r < 1 || r > 65536 || o->n_ranks == 16 || (*end && *end != ',')) {
                     fprintf(stderr, "lora-mkbase: --ranks '%s': expected a list of positive integers\n", optarg);
                     return ARGS_EXIT_USAGE;
                 }
-                ranks[o.n_ranks++] = (int)r;
+                ranks[o->n_ranks++] = (int)r;
                 p = *end ? end + 1 : end;
             }
-            o.ranks = ranks;
+            o->ranks = ranks;
             break;
         case O_ALPHA:
-            if (args_double(optarg, "--alpha", 0, 1, DBL_MAX, 0, &o.alpha)) {
+            if (args_double(optarg, "--alpha", 0, 1, DBL_MAX, 0, &o->alpha)) {
                 fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg());
                 return ARGS_EXIT_USAGE;
             }
             break;
         case O_SHARDS:
             if (!parse_long(optarg, "--shards", 1, 1000, &v)) return ARGS_EXIT_USAGE;
-            o.shards = (int)v;
+            o->shards = (int)v;
             break;
         case O_SEED:
             if (!parse_long(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
-            o.seed = (uint64_t)v;
+            o->seed = (uint64_t)v;
             break;
-        case 'q': o.progress = NULL; break;
+        case 'q': o->progress = NULL; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return ARGS_EXIT_USAGE;
         }
@@ -126,7 +125,20 @@ int main(int argc, char **argv)
         usage(stderr);
         return ARGS_EXIT_USAGE;
     }
-    lk_status st = synth_write(&o, argv[optind]);
+    *dir = argv[optind];
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    synth_opts o = synth_defaults();
+    o.progress = stderr;
+    int ranks[16];
+    const char *dir;
+    int rc = parse_args(&o, ranks, argc, argv, &dir);
+    if (rc >= 0) return rc;
+    lk_status st = synth_write(&o, dir);
     if (st) { fprintf(stderr, "lora-mkbase: %s\n", lk_errmsg()); return 1; }
     return 0;
 }
