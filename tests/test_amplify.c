@@ -261,8 +261,12 @@ static void test_topk_against_dense(void **state)
             topk_info info;
             if (topk_svd(W, m, n, k, &o, U, S, V, &info)) fail_msg("%s", lk_errmsg());
             assert_int_equal(la_topk_exact(W, m, n, k, Ue, Se, Ve), LK_OK);
-            /* a flat (iid) spectrum may exhaust the basis and fall back to the dense SVD */
-            if (info.method != 1 && kind != 1)
+            /* A flat (iid) spectrum may exhaust the basis and fall back to the dense SVD. So may a
+             * rank-deficient W (kind 2, rank 12 < k): its zero singular values are certified only at
+             * the float32 rounding floor (1e-7·θ_1), which their residuals reach or just miss
+             * depending on the kernels' summation order (SkylakeX with one thread misses it at
+             * 256×517); the dense fallback is then the right answer, checked below like the rest. */
+            if (info.method != 1 && kind != 1 && kind != 2)
                 fail_msg("kind %d %dx%d: Krylov did not converge within its basis (%d products)", kind, m, n,
                          info.products);
             double s2 = 0, e2 = 0;
