@@ -55,7 +55,17 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
     return 0;
 }
 
-static int run(int argc, char **argv)
+/* The command line: the analysis options and the outputs. */
+typedef struct {
+    amp_run_opts opt;
+    const char *out, *plot, *tlayers;
+    char mdpath[LK_PATH_MAX];            /* the Markdown table: --table, or OUT without .h5 plus .md */
+    int quiet;
+} cli;
+
+/* The options into cl, checked before anything is read (outputs against inputs included):
+ * -1 to go on, else the exit status (0 after --help). */
+static int parse_args(cli *cl, int argc, char **argv)
 {
     enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_DRAWS, O_SEED, O_TLAYERS, O_TABLE, O_PLOT, O_DENSE, O_JOBS };
     static const struct option longopts[] = {
@@ -134,6 +144,24 @@ static int run(int argc, char **argv)
         }
     }
     if (!quiet) opt.progress = stderr;
+    cl->opt = opt;
+    cl->out = out;
+    cl->plot = plot;
+    cl->tlayers = tlayers;
+    cl->quiet = quiet;
+    memcpy(cl->mdpath, mdpath, sizeof mdpath);
+    return -1;
+}
+
+/* Analyses and, on rank 0, writes the plots, the table and OUT.h5: the exit status. */
+static int run(int argc, char **argv)
+{
+    cli c;
+    int rc = parse_args(&c, argc, argv);
+    if (rc >= 0) return rc;
+    amp_run_opts opt = c.opt;
+    const char *out = c.out, *plot = c.plot, *tlayers = c.tlayers, *mdpath = c.mdpath;
+    int quiet = c.quiet;
     opt.rank = mpi_env_rank();
     opt.n_ranks = mpi_env_size();
     int root = opt.rank == 0;

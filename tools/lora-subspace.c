@@ -65,22 +65,19 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int run(int argc, char **argv)
+/* The command line: the analysis options and what to do with the result. */
+typedef struct {
+    sub_options opt;
+    const char *out, *plot, *base, *vs;
+    const char *in1, *in2;             /* the two adapters, or with --base: --vs-base and --base */
+    int quiet, render, timing;         /* timing: --time's run count, 0 without it */
+} cli;
+
+/* The options into c, checked before anything is read: -1 to go on, else the exit status (0 after --help). */
+static int parse_args(cli *c, int argc, char **argv)
 {
-    enum {
-        O_SIDE = 256,
-        O_LAYERS,
-        O_TARGETS,
-        O_RANDOM,
-        O_SEED,
-        O_BASE,
-        O_VSBASE,
-        O_TOP,
-        O_PLOT,
-        O_NORENDER,
-        O_TIME,
-        O_THREADS
-    };
+    enum { O_SIDE = 256, O_LAYERS, O_TARGETS, O_RANDOM, O_SEED, O_BASE, O_VSBASE, O_TOP, O_PLOT, O_NORENDER,
+           O_TIME, O_THREADS };
     static const struct option longopts[] = {
         {"side", required_argument, 0, O_SIDE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"random-pairs", required_argument, 0, O_RANDOM},
@@ -91,51 +88,52 @@ static int run(int argc, char **argv)
         {"help", no_argument, 0, 'h'},                {"time", optional_argument, 0, O_TIME},
         {"threads", required_argument, 0, O_THREADS},
         {0, 0, 0, 0}};
-    sub_options opt = sub_options_default();
-    const char *out = NULL, *plot = NULL, *base = NULL, *vs = NULL;
-    int side_given = 0, quiet = 0, render = 1, timing = 0, c;
+    *c = (cli){.opt = sub_options_default(), .render = 1};
+    sub_options *opt = &c->opt;
+    int side_given = 0, ch;
     long v;
-    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
-        switch (c) {
+    while ((ch = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        switch (ch) {
         case O_SIDE:
-            if (sub_side_parse(optarg, &opt.side)) {
+            if (sub_side_parse(optarg, &opt->side)) {
                 fprintf(stderr, "lora-subspace: --%s\n", lk_errmsg());
                 return ARGS_EXIT_USAGE;
             }
             side_given = 1;
             break;
-        case O_LAYERS: opt.layers = optarg; break;
-        case O_TARGETS: opt.targets = optarg; break;
+        case O_LAYERS: opt->layers = optarg; break;
+        case O_TARGETS: opt->targets = optarg; break;
         case O_RANDOM:
             if (!parse_int(optarg, "--random-pairs", 0, 100000, &v)) return ARGS_EXIT_USAGE;
-            opt.random_pairs = (int)v;
+            opt->random_pairs = (int)v;
             break;
         case O_SEED:
             if (!parse_int(optarg, "--seed", 0, LONG_MAX, &v)) return ARGS_EXIT_USAGE;
-            opt.seed = (uint64_t)v;
+            opt->seed = (uint64_t)v;
             break;
-        case O_BASE: base = optarg; break;
-        case O_VSBASE: vs = optarg; break;
-        case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return ARGS_EXIT_USAGE; opt.top = (int)v; break;
-        case O_PLOT: plot = optarg; break;
-        case O_NORENDER: render = 0; break;
+        case O_BASE: c->base = optarg; break;
+        case O_VSBASE: c->vs = optarg; break;
+        case O_TOP: if (!parse_int(optarg, "--top", 1, INT_MAX, &v)) return ARGS_EXIT_USAGE; opt->top = (int)v; break;
+        case O_PLOT: c->plot = optarg; break;
+        case O_NORENDER: c->render = 0; break;
         case O_TIME:
             if (optarg && !parse_int(optarg, "--time", 1, TIME_MAX_RUNS, &v)) return ARGS_EXIT_USAGE;
-            timing = optarg ? (int)v : 1;
+            c->timing = optarg ? (int)v : 1;
             break;
         case O_THREADS:
             if (!parse_int(optarg, "--threads", 0, 1024, &v)) return ARGS_EXIT_USAGE;
-            opt.threads = (int)v;
+            opt->threads = (int)v;
             break;
-        case 'o': out = optarg; break;
-        case 'q': quiet = 1; break;
+        case 'o': c->out = optarg; break;
+        case 'q': c->quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return ARGS_EXIT_USAGE;
         }
     }
     int npos = argc - optind;
-    if (!out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
-    if (!!base != !!vs) {
+    const char *base = c->base;
+    if (!c->out) { fprintf(stderr, "lora-subspace: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
+    if (!!base != !!c->vs) {
         fprintf(stderr, "lora-subspace: --base and --vs-base go together\n");
         return ARGS_EXIT_USAGE;
     }
@@ -145,42 +143,52 @@ static int run(int argc, char **argv)
         usage(stderr);
         return ARGS_EXIT_USAGE;
     }
-    if (!base && opt.top) {
+    if (!base && opt->top) {
         fprintf(stderr, "lora-subspace: --top only applies with --base/--vs-base\n");
         return ARGS_EXIT_USAGE;
     }
-    if (sub_check_layer_list(opt.layers)) {
+    if (sub_check_layer_list(opt->layers)) {
         fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
         return ARGS_EXIT_USAGE;
     }
-    if (base && !side_given) opt.side = SUB_SIDE_DW;
-    const char *inputs[3] = {base, vs, NULL};
-    if (!base) { inputs[0] = argv[optind]; inputs[1] = argv[optind + 1]; }
-    if (args_output(out, "-o", inputs, 2)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
+    if (base && !side_given) opt->side = SUB_SIDE_DW;
+    c->in1 = base ? c->vs : argv[optind];
+    c->in2 = base ? base : argv[optind + 1];
+    const char *inputs[3] = {base, c->vs, NULL};
+    if (!base) { inputs[0] = c->in1; inputs[1] = c->in2; }
+    if (args_output(c->out, "-o", inputs, 2)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
+    return -1;
+}
 
-    opt.rank = mpi_env_rank();
-    opt.n_ranks = mpi_env_size();
-    int root = opt.rank == 0;
+/* Loads the adapters, analyses (--time=N: N identical runs, deterministic, the last one
+ * kept) and, on rank 0, reports: the exit status. */
+static int run(int argc, char **argv)
+{
+    cli c;
+    int rc = parse_args(&c, argc, argv);
+    if (rc >= 0) return rc;
+    sub_options *opt = &c.opt;
+    opt->rank = mpi_env_rank();
+    opt->n_ranks = mpi_env_size();
+    int root = opt->rank == 0;
     lora_adapter a1, a2;
     memset(&a1, 0, sizeof a1);
     memset(&a2, 0, sizeof a2);
     sub_analysis an;
     memset(&an, 0, sizeof an);
-    sub_report_meta meta = {opt.side, base ? vs : argv[optind], base ? base : argv[optind + 1], !!base,
-                            opt.random_pairs, opt.seed, opt.top};
+    sub_report_meta meta = {opt->side, c.in1, c.in2, !!c.base, opt->random_pairs, opt->seed, opt->top};
     lk_status st = adapter_load(&a1, meta.input_1);
-    if (!st && !base) st = adapter_load(&a2, meta.input_2);
-    /* --time=N: N identical analyses (deterministic), the last one kept */
+    if (!st && !c.base) st = adapter_load(&a2, meta.input_2);
     double secs[TIME_MAX_RUNS];
-    int runs = timing > 1 ? timing : 1;
+    int runs = c.timing > 1 ? c.timing : 1;
     for (int r = 0; r < runs && !st; r++) {
         if (r) sub_analysis_free(&an);
         double t0 = lk_now();
-        st = base ? sub_analyse_base(&an, &a1, base, &opt) : sub_analyse(&an, &a1, &a2, &opt);
+        st = c.base ? sub_analyse_base(&an, &a1, c.base, opt) : sub_analyse(&an, &a1, &a2, opt);
         secs[r] = lk_now() - t0;
     }
     if (!st && !root) goto done;             /* its results are on rank 0 now */
-    if (!st && timing) {
+    if (!st && c.timing) {
         qsort(secs, (size_t)runs, sizeof secs[0], cmp_double);
         double dt = secs[runs / 2];
         fprintf(stderr, "lora-subspace: analysed %zu pairs in %.1f ms%s: %.0f pairs/s (OpenBLAS %s)\n", an.n, 1e3 * dt,
@@ -188,11 +196,11 @@ static int run(int argc, char **argv)
     }
     if (!st)
         for (size_t i = 0; i < an.n_notes; i++) fprintf(stderr, "lora-subspace: note: %s\n", an.notes[i]);
-    if (!st && plot) st = sub_report_plots(plot, &an, &meta, render);
-    if (!st) st = sub_report_write_h5(out, &an, &meta);
-    if (!st && !quiet) sub_report_summary(stdout, &an, &meta);
+    if (!st && c.plot) st = sub_report_plots(c.plot, &an, &meta, c.render);
+    if (!st) st = sub_report_write_h5(c.out, &an, &meta);
+    if (!st && !c.quiet) sub_report_summary(stdout, &an, &meta);
     if (st && mpi_env_active())
-        fprintf(stderr, "lora-subspace: rank %d of %d: %s\n", opt.rank, opt.n_ranks, lk_errmsg());
+        fprintf(stderr, "lora-subspace: rank %d of %d: %s\n", opt->rank, opt->n_ranks, lk_errmsg());
     else if (st) fprintf(stderr, "lora-subspace: %s\n", lk_errmsg());
 done:
     sub_analysis_free(&an);
