@@ -16,6 +16,14 @@ uint64_t mpi_env_hash(uint64_t h, const void *buf, size_t n)
     return h;
 }
 
+void mpi_env_nap(long *ns)
+{
+    if (*ns <= 0) *ns = MPI_ENV_NAP_MIN_NS;
+    struct timespec ts = {0, *ns};
+    nanosleep(&ts, NULL);
+    *ns = *ns < MPI_ENV_NAP_MAX_NS / 2 ? *ns * 2 : MPI_ENV_NAP_MAX_NS;
+}
+
 int mpi_env_compiled(void)
 {
 #ifdef LK_HAVE_MPI
@@ -84,13 +92,6 @@ static lk_status need_world(const char *what)
     return LK_OK;
 }
 
-/* Sleeps growing from 20 µs to 2 ms between polls; *ns keeps the current step. */
-static void nap(long *ns)
-{
-    struct timespec ts = {0, *ns};
-    nanosleep(&ts, NULL);
-    if (*ns < 2000000) *ns *= 2;
-}
 
 /* MPI_Ibarrier polled with naps: MPI_Barrier would spin while the ranks it
  * waits for compute. */
@@ -99,8 +100,8 @@ lk_status mpi_env_barrier(void)
     if (!g_init) return LK_OK;
     MPI_Request req;
     int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req), done = 0;
-    long ns = 20000;
-    while (rc == MPI_SUCCESS && !(rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) && !done) nap(&ns);
+    long ns = 0;
+    while (rc == MPI_SUCCESS && !(rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) && !done) mpi_env_nap(&ns);
     return rc == MPI_SUCCESS ? LK_OK : mpi_fail(rc, "MPI_Barrier");
 }
 
@@ -121,14 +122,14 @@ lk_status mpi_env_send(const void *buf, size_t n, int dest, int tag)
  * MPI_Probe's busy-wait. */
 static lk_status wait_probe(int src, int tag, MPI_Status *s)
 {
-    long ns = 20000;
+    long ns = 0;
     for (;;) {
         int flag = 0;
         int rc = MPI_Iprobe(src == MPI_ENV_ANY ? MPI_ANY_SOURCE : src, tag == MPI_ENV_ANY ? MPI_ANY_TAG : tag,
                             MPI_COMM_WORLD, &flag, s);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Iprobe");
         if (flag) return LK_OK;
-        nap(&ns);
+        mpi_env_nap(&ns);
     }
 }
 

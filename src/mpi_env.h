@@ -90,6 +90,15 @@ lk_status mpi_env_allreduce_sum_f64(double *buf, size_t n);
  * rank 0's. A one-rank world always agrees. */
 lk_status mpi_env_check_same(const void *buf, size_t n, const char *what);
 
+/* Sleeps *ns nanoseconds (0: the minimum) and doubles *ns, up to the maximum:
+ * the pause between two polls of a wait. 20 µs grows to 20 ms within a
+ * dozen polls: a reply is seen quickly, and a long wait costs few wake-ups (on
+ * a loaded VM a wake-up costs up to a millisecond of CPU: polling every 2 ms
+ * took a quarter of a core). */
+#define MPI_ENV_NAP_MIN_NS 20000L
+#define MPI_ENV_NAP_MAX_NS 20000000L
+void mpi_env_nap(long *ns);
+
 /* 64-bit FNV-1a of n bytes, continuing from h (start with MPI_ENV_HASH_INIT). */
 #define MPI_ENV_HASH_INIT 14695981039346656037ULL
 uint64_t mpi_env_hash(uint64_t h, const void *buf, size_t n);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "mpi_env.h"
 #include "sweep_pool.h"
 
@@ -280,7 +279,7 @@ static lk_status coordinate(mpi_run *r)
     int size = mpi_env_size(), remote_left = size - 1;
     pthread_t tid;
     if (pthread_create(&tid, NULL, local_thread, r)) return lk_fail(LK_ERR_NOMEM, "cannot start rank 0's workers");
-    long ns = 20000;
+    long ns = 0;
     for (;;) {
         pthread_mutex_lock(&r->q_mu);
         int ldone = r->local_done;
@@ -290,12 +289,10 @@ static lk_status coordinate(mpi_run *r)
         if (ldone && remote_left == 0) break;
         int from, tag;
         if (remote_left == 0 || !mpi_env_probe(MPI_ENV_ANY, MPI_ENV_ANY, &from, &tag)) {
-            struct timespec ts = {0, ns};
-            nanosleep(&ts, NULL);
-            if (ns < 2000000) ns *= 2;
+            mpi_env_nap(&ns);
             continue;
         }
-        ns = 20000;
+        ns = 0;
         void *buf;
         size_t n;
         lk_status st = mpi_env_recv(&buf, &n, from, tag, NULL, NULL);
