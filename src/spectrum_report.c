@@ -95,7 +95,7 @@ lk_status spec_write_h5(const spec_analysis *an, const char *path)
         else snprintf(g, sizeof g, "input%d", a);
         if (an->n_inputs > 1) st = h5_create_group(f, g);
         if (!st) st = h5_set_attr_str(f, g, "source", an->source[a]);
-        if (!st) st = h5_set_attr_str(f, g, "kind", an->kind[a] == SPEC_INPUT_FULL ? "full" : "adapter");
+        if (!st) st = h5_set_attr_str(f, g, "kind", an->kind[a] != SPEC_INPUT_ADAPTER ? "full" : "adapter");
         if (!st) st = h5_set_attr_int(f, g, "rank", an->max_rank[a]);
         for (size_t i = 0; i < an->n && !st; i++) {
             const spec_result *r = &an->e[i].res[a];
@@ -152,7 +152,7 @@ static void dval(FILE *f, double x)
 
 static void input_label(const spec_analysis *an, int a, char *buf, size_t n)
 {
-    if (an->kind[a] == SPEC_INPUT_FULL) snprintf(buf, n, "input %d (full): %s", a, an->source[a]);
+    if (an->kind[a] != SPEC_INPUT_ADAPTER) snprintf(buf, n, "input %d (full): %s", a, an->source[a]);
     else snprintf(buf, n, "input %d (r = %d): %s", a, an->max_rank[a], an->source[a]);
 }
 

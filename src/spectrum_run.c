@@ -2,6 +2,7 @@
  * spectrum_run.h). Outputs are written by spectrum_report.c. */
 #include "spectrum_run.h"
 #include "basew.h"
+#include "delta.h"
 #include "h5io.h"
 #include "linalg.h"
 #include "peft.h"
@@ -74,7 +75,11 @@ lk_status spec_input_kind(const char *spec, spec_input_kind_t *kind)
     const char *run;
     char *file = adapter_spec_file(spec, &run);
     if (!file) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    if (run || !path_is(file, 0)) { free(file); return LK_OK; }   /* adapter_load names what is missing */
+    if (run || !path_is(file, 0)) {   /* adapter_load names what is missing */
+        free(file);
+        if (delta_spec_is(spec)) *kind = SPEC_INPUT_DELTA;
+        return LK_OK;
+    }
     h5file *f;
     lk_status st = h5_open_read(&f, file);
     free(file);
@@ -83,6 +88,7 @@ lk_status spec_input_kind(const char *spec, spec_input_kind_t *kind)
     if (h5_has_attr(f, "/", "format")) st = h5_get_attr_str(f, "/", "format", fmt, sizeof fmt);
     h5_close(f);
     if (!st && !strcmp(fmt, "lora-gpt")) *kind = SPEC_INPUT_FULL;
+    if (!st && !strcmp(fmt, "lora-delta")) *kind = SPEC_INPUT_DELTA;
     return st;
 }
 
@@ -208,6 +214,8 @@ static lk_status cache_write(const spec_run_opts *o, uint64_t fp, const basew_ma
 typedef struct {
     lora_adapter ad;                  /* SPEC_INPUT_ADAPTER */
     basew *ft;                        /* SPEC_INPUT_FULL */
+    weight_delta dl;                  /* SPEC_INPUT_DELTA */
+    int is_delta;
     int *where;                       /* per adapter module / ft matrix: base matrix index or entry, -1 if unused */
     size_t nw;
 } input_t;
@@ -225,6 +233,10 @@ static lk_status load_inputs(spec_analysis *an, input_t *in, const spec_run_opts
             if (!opt->base) { st = lk_fail(LK_ERR_ARG, "%s is a full checkpoint: its ΔW = W_ft − W_base needs --base", spec); break; }
             st = basew_open(&in[a].ft, spec);
             in[a].nw = st ? 0 : basew_count(in[a].ft);
+        } else if (k == SPEC_INPUT_DELTA) {
+            in[a].is_delta = 1;
+            st = delta_load(&in[a].dl, spec);
+            in[a].nw = st ? 0 : in[a].dl.n;
         } else {
             if ((st = adapter_load(&in[a].ad, spec))) break;
             if (has_fused(&in[a].ad) && (st = adapter_split_fused(&in[a].ad)))
@@ -263,6 +275,9 @@ static void input_item(const input_t *in, size_t j, int *layer, const char **tar
     if (in->ft) {
         const basew_matrix *m = basew_at(in->ft, j);
         *layer = m->layer; *target = m->target; *out = m->out; *inn = m->in; *rank = 0;
+    } else if (in->is_delta) {
+        const delta_matrix *m = &in->dl.m[j];
+        *layer = m->layer; *target = m->target; *out = m->out; *inn = m->in; *rank = 0;
     } else {
         const lora_module *m = &in->ad.mods[j];
         *layer = m->layer; *target = m->target; *out = m->out; *inn = m->in; *rank = m->rank;
@@ -291,14 +306,30 @@ static lk_status adapter_spectrum(const lora_module *m, spec_result *r)
     return st;
 }
 
-/* Without a base: entries are the union of the adapters' selected modules. */
+/* Spectrum of a dense ΔW [out, in]: its top N = min(sv, min(out, in)) singular values. */
+static lk_status dense_spectrum(const float *dW, int out, int inn, int sv, spec_result *r, int K, int with_base)
+{
+    int p = out < inn ? out : inn, N = sv > 0 && sv < p ? sv : p;
+    r->rank = p;
+    lk_status st = alloc_result(r, N, K, with_base);
+    double energy;
+    topk_info info;
+    if (!st) st = spec_dense_sv(dW, out, inn, N, r->sv, &energy, &info);
+    if (!st) spec_stats_from_sv(r->sv, N, energy, p, &r->stats);
+    return st;
+}
+
+/* Without a base: entries are the union of the adapters' (and stored ΔW's) selected modules. */
 static lk_status analyse_no_base(spec_analysis *an, input_t *in, const spec_run_opts *opt)
 {
     lk_status st = LK_OK;
     for (int a = 0; a < an->n_inputs && !st; a++) {
         size_t nsel = 0;
-        for (size_t j = 0; j < in[a].ad.n && !st; j++) {
-            const lora_module *m = &in[a].ad.mods[j];
+        for (size_t j = 0; j < in[a].nw && !st; j++) {
+            lora_module item = {0}, *m = &item;   /* layer, target, shape and rank of module / matrix j */
+            const char *tn;
+            input_item(&in[a], j, &item.layer, &tn, &item.out, &item.in, &item.rank);
+            snprintf(item.target, sizeof item.target, "%.*s", (int)sizeof item.target - 1, tn);
             if (!selected(opt, m->layer, m->target)) continue;
             nsel++;
             if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
@@ -310,7 +341,7 @@ static lk_status analyse_no_base(spec_analysis *an, input_t *in, const spec_run_
                 an->e = ne;
                 memset(&ne[e], 0, sizeof ne[e]);
                 ne[e].layer = m->layer;
-                snprintf(ne[e].target, sizeof ne[e].target, "%s", m->target);
+                snprintf(ne[e].target, sizeof ne[e].target, "%.*s", ADAPTER_NAME_MAX - 1, m->target);
                 ne[e].out = m->out;
                 ne[e].in = m->in;
                 an->n++;
@@ -318,12 +349,12 @@ static lk_status analyse_no_base(spec_analysis *an, input_t *in, const spec_run_
             }
             spec_entry *en = &an->e[e];
             if (en->out != m->out || en->in != m->in)
-                return lk_fail(LK_ERR_SHAPE, "adapter %s: layer %d target %s has ΔW [%d, %d] but %s has [%d, %d]",
-                               in[a].ad.source, m->layer, m->target, m->out, m->in, an->source[0], en->out, en->in);
+                return lk_fail(LK_ERR_SHAPE, "input %s: layer %d target %s has ΔW [%d, %d] but %s has [%d, %d]",
+                               an->source[a], m->layer, m->target, m->out, m->in, an->source[0], en->out, en->in);
             in[a].where[j] = (int)e;
         }
         if (!nsel)
-            return lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", an->source[a],
+            return lk_fail(LK_ERR_NOTFOUND, "input %s: no module matches --layers %s --targets %s", an->source[a],
                            opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
     }
     /* (layer, target) order, as the adapters are sorted; the results follow */
@@ -334,23 +365,31 @@ static lk_status analyse_no_base(spec_analysis *an, input_t *in, const spec_run_
             spec_entry t = *x; *x = *y; *y = t;
         }
     for (int a = 0; a < an->n_inputs; a++)
-        for (size_t j = 0; j < in[a].ad.n; j++) {
-            const lora_module *m = &in[a].ad.mods[j];
+        for (size_t j = 0; j < in[a].nw; j++) {
+            int layer, out, inn, rank;
+            const char *target;
+            input_item(&in[a], j, &layer, &target, &out, &inn, &rank);
             if (in[a].where[j] < 0) continue;
             size_t e = 0;
-            while (an->e[e].layer != m->layer || strcmp(an->e[e].target, m->target)) e++;
+            while (an->e[e].layer != layer || strcmp(an->e[e].target, target)) e++;
             in[a].where[j] = (int)e;
         }
     double t0 = now();
     for (int a = 0; a < an->n_inputs && !st; a++)
-        for (size_t j = 0; j < in[a].ad.n && !st; j++) {
+        for (size_t j = 0; j < in[a].nw && !st; j++) {
             if (in[a].where[j] < 0) continue;
-            const lora_module *m = &in[a].ad.mods[j];
             spec_result *r = &an->e[in[a].where[j]].res[a];
-            r->rank = m->rank;
             double t = now();
-            if ((st = alloc_result(r, m->rank, 0, 0)) || (st = adapter_spectrum(m, r)))
-                st = lk_fail_context(st, "adapter %s layer %d target %s", an->source[a], m->layer, m->target);
+            if (in[a].is_delta) {
+                const delta_matrix *d = &in[a].dl.m[j];
+                if ((st = dense_spectrum(d->dW, d->out, d->in, opt->sv, r, 0, 0)))
+                    st = lk_fail_context(st, "input %s layer %d target %s", an->source[a], d->layer, d->target);
+            } else {
+                const lora_module *m = &in[a].ad.mods[j];
+                r->rank = m->rank;
+                if ((st = alloc_result(r, m->rank, 0, 0)) || (st = adapter_spectrum(m, r)))
+                    st = lk_fail_context(st, "adapter %s layer %d target %s", an->source[a], m->layer, m->target);
+            }
             r->seconds = now() - t;
         }
     an->seconds_modules = now() - t0;
@@ -418,7 +457,7 @@ static lk_status match_base(spec_analysis *an, input_t *in, const spec_run_opts 
     /* the first adapter naming a matrix gives its target name (as lora-amplify), else the base */
     for (int a = 0; a < an->n_inputs; a++)
         for (size_t j = 0; j < in[a].nw; j++) {
-            if (in[a].where[j] < 0 || in[a].ft) continue;
+            if (in[a].where[j] < 0 || in[a].ft || in[a].is_delta) continue;
             spec_entry *e = &an->e[entry_of[in[a].where[j]]];
             if (!e->target[0]) snprintf(e->target, sizeof e->target, "%s", in[a].ad.mods[j].target);
         }
@@ -437,20 +476,17 @@ typedef struct {
 static lk_status one_module(spec_analysis *an, const spec_run_opts *opt, input_t *in, size_t j, const basew_matrix *bm,
                             const spec_basis *basis, work_t *w, spec_result *r)
 {
-    int out = bm->out, inn = bm->in, K = an->K, p = out < inn ? out : inn;
+    int out = bm->out, inn = bm->in, K = an->K;
     size_t n = (size_t)out * inn;
     lk_status st;
     if (in->ft) {
-        const basew_matrix *fm = basew_at(in->ft, j);
-        int N = an->sv > 0 && an->sv < p ? an->sv : p;
-        r->rank = p;
-        if ((st = alloc_result(r, N, K, 1))) return st;
-        if ((st = basew_load(in->ft, fm, w->W))) return st;
+        if ((st = basew_load(in->ft, basew_at(in->ft, j), w->W))) return st;
         for (size_t i = 0; i < n; i++) w->dW[i] = w->W[i] - w->W0[i];
-        double energy;
-        topk_info info;
-        if ((st = spec_dense_sv(w->dW, out, inn, N, r->sv, &energy, &info))) return st;
-        spec_stats_from_sv(r->sv, N, energy, p, &r->stats);
+        if ((st = dense_spectrum(w->dW, out, inn, an->sv, r, K, 1))) return st;
+    } else if (in->is_delta) {
+        memcpy(w->dW, in->dl.m[j].dW, n * sizeof *w->dW);
+        for (size_t i = 0; i < n; i++) w->W[i] = w->W0[i] + w->dW[i];
+        if ((st = dense_spectrum(w->dW, out, inn, an->sv, r, K, 1))) return st;
     } else {
         const lora_module *m = &in->ad.mods[j];
         r->rank = m->rank;
@@ -609,7 +645,7 @@ lk_status spec_analyse(spec_analysis *an, const spec_run_opts *opt)
     if (!st) st = trends(an);
     an->seconds_total = now() - t0;
 done:
-    for (int a = 0; in && a < na; a++) { adapter_free(&in[a].ad); basew_close(in[a].ft); free(in[a].where); }
+    for (int a = 0; in && a < na; a++) { adapter_free(&in[a].ad); basew_close(in[a].ft); delta_free(&in[a].dl); free(in[a].where); }
     free(in);
     if (st) spec_analysis_free(an);
     return st;

@@ -7,10 +7,11 @@
  * file or model directory), whose ΔW = W_ft − W_base per matrix needs the base.
  * spec_input_kind() tells them apart: a directory with adapter_model.safetensors
  * or adapter_config.json, a .safetensors file with lora_A / lora_B tensors, an
- * HDF5 file other than "lora-gpt", or FILE:RUN, is an adapter.
+ * HDF5 file other than "lora-gpt" or "lora-delta", or FILE:RUN, is an adapter, unless
+ * the group named has format "lora-delta" (SPEC_INPUT_DELTA).
  *
- * Without a base only the spectrum of each adapter module is computed (low-rank
- * path, ΔW never formed). With a base every selected (input, module) is first
+ * Without a base only the spectrum of each adapter module (low-rank path, ΔW
+ * never formed) or stored dense ΔW is computed. With a base every selected (input, module) is first
  * matched against it (a missing layer or target, a shape that disagrees, a full
  * checkpoint of another architecture, K above min(out, in): errors before any
  * computation); then the base is streamed one W₀ at a time: W₀'s singular basis
@@ -37,7 +38,10 @@
 #include "status.h"
 #include "util.h"
 
-typedef enum { SPEC_INPUT_ADAPTER = 0, SPEC_INPUT_FULL = 1 } spec_input_kind_t;
+/* SPEC_INPUT_DELTA: a stored ΔW of full fine-tuning (delta.h: a lora-sweep full
+ * cell RESULTS.h5:RUN or one of its snapshots, RUN/snapshots/STEP), analysed
+ * as a full checkpoint's ΔW but without needing W_ft or, for the spectrum, a base. */
+typedef enum { SPEC_INPUT_ADAPTER = 0, SPEC_INPUT_FULL = 1, SPEC_INPUT_DELTA = 2 } spec_input_kind_t;
 
 /* What kind of input spec names (see above); errors for a path that does not exist. */
 lk_status spec_input_kind(const char *spec, spec_input_kind_t *kind);

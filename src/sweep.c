@@ -28,17 +28,26 @@ void sweep_recipe_default(sweep_recipe *r)
     r->eval_batch = 32;
 }
 
+int sweep_is_full(const char *targets) { return !strcmp(targets, SWEEP_FULL); }
+
 lk_status sweep_canon_targets(const char *list, char *out, size_t cap)
 {
     int seen[GPT_N_TARGETS] = {0};
-    if (!*list) return lk_fail(LK_ERR_ARG, "empty target set (use e.g. q,v; targets are q, k, v, o, fc, proj)");
+    if (!*list) return lk_fail(LK_ERR_ARG, "empty target set (use e.g. q,v; targets are q, k, v, o, fc, proj, or full)");
+    if (sweep_is_full(list)) {
+        if (cap <= strlen(SWEEP_FULL)) return lk_fail(LK_ERR_ARG, "target set too long");
+        snprintf(out, cap, "%s", SWEEP_FULL);
+        return LK_OK;
+    }
     const char *it;
     int n;
     for (const char *c = list; args_list_next(&c, &it, &n);) {
         char name[32];
         snprintf(name, sizeof name, "%.*s", n, it);
         int ti = lora_target_index(name);
-        if (ti < 0) return lk_fail(LK_ERR_ARG, "unknown target '%s' in '%s' (targets are q, k, v, o, fc, proj)", name, list);
+        if (ti < 0 && !strcmp(name, SWEEP_FULL))
+            return lk_fail(LK_ERR_ARG, "'full' in '%s': full fine-tuning is a target set of its own (--targets full)", list);
+        if (ti < 0) return lk_fail(LK_ERR_ARG, "unknown target '%s' in '%s' (targets are q, k, v, o, fc, proj, or full)", name, list);
         if (seen[ti]) return lk_fail(LK_ERR_ARG, "target '%s' given twice in '%s'", name, list);
         seen[ti] = 1;
         if (it[n] && !*c) return lk_fail(LK_ERR_ARG, "trailing comma in target set '%s'", list);
@@ -75,8 +84,17 @@ static int target_list(const char *targets, int idx[GPT_N_TARGETS])
     return n;
 }
 
+/* Every parameter of a model of config cfg (the block gpt_new allocates). */
+static long full_params(const gpt_config *c)
+{
+    long d = c->d_model, F = c->d_ff;
+    long layer = 2 * d + 3 * d * d + 3 * d + d * d + d + 2 * d + F * d + F + d * F + d;
+    return (long)c->vocab_size * d + (long)c->n_ctx * d + 2 * d + c->n_layer * layer;
+}
+
 long sweep_params(const gpt_config *cfg, const char *targets, int rank)
 {
+    if (sweep_is_full(targets)) return full_params(cfg);
     int idx[GPT_N_TARGETS], n = target_list(targets, idx);
     long per = 0;
     for (int i = 0; i < n; i++) {
@@ -95,6 +113,7 @@ int sweep_rank_for_budget(const gpt_config *cfg, const char *targets, long budge
 
 lk_status sweep_check_rank(const gpt_config *cfg, const char *targets, int rank)
 {
+    if (sweep_is_full(targets)) return LK_OK;   /* no rank */
     if (rank <= 0) return lk_fail(LK_ERR_ARG, "rank %d: a rank must be positive", rank);
     int idx[GPT_N_TARGETS], n = target_list(targets, idx);
     for (int i = 0; i < n; i++) {
@@ -123,9 +142,10 @@ void sweep_cell_init(sweep_cell *c, const task_def *t, const gpt_config *cfg, co
     memset(c, 0, sizeof *c);
     snprintf(c->task, sizeof c->task, "%s", t->name);
     snprintf(c->targets, sizeof c->targets, "%s", targets);
-    c->rank = rank;
+    int full = sweep_is_full(targets);
+    c->rank = full ? 0 : rank;
     c->seed = seed;
-    c->alpha = r->alpha_per_rank > 0 ? r->alpha_per_rank * rank : r->alpha;
+    c->alpha = full ? 0 : r->alpha_per_rank > 0 ? r->alpha_per_rank * rank : r->alpha;
     c->steps = steps_for(t, r);
     c->trainable_params = sweep_params(cfg, targets, rank);
     sweep_run_id(c->run_id, sizeof c->run_id, t->name, targets, rank, seed, tag);
@@ -138,7 +158,8 @@ void sweep_run_id(char *out, size_t cap, const char *task, const char *targets, 
     size_t k = 0;
     for (const char *s = targets; *s && k + 1 < sizeof tg; s++) if (*s != ',') tg[k++] = *s;
     tg[k] = 0;
-    snprintf(out, cap, "%s-%s-r%d-s%lld%s%s", task, tg, rank, seed, tag && *tag ? "-" : "", tag && *tag ? tag : "");
+    if (sweep_is_full(targets)) snprintf(out, cap, "%s-%s-s%lld%s%s", task, tg, seed, tag && *tag ? "-" : "", tag && *tag ? tag : "");
+    else snprintf(out, cap, "%s-%s-r%d-s%lld%s%s", task, tg, rank, seed, tag && *tag ? "-" : "", tag && *tag ? tag : "");
 }
 
 /* ---- training one cell ---- */
@@ -198,6 +219,32 @@ static void new_epoch(batcher *bt, const task_split *sp, int batch, int max_len)
     bt->next = 0;
 }
 
+void sweep_result_free(sweep_result *res)
+{
+    delta_free(&res->delta);
+    for (int i = 0; i < res->n_snap; i++) {
+        adapter_free(&res->snap[i].ad);
+        delta_free(&res->snap[i].delta);
+    }
+    free(res->snap);
+    res->snap = NULL;
+    res->n_snap = 0;
+}
+
+/* The cell's state after `step` steps: its adapter (LoRA), or ΔW against the
+ * base weights w0 (full fine-tuning, w0 != NULL). */
+static lk_status take_state(const gpt_model *m, const task_def *t, const sweep_cell *c, const float *w0, long step,
+                            lora_adapter *ad, weight_delta *d)
+{
+    if (!w0) return gpt_lora_export(m, t->name, ad);
+    lk_status st = delta_from_model(d, m, w0);
+    if (st) return st;
+    snprintf(d->task, sizeof d->task, "%s", t->name);
+    d->seed = c->seed;
+    d->step = step;
+    return LK_OK;
+}
+
 lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
                          sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
                          lora_adapter *ad, sweep_result *res)
@@ -210,6 +257,7 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
                             lora_adapter *ad, sweep_result *res)
 {
     memset(res, 0, sizeof *res);
+    memset(ad, 0, sizeof *ad);
     lk_status st;
     const task_split *sp = &t->split_data[TASK_TRAIN];
     int batch = r->batch < (int)sp->n ? r->batch : (int)sp->n;
@@ -225,16 +273,24 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
         lo = (int)((long)batch * dp->rank / dp->size);
         hi = (int)((long)batch * (dp->rank + 1) / dp->size);
     }
+    int full = sweep_is_full(c->targets);
+    float *w0 = NULL;     /* full fine-tuning: the base weights, given back to m at the end */
 
-    lora_config lc;
-    lora_config_default(&lc);
-    if ((st = lora_parse_targets(c->targets, c->rank, &lc))) return st;
-    lc.alpha = c->alpha;
-    lc.rule = r->rule;
-    lc.init = r->init;
-    lc.seed = (uint64_t)c->seed;
-    lc.dropout = r->dropout;
-    if ((st = gpt_lora_attach(m, &lc))) return st;
+    if (full) {
+        if (m->lora) return lk_fail(LK_ERR_ARG, "%s: full fine-tuning needs the model without a LoRA attached", c->run_id);
+        if (!(w0 = malloc(m->n_params * sizeof *w0))) return lk_fail(LK_ERR_NOMEM, "out of memory for a copy of the base weights");
+        memcpy(w0, m->data, m->n_params * sizeof *w0);
+    } else {
+        lora_config lc;
+        lora_config_default(&lc);
+        if ((st = lora_parse_targets(c->targets, c->rank, &lc))) return st;
+        lc.alpha = c->alpha;
+        lc.rule = r->rule;
+        lc.init = r->init;
+        lc.seed = (uint64_t)c->seed;
+        lc.dropout = r->dropout;
+        if ((st = gpt_lora_attach(m, &lc))) return st;
+    }
 
     train_config tc;
     train_config_default(&tc);
@@ -257,7 +313,7 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
     new_epoch(&bt, sp, batch, max_len);
     /* buffers for the longest training sequence, not n_ctx (1024 for GPT-2) */
     if ((st = gpt_reserve(m, batch, task_max_encoded_len(t, TASK_TRAIN, 0, max_len) - 1))) goto done;
-    if ((st = trainer_new(&tr, m, &tc, 0))) goto done;
+    if ((st = trainer_new(&tr, m, &tc, full))) goto done;
     if (dp) trainer_set_reduce(tr, dp->reduce, dp->ctx);
 
     double t0 = lk_now(), loss_ema = NAN;
@@ -275,6 +331,15 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
             lk_fail_context(st, "%s: step %ld", c->run_id, step + 1);
             break;
         }
+        if (r->save_every > 0 && (step + 1) % r->save_every == 0 && step + 1 < c->steps) {
+            sweep_snapshot *ns = realloc(res->snap, (size_t)(res->n_snap + 1) * sizeof *ns);
+            if (!ns) { st = lk_fail(LK_ERR_NOMEM, "out of memory for a snapshot"); break; }
+            res->snap = ns;
+            sweep_snapshot *sn = &ns[res->n_snap++];
+            memset(sn, 0, sizeof *sn);
+            sn->step = step + 1;
+            if ((st = take_state(m, t, c, w0, step + 1, &sn->ad, &sn->delta))) break;
+        }
         for (int i = 0; i < b.B; i++) tokens += b.len[i] - 1;
         loss_ema = isnan(loss_ema) ? info.loss : 0.9 * loss_ema + 0.1 * info.loss;
         if (cb) {
@@ -289,7 +354,7 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
     res->tokens_per_s = res->train_seconds > 0 ? (double)tokens / res->train_seconds : 0;
     res->final_train_loss = loss_ema;
     if (dp && !dp->evaluate) {
-        st = gpt_lora_export(m, t->name, ad);
+        st = take_state(m, t, c, w0, c->steps, ad, &res->delta);
         goto done;
     }
 
@@ -300,9 +365,17 @@ lk_status sweep_run_cell_dp(gpt_model *m, const task_def *t, const sweep_recipe 
         for (int i = 0; i < res->test.n; i++) res->test.value[i] = NAN;
         res->test.n_examples = 0;
     } else if ((st = task_evaluate(m, t, TASK_TEST, r->eval_batch, 1, r->eval_max, ecb, ctx, &res->test))) goto done;
-    st = gpt_lora_export(m, t->name, ad);
+    st = take_state(m, t, c, w0, c->steps, ad, &res->delta);
 done:
     m->training = 0;
+    if (w0) {
+        memcpy(m->data, w0, m->n_params * sizeof *w0);
+        free(w0);
+    }
+    if (st) {
+        sweep_result_free(res);
+        adapter_free(ad);
+    }
     trainer_free(tr);
     task_batch_free(&b);
     free(rows);
@@ -417,7 +490,14 @@ lk_status sweep_results_add(const char *path, const char *base_fingerprint, cons
     snprintf(grp, sizeof grp, "runs/%s", c->run_id);
     st = set_root(f, base_fingerprint, base_path);
     if (!st && h5_exists(f, grp)) st = h5_delete(f, grp);
-    if (!st) st = adapter_write(ad, f, grp);
+    if (!st) st = sweep_is_full(c->targets) ? delta_write(&res->delta, f, grp) : adapter_write(ad, f, grp);
+    for (int i = 0; i < res->n_snap && !st; i++) {
+        char sg[260];
+        snprintf(sg, sizeof sg, "%s/snapshots/%ld", grp, res->snap[i].step);
+        st = sweep_is_full(c->targets) ? delta_write(&res->snap[i].delta, f, sg) : adapter_write(&res->snap[i].ad, f, sg);
+        if (!st) st = h5_set_attr_int(f, sg, "step", res->snap[i].step);
+    }
+    if (!st && res->n_snap) st = h5_set_attr_int(f, grp, "save_every", r->save_every);
     if (!st) st = h5_set_attr_str(f, grp, "task", c->task);
     if (!st) st = h5_set_attr_str(f, grp, "targets", c->targets);
     if (!st) st = h5_set_attr_int(f, grp, "rank", c->rank);

@@ -11,7 +11,8 @@
  * root attributes; every attribute is listed in docs/FORMATS.md ("Sweep results
  * file"), the single description of the layout; sweep_results_add writes it.
  * run_id = {task}-{targets without commas}-r{rank}-s{seed}[-{tag}], e.g.
- * "sentiment-qv-r8-s1". Each finished cell is committed atomically
+ * "sentiment-qv-r8-s1"; full fine-tuning cells (targets "full") store ΔW
+ * instead of an adapter (delta.h), run_id {task}-full-s{seed}. Each finished cell is committed atomically
  * (h5_open_update + h5_commit), so a killed sweep loses at most the cell in
  * progress; rerunning skips cells already in the file with the same recipe.
  */
@@ -25,6 +26,7 @@
 #include "task.h"
 #include "task_eval.h"
 #include "train.h"
+#include "delta.h"
 
 #define SWEEP_MAX_TARGET_SETS 16
 #define SWEEP_MAX_RANKS 16
@@ -47,16 +49,22 @@ typedef struct {
     int eval_batch;            /* sequences per forward pass in evaluation */
     long eval_max;             /* > 0: score only this many validation/test examples */
     int no_test;               /* 1: skip the test split (recipe search on validation only) */
+    long save_every;           /* > 0: keep the adapter / ΔW every N steps (runs/{id}/snapshots/{step});
+                                  not part of the recipe a rerun compares */
 } sweep_recipe;
 
 /* lr 2e-3, alpha 16, alpha/r, Kaiming, 2 epochs, batch 16, warm-up 0.06,
  * weight decay 0, floor 0.1, clip 1, no dropout, eval batch 32. */
 void sweep_recipe_default(sweep_recipe *r);
 
+/* The target set of a full fine-tuning cell: every parameter trains (embeddings,
+ * LayerNorms, biases too); the cell keeps ΔW of q, k, v, o, fc, proj (delta.h). */
+#define SWEEP_FULL "full"
+
 typedef struct {
     char task[64];
-    char targets[64];          /* "q,v" (canonical order q,k,v,o,fc,proj) */
-    int rank;
+    char targets[64];          /* "q,v" (canonical order q,k,v,o,fc,proj), or "full" */
+    int rank;                  /* 0 for a full fine-tuning cell */
     long long seed;
     double alpha;              /* the value used (alpha_per_rank resolved) */
     long steps;                /* resolved from epochs */
@@ -64,17 +72,34 @@ typedef struct {
     char run_id[160];
 } sweep_cell;
 
+/* An intermediate state of a cell (--save-every). */
+typedef struct {
+    long step;                 /* optimizer steps done */
+    lora_adapter ad;           /* LoRA cells */
+    weight_delta delta;        /* full fine-tuning cells */
+} sweep_snapshot;
+
 typedef struct {
     task_scores val, test;
     double train_seconds, tokens_per_s;
     double final_train_loss;
+    weight_delta delta;        /* full fine-tuning cells: the final ΔW */
+    int n_snap;
+    sweep_snapshot *snap;      /* every save_every steps before the last */
 } sweep_result;
 
+/* Frees what sweep_run_cell put in *res (ΔW, snapshots). */
+void sweep_result_free(sweep_result *res);
+
+/* 1 if the canonical target set is a full fine-tuning cell's. */
+int sweep_is_full(const char *targets);
+
 /* Canonicalises a target list ("v,q" -> "q,v"); fails on unknown or repeated
- * targets, naming them. */
+ * targets, naming them. "full" (alone) is full fine-tuning. */
 lk_status sweep_canon_targets(const char *list, char *out, size_t cap);
 
-/* Trainable parameters of rank r on the target set over all layers of cfg. */
+/* Trainable parameters of rank r on the target set over all layers of cfg
+ * (for "full": every parameter of the model). */
 long sweep_params(const gpt_config *cfg, const char *targets, int rank);
 
 /* Fixed budget: the largest rank whose parameter count is ≤ budget (0 if none). */
@@ -83,7 +108,8 @@ int sweep_rank_for_budget(const gpt_config *cfg, const char *targets, long budge
 /* Checks rank against every target's min(in, out). */
 lk_status sweep_check_rank(const gpt_config *cfg, const char *targets, int rank);
 
-/* The run id of a cell: {task}-{targets without commas}-r{rank}-s{seed}[-{tag}]. */
+/* The run id of a cell: {task}-{targets without commas}-r{rank}-s{seed}[-{tag}];
+ * a full fine-tuning cell: {task}-full-s{seed}[-{tag}]. */
 void sweep_run_id(char *out, size_t cap, const char *task, const char *targets, int rank, long long seed,
                   const char *tag);
 
@@ -96,7 +122,12 @@ typedef void (*sweep_progress_fn)(void *ctx, long step, long total, double loss,
 
 /* Trains the cell's adapter on a base model (m must have no LoRA attached; it
  * is attached here and left attached), then scores validation and test.
- * The adapter is exported into *ad (freed by the caller). */
+ * The adapter is exported into *ad (freed by the caller). A full fine-tuning
+ * cell trains every parameter of m (AdamW on the whole block, weight decay on
+ * the matrices only), puts ΔW into res->delta, scores the fine-tuned model and
+ * gives m back its base weights; *ad stays empty. With r->save_every, the
+ * adapter or ΔW after every save_every steps (before the last) go to res->snap.
+ * Free res with sweep_result_free. */
 lk_status sweep_run_cell(gpt_model *m, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
                          sweep_progress_fn cb, task_eval_progress ecb, void *ctx,
                          lora_adapter *ad, sweep_result *res);

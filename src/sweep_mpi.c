@@ -116,6 +116,9 @@ static const char magic[8] = "LKCELL1";
 
 lk_status sweep_mpi_pack(long item, const sweep_result *res, const lora_adapter *ad, void **buf, size_t *n)
 {
+    if (res->delta.n || res->n_snap)
+        return lk_fail(LK_ERR_UNSUPPORTED, "cell %ld: a full fine-tuning cell's ΔW and --save-every snapshots are not sent "
+                       "between MPI ranks; run such cells without mpirun, or with --data-parallel", item);
     wbuf b = {0};
     int64_t it = item;
     put(&b, magic, sizeof magic);
@@ -160,6 +163,9 @@ lk_status sweep_mpi_unpack(const void *buf, size_t n, const sweep_plan_cell *pla
         !get(&b, res, sizeof *res))
         return lk_fail(LK_ERR_FORMAT, "a finished cell's message (%zu bytes) is malformed", n);
     *item = (long)it;
+    memset(&res->delta, 0, sizeof res->delta);   /* pointers of another process; never sent (sweep_mpi_pack) */
+    res->snap = NULL;
+    res->n_snap = 0;
     const sweep_plan_cell *pc = &plan[todo[it]];
     const char *const *names;
     task_metric_names(&pc->j->task, &names);
@@ -345,10 +351,11 @@ static lk_status remote_work(void *ctx, gpt_model *m, long unused)
         if (item >= r->n_todo) return lk_fail(LK_ERR_FORMAT, "rank %d: rank 0 sent cell %lld of %d", mpi_env_rank(),
                                               (long long)item, r->n_todo);
         lora_adapter ad = {0};
-        sweep_result res;
+        sweep_result res = {0};
         st = r->run(r->ctx, m, (long)item, &ad, &res);
         if (!st) st = sweep_mpi_pack((long)item, &res, &ad, &msg, &n);
         adapter_free(&ad);
+        sweep_result_free(&res);
         if (st) return st;
     }
 }
@@ -423,7 +430,7 @@ lk_status sweep_mpi_run_dp(gpt_model *base, const sweep_plan_cell *plan, const i
             sweep_pool_unlock();
         }
         lora_adapter ad = {0};
-        sweep_result res;
+        sweep_result res = {0};
         gpt_lora_detach(base);
         st = sweep_run_cell_dp(base, &pc->j->task, &pc->j->rec, &pc->cell, &dp, NULL, NULL, NULL, &ad, &res);
         if (!st) st = check_adapter(&ad, pc->cell.run_id);
@@ -433,6 +440,7 @@ lk_status sweep_mpi_run_dp(gpt_model *base, const sweep_plan_cell *plan, const i
             sweep_pool_unlock();
         }
         adapter_free(&ad);
+        sweep_result_free(&res);
         /* The other ranks wait (napping) while rank 0 scores and writes. */
         if (!st) st = mpi_env_barrier();
     }

@@ -123,6 +123,8 @@ lk_status sweep_job_resolve(sweep_job *j, const gpt_config *cfg)
     }
     if ((st = sweep_parse_budget(j->budget_spec, cfg, &j->budget))) return st;
     for (int t = 0; t < j->n_targets; t++) {
+        if (sweep_is_full(j->targets[t]))
+            return lk_fail(LK_ERR_ARG, "--budget: full fine-tuning (--targets full) has no rank to fit a budget; run it without --budget");
         j->budget_ranks[t] = sweep_rank_for_budget(cfg, j->targets[t], j->budget);
         if (j->budget_ranks[t] < 1)
             return lk_fail(LK_ERR_ARG, "--budget %ld is below rank 1 on %s (%ld parameters)", j->budget, j->targets[t],
@@ -157,7 +159,7 @@ lk_status sweep_plan_build(sweep_job *jobs, int n_jobs, const gpt_config *cfg, c
         sweep_job *j = &jobs[i];
         int nr = j->budget_spec[0] ? 1 : j->n_ranks;
         for (int t = 0; t < j->n_targets; t++)
-            for (int r = 0; r < nr; r++)
+            for (int r = 0; r < (sweep_is_full(j->targets[t]) ? 1 : nr); r++)   /* full fine-tuning: one cell per seed */
                 for (int s = 0; s < j->n_seeds; s++) {
                     sweep_plan_cell *pc = &plan[n];
                     pc->j = j;

@@ -94,6 +94,9 @@ lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *v, cons
     } else if (!strcmp(key, "eval_max")) {
         if (!sweep_parse_long(v, &l) || l < 0) return lk_fail(LK_ERR_ARG, "%s: eval-max '%s' must be ≥ 0", where, v);
         r->eval_max = l;
+    } else if (!strcmp(key, "save_every")) {
+        if (!sweep_parse_long(v, &l) || l < 0 || l > 1000000000) return lk_fail(LK_ERR_ARG, "%s: save-every '%s' must be an integer in 0..1e9 (0: no snapshots)", where, v);
+        r->save_every = l;
     } else return lk_fail(LK_ERR_ARG, "%s: unknown recipe setting '%s'", where, key);
     return LK_OK;
 }

@@ -10,7 +10,7 @@
 
 /* Sets one recipe setting: lr, alpha (A, or Nr for alpha = N·r), scaling
  * (alpha/r or alpha/sqrt(r)), init (kaiming or gaussian), epochs, steps, batch,
- * warmup, weight_decay, dropout, eval_batch, eval_max. `where` names the source
+ * warmup, weight_decay, dropout, eval_batch, eval_max, save_every. `where` names the source
  * in errors ("data/tasks/x.task", "--lr"). */
 lk_status sweep_recipe_set(sweep_recipe *r, const char *key, const char *value, const char *where);
 

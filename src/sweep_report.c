@@ -11,6 +11,7 @@ void sweep_targets_label(const char *targets, char *out, size_t cap)
 {
     size_t k = 0;
     out[0] = 0;
+    if (sweep_is_full(targets)) { snprintf(out, cap, "full fine-tuning"); return; }
     const char *it;
     int n;
     for (const char *c = targets; k + 1 < cap && args_list_next(&c, &it, &n);) {
@@ -101,6 +102,7 @@ static void rank_table(FILE *out, const sweep_grid *g, const sweep_row *rows, si
         fprintf(out, "| %s |", lab);
         for (int j = 0; j < g->n_ranks; j++) {
             double m, s;
+            if (j && sweep_is_full(g->targets[i])) { fprintf(out, " |"); continue; }   /* no rank: one value */
             int k = sweep_cell_stats(g, rows, n, g->targets[i], g->ranks[j], field, &m, &s);
             fmt_value(cell, sizeof cell, m, s, k, is_loss);
             fprintf(out, " %s |", cell);
@@ -123,7 +125,7 @@ static void all_metrics_table(FILE *out, const sweep_grid *g, const sweep_row *r
     for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, "---:|");
     fprintf(out, "\n");
     for (int i = 0; i < g->n_targets; i++) {
-        int nr = g->budget ? 1 : g->n_ranks;
+        int nr = g->budget || sweep_is_full(g->targets[i]) ? 1 : g->n_ranks;
         for (int j = 0; j < nr; j++) {
             int rank = g->budget ? g->ranks[i] : g->ranks[j];
             double v[SWEEP_N_ALL][64];
@@ -138,7 +140,8 @@ static void all_metrics_table(FILE *out, const sweep_grid *g, const sweep_row *r
             if (!k[0] && !k[1]) continue;
             char lab[128];
             sweep_targets_label(g->targets[i], lab, sizeof lab);
-            fprintf(out, "| %s | %d |", lab, rank);
+            if (sweep_is_full(g->targets[i])) fprintf(out, "| %s | — |", lab);
+            else fprintf(out, "| %s | %d |", lab, rank);
             for (int m = 0; m < SWEEP_N_ALL; m++) {
                 if (!have[m]) continue;
                 double mean = 0, ss = 0;

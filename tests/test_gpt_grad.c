@@ -90,6 +90,13 @@ static void test_full_gradients(void **state)
     gc_segment seg[64];
     int ns = gc_segments(&TINY, seg, 64);
     assert_int_equal(ns, 4 + 16 * TINY.n_layer);
+    /* the segments tile the whole block: every parameter (embeddings, LayerNorms, biases, matrices) is checked */
+    size_t at = 0;
+    for (int s = 0; s < ns; s++) {
+        assert_int_equal(seg[s].off, at);
+        at += seg[s].len;
+    }
+    assert_int_equal(at, n);
     fctx c = {&w, p, NULL, tok, mask, 1};
     double worst = 0;
     for (int s = 0; s < ns; s++) {

@@ -39,7 +39,7 @@ static const char *usage =
     "                  [--budget P|rN] [--alpha A|Nr] [--scaling alpha/r|alpha/sqrt(r)] [--init kaiming|gaussian]\n"
     "                  [--lr LR] [--steps N | --epochs E] [--batch B] [--warmup W] [--weight-decay WD]\n"
     "                  [--dropout P] [--eval-batch B] [--eval-max N] [--tag NAME] [--no-plot] [--no-test]\n"
-    "                  [--report-only] [--jobs N] [--blas-threads N] [--data-parallel]\n"
+    "                  [--report-only] [--jobs N] [--blas-threads N] [--data-parallel] [--save-every N]\n"
     "       lora-sweep --preset quick|paper --base BASE.h5 -o RESULTS.h5 [recipe options]\n"
     "       lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
     "       lora-sweep export --peft ADAPTER DIR [--base-name NAME]\n"
@@ -47,7 +47,8 @@ static const char *usage =
     "Fixed rank (Table 6): every rank x every target set x every seed. Fixed budget (Table 5,\n"
     "--budget): per target set, the largest rank whose trainable parameters fit P (P a number,\n"
     "k/M suffix allowed, or rN = the parameters of rank N on one d_model x d_model matrix type).\n"
-    "Targets: q, k, v, o, fc, proj. --alpha Nr sets alpha = N*r. --warmup < 1 is a fraction of\n"
+    "Targets: q, k, v, o, fc, proj; --targets full trains every parameter (full fine-tuning, one\n"
+    "cell per seed, no rank) and stores ΔW of q, k, v, o, fc, proj. --alpha Nr sets alpha = N*r. --warmup < 1 is a fraction of\n"
     "the steps. The recipe defaults come from the task file (recipe.* keys); options override.\n"
     "Rerunning the same command skips finished cells. Tables go to stdout and RESULTS.md.\n"
     "--no-test never scores the test split (for choosing the recipe on validation data).\n"
@@ -61,7 +62,9 @@ static const char *usage =
     "trains one cell at a time on all ranks instead, each batch split over them.\n"
     "--blas-threads N: OpenBLAS threads per cell and for the baseline (default 1). For a given\n"
     "N, results are bit-identical whatever --jobs is; another N may change the last bits on\n"
-    "some CPUs (OpenBLAS splits the work differently).\n";
+    "some CPUs (OpenBLAS splits the work differently).\n"
+    "--save-every N also keeps the adapter (or ΔW) after every N steps of a cell, under\n"
+    "runs/RUN_ID/snapshots/STEP (lora-spectrum RESULTS.h5:RUN_ID/snapshots/STEP).\n";
 
 static const char *export_usage =
     "usage: lora-sweep export RESULTS.h5:RUN_ID OUT.h5\n"
@@ -219,7 +222,8 @@ static int parse_option(options *o, const char *a, const char *v)
     static const char *recipe_opts[][2] = {
         {"--lr", "lr"}, {"--alpha", "alpha"}, {"--scaling", "scaling"}, {"--init", "init"}, {"--epochs", "epochs"},
         {"--steps", "steps"}, {"--batch", "batch"}, {"--warmup", "warmup"}, {"--weight-decay", "weight_decay"},
-        {"--dropout", "dropout"}, {"--eval-batch", "eval_batch"}, {"--eval-max", "eval_max"}};
+        {"--dropout", "dropout"}, {"--eval-batch", "eval_batch"}, {"--eval-max", "eval_max"},
+        {"--save-every", "save_every"}};
     long x;
     if (!strcmp(a, "--base")) o->base_path = v;
     else if (!strcmp(a, "-o") || !strcmp(a, "--out")) o->out_path = v;
@@ -539,6 +543,7 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
                                &res);
     adapter_free(&ad);
     if (!st) report_cell(cr, p, pc, &res, -1);
+    sweep_result_free(&res);
     sweep_pool_unlock();
     return st;
 }
