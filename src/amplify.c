@@ -16,6 +16,10 @@ lk_status amp_base_prepare(amp_base *ab, const float *W, int d, int k, int kmax,
         return lk_fail(LK_ERR_ARG, "amplify: rank %d must be in 1..min(%d, %d)", kmax, d, k);
     ab->W = W; ab->d = d; ab->k = k; ab->kmax = kmax;
     ab->norm_W = la_frobenius_f32(W, (size_t)d * k);
+    /* W = 0 (a blank or corrupt checkpoint) has no directions: every amplification
+     * would be +inf and the random baseline 0, so it is refused, as lora-subspace does */
+    if (!(ab->norm_W > 0))
+        return lk_fail(LK_ERR_NUMERIC, "amplify: W is zero (every entry 0): ΔW cannot be projected on its directions");
     ab->sigma = malloc(sizeof(double) * (size_t)kmax);
     if (!ab->sigma) return lk_fail(LK_ERR_NOMEM, "amplify: out of memory");
     topk_opts o = opt ? *opt : topk_defaults();

@@ -17,6 +17,7 @@
  * singular directions, so proj_dW and amplification are NaN and `undefined` is set;
  * the norms, proj_W and the random baseline are still given. If ΔW ≠ 0 but
  * W·V = 0 (ΔW lives entirely in W's null space) the amplification is +inf.
+ * A W that is zero altogether is refused (amp_base_prepare: LK_ERR_NUMERIC).
  * A ΔW of numerical rank below r (singular values ≤ 1e-9·σ_1, e.g. a zero column
  * of B) uses only its rank_dW defined directions: the others are arbitrary.
  *

@@ -130,6 +130,11 @@ lk_status spec_basis_dense(const float *W0, int out, int in, spec_space space, s
     lk_status st = la_svd_f64(a, m, n, NULL, b->s0, b->X);
     free(a);
     if (st) { spec_basis_free(b); return st; }
+    /* W₀ = 0 has no singular directions (any basis is one): intruders are undefined */
+    if (!(b->s0[0] > 0)) {
+        spec_basis_free(b);
+        return lk_fail(LK_ERR_NUMERIC, "spectrum: W0 is zero (every entry 0): it has no singular vectors to test ΔW against");
+    }
     b->d = n;
     b->p = p;
     return LK_OK;

@@ -61,7 +61,7 @@ lk_status spec_dense_sv(const float *dW, int m, int n, int N, double *sv, double
 
 /* W₀'s full singular basis on one side, in double: rows of X [p, d] are the
  * singular vectors x_i (d = out for SPEC_SPACE_OUT, in for SPEC_SPACE_IN),
- * s0 [p] the singular values, p = min(out, in). */
+ * s0 [p] the singular values, p = min(out, in). A zero W₀ is refused (LK_ERR_NUMERIC). */
 typedef struct {
     int d, p;
     double *X;                         /* [p, d] */

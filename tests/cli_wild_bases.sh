@@ -133,4 +133,28 @@ refused lora-spectrum "-o gpt2/base/model.safetensors: is" --base gpt2/base -o g
 diff -r gpt2 keep > /dev/null || fail "a refused -o changed an input"
 [ ! -e gpt2/adapter/out.h5 ] && [ ! -e gpt2/base/new.h5 ] && [ ! -e gpt2/adapter/out.md ] || fail "a refused -o left a file in an input directory"
 echo "ok: -o inside an input directory refused"
+
+# a base matrix that is zero (a blank checkpoint): lora-amplify (every amplification
+# would be +inf) and lora-spectrum (W0 has no singular vectors) refuse it, naming the
+# tensor, exit 1, no output written
+cp -r qwen2 zw
+"$PY" - zw/base/model.safetensors <<'EOF'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+s, e = json.loads(b[8:8 + n])['model.layers.1.self_attn.v_proj.weight']['data_offsets']
+b[8 + n + s:8 + n + e] = bytes(e - s)
+open(sys.argv[1], 'wb').write(b)
+EOF
+"$BIN/lora-amplify" -q --base zw/base -o zw.h5 zw/adapter 2> err.txt; rc=$?
+[ $rc -eq 1 ] || { cat err.txt >&2; fail "zero W: lora-amplify exit status $rc, not 1"; }
+grep -qF "zw/base: model.layers.1.self_attn.v_proj.weight (layer 1, target v_proj): amplify: W is zero" err.txt \
+    || { cat err.txt >&2; fail "zero W: lora-amplify's message"; }
+[ ! -e zw.h5 ] && [ ! -e zw.md ] || fail "zero W: lora-amplify wrote an output"
+"$BIN/lora-spectrum" -q --top-k 4 --base zw/base -o zw.h5 zw/adapter 2> err.txt; rc=$?
+[ $rc -eq 1 ] || { cat err.txt >&2; fail "zero W: lora-spectrum exit status $rc, not 1"; }
+grep -qF "zw/base: model.layers.1.self_attn.v_proj.weight (layer 1, target v_proj): spectrum: W0 is zero" err.txt \
+    || { cat err.txt >&2; fail "zero W: lora-spectrum's message"; }
+[ ! -e zw.h5 ] && [ ! -e zw.md ] || fail "zero W: lora-spectrum wrote an output"
+echo "ok: a zero base matrix refused"
 echo "cli_wild_bases: all ok"
