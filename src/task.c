@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_REPORTED 10
@@ -427,6 +428,12 @@ static lk_status load_split(task_def *t, task_split *s, char *errors, size_t eca
 {
     FILE *fp = fopen(s->path, "rb");
     if (!fp) return lk_fail(LK_ERR_IO, "%s: %s", s->path, strerror(errno));
+    /* a directory, device or pipe (e.g. /dev/zero: one endless line) is not read */
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return lk_fail(LK_ERR_IO, "%s: not a regular file", s->path);
+    }
     char *line = NULL;
     size_t cap = 0, nalloc = 0;
     ssize_t len;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "testutil.h"
 #include "task.h"
@@ -157,6 +158,16 @@ static void test_malformed_lines(void **state)
     assert_int_equal(task_open(&t, tu_path(dir, "m.task")), LK_OK);
     assert_int_equal(task_load(&t), LK_ERR_IO);
     assert_non_null(strstr(lk_errmsg(), "nope.jsonl"));
+    task_free(&t);
+
+    /* A data file that is a directory (or a device such as /dev/zero): refused, not read. */
+    assert_int_equal(mkdir(tu_path(dir, "sub.jsonl"), 0755), 0);
+    write_file("d.task", "type = generate\ntrain = sub.jsonl\nvalid = b.jsonl\ntest = b.jsonl\nsplit = \"=\"\n");
+    assert_int_equal(task_open(&t, tu_path(dir, "d.task")), LK_OK);
+    assert_int_equal(task_load(&t), LK_ERR_IO);
+    char want2[600];
+    snprintf(want2, sizeof want2, "%s/sub.jsonl: not a regular file", dir);
+    assert_non_null(strstr(lk_errmsg(), want2));
     task_free(&t);
 }
 
