@@ -94,7 +94,8 @@ static lk_status add_matrix(basew *b, int layer, const char *target, const char 
     return LK_OK;
 }
 
-/* Sorts matrices (and their sources, in step) by (layer, target order). */
+/* Sorts matrices (and their sources, in step) by (layer, target order); two for one
+ * (layer, target) are an error. */
 static int cmp_idx(const void *x, const void *y, void *ctx)
 {
     const basew *b = ctx;
@@ -115,6 +116,16 @@ static lk_status sort_matrices(basew *b)
     for (size_t i = 0; i < b->n; i++) { m[i] = b->mats[idx[i]]; s[i] = b->src[idx[i]]; }
     free(b->mats); free(b->src); free(idx);
     b->mats = m; b->src = s; b->cap = b->n;
+    /* one matrix per (layer, target): a tensor stored twice (e.g. in two shards) leaves
+     * which one is the base unclear */
+    for (size_t i = 1; i < b->n; i++) {
+        const basew_matrix *x = &b->mats[i - 1], *y = &b->mats[i];
+        if (x->layer != y->layer || strcmp(x->target, y->target)) continue;
+        const char *fx = s[i - 1].t ? st_path(b->files[s[i - 1].file]) : b->path;
+        const char *fy = s[i].t ? st_path(b->files[s[i].file]) : b->path;
+        return lk_fail(LK_ERR_FORMAT, "%s: layer %d target %s is stored twice (%s in %s and %s in %s): which is the base is unclear",
+                       b->path, x->layer, x->target, x->tensor, fx, y->tensor, fy);
+    }
     return LK_OK;
 }
 

@@ -157,4 +157,30 @@ grep -qF "zw/base: model.layers.1.self_attn.v_proj.weight (layer 1, target v_pro
     || { cat err.txt >&2; fail "zero W: lora-spectrum's message"; }
 [ ! -e zw.h5 ] && [ ! -e zw.md ] || fail "zero W: lora-spectrum wrote an output"
 echo "ok: a zero base matrix refused"
+
+# a matrix stored in two shards (the index names one, a stale copy sits in the other):
+# which is the base is unclear, so the shards are refused naming both files
+cp -r llama32 dup
+"$PY" - dup/base <<'EOF'
+import json, struct, sys
+def rd(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+    return json.loads(b[8:8 + n]), b[8 + n:]
+d = sys.argv[1]
+idx = json.load(open(d + '/model.safetensors.index.json'))['weight_map']
+name = 'model.layers.0.self_attn.q_proj.weight'
+shards = sorted(set(idx.values()))
+src = idx[name]; dst = [s for s in shards if s != src][0]
+h1, d1 = rd(d + '/' + src); h2, d2 = rd(d + '/' + dst)
+b, e = h1[name]['data_offsets']
+h2[name] = dict(h1[name], data_offsets=[len(d2), len(d2) + e - b])
+hb = json.dumps(h2).encode()
+open(d + '/' + dst, 'wb').write(struct.pack('<Q', len(hb)) + hb + d2 + d1[b:e])
+EOF
+"$BIN/lora-amplify" -q --base dup/base -o dup.h5 dup/adapter 2> err.txt; rc=$?
+[ $rc -eq 1 ] || { cat err.txt >&2; fail "duplicate tensor: lora-amplify exit status $rc, not 1"; }
+grep -q "dup/base: layer 0 target q_proj is stored twice (model.layers.0.self_attn.q_proj.weight in dup/base/model-0000[12]-of-00002.safetensors and .* in dup/base/model-0000[12]-of-00002.safetensors)" err.txt \
+    || { cat err.txt >&2; fail "duplicate tensor: lora-amplify's message"; }
+[ ! -e dup.h5 ] || fail "duplicate tensor: lora-amplify wrote an output"
+echo "ok: a matrix stored in two shards refused"
 echo "cli_wild_bases: all ok"
