@@ -7,7 +7,10 @@
 # ln 50257 = 10.825 nats); a generate task whose completion ends in a newline is
 # learnt and decoded greedily until the newline token, so exact match is 1; the
 # run states its memory and refuses, writing nothing, when LORA_MEM_AVAILABLE
-# is below it; a GPT-2 directory without vocab.json / merges.txt and task text
+# is below it; a full fine-tuning cell lowers the validation loss, stores ΔW in
+# the engine's [out, in] orientation (exact zeros planted in the base show where),
+# states its training state (17 bytes per parameter and the ΔW it keeps) and is
+# refused when that does not fit, and lora-spectrum reads it against the base; a GPT-2 directory without vocab.json / merges.txt and task text
 # that is not UTF-8 are refused naming the file, writing nothing. lora-bench
 # --base times training on the directory with its own shape (its config line and
 # trainable parameter count). lora-pretrain --init refuses a GPT-2 directory.
@@ -102,6 +105,107 @@ a = f['runs/gen-qvofcproj-r4-s1'].attrs
 print("  generate: exact %.3f (val), base %.3f" % (a['val_exact'], f['baseline/gen'].attrs['val_exact']))
 assert a['val_exact'] == 1.0 and f['baseline/gen'].attrs['val_exact'] == 0.0
 EOF
+
+# ---- a full fine-tuning cell (--targets full) on the GPT-2 directory ----
+# Known answer for the orientation of ΔW: in a copy of the base, rows of W_q, W_k, W_v and
+# a column of W_o (the engine's [out, in]) are planted at zero in both layers, written in
+# HF's Conv1D [in, out] layout (columns of c_attn, a row of c_proj). With q_3 = k_3 = 0
+# the scores get nothing from feature 3, so neither row gets a gradient; with v_5 = 0 and
+# column 5 of W_o zero, neither does that pair. AdamW leaves a weight whose gradient stays
+# 0 where it is, so ΔW = W_ft − W_base is exactly 0 on those rows and that column, and
+# nowhere else: a ΔW stored in HF's orientation would show columns and a row instead.
+GZ="$T/gpt2z"
+cp -r "$G" "$GZ"
+$PY - "$GZ/model.safetensors" <<'EOF' || die "planting zeros in the GPT-2 copy"
+import sys, json, struct, numpy as np
+path = sys.argv[1]
+with open(path, 'rb') as f:
+    n = struct.unpack('<Q', f.read(8))[0]
+    h = json.loads(f.read(n))
+def view(name):
+    b, e = h[name]['data_offsets']
+    assert h[name]['dtype'] == 'F32'
+    return np.memmap(path, dtype=np.float32, mode='r+', offset=8 + n + b, shape=tuple(h[name]['shape']))
+d = h['h.0.attn.c_proj.weight']['shape'][0]
+for i in range(2):
+    a = view('h.%d.attn.c_attn.weight' % i)     # [in, 3d]: q | k | v column blocks
+    a[:, 3] = 0; a[:, d + 3] = 0; a[:, 2 * d + 5] = 0
+    a.flush()
+    o = view('h.%d.attn.c_proj.weight' % i)     # [in, out]
+    o[5, :] = 0
+    o.flush()
+EOF
+LORA_MEM_AVAILABLE=1e12 "$BIN_DIR/lora-sweep" --base "$GZ" --task "$T/t/cls.task" --targets full --lr 1e-3 --steps 10 \
+    --save-every 5 --jobs 1 --no-plot -o "$T/f.h5" > "$T/fout" 2> "$T/err" || die "full fine-tuning on a GPT-2 directory: $(tail -3 "$T/err")"
+grep -q "| full fine-tuning |" "$T/fout" || die "full cell: no report row"
+state=$(sed -n 's/.*training state (gradients, AdamW moments, base copy, ΔW) \([0-9.]*\) MiB.*/\1/p' "$T/err")
+total=$(sed -n 's/^lora-sweep: memory \([0-9.]*\) GiB of .*/\1/p' "$T/err")
+[ -n "$state" ] && [ -n "$total" ] || die "full cell: the memory statement lacks the training state: $(grep memory "$T/err")"
+$PY - "$T/f.h5" "${state:-0}" <<'EOF' || die "full cell on GPT-2: ΔW, loss or memory statement"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], 'r')
+g = f['runs/cls-full-s1']
+base, run = f['baseline/cls'].attrs['val_loss'], g.attrs['val_loss']
+print("  full fine-tuning: base val loss %.4f, after 10 steps %.4f" % (base, run))
+assert run < base - 0.3, (base, run)
+# every parameter trains: 50257 x 32 + 64 x 32 + 2 x 32 + 2 layers x (12 d^2 + 13 d)
+P = 50257 * 32 + 64 * 32 + 2 * 32 + 2 * (12 * 32 * 32 + 13 * 32)
+assert g.attrs['trainable_params'] == P, g.attrs['trainable_params']
+# the stated training state: 17 bytes per parameter (gradient, 2 moments, base copy, decay
+# flag) and ΔW of the 6 matrices per layer, kept for the cell and its snapshot at step 5
+dw = 2 * (4 * 32 * 32 + 2 * 32 * 128)
+want = (17 * P + 4 * dw * 2) / 2**20
+assert abs(float(sys.argv[2]) - want) < 0.051, (sys.argv[2], want)
+for grp in ('runs/cls-full-s1', 'runs/cls-full-s1/snapshots/5'):
+    for i in range(2):
+        L = f[grp + '/layers/%d' % i]
+        for t, shape in (('q', (32, 32)), ('k', (32, 32)), ('v', (32, 32)), ('o', (32, 32)), ('fc', (128, 32)), ('proj', (32, 128))):
+            assert L[t + '/dW'].shape == shape, (grp, i, t, L[t + '/dW'].shape)
+        q, k, v, o = (np.array(L[t + '/dW']) for t in 'qkvo')
+        zr = lambda x: [j for j in range(x.shape[0]) if not x[j].any()]
+        zc = lambda x: [j for j in range(x.shape[1]) if not x[:, j].any()]
+        assert (zr(q), zr(k), zr(v), zr(o)) == ([3], [3], [5], []), (grp, i, zr(q), zr(k), zr(v), zr(o))
+        assert (zc(q), zc(k), zc(v), zc(o)) == ([], [], [], [5]), (grp, i, zc(q), zc(k), zc(v), zc(o))
+EOF
+# lora-spectrum reads the cell against the base: W = W0 + ΔW with W0 from the Conv1D tensors
+# transposed to [out, in]. ΔM (mean over output rows of | ||W_n|| - ||W0_n|| |) recomputed with
+# NumPy in that orientation (a transposed ΔW gives another value), and the singular values.
+"$BIN_DIR/lora-spectrum" --base "$GZ" -q -o "$T/s.h5" "$T/f.h5:cls-full-s1" 2> "$T/err" ||
+    die "lora-spectrum on a full cell of a GPT-2 base: $(tail -3 "$T/err")"
+$PY - "$T/f.h5" "$T/s.h5" "$GZ/model.safetensors" <<'EOF' || die "lora-spectrum on the full cell against NumPy"
+import sys, json, struct, h5py, numpy as np
+r, s = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
+with open(sys.argv[3], 'rb') as fp:
+    n = struct.unpack('<Q', fp.read(8))[0]
+    h = json.loads(fp.read(n))
+    data = fp.read()
+W = {k: np.frombuffer(data[v['data_offsets'][0]:v['data_offsets'][1]], np.float32).reshape(v['shape'])
+     for k, v in h.items() if k != '__metadata__'}
+d = 32
+for i in range(2):
+    ca = W['h.%d.attn.c_attn.weight' % i]
+    w0 = {'q': ca[:, :d].T, 'k': ca[:, d:2 * d].T, 'v': ca[:, 2 * d:].T, 'o': W['h.%d.attn.c_proj.weight' % i].T,
+          'fc': W['h.%d.mlp.c_fc.weight' % i].T, 'proj': W['h.%d.mlp.c_proj.weight' % i].T}
+    for t, name in (('q', 'c_attn.q'), ('k', 'c_attn.k'), ('v', 'c_attn.v'), ('o', 'o'), ('fc', 'fc'), ('proj', 'proj')):
+        dw = np.array(r['runs/cls-full-s1/layers/%d/%s/dW' % (i, t)], np.float64)
+        W0 = w0[t].astype(np.float64)
+        dm = lambda D: np.mean(np.abs(np.linalg.norm(W0 + D, axis=1) - np.linalg.norm(W0, axis=1)))
+        got = s['layers/%d/%s' % (i, name)].attrs['delta_m']
+        assert abs(got - dm(dw)) <= 1e-6 * dm(dw), (i, t, got, dm(dw))
+        if t in 'qkvo':
+            assert abs(dm(dw.T) - dm(dw)) > 1e-3 * dm(dw), (i, t)   # the check tells the orientations apart
+        sv = np.array(s['layers/%d/%s/sv' % (i, name)])
+        want = np.linalg.svd(dw, compute_uv=False)
+        assert np.allclose(sv, want[:len(sv)], rtol=1e-4, atol=1e-6 * want[0]), (i, t)
+EOF
+# Refused when the memory is short by half the full cell's per-parameter state (17 x P / 2
+# bytes: more than the rounding of the stated total to 0.01 GiB), while a LoRA cell fits in it.
+avail=$($PY -c "print(int(${total:-0} * 2**30 - 17 * 1635744 / 2))")
+LORA_MEM_AVAILABLE=$avail expect_fail "memory, full fine-tuning" "needs .* GiB (1 worker x (weights" \
+    "training state (gradients, AdamW moments, base copy, ΔW)" "available (LORA_MEM_AVAILABLE)" -- \
+    "$BIN_DIR/lora-sweep" --base "$GZ" --task "$T/t/cls.task" --targets full --steps 10 --jobs 1 -o "$T/r.h5"
+LORA_MEM_AVAILABLE=$avail "$BIN_DIR/lora-sweep" --base "$GZ" --task "$T/t/cls.task" --targets q,v --ranks 4 --steps 2 \
+    --jobs 1 --no-plot -o "$T/l.h5" > /dev/null 2> "$T/err" || die "a LoRA cell within LORA_MEM_AVAILABLE=$avail: $(tail -2 "$T/err")"
 
 # ---- refusals: memory, no vocabulary, text not UTF-8 ----
 LORA_MEM_AVAILABLE=1000000 expect_fail "memory" "needs .* GiB (1 worker x (weights" "available (LORA_MEM_AVAILABLE)" "\-\-batch" -- \

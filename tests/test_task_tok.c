@@ -203,7 +203,8 @@ static void test_memory(void **state)
     sweep_memory_need(&c, plan, 2, 2, 1, &mem);
     double np = 50257.0 * 768 + 1024.0 * 768 + 2 * 768 + 12 * (12.0 * 768 * 768 + 13 * 768);
     assert_true(mem.weights == 4 * np);                  /* 124,439,808 parameters */
-    assert_true(mem.adamw == 16.0 * 294912);
+    assert_true(mem.adamw == 20.0 * 294912);              /* A, B, gradients, 2 moments; the adapter copied out */
+    assert_int_equal(mem.full, 0);
     assert_int_equal(mem.workers, 2);
     assert_int_equal(mem.batch, 4);                      /* 2 examples x 2 labels in evaluation */
     assert_int_equal(mem.ctx, task_max_encoded_len(&job.task, TASK_TRAIN, 0, 1025) - 1);
@@ -219,6 +220,20 @@ static void test_memory(void **state)
     assert_int_equal(sweep_memory_check(&mem), LK_ERR_NOMEM);
     assert_non_null(strstr(lk_errmsg(), "available (LORA_MEM_AVAILABLE)"));
     assert_non_null(strstr(lk_errmsg(), "2 workers"));
+    /* a full fine-tuning cell: 17 bytes per parameter (gradient, 2 moments, base copy, decay flag)
+     * and ΔW of q, k, v, o, fc, proj, kept for the cell and its 2 snapshots (steps 40 and 80 of 100) */
+    double full_need = mem.total;
+    sweep_plan_cell fp[1] = {{.j = &job, .cell = {.targets = "full", .steps = 100, .trainable_params = (long)np}}};
+    job.rec.save_every = 40;
+    sweep_memory_need(&c, fp, 1, 2, 1, &mem);
+    double dw = 12 * (4.0 * 768 * 768 + 2.0 * 768 * 3072);
+    assert_true(mem.adamw == 17 * np + 4 * dw * 3);
+    assert_int_equal(mem.full, 1);
+    assert_true(mem.total == 2 * (mem.weights + mem.adamw + mem.activations));
+    assert_true(mem.total > full_need + 2 * 17 * np);
+    assert_int_equal(sweep_memory_check(&mem), LK_ERR_NOMEM);
+    assert_non_null(strstr(lk_errmsg(), "training state (gradients, AdamW moments, base copy, ΔW)"));
+    job.rec.save_every = 0;
     setenv("LORA_MEM_AVAILABLE", "lots", 1);
     assert_int_equal(sweep_memory_check(&mem), LK_ERR_ARG);
     unsetenv("LORA_MEM_AVAILABLE");

@@ -418,10 +418,11 @@ static void print_plan(const sweep_run *r)
     const sweep_memory *mem = &r->mem;
     const double gib = 1024.0 * 1024.0 * 1024.0;
     if (mem->workers)
-        fprintf(stderr, "lora-sweep: memory %.2f GiB of %.2f GiB available: %d worker%s x (weights %.2f GiB, AdamW state "
+        fprintf(stderr, "lora-sweep: memory %.2f GiB of %.2f GiB available: %d worker%s x (weights %.2f GiB, %s "
                         "%.1f MiB, activations %.2f GiB for %d x %d tokens, decoding %.2f GiB)\n",
                 mem->total / gib, mem->available / gib, mem->workers, mem->workers == 1 ? "" : "s", mem->weights / gib,
-                mem->adamw / (1024.0 * 1024.0), mem->activations / gib, mem->batch, mem->ctx, mem->decoding / gib);
+                sweep_memory_state_name(mem), mem->adamw / (1024.0 * 1024.0), mem->activations / gib, mem->batch,
+                mem->ctx, mem->decoding / gib);
     for (int i = 0; i < r->n_jobs; i++) {
         const sweep_recipe *rc = &r->jobs[i].rec;
         if (task_seen(r->jobs, i)) continue;
