@@ -459,12 +459,26 @@ int sweep_results_has(const char *path, const sweep_cell *c, const sweep_recipe 
     return has;
 }
 
-static lk_status set_root(h5file *f, const char *base_fingerprint, const char *base_path)
+static lk_status set_root(h5file *f, const char *base_fingerprint, const char *base_path, const char *tokenizer)
 {
     lk_status st = h5_set_attr_str(f, "/", "format", "lora-sweep");
     if (!st) st = h5_set_attr_int(f, "/", "version", 1);
     if (!st) st = h5_set_attr_str(f, "/", "base", base_fingerprint);
     if (!st) st = h5_set_attr_str(f, "/", "base_path", base_path);
+    if (!st) st = h5_set_attr_str(f, "/", "tokenizer", tokenizer);
+    return st;
+}
+
+lk_status sweep_results_tokenizer(const char *path, char *out, size_t cap)
+{
+    h5file *f;
+    lk_status st = h5_open_read(&f, path);
+    if (st) return st;
+    snprintf(out, cap, "bytes");
+    if (h5_has_attr(f, "/", "tokenizer")) st = h5_get_attr_str(f, "/", "tokenizer", out, cap);
+    h5_close(f);
+    if (!st && strcmp(out, "bytes") && strcmp(out, "gpt2-bpe"))
+        st = lk_fail(LK_ERR_FORMAT, "%s: root attribute tokenizer is \"%.40s\", not \"bytes\" or \"gpt2-bpe\"", path, out);
     return st;
 }
 
@@ -480,7 +494,7 @@ static lk_status put_scores(h5file *f, const char *grp, const char *prefix, cons
 }
 
 lk_status sweep_results_add(const char *path, const char *base_fingerprint, const char *base_path,
-                            const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                            const char *tokenizer, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
                             const lora_adapter *ad, const sweep_result *res)
 {
     h5file *f;
@@ -488,7 +502,7 @@ lk_status sweep_results_add(const char *path, const char *base_fingerprint, cons
     if (st) return st;
     char grp[200];
     snprintf(grp, sizeof grp, "runs/%s", c->run_id);
-    st = set_root(f, base_fingerprint, base_path);
+    st = set_root(f, base_fingerprint, base_path, tokenizer);
     if (!st && h5_exists(f, grp)) st = h5_delete(f, grp);
     if (!st) st = sweep_is_full(c->targets) ? delta_write(&res->delta, f, grp) : adapter_write(ad, f, grp);
     for (int i = 0; i < res->n_snap && !st; i++) {
@@ -531,14 +545,15 @@ lk_status sweep_results_add(const char *path, const char *base_fingerprint, cons
 }
 
 lk_status sweep_results_add_baseline(const char *path, const char *base_fingerprint, const char *base_path,
-                                     const task_def *t, const task_scores *val, const task_scores *test)
+                                     const char *tokenizer, const task_def *t, const task_scores *val,
+                                     const task_scores *test)
 {
     h5file *f;
     lk_status st = h5_open_update(&f, path);
     if (st) return st;
     char grp[200];
     snprintf(grp, sizeof grp, "baseline/%s", t->name);
-    st = set_root(f, base_fingerprint, base_path);
+    st = set_root(f, base_fingerprint, base_path, tokenizer);
     if (!st) st = h5_create_group(f, grp);
     if (!st) st = h5_set_attr_str(f, grp, "metric", t->primary);
     if (!st) st = h5_set_attr_int(f, grp, "eval_examples", test->n_examples);

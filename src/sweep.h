@@ -159,13 +159,18 @@ lk_status sweep_results_check(const char *path, const char *base_fingerprint, in
 /* 1 if runs/{id} is present; if it is, *same = 1 when its recipe matches c and r
  * (else a message in lk_errmsg() says what differs). */
 int sweep_results_has(const char *path, const sweep_cell *c, const sweep_recipe *r, int *same);
-/* Appends one finished cell atomically. */
+/* Appends one finished cell atomically. tokenizer is the base's (basetok_name: "bytes"
+ * or "gpt2-bpe"), recorded as a root attribute: the unit of the loss and of byte_acc. */
 lk_status sweep_results_add(const char *path, const char *base_fingerprint, const char *base_path,
-                            const task_def *t, const sweep_recipe *r, const sweep_cell *c,
+                            const char *tokenizer, const task_def *t, const sweep_recipe *r, const sweep_cell *c,
                             const lora_adapter *ad, const sweep_result *res);
 /* The base model's scores on a task, stored under baseline/{task}. */
 lk_status sweep_results_add_baseline(const char *path, const char *base_fingerprint, const char *base_path,
-                                     const task_def *t, const task_scores *val, const task_scores *test);
+                                     const char *tokenizer, const task_def *t, const task_scores *val,
+                                     const task_scores *test);
+/* The tokenizer the file's runs were scored in (root attribute tokenizer; "bytes" when
+ * the file has none, as files written before it was recorded). */
+lk_status sweep_results_tokenizer(const char *path, char *out, size_t cap);
 
 /* Every metric name a task can have, in report order. */
 #define SWEEP_N_ALL 8

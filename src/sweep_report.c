@@ -79,11 +79,21 @@ static void seeds_text(const sweep_grid *g, char *buf, size_t cap)
     }
 }
 
-static const char *field_name(int field, const char *metric)
+/* 1 when the grid's cells were scored in tokens of a BPE base, not bytes: their loss is
+ * per completion token and byte_acc is the accuracy per completion token. */
+static int per_token(const sweep_grid *g) { return g->tokenizer && strcmp(g->tokenizer, "bytes"); }
+
+/* A metric's name as the tables print it: byte_acc of a BPE base says what it counts. */
+static const char *metric_label(const sweep_grid *g, const char *metric)
+{
+    return per_token(g) && !strcmp(metric, "byte_acc") ? "byte_acc (per token)" : metric;
+}
+
+static const char *field_name(const sweep_grid *g, int field)
 {
     static char buf[96];
-    if (field == 2) return "validation loss (nats per completion byte)";
-    snprintf(buf, sizeof buf, "%s (%s)", metric, field == 0 ? "test" : "validation");
+    if (field == 2) return per_token(g) ? "validation loss (nats per completion token)" : "validation loss (nats per completion byte)";
+    snprintf(buf, sizeof buf, "%s (%s)", metric_label(g, g->metric), field == 0 ? "test" : "validation");
     return buf;
 }
 
@@ -91,7 +101,7 @@ static void rank_table(FILE *out, const sweep_grid *g, const sweep_row *rows, si
 {
     int is_loss = field == 2 || !strcmp(g->metric, "loss");
     char cell[64];
-    fprintf(out, "\n%s:\n\n| Weight type |", field_name(field, g->metric));
+    fprintf(out, "\n%s:\n\n| Weight type |", field_name(g, field));
     for (int j = 0; j < g->n_ranks; j++) fprintf(out, " r = %d |", g->ranks[j]);
     fprintf(out, "\n|---|");
     for (int j = 0; j < g->n_ranks; j++) fprintf(out, "---:|");
@@ -120,7 +130,7 @@ static void all_metrics_table(FILE *out, const sweep_grid *g, const sweep_row *r
             for (int m = 0; m < SWEEP_N_ALL; m++) if (isfinite(rows[i].test_all[m])) have[m] = any = 1;
     if (!any) return;
     fprintf(out, "\nAll metrics on the test split (%% except loss):\n\n| Weight type | r |");
-    for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, " %s |", sweep_all_metrics[m]);
+    for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, " %s |", metric_label(g, sweep_all_metrics[m]));
     fprintf(out, "\n|---|---:|");
     for (int m = 0; m < SWEEP_N_ALL; m++) if (have[m]) fprintf(out, "---:|");
     fprintf(out, "\n");
@@ -157,6 +167,12 @@ static void all_metrics_table(FILE *out, const sweep_grid *g, const sweep_row *r
     }
 }
 
+/* Said once per grid on a BPE base, where the task's losses (and byte_acc) are per token. */
+static const char *tokens_note(const sweep_grid *g)
+{
+    return per_token(g) ? " The base tokenizes with GPT-2's BPE: losses are in nats per completion token." : "";
+}
+
 void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, size_t n)
 {
     char seeds[256], bv[32], bt[32], bl[32];
@@ -169,8 +185,8 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     if (!g->budget) {
         fprintf(out, "\n### %s: fixed rank (layout of the LoRA paper's Table 6)\n\n", g->task);
         fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s (a cell without ± ran one seed). "
-                "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.\n",
-                g->metric, unit, seeds, g->metric, bt, bv, bl);
+                "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.%s\n",
+                metric_label(g, g->metric), unit, seeds, g->metric, bt, bv, bl, tokens_note(g));
         rank_table(out, g, rows, n, 0);
         rank_table(out, g, rows, n, 1);
         if (!metric_is_loss) rank_table(out, g, rows, n, 2);   /* else the same as the one above */
@@ -180,8 +196,8 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     fprintf(out, "\n### %s: fixed budget of %ld trainable parameters (layout of the LoRA paper's Table 5)\n\n",
             g->task, g->budget);
     fprintf(out, "Primary metric: **%s**%s, mean ± std over seeds %s (a cell without ± ran one seed). "
-            "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.\n\n",
-            g->metric, unit, seeds, g->metric, bt, bv, bl);
+            "Base model without an adapter: %s %s (test), %s (validation); validation loss %s.%s\n\n",
+            metric_label(g, g->metric), unit, seeds, g->metric, bt, bv, bl, tokens_note(g));
     fprintf(out, "| |");
     for (int i = 0; i < g->n_targets; i++) {
         char lab[128];
@@ -207,7 +223,7 @@ void sweep_report_grid(FILE *out, const sweep_grid *g, const sweep_row *rows, si
     fprintf(out, "\n");
     for (int field = 0; field < (metric_is_loss ? 2 : 3); field++) {
         int is_loss = field == 2 || metric_is_loss;
-        fprintf(out, "| %s |", field_name(field, g->metric));
+        fprintf(out, "| %s |", field_name(g, field));
         for (int i = 0; i < g->n_targets; i++) {
             double m, s;
             char cell[64];
@@ -247,10 +263,11 @@ lk_status sweep_plot_files(const sweep_grid *g, const sweep_row *rows, size_t n,
     char text[600];
     fputs("set terminal pngcairo size 820,520 font ',11'\nset output ", f);
     gp_quote(f, p);
-    snprintf(text, sizeof text, "%s: %s on the test split vs rank (mean ± std over seeds)", g->task, g->metric);
+    snprintf(text, sizeof text, "%s: %s on the test split vs rank (mean ± std over seeds)", g->task,
+             metric_label(g, g->metric));
     fputs("\nset title ", f);
     gp_quote(f, text);
-    snprintf(text, sizeof text, "%s%s", g->metric, is_loss ? "" : " (%)");
+    snprintf(text, sizeof text, "%s%s", metric_label(g, g->metric), is_loss ? (per_token(g) ? " (nats per token)" : "") : " (%)");
     fputs(" noenhanced\nset logscale x 2\nset xlabel 'rank r (log scale)'\nset ylabel ", f);
     gp_quote(f, text);
     fputs("\n", f);

@@ -28,6 +28,8 @@ typedef struct {
     int n_seeds;
     const char *tag;                    /* run-id suffix or NULL */
     long budget;                        /* fixed budget: the parameter budget; 0 = fixed rank */
+    const char *tokenizer;              /* the results file's: "bytes" (or NULL) | "gpt2-bpe"; the
+                                           tables then say loss and byte_acc are per token */
 } sweep_grid;
 
 /* Mean and sample standard deviation of a cell's value over the seeds found

@@ -10,8 +10,11 @@
 # is below it; a full fine-tuning cell lowers the validation loss, stores ΔW in
 # the engine's [out, in] orientation (exact zeros planted in the base show where),
 # states its training state (17 bytes per parameter and the ΔW it keeps) and is
-# refused when that does not fit, and lora-spectrum reads it against the base; a GPT-2 directory without vocab.json / merges.txt and task text
-# that is not UTF-8 are refused naming the file, writing nothing. lora-bench
+# refused when that does not fit, and lora-spectrum reads it against the base; a
+# GPT-2 directory without vocab.json / merges.txt and task text that is not UTF-8
+# are refused naming the file, writing nothing. The results file records tokenizer
+# = "gpt2-bpe" and the tables say the losses and byte_acc are per token; a file
+# without the attribute is read as bytes. lora-bench
 # --base times training on the directory with its own shape (its config line and
 # trainable parameter count). lora-pretrain --init refuses a GPT-2 directory.
 set -u
@@ -97,14 +100,32 @@ EOF
 
 # ---- a generate cell: greedy decoding stops at the newline token ----
 "$BIN_DIR/lora-sweep" --base "$G" --task "$T/t/gen.task" --ranks 4 --targets q,v,o,fc,proj --alpha 8 --jobs 1 --no-plot \
-    -o "$T/g.h5" > /dev/null 2> "$T/err" || die "generate sweep on a GPT-2 directory: $(tail -3 "$T/err")"
+    -o "$T/g.h5" > "$T/gout" 2> "$T/err" || die "generate sweep on a GPT-2 directory: $(tail -3 "$T/err")"
+# the results file records the tokenizer, and the tables say the loss and byte_acc are per token
+for p in "nats per completion token" "| byte_acc (per token) |" "losses are in nats per completion token"; do
+    grep -qF "$p" "$T/gout" || die "generate report on a GPT-2 base lacks '$p'"
+done
+grep -q "per completion byte" "$T/gout" && die "generate report on a GPT-2 base says per byte"
 $PY - "$T/g.h5" <<'EOF' || die "generate cell: exact match not learnt"
 import sys, h5py
 f = h5py.File(sys.argv[1], 'r')
 a = f['runs/gen-qvofcproj-r4-s1'].attrs
 print("  generate: exact %.3f (val), base %.3f" % (a['val_exact'], f['baseline/gen'].attrs['val_exact']))
 assert a['val_exact'] == 1.0 and f['baseline/gen'].attrs['val_exact'] == 0.0
+assert f.attrs['tokenizer'] == 'gpt2-bpe', f.attrs['tokenizer']
 EOF
+# a results file without the attribute reads as bytes (--report-only: the tables only), one
+# with an unknown value is refused naming the file
+cp "$T/g.h5" "$T/g0.h5"
+$PY -c "import sys, h5py; del h5py.File(sys.argv[1], 'r+').attrs['tokenizer']" "$T/g0.h5"
+"$BIN_DIR/lora-sweep" --base "$G" --task "$T/t/gen.task" --ranks 4 --targets q,v,o,fc,proj --alpha 8 --jobs 1 --no-plot --report-only \
+    -o "$T/g0.h5" > "$T/gout" 2> "$T/err" || die "--report-only on a file without tokenizer: $(tail -3 "$T/err")"
+grep -q "validation loss (nats per completion byte)" "$T/gout" || die "a file without tokenizer: not read as bytes"
+grep -q "per token" "$T/gout" && die "a file without tokenizer: tables say per token"
+$PY -c "import sys, h5py; h5py.File(sys.argv[1], 'r+').attrs['tokenizer'] = 'words'" "$T/g0.h5"
+"$BIN_DIR/lora-sweep" --base "$G" --task "$T/t/gen.task" --ranks 4 --targets q,v,o,fc,proj --alpha 8 --jobs 1 --no-plot --report-only \
+    -o "$T/g0.h5" > /dev/null 2> "$T/err" && die "--report-only on tokenizer = words: accepted"
+grep -q 'g0.h5: root attribute tokenizer is "words"' "$T/err" || die "tokenizer = words: $(cat "$T/err")"
 
 # ---- a full fine-tuning cell (--targets full) on the GPT-2 directory ----
 # Known answer for the orientation of ΔW: in a copy of the base, rows of W_q, W_k, W_v and

@@ -20,9 +20,12 @@ sh tests/sweep_fixture.sh "$T"
 "$SWEEP" --base "$T/base.h5" --task "$T/t/toy.task" --targets full --targets q,v --ranks 2 --steps 9 --save-every 3 \
     --jobs 1 -o "$T/r.h5" > "$T/out1.txt" 2> "$T/err1.txt" || { cat "$T/err1.txt"; fail "sweep with a full cell"; }
 grep -q "| full fine-tuning | — |" "$T/out1.txt" || fail "report row of the full cell: $(cat "$T/out1.txt")"
+grep -q "validation loss (nats per completion byte)" "$T/out1.txt" || fail "byte base: loss not per byte"
+grep -q "per token" "$T/out1.txt" && fail "byte base: the report says per token"
 "$PY" - "$T/r.h5" <<'PYEOF' || fail "results layout"
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], 'r')
+assert f.attrs['tokenizer'] == 'bytes', f.attrs.get('tokenizer')
 assert sorted(f['runs']) == ['toy-full-s1', 'toy-qv-r2-s1'], list(f['runs'])
 g = f['runs/toy-full-s1']
 assert g.attrs['format'] == 'lora-delta' and g.attrs['targets'] == 'full' and g.attrs['rank'] == 0, dict(g.attrs)

@@ -125,14 +125,14 @@ static void test_full_cell(void **state)
 
     /* results file: the cell, its snapshots, and a LoRA cell of the same recipe */
     const char *path = tu_path(dir, "r.h5");
-    assert_int_equal(sweep_results_add(path, m->fingerprint, "base", &t, &r, &cell, &ad, &res), LK_OK);
+    assert_int_equal(sweep_results_add(path, m->fingerprint, "base", "bytes", &t, &r, &cell, &ad, &res), LK_OK);
     sweep_cell lc;
     sweep_cell_init(&lc, &t, &c, &r, "q,v", 2, 1, NULL);
     lora_adapter la;
     sweep_result lres;
     assert_int_equal(sweep_run_cell(m, &t, &r, &lc, NULL, NULL, NULL, &la, &lres), LK_OK);
     assert_int_equal(lres.n_snap, 2);
-    assert_int_equal(sweep_results_add(path, m->fingerprint, "base", &t, &r, &lc, &la, &lres), LK_OK);
+    assert_int_equal(sweep_results_add(path, m->fingerprint, "base", "bytes", &t, &r, &lc, &la, &lres), LK_OK);
 
     char spec[700];
     weight_delta d;

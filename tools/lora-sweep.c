@@ -461,7 +461,9 @@ static lk_status run_baselines(sweep_run *r)
             for (int k = 0; k < stt.n; k++) stt.value[k] = NAN;
         } else if (!st)
             st = task_evaluate(r->m, &j->task, TASK_TEST, j->rec.eval_batch, 1, j->rec.eval_max, on_eval, pg, &stt);
-        if (!st) st = sweep_results_add_baseline(o->out_path, r->m->fingerprint, o->base_path, &j->task, &sv, &stt);
+        if (!st)
+            st = sweep_results_add_baseline(o->out_path, r->m->fingerprint, o->base_path, basetok_name(r->tk), &j->task,
+                                            &sv, &stt);
         if (pg->tty) progress_erase(&pg->disp);
         if (!st)
             fprintf(stderr, "base model on %s: %s %.4f (val), %.4f (test); val loss %.4f  [%.1f s]\n", j->task.name,
@@ -475,7 +477,7 @@ typedef struct {
     sweep_plan_cell *plan;
     int *todo, n_todo;               /* plan indices of the cells to run */
     progress *pg;                    /* the overall progress (under sweep_pool_lock when parallel) */
-    const char *out_path, *base_path, *fingerprint;
+    const char *out_path, *base_path, *fingerprint, *tokenizer;
     int parallel;                    /* workers, if more than one; else 0 */
     int *cell_k;                     /* MPI: each todo item's number in the log lines */
     double *t_started;               /* MPI: when it was handed out */
@@ -540,8 +542,8 @@ static lk_status run_cell(void *ctx, gpt_model *m, long item)
     lk_status st = sweep_run_cell(m, &pc->j->task, &pc->j->rec, &pc->cell, on_step, on_eval, p, &ad, &res);
     sweep_pool_lock();                       /* HDF5 (serial build) and the totals: one cell at a time */
     if (!st)
-        st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, &pc->j->task, &pc->j->rec, &pc->cell, &ad,
-                               &res);
+        st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, cr->tokenizer, &pc->j->task, &pc->j->rec,
+                               &pc->cell, &ad, &res);
     adapter_free(&ad);
     if (!st) report_cell(cr, p, pc, &res, -1);
     sweep_result_free(&res);
@@ -579,8 +581,8 @@ static lk_status mpi_cell_store(void *ctx, long item, int rank, const lora_adapt
 {
     cell_run *cr = ctx;
     sweep_plan_cell *pc = &cr->plan[cr->todo[item]];
-    lk_status st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, &pc->j->task, &pc->j->rec,
-                                     &pc->cell, ad, res);
+    lk_status st = sweep_results_add(cr->out_path, cr->fingerprint, cr->base_path, cr->tokenizer, &pc->j->task,
+                                     &pc->j->rec, &pc->cell, ad, res);
     if (st) return st;
     progress p = *cr->pg;
     p.k = cr->cell_k[item];
@@ -632,7 +634,7 @@ static lk_status run_cells(sweep_run *r)
 {
     const options *o = r->o;
     cell_run cr = {.plan = r->plan, .pg = &r->pg, .out_path = o->out_path, .base_path = o->base_path,
-                   .fingerprint = r->m->fingerprint};
+                   .fingerprint = r->m->fingerprint, .tokenizer = basetok_name(r->tk)};
     cr.todo = malloc(((size_t)r->n_plan + 1) * sizeof *cr.todo);
     if (!cr.todo) return lk_fail(LK_ERR_NOMEM, "out of memory");
     for (int c = 0; c < r->n_plan && !o->report_only; c++)
@@ -666,7 +668,12 @@ static int report(const options *o, const sweep_job *jobs, int n_jobs)
         fprintf(stderr, "lora-sweep: no results in %s yet\n", o->out_path);
         return 0;
     }
-    if (sweep_results_read(o->out_path, &rows, &n_rows)) return die(NULL);
+    char tokenizer[32];
+    if (sweep_results_read(o->out_path, &rows, &n_rows) ||
+        sweep_results_tokenizer(o->out_path, tokenizer, sizeof tokenizer)) {
+        free(rows);
+        return die(NULL);
+    }
     char stem[LK_PATH_MAX], md[LK_PATH_MAX];
     report_paths(o->out_path, stem, md);   /* checked by parse_args */
     FILE *mf = fopen(md, "w");
@@ -678,6 +685,7 @@ static int report(const options *o, const sweep_job *jobs, int n_jobs)
         sweep_grid_lists lists;
         sweep_grid g;
         if (!sweep_jobs_grid(jobs, n_jobs, i, o->tag, &lists, &g)) continue;
+        g.tokenizer = tokenizer;
         double dummy;
         sweep_results_baseline(o->out_path, g.task, g.metric, &g.base_val, &g.base_test);
         sweep_results_baseline(o->out_path, g.task, "loss", &g.base_val_loss, &dummy);
