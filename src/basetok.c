@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bpe.h"
+#include "util.h"
 
 struct basetok {
     gpt_tokenizer kind;
@@ -18,7 +19,11 @@ lk_status basetok_open(basetok **out, const gpt_model *m, const char *base)
     if (!t) return lk_fail(LK_ERR_NOMEM, "out of memory");
     t->kind = m->tokenizer;
     lk_status st = LK_OK;
-    if (t->kind == GPT_TOK_GPT2_BPE) {
+    if (t->kind == GPT_TOK_GPT2_BPE && !lk_is_dir(base))
+        st = lk_fail(LK_ERR_UNSUPPORTED,
+                     "%s: a lora-gpt file of a GPT-2 BPE model (tokenizer \"gpt2-bpe\": a lora-pretrain checkpoint) holds "
+                     "no vocabulary; use the HuggingFace directory lora-pretrain writes to --out", base);
+    else if (t->kind == GPT_TOK_GPT2_BPE) {
         /* every id the tokenizer can give must be a row of wte */
         if (!(st = bpe_load_dir(&t->bpe, base)) && bpe_vocab_size(t->bpe) > m->cfg.vocab_size)
             st = lk_fail(LK_ERR_SHAPE,

@@ -280,12 +280,9 @@ lk_status gpt_write(gpt_model *m, h5file *f)
 {
     const gpt_config *c = &m->cfg;
     lk_status st = LK_OK;
-    if (m->tokenizer != GPT_TOK_BYTES)
-        return lk_fail(LK_ERR_UNSUPPORTED, "%s: a model with the GPT-2 BPE tokenizer is not written as a lora-gpt checkpoint "
-                       "(that layout is byte-level; the vocabulary would be lost)", h5_path(f));
     st = st ? st : h5_set_attr_str(f, "/", "format", "lora-gpt");
     st = st ? st : h5_set_attr_int(f, "/", "version", 1);
-    st = st ? st : h5_set_attr_str(f, "/", "tokenizer", "bytes");
+    st = st ? st : h5_set_attr_str(f, "/", "tokenizer", m->tokenizer == GPT_TOK_BYTES ? "bytes" : "gpt2-bpe");
     st = st ? st : h5_set_attr_int(f, "/", "n_layer", c->n_layer);
     st = st ? st : h5_set_attr_int(f, "/", "n_head", c->n_head);
     st = st ? st : h5_set_attr_int(f, "/", "d_model", c->d_model);
@@ -311,6 +308,9 @@ lk_status gpt_write(gpt_model *m, h5file *f)
 
 lk_status gpt_save(gpt_model *m, const char *path)
 {
+    if (m->tokenizer != GPT_TOK_BYTES)
+        return lk_fail(LK_ERR_UNSUPPORTED, "%s: a model with the GPT-2 BPE tokenizer is not saved as a lora-gpt checkpoint "
+                       "(that file would hold no vocabulary; hf_gpt2_save writes a HuggingFace directory)", path);
     h5file *f;
     lk_status st = h5_create(&f, path);
     if (st) return st;
@@ -342,10 +342,14 @@ lk_status gpt_read(gpt_model **out, h5file *f)
     int ver = 0;
     if ((st = get_int_attr(f, "version", &ver))) return st;
     if (ver != 1) return lk_fail(LK_ERR_UNSUPPORTED, "%s: checkpoint version %d is not supported (expected 1)", h5_path(f), ver);
+    int bpe = 0;
     if (h5_has_attr(f, "/", "tokenizer")) {
         char tok[64];
         if ((st = h5_get_attr_str(f, "/", "tokenizer", tok, sizeof tok))) return st;
-        if (strcmp(tok, "bytes")) return lk_fail(LK_ERR_UNSUPPORTED, "%s: tokenizer \"%s\" is not supported (expected \"bytes\")", h5_path(f), tok);
+        if (!strcmp(tok, "gpt2-bpe")) bpe = 1;
+        else if (strcmp(tok, "bytes"))
+            return lk_fail(LK_ERR_UNSUPPORTED, "%s: tokenizer \"%s\" is not supported (expected \"bytes\" or \"gpt2-bpe\")",
+                           h5_path(f), tok);
     }
     gpt_config c;
     if ((st = get_int_attr(f, "n_layer", &c.n_layer)) || (st = get_int_attr(f, "n_head", &c.n_head)) ||
@@ -389,6 +393,7 @@ lk_status gpt_read(gpt_model **out, h5file *f)
     }
     free(t);
     if (st) { gpt_free(m); return st; }
+    m->tokenizer = bpe ? GPT_TOK_GPT2_BPE : GPT_TOK_BYTES;
     gpt_fingerprint(m, m->fingerprint);
     *out = m;
     return LK_OK;

@@ -116,7 +116,11 @@ lk_status gpt_clone(gpt_model **out, const gpt_model *m);
 
 /* gpt_load also takes a HuggingFace GPT-2 directory (any path that is a
  * directory: hf_gpt2_load, see hf_gpt2.h); such a model has tokenizer
- * GPT_TOK_GPT2_BPE, and gpt_write refuses it (a lora-gpt checkpoint is byte-level).
+ * GPT_TOK_GPT2_BPE, and gpt_save refuses it (the file would hold no vocabulary;
+ * hf_gpt2_save writes it as a directory). gpt_write writes it with the root
+ * attribute tokenizer = "gpt2-bpe" (lora-pretrain's checkpoint of continued
+ * pretraining on a GPT-2 directory, which holds the vocabulary), and gpt_read
+ * gives such a file back with tokenizer GPT_TOK_GPT2_BPE.
  *
  * Checkpoint I/O in the "lora-gpt" layout (docs/FORMATS.md, "Model checkpoint",
  * lists every dataset and attribute). Load checks

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "linalg.h"
+#include "safetensors.h"
 #include "st_dir.h"
 #include "util.h"
 
@@ -396,5 +398,116 @@ lk_status hf_gpt2_load(gpt_model **out, const char *dir)
     m->tokenizer = GPT_TOK_GPT2_BPE;
     gpt_fingerprint(m, m->fingerprint);
     *out = m;
+    return LK_OK;
+}
+
+/* ---- writing a directory ---- */
+
+/* The tokenizer and generation files a GPT-2 directory may have, copied as they are. */
+static const char *const COPIED[] = {"config.json",           "vocab.json",         "merges.txt",
+                                     "tokenizer.json",        "tokenizer_config.json",
+                                     "special_tokens_map.json", "generation_config.json"};
+#define N_COPIED (sizeof COPIED / sizeof *COPIED)
+
+static lk_status copy_file(const char *from, const char *to)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    /* tokenizer.json of GPT-2 is 1.4 MB; 256 MB is far beyond any of these files */
+    lk_status st = lk_read_text(from, (size_t)1 << 28, "a tokenizer or config file", &buf, &n);
+    if (st) return st;
+    FILE *fp = fopen(to, "wb");
+    if (!fp) st = lk_fail(LK_ERR_IO, "%s: cannot create: %s", to, strerror(errno));
+    else {
+        int bad = fwrite(buf, 1, n, fp) != n;
+        bad |= fclose(fp) != 0;
+        if (bad) st = lk_fail(LK_ERR_IO, "%s: write failed", to);
+    }
+    free(buf);
+    return st;
+}
+
+/* The weights as model.safetensors (streamed tensor by tensor; Conv1D transposed back to [in, out]). */
+static lk_status write_weights(const gpt_model *m, const char *path)
+{
+    const gpt_config *c = &m->cfg;
+    size_t d = c->d_model, F = c->d_ff, dims[2];
+    st_writer *w;
+    lk_status st = st_writer_begin(&w, path);
+    if (st) return st;
+    char name[96];
+    st = st_writer_metadata(w, "format", "pt");
+    /* declarations in the order the data follows */
+    dims[0] = c->vocab_size; dims[1] = d;
+    if (!st) st = st_writer_declare(w, "transformer.wte.weight", ST_F32, 2, dims);
+    dims[0] = c->n_ctx;
+    if (!st) st = st_writer_declare(w, "transformer.wpe.weight", ST_F32, 2, dims);
+    for (int i = 0; i < c->n_layer && !st; i++)
+        for (int k = 0; k < N_LAYER_T && !st; k++) {
+            snprintf(name, sizeof name, "transformer.h.%d.%s", i, LAYER_T[k]);
+            st = st_writer_declare(w, name, ST_F32, layer_shape(c, k, dims), dims);
+        }
+    if (!st) st = st_writer_declare(w, "transformer.ln_f.weight", ST_F32, 1, &d);
+    if (!st) st = st_writer_declare(w, "transformer.ln_f.bias", ST_F32, 1, &d);
+    float *tmp = NULL;
+    size_t big = F > 3 * d ? F : 3 * d;
+    if (!st && !(tmp = malloc(d * big * sizeof *tmp))) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    if (!st) st = st_writer_write(w, m->p.wte, (size_t)c->vocab_size * d);
+    if (!st) st = st_writer_write(w, m->p.wpe, (size_t)c->n_ctx * d);
+    for (int i = 0; i < c->n_layer && !st; i++)
+        for (int k = 0; k < N_LAYER_T && !st; k++) {
+            const float *src = layer_dst(&m->p.layers[i], k);
+            int r = layer_shape(c, k, dims);
+            if (r == 1) { st = st_writer_write(w, src, dims[0]); continue; }
+            /* stored [in, out] = dims; the engine holds [out, in] */
+            size_t in = dims[0], out = dims[1];
+            for (size_t o = 0; o < out; o++)
+                for (size_t j = 0; j < in; j++) tmp[j * out + o] = src[o * in + j];
+            st = st_writer_write(w, tmp, in * out);
+        }
+    if (!st) st = st_writer_write(w, m->p.lnf_g, d);
+    if (!st) st = st_writer_write(w, m->p.lnf_b, d);
+    free(tmp);
+    if (st) { st_writer_abort(w); return st; }
+    return st_writer_commit(w);
+}
+
+/* Removes the files this writer may have put into the temporary directory, then it. */
+static void remove_tmp(const char *tmp)
+{
+    char p[LK_PATH_MAX];
+    for (size_t i = 0; i < N_COPIED; i++)
+        if (!lk_path_fmt(p, sizeof p, "%s/%s", tmp, COPIED[i])) unlink(p);
+    if (!lk_path_fmt(p, sizeof p, "%s/model.safetensors", tmp)) unlink(p);
+    lk_clear_error();
+    rmdir(tmp);
+}
+
+lk_status hf_gpt2_save(gpt_model *m, const char *src_dir, const char *out_dir)
+{
+    if (m->tokenizer != GPT_TOK_GPT2_BPE)
+        return lk_fail(LK_ERR_ARG, "%s: only a GPT-2 BPE model is written as a HuggingFace directory", out_dir);
+    gpt_config c;
+    lk_status st = hf_gpt2_config(src_dir, &c);
+    if (st) return st;
+    if (memcmp(&c, &m->cfg, sizeof c))
+        return lk_fail(LK_ERR_SHAPE,
+                       "%s/config.json describes another model (n_layer %d, n_head %d, n_embd %d, n_inner %d, n_positions "
+                       "%d, vocab_size %d) than the one to write to %s",
+                       src_dir, c.n_layer, c.n_head, c.d_model, c.d_ff, c.n_ctx, c.vocab_size, out_dir);
+    if (lk_path_exists(out_dir)) return lk_fail(LK_ERR_ARG, "%s exists; a model directory is written only as a new one", out_dir);
+    char tmp[LK_PATH_MAX], from[LK_PATH_MAX], to[LK_PATH_MAX];
+    if ((st = lk_path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", out_dir, (long)getpid()))) return st;
+    if (mkdir(tmp, 0777) != 0) return lk_fail(LK_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+    for (size_t i = 0; i < N_COPIED && !st; i++) {
+        if ((st = lk_path_fmt(from, sizeof from, "%s/%s", src_dir, COPIED[i]))) break;
+        if (!lk_is_file(from)) continue;
+        if (!(st = lk_path_fmt(to, sizeof to, "%s/%s", tmp, COPIED[i]))) st = copy_file(from, to);
+    }
+    if (!st && !(st = lk_path_fmt(to, sizeof to, "%s/model.safetensors", tmp))) st = write_weights(m, to);
+    if (!st && rename(tmp, out_dir) != 0)
+        st = lk_fail(LK_ERR_IO, "%s: cannot rename %s into place: %s", out_dir, tmp, strerror(errno));
+    if (st) { remove_tmp(tmp); return st; }
+    gpt_fingerprint(m, m->fingerprint);
     return LK_OK;
 }

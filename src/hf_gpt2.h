@@ -52,4 +52,17 @@ lk_status hf_gpt2_config(const char *dir, gpt_config *cfg);
 /* Loads the model (config + weights); sets the fingerprint over the loaded weights. */
 lk_status hf_gpt2_load(gpt_model **out, const char *dir);
 
+/* Writes m (a GPT-2 BPE model, e.g. after continued pretraining) as a HuggingFace GPT-2
+ * directory out_dir, which must not exist: config.json and the tokenizer files
+ * (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json, generation_config.json, those present) copied byte for byte
+ * from src_dir, the directory m was loaded from, whose config must describe m's sizes;
+ * model.safetensors in the layout GPT2LMHeadModel.save_pretrained writes: F32, names
+ * with the "transformer." prefix, Conv1D weights [in, out] (c_attn's columns q | k | v),
+ * no lm_head.weight (tied to wte), no attn.bias buffers, metadata format "pt". Built in
+ * out_dir.tmp.PID and renamed into place, so out_dir appears only complete; on failure
+ * the temporary is removed. Sets m->fingerprint (gpt_fingerprint: what hf_gpt2_load
+ * gives for the written directory). */
+lk_status hf_gpt2_save(gpt_model *m, const char *src_dir, const char *out_dir);
+
 #endif

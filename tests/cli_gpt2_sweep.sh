@@ -16,7 +16,7 @@
 # = "gpt2-bpe" and the tables say the losses and byte_acc are per token; a file
 # without the attribute is read as bytes. lora-bench
 # --base times training on the directory with its own shape (its config line and
-# trainable parameter count). lora-pretrain --init refuses a GPT-2 directory.
+# trainable parameter count).
 set -u
 BIN_DIR="${BIN_DIR:-bin}"
 PY=/usr/bin/python3
@@ -239,14 +239,6 @@ cp -r "$T/t" "$T/u"
 printf '{"q": "caf\351", "a": "yes"}\n' >> "$T/u/train.jsonl"
 expect_fail "task text not UTF-8" "train.jsonl:65: the prompt" "UTF-8" -- \
     "$BIN_DIR/lora-sweep" --base "$G" --task "$T/u/cls.task" --ranks 4 --jobs 1 -o "$T/r.h5"
-
-# continued pretraining of a GPT-2 base is refused (its checkpoints are byte-level), writing nothing
-printf 'some text to train on. %.0s' $(seq 400) > "$T/corpus.txt"
-"$BIN_DIR/lora-pretrain" --init "$G" --out "$T/r.h5" --ckpt "$T/r.ckpt" --layers 2 --heads 2 --d-model 32 --ctx 64 \
-    --steps 2 "$T/corpus.txt" > /dev/null 2> "$T/err"
-[ $? -eq 1 ] || die "lora-pretrain --init on a GPT-2 directory: not exit 1"
-grep -q "GPT-2 BPE tokenizer.*byte-level and record no vocabulary" "$T/err" || die "lora-pretrain --init: $(cat "$T/err")"
-ls "$T" | grep -q '^r\.' && die "lora-pretrain --init on a GPT-2 directory wrote $(ls "$T" | grep '^r\.')"
 
 # ---- lora-bench --base: training speed on the GPT-2 directory itself ----
 "$BIN_DIR/lora-bench" train --base "$G" --batch 2 --rank 2 --targets q,v --seconds 0.3 > "$T/bench" 2> "$T/err" ||

@@ -9,7 +9,12 @@
  * logits; the analysis tools' reader (basew) sees the engine's W for every
  * (layer, target). Bad input: config.json missing, malformed, with a missing or mistyped
  * field, or asking for what the engine does not compute; tensor shapes that
- * disagree with config.json; a shard missing; an untied lm_head; NaN. */
+ * disagree with config.json; a shard missing; an untied lm_head; NaN.
+ * hf_gpt2_save: a model written as a directory loads back to the same float32
+ * weights and fingerprint, in save_pretrained's layout (entries checked against
+ * the engine's [out, in] arrays), with config and tokenizer files copied; an
+ * existing output, a config of another model and a byte model are refused,
+ * leaving nothing; a BPE model's lora-gpt checkpoint reads back as BPE. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -465,6 +470,102 @@ static void test_bad_weights(void **state)
     gpt_free(m);
 }
 
+/* ---- writing a directory (hf_gpt2_save) ---- */
+
+/* 1 when the file at path holds exactly the bytes of the file at ref. */
+static int same_bytes(const char *path, const char *ref)
+{
+    char *a = slurp(path), *b = slurp(ref);
+    int same = !strcmp(a, b);
+    free(a);
+    free(b);
+    return same;
+}
+
+static void test_save(void **state)
+{
+    (void)state;
+    /* a source directory (F16, no prefix, buffers: what a download looks like), with tokenizer files */
+    hf_fixture_opts o = {.dtype = ST_F16, .buffers = 1};
+    char src[560], out[560], out2[560];   /* tu_path's buffers rotate */
+    snprintf(src, sizeof src, "%s", good_dir("savesrc", &o));
+    snprintf(out, sizeof out, "%s", tu_path(g_dir, "saved"));
+    snprintf(out2, sizeof out2, "%s", tu_path(g_dir, "saved2"));
+    hf_fix_write_text(tu_path(src, "vocab.json"), "{\"a\": 0}\n");
+    hf_fix_write_text(tu_path(src, "merges.txt"), "#version: 0.2\n");
+    gpt_model *m;
+    assert_int_equal(gpt_load(&m, src), LK_OK);
+    rng_t r;
+    rng_seed(&r, 5);
+    for (size_t i = 0; i < m->n_params; i++) m->data[i] += 0.01f * (float)(rng_uniform(&r) - 0.5);   /* "trained" */
+    assert_int_equal(hf_gpt2_save(m, src, out), LK_OK);
+    char fp[80];
+    gpt_fingerprint(m, fp);
+    assert_string_equal(m->fingerprint, fp);
+    /* loads back to the same float32 weights; config and tokenizer files are the source's bytes */
+    gpt_model *back;
+    assert_int_equal(gpt_load(&back, out), LK_OK);
+    assert_int_equal(back->tokenizer, GPT_TOK_GPT2_BPE);
+    assert_memory_equal(&back->cfg, &m->cfg, sizeof m->cfg);
+    assert_memory_equal(back->data, m->data, m->n_params * sizeof(float));
+    assert_string_equal(back->fingerprint, m->fingerprint);
+    for (int i = 0; i < 3; i++) {
+        const char *f = (const char *[]){"config.json", "vocab.json", "merges.txt"}[i];
+        char a[600];
+        snprintf(a, sizeof a, "%s", tu_path(src, f));
+        assert_true(same_bytes(tu_path(out, f), a));
+    }
+    /* the layout save_pretrained writes: prefixed names, Conv1D [in, out], no lm_head, no buffers */
+    st_file *f;
+    assert_int_equal(st_open(&f, tu_path(out, "model.safetensors")), LK_OK);
+    assert_string_equal(st_metadata(f, "format"), "pt");
+    assert_int_equal(st_count(f), 4 + 12 * SMALL.n_layer);
+    const st_tensor *t = st_find(f, "transformer.h.1.mlp.c_fc.weight");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, ST_F32);
+    assert_int_equal(t->shape[0], SMALL.d_model);
+    assert_int_equal(t->shape[1], SMALL.d_ff);
+    float x;
+    /* stored [i, o] = the engine's w_fc[o][i]; c_attn's column d + 2 is k's row 2 */
+    assert_int_equal(st_read_f32_range(f, t, 3 * SMALL.d_ff + 7, 1, &x), LK_OK);
+    assert_true(x == m->p.layers[1].w_fc[7 * SMALL.d_model + 3]);
+    t = st_find(f, "transformer.h.0.attn.c_attn.weight");
+    assert_int_equal(st_read_f32_range(f, t, 5 * 3 * SMALL.d_model + SMALL.d_model + 2, 1, &x), LK_OK);
+    assert_true(x == m->p.layers[0].wk[2 * SMALL.d_model + 5]);
+    assert_null(st_find(f, "lm_head.weight"));
+    assert_null(st_find(f, "transformer.h.0.attn.bias"));
+    st_close(f);
+    gpt_free(back);
+
+    /* refused, nothing left behind: an existing output, a config of another model, a byte model */
+    assert_int_equal(hf_gpt2_save(m, src, out), LK_ERR_ARG);
+    assert_non_null(strstr(lk_errmsg(), "exists"));
+    edit_config(src, "\"n_layer\": 2", "\"n_layer\": 3");
+    assert_int_equal(hf_gpt2_save(m, src, out2), LK_ERR_SHAPE);
+    assert_non_null(strstr(lk_errmsg(), "config.json describes another model"));
+    assert_int_equal(access(out2, F_OK), -1);
+    edit_config(src, "\"n_layer\": 3", "\"n_layer\": 2");
+    m->tokenizer = GPT_TOK_BYTES;
+    assert_int_equal(hf_gpt2_save(m, src, out2), LK_ERR_ARG);
+    assert_int_equal(access(out2, F_OK), -1);
+    m->tokenizer = GPT_TOK_GPT2_BPE;
+    /* an output directory that cannot be created: nothing is left (no temporary) */
+    assert_int_equal(hf_gpt2_save(m, src, tu_path(g_dir, "missing/saved")), LK_ERR_IO);
+    assert_int_equal(access(tu_path(g_dir, "missing"), F_OK), -1);
+
+    /* a BPE model's checkpoint (gpt_write, for lora-pretrain): tokenizer "gpt2-bpe", read back as BPE */
+    const char *ck = tu_path(g_dir, "bpe.ckpt");
+    h5file *h;
+    assert_int_equal(h5_create(&h, ck), LK_OK);
+    assert_int_equal(gpt_write(m, h), LK_OK);
+    assert_int_equal(h5_commit(h), LK_OK);
+    assert_int_equal(gpt_load(&back, ck), LK_OK);
+    assert_int_equal(back->tokenizer, GPT_TOK_GPT2_BPE);
+    assert_memory_equal(back->data, m->data, m->n_params * sizeof(float));
+    gpt_free(back);
+    gpt_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_shapes_disagree),
         cmocka_unit_test(test_bad_weights),
+        cmocka_unit_test(test_save),
     };
     return cmocka_run_group_tests_name("hf_gpt2", tests, setup, teardown);
 }

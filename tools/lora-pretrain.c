@@ -1,10 +1,16 @@
-/* lora-pretrain: pretrains the byte-level GPT base model on text files.
+/* lora-pretrain: pretrains the byte-level GPT base model on text files, or
+ * continues pretraining a GPT-2 given as a HuggingFace directory (--init DIR).
  *
  *   lora-pretrain --out data/base.h5 [--ckpt PATH] [options] [FILE ...]
+ *   lora-pretrain --init gpt2 --out gpt2-more [--ckpt PATH] [options] FILE ...
+ *
+ * The text is read as the model's tokens: bytes, or the BPE of the --init
+ * directory; with a GPT-2 directory the sizes come from its config.json and the
+ * result is written as a new HuggingFace directory (hf_gpt2_save).
  *
  * FILEs default to data/corpus/sotu.txt data/corpus/moby-dick.txt. The last
  * --valid-frac of every file is held out for validation (--write-valid saves it,
- * for lora-eval). Batches are random windows of ctx+1 bytes of the training
+ * for lora-eval). Batches are random windows of ctx+1 tokens of the training
  * part, drawn from a generator seeded by (seed, step), so a resumed run sees
  * exactly the batches the uninterrupted run would have. Every --ckpt-every steps
  * (and on Ctrl-C / SIGTERM) the weights and AdamW state go atomically to the
@@ -24,9 +30,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "args.h"
+#include "basetok.h"
 #include "blas_env.h"
 #include "gpt.h"
 #include "h5io.h"
+#include "hf_gpt2.h"
 #include "progress.h"
 #include "rng.h"
 #include "train.h"
@@ -49,6 +57,8 @@ typedef struct {
     int eval_batches;
     unsigned long long seed;
     const char *out, *ckpt, *write_valid, *init;
+    int sizes_set;        /* bits 1, 2, 4, 8: --layers, --heads, --d-model, --ctx given */
+    int bpe;              /* --init is a GPT-2 directory: its sizes, its BPE, a directory as --out */
 } opts;
 
 static void usage(void)
@@ -59,7 +69,8 @@ static void usage(void)
             "  training: --steps 2000 --batch 16 --accum 1 --lr 2e-3 --min-lr 1e-4 --warmup 100\n"
             "            --weight-decay 0.1 --clip 1.0 --beta2 0.99 --seed 1\n"
             "  data:     --valid-frac 0.02 --write-valid FILE\n"
-            "  continue: --init BASE.h5 (start from these weights, with a fresh optimizer and schedule)\n"
+            "  continue: --init BASE.h5|GPT2DIR (start from these weights, with a fresh optimizer and schedule;\n"
+            "            a GPT-2 directory gives the sizes and the BPE, and OUT is written as a new such directory)\n"
             "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n"
             "ranges: --layers 1-%d, --heads 1-1024 (dividing --d-model), --d-model 1-%d, --ctx 1-%d,\n"
             "  --batch 1-%d, --accum/--steps 1-1e9, --warmup 0-1e9, --eval-batches 1-1e6, --seed >= 0;\n"
@@ -101,8 +112,9 @@ static int opt_real(const char *v, const char *opt, double lo, int open_lo, doub
     return 1;
 }
 
-/* The bytes of the files, split into the training part and the held-out tail of each. */
-typedef struct { unsigned char *train, *valid; size_t n_train, n_valid; } corpus;
+/* The tokens of the files (bytes, or the base's BPE ids), split into the training part
+ * and the held-out tail of each; the bytes they hold, for bits per byte. */
+typedef struct { int *train, *valid; size_t n_train, n_valid, bytes_train; } corpus;
 
 static void corpus_free(corpus *c)
 {
@@ -112,7 +124,7 @@ static void corpus_free(corpus *c)
 }
 
 /* 0, or 1 after printing why (and freeing what was read). */
-static int load_corpus(corpus *c, char **files, int n, double frac)
+static int load_corpus(corpus *c, char **files, int n, double frac, basetok *tk)
 {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < n; i++) {
@@ -138,21 +150,27 @@ static int load_corpus(corpus *c, char **files, int n, double frac)
             corpus_free(c);
             return 1;
         }
-        size_t nv = (size_t)(frac * (double)len), nt = (size_t)len - nv;
-        unsigned char *t2 = realloc(c->train, c->n_train + nt);
-        if (t2) c->train = t2;
-        unsigned char *v2 = t2 ? realloc(c->valid, c->n_valid + nv + 1) : NULL;
-        if (v2) c->valid = v2;
-        if (!t2 || !v2) { free(buf); fprintf(stderr, "lora-pretrain: out of memory\n"); corpus_free(c); return 1; }
-        memcpy(c->train + c->n_train, buf, nt);
-        memcpy(c->valid + c->n_valid, buf + nt, nv);
-        c->n_train += nt; c->n_valid += nv;
+        int *ids = NULL;
+        size_t n_ids = 0;
+        lk_status st = basetok_encode(tk, buf, (size_t)len, files[i], &ids, &n_ids);
         free(buf);
+        if (st) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); corpus_free(c); return 1; }
+        size_t nv = (size_t)(frac * (double)n_ids), nt = n_ids - nv;
+        int *t2 = realloc(c->train, (c->n_train + nt + 1) * sizeof *t2);
+        if (t2) c->train = t2;
+        int *v2 = t2 ? realloc(c->valid, (c->n_valid + nv + 1) * sizeof *v2) : NULL;
+        if (v2) c->valid = v2;
+        if (!t2 || !v2) { free(ids); fprintf(stderr, "lora-pretrain: out of memory\n"); corpus_free(c); return 1; }
+        memcpy(c->train + c->n_train, ids, nt * sizeof *ids);
+        memcpy(c->valid + c->n_valid, ids + nt, nv * sizeof *ids);
+        for (size_t k = 0; k < nt; k++) { size_t nb; basetok_token(tk, ids[k], &nb); c->bytes_train += nb; }
+        c->n_train += nt; c->n_valid += nv;
+        free(ids);
     }
     return 0;
 }
 
-static lk_status save_ckpt(gpt_model *m, trainer *tr, const opts *o)
+static lk_status save_ckpt(gpt_model *m, trainer *tr, const opts *o, const char *init_fingerprint)
 {
     h5file *f;
     lk_status st = h5_create(&f, o->ckpt);
@@ -161,24 +179,34 @@ static lk_status save_ckpt(gpt_model *m, trainer *tr, const opts *o)
     st = st ? st : trainer_write_state(tr, f, "train");
     st = st ? st : h5_set_attr_int(f, "/", "train_total_steps", o->steps);
     st = st ? st : h5_set_attr_int(f, "/", "train_seed", (long long)o->seed);
+    /* a continued GPT-2: which directory it continues (its vocabulary and config go to --out) */
+    if (o->bpe) st = st ? st : h5_set_attr_str(f, "/", "train_init", init_fingerprint);
     if (st) { h5_abort(f); return st; }
     return h5_commit(f);
 }
 
-/* Mean validation loss (nats/byte) on the first eval_batches·batch chunks of ctx+1 bytes. */
-static lk_status validate(gpt_model *m, const corpus *c, const opts *o, int *tok, double *loss)
+/* Mean validation loss (nats per token) on the first eval_batches·batch chunks of ctx+1
+ * tokens, and bits per byte over the bytes of the predicted tokens (the same for bytes). */
+static lk_status validate(gpt_model *m, const corpus *c, const opts *o, const basetok *tk, int *tok, double *loss,
+                          double *bpb)
 {
     int T = o->cfg.n_ctx, B = o->batch;
-    size_t chunk = (size_t)T + 1, nchunks = c->n_valid / chunk, k = 0;
+    size_t chunk = (size_t)T + 1, nchunks = c->n_valid / chunk, k = 0, bytes = 0;
     gpt_stats st = {0};
     for (int b = 0; b < o->eval_batches && k < nchunks; b++) {
         int nb = 0;
         for (; nb < B && k < nchunks; nb++, k++)
-            for (size_t j = 0; j < chunk; j++) tok[(size_t)nb * chunk + j] = c->valid[k * chunk + j];
+            for (size_t j = 0; j < chunk; j++) {
+                tok[(size_t)nb * chunk + j] = c->valid[k * chunk + j];
+                size_t len = 0;
+                if (j) basetok_token(tk, c->valid[k * chunk + j], &len);
+                bytes += len;
+            }
         lk_status s = gpt_eval(m, tok, NULL, nb, T, &st);
         if (s) return s;
     }
     *loss = st.n ? st.loss_sum / st.n : NAN;
+    *bpb = bytes ? st.loss_sum / M_LN2 / (double)bytes : NAN;
     return LK_OK;
 }
 
@@ -189,6 +217,8 @@ static int parse_option(opts *o, const char *a, const char *v)
 {
     long seed = 0;
     int bad = 0;
+    if (!strcmp(a, "--layers") || !strcmp(a, "--heads") || !strcmp(a, "--d-model") || !strcmp(a, "--ctx"))
+        o->sizes_set |= !strcmp(a, "--layers") ? 1 : !strcmp(a, "--heads") ? 2 : !strcmp(a, "--d-model") ? 4 : 8;
     if (!strcmp(a, "--out")) o->out = v;
     else if (!strcmp(a, "--ckpt")) o->ckpt = v;
     else if (!strcmp(a, "--write-valid")) o->write_valid = v;
@@ -299,13 +329,23 @@ static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles,
 
 /* ---- the model: resumed, continued from --init, or new ---- */
 
-/* From the checkpoint, which must be of this run (sizes, --steps, --seed). */
-static lk_status resume(gpt_model **m, trainer **tr, const opts *o)
+/* From the checkpoint, which must be of this run (sizes, --steps, --seed; a continued
+ * GPT-2: the same --init directory, init_fp its fingerprint). */
+static lk_status resume(gpt_model **m, trainer **tr, const opts *o, const char *init_fp)
 {
     h5file *f;
     lk_status st = h5_open_read(&f, o->ckpt);
     if (st) return st;
     st = gpt_read(m, f);
+    if (!st && ((*m)->tokenizer == GPT_TOK_GPT2_BPE) != o->bpe)
+        st = lk_fail(LK_ERR_ARG, o->bpe ? "%s: a byte-level checkpoint, but --init is a GPT-2 directory (remove it to start over)"
+                                        : "%s: a checkpoint of continued pretraining on a GPT-2 directory: give its --init "
+                                          "DIR again", o->ckpt);
+    char was[80] = "";
+    if (!st && o->bpe && h5_has_attr(f, "/", "train_init")) st = h5_get_attr_str(f, "/", "train_init", was, sizeof was);
+    if (!st && o->bpe && strcmp(was, init_fp))
+        st = lk_fail(LK_ERR_ARG, "%s: checkpoint continues another GPT-2 (%s), not --init %s (%s); remove it to start over",
+                     o->ckpt, was, o->init, init_fp);
     if (!st && memcmp(&(*m)->cfg, &o->cfg, sizeof o->cfg))
         st = lk_fail(LK_ERR_ARG, "%s: checkpoint model size differs from the options (remove it to start over)", o->ckpt);
     long long ts = 0, seed = 0;
@@ -326,16 +366,19 @@ static lk_status resume(gpt_model **m, trainer **tr, const opts *o)
     return st;
 }
 
-/* The weights of --init (a byte-level base of the options' sizes), or new ones from --seed. */
-static lk_status start(gpt_model **m, trainer **tr, const opts *o)
+/* The weights of --init (a GPT-2 directory, loaded by setup: *init; or a byte-level
+ * base of the options' sizes), or new ones from --seed. */
+static lk_status start(gpt_model **m, trainer **tr, const opts *o, gpt_model **init)
 {
-    lk_status st;
-    if (o->init) {
+    lk_status st = LK_OK;
+    if (o->bpe) {
+        *m = *init;
+        *init = NULL;
+    } else if (o->init) {
         st = gpt_load(m, o->init);
         if (!st && (*m)->tokenizer != GPT_TOK_BYTES)
-            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a base with the GPT-2 BPE tokenizer; lora-pretrain reads the corpus as "
-                         "bytes and writes lora-gpt checkpoints, which are byte-level and record no vocabulary, so --init "
-                         "takes byte-level checkpoints only (lora-sweep trains adapters on a GPT-2 base)", o->init);
+            st = lk_fail(LK_ERR_UNSUPPORTED, "%s: a checkpoint of continued pretraining on a GPT-2 directory, which holds no "
+                         "vocabulary: give --init that GPT-2 directory, or the directory lora-pretrain wrote", o->init);
         else if (!st && memcmp(&(*m)->cfg, &o->cfg, sizeof o->cfg))
             st = lk_fail(LK_ERR_ARG, "%s: model size differs from the options (--layers/--heads/--d-model/--ctx)", o->init);
     } else {
@@ -352,6 +395,10 @@ typedef struct {
     const opts *o;
     corpus c;
     gpt_model *m;
+    gpt_model *init;      /* --init as a GPT-2 directory, until start() takes it */
+    char init_fp[80];     /* its fingerprint, recorded in the checkpoint */
+    basetok *tk;          /* bytes, or the --init directory's BPE */
+    double bytes_per_token;   /* of the training text: bits per byte = nats / ln 2 / this */
     trainer *tr;
     int *tok;             /* batch x (ctx + 1) tokens */
     int resumed, tty;
@@ -374,11 +421,11 @@ static void show_step(run *r, progress_display *d, const train_step_info *info, 
         char bar[64], line[256];
         progress_bar(bar, sizeof bar, 30, step, o->steps);
         snprintf(line, sizeof line, "[%s] step %ld/%ld loss %.4f (%.3f bpb) lr %.2e %.0f tok/s elapsed %s ETA %s", bar,
-                 step, o->steps, ema, ema / M_LN2, info->lr, tps, el_s, eta_s);
+                 step, o->steps, ema, ema / M_LN2 / r->bytes_per_token, info->lr, tps, el_s, eta_s);
         progress_show(d, NULL, line);
     } else if (!r->tty && (step % o->log_every == 0 || step == o->steps)) {
         fprintf(stderr, "step %ld/%ld loss %.4f bpb %.3f lr %.3e grad_norm %.3f tok/s %.0f elapsed %s eta %s\n", step,
-                o->steps, info->loss, info->loss / M_LN2, info->lr, info->grad_norm, tps, el_s, eta_s);
+                o->steps, info->loss, info->loss / M_LN2 / r->bytes_per_token, info->lr, info->grad_norm, tps, el_s, eta_s);
     }
 }
 
@@ -428,22 +475,22 @@ static int train(run *r)
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
         show_step(r, &d, &info, ema);
         if (step % o->eval_every == 0 || step == o->steps) {
-            double vl;
-            if (validate(r->m, &r->c, o, r->tok, &vl)) {
+            double vl, vb;
+            if (validate(r->m, &r->c, o, r->tk, r->tok, &vl, &vb)) {
                 fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg());
                 rc = 1;
                 break;
             }
             progress_keep(&d);
-            fprintf(stderr, "step %ld valid_loss %.4f valid_bpb %.4f\n", step, vl, vl / M_LN2);
+            fprintf(stderr, "step %ld valid_loss %.4f valid_bpb %.4f\n", step, vl, vb);
         }
         if (step % o->ckpt_every == 0 && step < o->steps) {
-            if (save_ckpt(r->m, r->tr, o)) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
+            if (save_ckpt(r->m, r->tr, o, r->init_fp)) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
             last_ckpt = step;
         }
     }
     if (!rc && g_stop && step < o->steps) {
-        if (step != last_ckpt && save_ckpt(r->m, r->tr, o)) {
+        if (step != last_ckpt && save_ckpt(r->m, r->tr, o, r->init_fp)) {
             fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg());
             return 1;
         }
@@ -454,7 +501,10 @@ static int train(run *r)
         return 130;
     }
     if (rc) return rc;
-    if (gpt_save(r->m, o->out)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    if (o->bpe ? hf_gpt2_save(r->m, o->init, o->out) : gpt_save(r->m, o->out)) {
+        fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+        return 1;
+    }
     progress_keep(&d);
     fprintf(stderr, "lora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", o->out, r->m->fingerprint,
             step, lk_now() - r->t_start);
@@ -464,25 +514,62 @@ static int train(run *r)
 
 /* ---- main ---- */
 
-/* The corpus split, the model and trainer, the batch buffer: 0, or 1 after printing why. */
-static int setup(run *r, char **files, int nfiles)
+/* --init as a GPT-2 directory: the model (all of it checked), whose sizes become the
+ * run's (size options, if given, must agree). 0, or 1 after printing why. */
+static int setup_gpt2(run *r, opts *o)
 {
-    const opts *o = r->o;
+    if (gpt_load(&r->init, o->init)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    const gpt_config *c = &r->init->cfg;
+    if (((o->sizes_set & 1) && o->cfg.n_layer != c->n_layer) || ((o->sizes_set & 2) && o->cfg.n_head != c->n_head) ||
+        ((o->sizes_set & 4) && o->cfg.d_model != c->d_model) || ((o->sizes_set & 8) && o->cfg.n_ctx != c->n_ctx)) {
+        fprintf(stderr, "lora-pretrain: --layers/--heads/--d-model/--ctx differ from %s/config.json (n_layer %d, n_head %d, "
+                        "n_embd %d, n_positions %d); leave them out to take the directory's\n",
+                o->init, c->n_layer, c->n_head, c->d_model, c->n_ctx);
+        return 1;
+    }
+    o->cfg = *c;
+    o->bpe = 1;
+    snprintf(r->init_fp, sizeof r->init_fp, "%s", r->init->fingerprint);
+    double need = gpt_memory_bytes(&o->cfg, o->batch, o->cfg.n_ctx, 1);
+    if (need > (double)MAX_GIB * (1 << 30)) {
+        fprintf(stderr, "lora-pretrain: %s with --batch %d would need about %.0f GiB for the model, its optimizer state "
+                        "and activations, more than the %d GiB allowed\n", o->init, o->batch, need / (1 << 30), MAX_GIB);
+        return 1;
+    }
+    return 0;
+}
+
+/* The corpus split, the model and trainer, the batch buffer: 0, or 1 after printing why. */
+static int setup(run *r, opts *o, char **files, int nfiles)
+{
+    if (o->init && hf_gpt2_is_dir(o->init) && setup_gpt2(r, o)) return 1;
     int T = o->cfg.n_ctx, B = o->batch;
-    if (load_corpus(&r->c, files, nfiles, o->valid_frac)) return 1;
+    /* the text as the model's tokens: bytes, or the GPT-2 directory's BPE */
+    gpt_model kind = {.cfg = o->cfg, .tokenizer = o->bpe ? GPT_TOK_GPT2_BPE : GPT_TOK_BYTES};
+    if (basetok_open(&r->tk, &kind, o->bpe ? o->init : "the model")) {
+        fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+        return 1;
+    }
+    if (load_corpus(&r->c, files, nfiles, o->valid_frac, r->tk)) return 1;
     if (r->c.n_train < (size_t)T + 2 || r->c.n_valid < (size_t)T + 1) {
-        fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation bytes) for a context of %d\n",
+        fprintf(stderr, "lora-pretrain: not enough text (%zu training, %zu validation tokens) for a context of %d\n",
                 r->c.n_train, r->c.n_valid, T);
         return 1;
     }
+    r->bytes_per_token = (double)r->c.bytes_train / (double)r->c.n_train;
     if (o->write_valid) {
         FILE *f = fopen(o->write_valid, "wb");
-        int ok = f && fwrite(r->c.valid, 1, r->c.n_valid, f) == r->c.n_valid;
+        int ok = f != NULL;
+        for (size_t k = 0; ok && k < r->c.n_valid; k++) {
+            size_t nb;
+            const unsigned char *b = basetok_token(r->tk, r->c.valid[k], &nb);
+            ok = fwrite(b, 1, nb, f) == nb;
+        }
         if (f && fclose(f)) ok = 0;
         if (!ok) { fprintf(stderr, "lora-pretrain: cannot write %s\n", o->write_valid); return 1; }
     }
     r->resumed = lk_path_exists(o->ckpt);
-    lk_status st = r->resumed ? resume(&r->m, &r->tr, o) : start(&r->m, &r->tr, o);
+    lk_status st = r->resumed ? resume(&r->m, &r->tr, o, r->init_fp) : start(&r->m, &r->tr, o, &r->init);
     if (st) { fprintf(stderr, "lora-pretrain: %s%s\n", r->resumed ? "resuming: " : "", lk_errmsg()); return 1; }
     if (gpt_reserve(r->m, B, T)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
     r->tok = malloc((size_t)B * ((size_t)T + 1) * sizeof *r->tok);
@@ -500,7 +587,7 @@ int main(int argc, char **argv)
     int rc = parse_args(&o, argc, argv, files, &nfiles, ckpt_buf, sizeof ckpt_buf);
     if (rc >= 0) return rc;
     run r = {.o = &o};
-    rc = setup(&r, files, nfiles);
+    rc = setup(&r, &o, files, nfiles);
     if (!rc) {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
@@ -508,10 +595,10 @@ int main(int argc, char **argv)
         long step = trainer_steps_done(r.tr);
         int T = o.cfg.n_ctx;
         fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / "
-                        "%zu validation bytes; %ld steps of %d x %d x %d tokens; blas %s\n",
+                        "%zu validation tokens (%s); %ld steps of %d x %d x %d tokens; blas %s\n",
                 r.resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", r.m->n_params,
-                o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T, r.c.n_train, r.c.n_valid, o.steps, o.accum, o.batch, T,
-                blas_env_core());
+                o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T, r.c.n_train, r.c.n_valid, basetok_name(r.tk), o.steps,
+                o.accum, o.batch, T, blas_env_core());
         if (r.resumed && step == o.steps)
             fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing "
                             "its weights to %s\n", o.ckpt, step, o.out);
@@ -522,5 +609,7 @@ int main(int argc, char **argv)
     corpus_free(&r.c);
     trainer_free(r.tr);
     gpt_free(r.m);
+    gpt_free(r.init);
+    basetok_free(r.tk);
     return rc;
 }
