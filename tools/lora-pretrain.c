@@ -19,7 +19,16 @@
  * log lines. The final weights (no optimizer state) go to --out. Options are
  * whole numbers in the ranges --help lists, checked before anything is read or
  * allocated; a step whose loss, gradient or update is not finite ends the run
- * with a message and saves nothing. */
+ * with a message and saves nothing.
+ *
+ * Under mpirun / srun with --data-parallel, every rank draws the same windows
+ * and keeps its rows [k*B/N, (k+1)*B/N) of each micro-batch; the gradient of
+ * every parameter and the step's counts are summed over the ranks with
+ * MPI_Allreduce before the step (trainer_set_reduce), so all ranks take the
+ * same AdamW step and N ranks train as one process with the whole batch, up to
+ * the rounding of the sums. Rank 0 alone validates, logs and writes the
+ * checkpoint and --out; the ranks check that they start from and end with the
+ * same weights. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -35,6 +44,7 @@
 #include "gpt.h"
 #include "h5io.h"
 #include "hf_gpt2.h"
+#include "mpi_env.h"
 #include "progress.h"
 #include "rng.h"
 #include "train.h"
@@ -59,12 +69,13 @@ typedef struct {
     const char *out, *ckpt, *write_valid, *init;
     int sizes_set;        /* bits 1, 2, 4, 8: --layers, --heads, --d-model, --ctx given */
     int bpe;              /* --init is a GPT-2 directory: its sizes, its BPE, a directory as --out */
+    int data_parallel;    /* under MPI: each batch split over the ranks */
 } opts;
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: lora-pretrain --out BASE.h5 [--ckpt CKPT.h5] [FILE ...]\n"
+            "usage: lora-pretrain --out BASE.h5 [--ckpt CKPT.h5] [--data-parallel] [FILE ...]\n"
             "  model:    --layers 4 --heads 4 --d-model 256 --ctx 256 (d_ff = 4 d_model, vocab 256 bytes)\n"
             "  training: --steps 2000 --batch 16 --accum 1 --lr 2e-3 --min-lr 1e-4 --warmup 100\n"
             "            --weight-decay 0.1 --clip 1.0 --beta2 0.99 --seed 1\n"
@@ -72,6 +83,8 @@ static void usage(void)
             "  continue: --init BASE.h5|GPT2DIR (start from these weights, with a fresh optimizer and schedule;\n"
             "            a GPT-2 directory gives the sizes and the BPE, and OUT is written as a new such directory)\n"
             "  logging:  --eval-every 200 --eval-batches 8 --ckpt-every 100 --log-every 20\n"
+            "  MPI:      --data-parallel (under mpirun -np N / srun: each batch split over the N ranks,\n"
+            "            gradients summed with MPI_Allreduce; --batch at least N; rank 0 writes)\n"
             "ranges: --layers 1-%d, --heads 1-1024 (dividing --d-model), --d-model 1-%d, --ctx 1-%d,\n"
             "  --batch 1-%d, --accum/--steps 1-1e9, --warmup 0-1e9, --eval-batches 1-1e6, --seed >= 0;\n"
             "  --eval-every/--ckpt-every/--log-every >= 1; --lr in (0, 10], --min-lr in [0, --lr],\n"
@@ -277,6 +290,29 @@ static int check_opts(opts *o)
     return 0;
 }
 
+/* --data-parallel against the MPI world this process is in. 0, or 2 after printing why. */
+static int check_mpi(const opts *o)
+{
+    int n = mpi_env_size();
+    if (o->data_parallel && !mpi_env_active()) {
+        fprintf(stderr, "lora-pretrain: --data-parallel splits each batch over MPI ranks: start it with mpirun -np N "
+                        "(N >= 2) or srun%s\n", mpi_env_compiled() ? "" : " (this build has no MPI)");
+        return 2;
+    }
+    /* N independent copies would all write --out and the checkpoint */
+    if (!o->data_parallel && mpi_env_active()) {
+        fprintf(stderr, "lora-pretrain: started as %d MPI ranks: add --data-parallel to train one model with each "
+                        "batch split over them\n", n);
+        return 2;
+    }
+    if (o->data_parallel && o->batch < n) {
+        fprintf(stderr, "lora-pretrain: --batch %d cannot be split over %d ranks (--data-parallel needs --batch at "
+                        "least the number of ranks)\n", o->batch, n);
+        return 2;
+    }
+    return 0;
+}
+
 /* The options into o and the corpus file names into files (the two default ones when
  * none is given); ckpt_buf holds the default checkpoint path. -1 to go on, else the
  * exit status (0 after --help). */
@@ -300,6 +336,7 @@ static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles,
             files[(*nfiles)++] = argv[i];
             continue;
         }
+        if (!strcmp(a, "--data-parallel")) { o->data_parallel = 1; continue; }
         if (!v) { fprintf(stderr, "lora-pretrain: option %s needs a value\n", a); usage(); return 2; }
         int bad = parse_option(o, a, v);
         if (bad == 2) { fprintf(stderr, "lora-pretrain: unknown option %s\n", a); usage(); return 2; }
@@ -307,7 +344,7 @@ static int parse_args(opts *o, int argc, char **argv, char **files, int *nfiles,
         i++;
     }
     if (!o->out) { fprintf(stderr, "lora-pretrain: --out is required\n"); usage(); return 2; }
-    if (check_opts(o)) return 2;
+    if (check_opts(o) || check_mpi(o)) return 2;
     if (!o->ckpt) {
         if (lk_path_fmt(ckpt_buf, ckpt_cap, "%s.ckpt", o->out)) {
             fprintf(stderr, "lora-pretrain: --out (with .ckpt for the checkpoint): %s\n", lk_errmsg());
@@ -391,6 +428,14 @@ static lk_status start(gpt_model **m, trainer **tr, const opts *o, gpt_model **i
 
 /* ---- training ---- */
 
+/* --data-parallel: what the sums moved, and whether a rank was asked to stop. */
+typedef struct {
+    long steps;           /* reductions done */
+    size_t last_bytes;    /* summed by the last one */
+    double bytes;         /* by all of them */
+    int stop;             /* some rank had SIGINT / SIGTERM when the last step's sums were taken */
+} dp_state;
+
 typedef struct {
     const opts *o;
     corpus c;
@@ -404,7 +449,55 @@ typedef struct {
     int resumed, tty;
     long step0;           /* the step this invocation started at */
     double t_start;
+    int dp, rank, size;   /* --data-parallel, this rank of size (0 of 1 without it) */
+    int lo, hi;           /* this rank's rows [lo, hi) of every micro-batch */
+    dp_state dps;
 } run;
+
+/* The trainer_reduce_fn of --data-parallel: the gradient (floats) and the step's
+ * counts with this rank's stop flag (doubles) summed over the ranks, so that every
+ * rank takes the same step and they all stop after the same one. */
+static lk_status dp_reduce(void *ctx, float *grad, size_t n, double *stats, int n_stats)
+{
+    dp_state *d = ctx;
+    double s[8];
+    if (n_stats < 0 || n_stats > 7) return lk_fail(LK_ERR_ARG, "%d counts to sum (at most 7)", n_stats);
+    memcpy(s, stats, (size_t)n_stats * sizeof *s);
+    s[n_stats] = g_stop ? 1 : 0;
+    lk_status st = mpi_env_allreduce_sum_f32(grad, n);
+    if (!st) st = mpi_env_allreduce_sum_f64(s, (size_t)n_stats + 1);
+    if (st) return st;
+    memcpy(stats, s, (size_t)n_stats * sizeof *s);
+    d->stop = s[n_stats] > 0;
+    d->steps++;
+    d->last_bytes = n * sizeof *grad + ((size_t)n_stats + 1) * sizeof *s;
+    d->bytes += (double)d->last_bytes;
+    return LK_OK;
+}
+
+/* Every rank: a hash of the weights (and what is in h) compared between the ranks. */
+static lk_status dp_check_same(const run *r, uint64_t h, const char *what)
+{
+    h = mpi_env_hash(h, r->m->data, r->m->n_params * sizeof *r->m->data);
+    return mpi_env_check_same(&h, sizeof h, what);
+}
+
+/* Every rank before the first step: the same options, corpus, step and weights
+ * (the ranks read the files on their own, and a checkpoint only some see would
+ * start them apart). */
+static lk_status dp_check_start(const run *r)
+{
+    const opts *o = r->o;
+    const train_config *c = &o->tc;
+    long v[] = {o->cfg.n_layer, o->cfg.n_head, o->cfg.d_model, o->cfg.n_ctx, o->batch, o->accum, o->steps,
+                o->eval_every, o->eval_batches, o->ckpt_every, (long)o->seed, c->warmup_steps, trainer_steps_done(r->tr)};
+    double d[] = {c->lr, c->min_lr, c->weight_decay, c->clip, c->beta1, c->beta2, c->eps, o->valid_frac};
+    uint64_t h = mpi_env_hash(MPI_ENV_HASH_INIT, v, sizeof v);
+    h = mpi_env_hash(h, d, sizeof d);
+    h = mpi_env_hash(h, r->c.train, r->c.n_train * sizeof *r->c.train);
+    h = mpi_env_hash(h, r->c.valid, r->c.n_valid * sizeof *r->c.valid);
+    return dp_check_same(r, h, "the run (options, corpus, checkpoint step and starting weights)");
+}
 
 /* The progress line of a finished step: a bar redrawn in place on a terminal, else a
  * log line every --log-every steps. */
@@ -441,18 +534,61 @@ static int train_step(run *r, long step, train_step_info *info)
      * not delay Ctrl-C / SIGTERM by a whole step */
     lk_status st = LK_OK;
     int k = 0;
-    for (; k < o->accum && !st && !g_stop; k++) {
+    /* data-parallel: every rank draws every window (one stream) and keeps its rows;
+     * a signal is acted on by all ranks together after the step (dp_reduce) */
+    for (; k < o->accum && !st && (r->dp || !g_stop); k++) {
+        int nb = 0;
         for (int b = 0; b < B; b++) {
             size_t off = (size_t)rng_below(&g, r->c.n_train - (size_t)T);
-            for (int j = 0; j <= T; j++) r->tok[(size_t)b * (T + 1) + j] = r->c.train[off + j];
+            if (b < r->lo || b >= r->hi) continue;
+            for (int j = 0; j <= T; j++) r->tok[(size_t)nb * (T + 1) + j] = r->c.train[off + j];
+            nb++;
         }
-        st = trainer_accumulate(r->tr, r->tok, NULL, B, T, NULL);
+        st = trainer_accumulate(r->tr, r->tok, NULL, nb, T, NULL);
     }
     if (!st && k < o->accum) { trainer_discard(r->tr); return 1; }
     if (st) { fprintf(stderr, "\nlora-pretrain: step %ld: %s\n", step, lk_errmsg()); return -1; }
     /* trainer_step's messages name the step themselves */
     if (trainer_step(r->tr, info)) { fprintf(stderr, "\nlora-pretrain: %s\n", lk_errmsg()); return -1; }
     return 0;
+}
+
+/* Validation and the periodic checkpoint after a finished step (rank 0; the other
+ * ranks wait for it at a napping barrier). 0, or 1 after printing why. */
+static int after_step(run *r, progress_display *d, long step, long *last_ckpt)
+{
+    const opts *o = r->o;
+    int eval = step % o->eval_every == 0 || step == o->steps, ckpt = step % o->ckpt_every == 0 && step < o->steps;
+    if (r->rank == 0 && eval) {
+        double vl, vb;
+        if (validate(r->m, &r->c, o, r->tk, r->tok, &vl, &vb)) {
+            fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg());
+            return 1;
+        }
+        progress_keep(d);
+        fprintf(stderr, "step %ld valid_loss %.4f valid_bpb %.4f\n", step, vl, vb);
+    }
+    if (r->rank == 0 && ckpt && save_ckpt(r->m, r->tr, o, r->init_fp)) {
+        fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg());
+        return 1;
+    }
+    if (ckpt) *last_ckpt = step;
+    if (r->dp && (eval || ckpt) && mpi_env_barrier()) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    return 0;
+}
+
+/* After the first data-parallel step, and at the end: what the sums moved. */
+static void dp_report(const run *r, int total)
+{
+    const dp_state *d = &r->dps;
+    if (r->rank != 0) return;
+    if (!total)
+        /* a ring all-reduce sends and receives about 2(N-1)/N times the summed bytes on each rank */
+        fprintf(stderr, "lora-pretrain: data-parallel over %d ranks: %zu bytes summed per step (MPI_Allreduce of "
+                        "every parameter's gradient, 3 counts and the stop flag), about %.0f bytes sent and received "
+                        "per rank per step\n", r->size, d->last_bytes, 2.0 * (r->size - 1) / r->size * (double)d->last_bytes);
+    else
+        fprintf(stderr, "lora-pretrain: data-parallel: %ld steps, %.1f MB summed\n", d->steps, d->bytes / 1e6);
 }
 
 /* Trains up to --steps (or a signal), validating and checkpointing on the way, then
@@ -467,48 +603,49 @@ static int train(run *r)
     r->step0 = step;
     double ema = NAN;
     int rc = 0;
-    while (step < o->steps && !g_stop) {
+    /* data-parallel: the ranks stop together, after the step in whose sums a rank's signal was counted */
+    while (step < o->steps && !(r->dp ? r->dps.stop : g_stop)) {
         train_step_info info;
         int s = train_step(r, step, &info);
         if (s) { rc = s < 0; break; }
         step = info.step;
+        if (r->dp && r->dps.steps == 1) dp_report(r, 0);
         ema = isnan(ema) ? info.loss : 0.95 * ema + 0.05 * info.loss;
-        show_step(r, &d, &info, ema);
-        if (step % o->eval_every == 0 || step == o->steps) {
-            double vl, vb;
-            if (validate(r->m, &r->c, o, r->tk, r->tok, &vl, &vb)) {
-                fprintf(stderr, "\nlora-pretrain: validation: %s\n", lk_errmsg());
-                rc = 1;
-                break;
-            }
-            progress_keep(&d);
-            fprintf(stderr, "step %ld valid_loss %.4f valid_bpb %.4f\n", step, vl, vb);
-        }
-        if (step % o->ckpt_every == 0 && step < o->steps) {
-            if (save_ckpt(r->m, r->tr, o, r->init_fp)) { fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg()); rc = 1; break; }
-            last_ckpt = step;
-        }
+        if (r->rank == 0) show_step(r, &d, &info, ema);
+        if ((rc = after_step(r, &d, step, &last_ckpt))) break;
     }
-    if (!rc && g_stop && step < o->steps) {
-        if (step != last_ckpt && save_ckpt(r->m, r->tr, o, r->init_fp)) {
+    int stopped = r->dp ? r->dps.stop : g_stop;
+    if (!rc && stopped && step < o->steps) {
+        if (r->rank == 0 && step != last_ckpt && save_ckpt(r->m, r->tr, o, r->init_fp)) {
             fprintf(stderr, "\nlora-pretrain: checkpoint: %s\n", lk_errmsg());
             return 1;
         }
-        if (step == r->step0 && !r->resumed)
+        if (r->rank == 0 && step == r->step0 && !r->resumed)
             fprintf(stderr, "\nlora-pretrain: interrupted before the first step finished; nothing saved\n");
-        else fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step,
-                     o->ckpt);
+        else if (r->rank == 0)
+            fprintf(stderr, "\nlora-pretrain: interrupted at step %ld; state saved in %s (run again to resume)\n", step,
+                    o->ckpt);
+        if (r->dp && mpi_env_barrier()) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
         return 130;
     }
     if (rc) return rc;
-    if (o->bpe ? hf_gpt2_save(r->m, o->init, o->out) : gpt_save(r->m, o->out)) {
+    if (r->dp && dp_check_same(r, MPI_ENV_HASH_INIT, "the weights after data-parallel training")) {
         fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
         return 1;
     }
-    progress_keep(&d);
-    fprintf(stderr, "lora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", o->out, r->m->fingerprint,
-            step, lk_now() - r->t_start);
-    unlink(o->ckpt);
+    if (r->rank == 0) {
+        if (o->bpe ? hf_gpt2_save(r->m, o->init, o->out) : gpt_save(r->m, o->out)) {
+            fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+            return 1;
+        }
+        progress_keep(&d);
+        if (r->dp) dp_report(r, 1);
+        fprintf(stderr, "lora-pretrain: wrote %s (fingerprint %s) after %ld steps in %.1f s\n", o->out,
+                r->m->fingerprint, step, lk_now() - r->t_start);
+        unlink(o->ckpt);
+    }
+    /* the other ranks end once --out is written (a failure there ends the job) */
+    if (r->dp && mpi_env_barrier()) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
     return 0;
 }
 
@@ -557,7 +694,7 @@ static int setup(run *r, opts *o, char **files, int nfiles)
         return 1;
     }
     r->bytes_per_token = (double)r->c.bytes_train / (double)r->c.n_train;
-    if (o->write_valid) {
+    if (o->write_valid && r->rank == 0) {
         FILE *f = fopen(o->write_valid, "wb");
         int ok = f != NULL;
         for (size_t k = 0; ok && k < r->c.n_valid; k++) {
@@ -571,38 +708,60 @@ static int setup(run *r, opts *o, char **files, int nfiles)
     r->resumed = lk_path_exists(o->ckpt);
     lk_status st = r->resumed ? resume(&r->m, &r->tr, o, r->init_fp) : start(&r->m, &r->tr, o, &r->init);
     if (st) { fprintf(stderr, "lora-pretrain: %s%s\n", r->resumed ? "resuming: " : "", lk_errmsg()); return 1; }
-    if (gpt_reserve(r->m, B, T)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    /* rank 0 validates on whole batches; the others only train on their rows */
+    if (gpt_reserve(r->m, r->rank == 0 ? B : r->hi - r->lo, T)) {
+        fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg());
+        return 1;
+    }
     r->tok = malloc((size_t)B * ((size_t)T + 1) * sizeof *r->tok);
     if (!r->tok) { fprintf(stderr, "lora-pretrain: out of memory\n"); return 1; }
+    if (r->dp) {
+        trainer_set_reduce(r->tr, dp_reduce, &r->dps);
+        if (dp_check_start(r)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    }
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The model and the run on rank 0's stderr. */
+static void print_start(const run *r)
 {
-    blas_env_init(argc, argv);
+    const opts *o = r->o;
+    long step = trainer_steps_done(r->tr);
+    int T = o->cfg.n_ctx;
+    fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / "
+                    "%zu validation tokens (%s); %ld steps of %d x %d x %d tokens; blas %s\n",
+            r->resumed ? "resuming, " : o->init ? "continuing from --init, " : "new model, ", r->m->n_params,
+            o->cfg.n_layer, o->cfg.n_head, o->cfg.d_model, T, r->c.n_train, r->c.n_valid, basetok_name(r->tk), o->steps,
+            o->accum, o->batch, T, blas_env_core());
+    if (r->dp)
+        fprintf(stderr, "lora-pretrain: data-parallel over %d MPI ranks: rank k takes rows [k*%d/%d, (k+1)*%d/%d) of "
+                        "each micro-batch (%d to %d rows); rank 0 validates and writes\n", r->size, o->batch, r->size,
+                o->batch, r->size, o->batch / r->size, (o->batch + r->size - 1) / r->size);
+    if (r->resumed && step == o->steps)
+        fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing "
+                        "its weights to %s\n", o->ckpt, step, o->out);
+    else if (r->resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o->ckpt, step);
+}
+
+static int pretrain_main(int argc, char **argv)
+{
     opts o;
     char *files[64];
     int nfiles;
     char ckpt_buf[LK_PATH_MAX];
     int rc = parse_args(&o, argc, argv, files, &nfiles, ckpt_buf, sizeof ckpt_buf);
     if (rc >= 0) return rc;
-    run r = {.o = &o};
+    run r = {.o = &o, .dp = o.data_parallel, .rank = mpi_env_rank(), .size = mpi_env_size(), .hi = o.batch};
+    if (r.dp) {
+        r.lo = (int)((long)o.batch * r.rank / r.size);
+        r.hi = (int)((long)o.batch * (r.rank + 1) / r.size);
+    }
     rc = setup(&r, &o, files, nfiles);
     if (!rc) {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
-        r.tty = isatty(2);
-        long step = trainer_steps_done(r.tr);
-        int T = o.cfg.n_ctx;
-        fprintf(stderr, "lora-pretrain: %s%zu parameters (layers %d, heads %d, d_model %d, ctx %d); %zu training / "
-                        "%zu validation tokens (%s); %ld steps of %d x %d x %d tokens; blas %s\n",
-                r.resumed ? "resuming, " : o.init ? "continuing from --init, " : "new model, ", r.m->n_params,
-                o.cfg.n_layer, o.cfg.n_head, o.cfg.d_model, T, r.c.n_train, r.c.n_valid, basetok_name(r.tk), o.steps,
-                o.accum, o.batch, T, blas_env_core());
-        if (r.resumed && step == o.steps)
-            fprintf(stderr, "lora-pretrain: %s is already at the run's last step (%ld): nothing left to train; writing "
-                            "its weights to %s\n", o.ckpt, step, o.out);
-        else if (r.resumed) fprintf(stderr, "lora-pretrain: resumed from %s at step %ld\n", o.ckpt, step);
+        r.tty = isatty(2) && !r.dp;
+        if (r.rank == 0) print_start(&r);
         rc = train(&r);
     }
     free(r.tok);
@@ -611,5 +770,22 @@ int main(int argc, char **argv)
     gpt_free(r.m);
     gpt_free(r.init);
     basetok_free(r.tk);
+    return rc;
+}
+
+/* Under mpirun / srun every rank runs pretrain_main; a rank that fails ends the
+ * job (the others would wait for it in the next sum). An interruption that all
+ * ranks agreed on (exit status 130) ends them together without that. */
+int main(int argc, char **argv)
+{
+    blas_env_init(argc, argv);
+    if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-pretrain: %s\n", lk_errmsg()); return 1; }
+    int rc = pretrain_main(argc, argv);
+    if (rc && rc != 130 && mpi_env_active()) {
+        fprintf(stderr, "lora-pretrain: rank %d of %d stopped with exit status %d; ending the MPI job\n",
+                mpi_env_rank(), mpi_env_size(), rc);
+        mpi_env_abort(rc);
+    }
+    mpi_env_finalize();
     return rc;
 }
