@@ -2,6 +2,7 @@
 #include "adapter.h"
 #include "peft.h"
 #include "linalg.h"
+#include "notes.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,6 +97,26 @@ const lora_module *adapter_find(const lora_adapter *ad, int layer, const char *t
     for (size_t i = 0; i < ad->n; i++)
         if (ad->mods[i].layer == layer && !strcmp(ad->mods[i].target, target)) return &ad->mods[i];
     return NULL;
+}
+
+const char *adapter_zero_factor(const lora_module *m, int need_a, int need_b)
+{
+    if (need_b && la_all_zero_f32(m->B, (size_t)m->out * m->rank)) return "B = 0";
+    if (need_a && la_all_zero_f32(m->A, (size_t)m->rank * m->in)) return "A = 0";
+    return NULL;
+}
+
+lk_status adapter_note_zero(char ***notes, size_t *n_notes, const char *source, int layer, const char *target,
+                            const char *factor, const char *consequence)
+{
+    return notes_add(notes, n_notes, "adapter %s: layer %d target %s has ΔW = 0 (%s: untrained, or never reached by the data): %s",
+                     source, layer, target, factor, consequence);
+}
+
+lk_status adapter_fail_all_zero(const char *source, size_t n)
+{
+    return lk_fail(LK_ERR_NUMERIC, "adapter %s: ΔW = 0 (B = 0: untrained) in every one of its %zu selected modules: nothing to analyse",
+                   source, n);
 }
 
 int adapter_max_rank(const lora_adapter *ad)

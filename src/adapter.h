@@ -75,6 +75,17 @@ void adapter_sort(lora_adapter *ad);
 /* Appends a note (printf format; cut at 1023 bytes). */
 lk_status adapter_note(lora_adapter *ad, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const lora_module *adapter_find(const lora_adapter *ad, int layer, const char *target);
+/* "B = 0" or "A = 0" when that factor of m is entirely zero (A looked at only when
+ * need_a, B only when need_b), else NULL. Either makes ΔW = s·B·A = 0: a module
+ * never trained (PEFT initialises B = 0) or never reached by the data. */
+const char *adapter_zero_factor(const lora_module *m, int need_a, int need_b);
+/* The analyses' words for such modules, so that every tool says the same: the note
+ * "adapter SOURCE: layer L target T has ΔW = 0 (FACTOR: untrained, or never reached
+ * by the data): CONSEQUENCE" appended to notes (notes.h), and the error
+ * (LK_ERR_NUMERIC) for an adapter with ΔW = 0 in every one of its n selected modules. */
+lk_status adapter_note_zero(char ***notes, size_t *n_notes, const char *source, int layer, const char *target,
+                            const char *factor, const char *consequence);
+lk_status adapter_fail_all_zero(const char *source, size_t n);
 int adapter_max_rank(const lora_adapter *ad);
 void adapter_free(lora_adapter *ad);
 

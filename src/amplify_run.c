@@ -81,9 +81,9 @@ static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_a
         lk_status st = adapter_load(&ads[a], opt->adapters[a]);
         if (st) return st;
         /* the reader's notes (tensors ignored, layouts decided from the shapes) */
-        for (size_t i = 0; i < ads[a].n_notes && !st; i++)
-            st = notes_add(&an->notes, &an->n_notes, "adapter %s: %s", opt->adapters[a], ads[a].notes[i]);
-        if (st) return st;
+        char prefix[600];
+        snprintf(prefix, sizeof prefix, "adapter %s: ", opt->adapters[a]);
+        if ((st = notes_extend(&an->notes, &an->n_notes, prefix, ads[a].notes, ads[a].n_notes))) return st;
         if (adapter_has_fused(&ads[a]) && (st = adapter_split_fused(&ads[a])))
             return lk_fail_context(st, "adapter %s", opt->adapters[a]);
     }
@@ -115,15 +115,13 @@ static lk_status map_adapter(amp_analysis *an, const amp_run_opts *opt, const lo
         where[j] = bi;
         entry_of[bi] = 0;
         nsel++;
-        nzero += la_all_zero_f32(m->B, (size_t)m->out * m->rank) || la_all_zero_f32(m->A, (size_t)m->rank * m->in);
+        nzero += adapter_zero_factor(m, 1, 1) != NULL;
         if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
     }
     if (!nsel)
         return lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", ad->source,
                        opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
-    if (nzero == nsel)
-        return lk_fail(LK_ERR_NUMERIC, "adapter %s: ΔW = 0 (B = 0: untrained) in every one of its %zu selected modules: nothing to analyse",
-                       ad->source, nsel);
+    if (nzero == nsel) return adapter_fail_all_zero(ad->source, nsel);
     return LK_OK;
 }
 
@@ -418,15 +416,18 @@ static lk_status unpack_entry(void *ctx, size_t i, mpi_pack *pk)
     return LK_OK;
 }
 
-/* Notes: modules with ΔW = 0. */
-static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads)
+/* Notes: modules with ΔW = 0, in each adapter's (layer, target) order. */
+static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads, int *const *where, const int *entry_of)
 {
     lk_status st = LK_OK;
     for (int a = 0; a < an->n_adapters && !st; a++)
-        for (size_t i = 0; i < an->n && !st; i++)
-            if (an->e[i].res[a].rank && an->e[i].res[a].undefined)
-                st = notes_add(&an->notes, &an->n_notes, "adapter %s: layer %d target %s has ΔW = 0 (B = 0: untrained, or never reached by the data): proj_dW and amplification undefined",
-                               ads[a].source, an->e[i].layer, an->e[i].target);
+        for (size_t j = 0; j < ads[a].n && !st; j++) {
+            const lora_module *m = &ads[a].mods[j];
+            if (where[a][j] < 0 || !an->e[entry_of[where[a][j]]].res[a].undefined) continue;
+            const char *z = adapter_zero_factor(m, 1, 1);
+            st = adapter_note_zero(&an->notes, &an->n_notes, ads[a].source, m->layer, m->target, z ? z : "B·A = 0",
+                                   "proj_dW and amplification undefined");
+        }
     return st;
 }
 
@@ -452,8 +453,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if ((st = basew_open(&b, opt->base))) goto done;
     size_t nbn;
     char *const *bn = basew_notes(b, &nbn);
-    for (size_t i = 0; i < nbn && !st; i++) st = notes_add(&an->notes, &an->n_notes, "%s", bn[i]);
-    if (st) goto done;
+    if ((st = notes_extend(&an->notes, &an->n_notes, "", bn, nbn))) goto done;
     if ((st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base))) goto done;
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
     an->n_layer = basew_n_layer(b);
@@ -477,7 +477,7 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     if (!(p.rnd = amp_random_new(K, opt->seed))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = draw_shapes(&p)) || (st = run_matrices(&p))) goto done;
     if (opt->n_ranks > 1 && (st = mpi_share_gather(an->n, owner, p.rank, opt->n_ranks, pack_entry, unpack_entry, &p))) goto done;
-    if ((st = zero_notes(an, ads))) goto done;
+    if ((st = zero_notes(an, ads, where, entry_of))) goto done;
     an->seconds_total = lk_now() - t0;
 done:
     if (st) amp_analysis_free(an);

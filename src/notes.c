@@ -25,6 +25,13 @@ lk_status notes_add(char ***notes, size_t *n, const char *fmt, ...)
     return st;
 }
 
+lk_status notes_extend(char ***notes, size_t *n, const char *prefix, char *const *src, size_t nsrc)
+{
+    lk_status st = LK_OK;
+    for (size_t i = 0; i < nsrc && !st; i++) st = notes_add(notes, n, "%s%s", prefix, src[i]);
+    return st;
+}
+
 char *notes_join(char *const *notes, size_t n)
 {
     size_t len = 1;

@@ -17,6 +17,9 @@
 /* Appends one note (cut at 1023 bytes). Out of memory: an error, the list unchanged. */
 lk_status notes_add(char ***notes, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 lk_status notes_vadd(char ***notes, size_t *n, const char *fmt, va_list ap);
+/* Appends each of src[0..nsrc) after prefix ("" for none): a reader's notes passed on
+ * by the analysis that read the input ("adapter X: ", a base's notes as they are). */
+lk_status notes_extend(char ***notes, size_t *n, const char *prefix, char *const *src, size_t nsrc);
 /* The notes joined by "\n" (no trailing one), malloc'd; NULL if out of memory. */
 char *notes_join(char *const *notes, size_t n);
 void notes_free(char **notes, size_t n);

@@ -3,6 +3,7 @@
 #include "spectrum_run.h"
 #include "gnuplot.h"
 #include "h5io.h"
+#include "notes.h"
 #include "util.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -87,6 +88,10 @@ lk_status spec_write_h5(const spec_analysis *an, const char *path)
     if (!st) st = h5_set_attr_int(f, "/", "sv", an->sv);
     if (!st) st = h5_set_attr_int(f, "/", "baseline_draws", an->baseline_draws);
     if (!st) st = h5_set_attr_int(f, "/", "seed", (long long)an->seed);
+    char *notes = st ? NULL : notes_join(an->notes, an->n_notes);
+    if (!st && !notes) st = lk_fail(LK_ERR_NOMEM, "out of memory");
+    if (!st) st = h5_set_attr_str(f, "/", "notes", notes);
+    free(notes);
     if (!st && an->base[0]) st = h5_set_attr_str(f, "/", "layout", an->layout);
     if (!st && an->base[0]) st = h5_set_attr_int(f, "/", "n_layer", an->n_layer);
     for (int a = 0; a < an->n_inputs && !st; a++) {
@@ -283,7 +288,7 @@ static lk_status plot_dmdd(const spec_analysis *an, const char *target, const ch
         int any = 0;
         for (size_t i = 0; i < an->n; i++) {
             const spec_result *r = &an->e[i].res[a];
-            if (strcmp(an->e[i].target, target) || !r->present) continue;
+            if (strcmp(an->e[i].target, target) || !r->present || r->stats.zero) continue;   /* as the trend */
             fprintf(f, "%d", an->e[i].layer);
             dval(f, r->delta_d);
             dval(f, r->delta_m);

@@ -5,6 +5,7 @@
 #include "delta.h"
 #include "h5io.h"
 #include "linalg.h"
+#include "notes.h"
 #include "peft.h"
 #include "safetensors.h"
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
@@ -106,13 +107,8 @@ void spec_analysis_free(spec_analysis *an)
         free(an->e[i].res);
     }
     free(an->e); free(an->source); free(an->kind); free(an->max_rank); free(an->trend);
+    notes_free(an->notes, an->n_notes);
     memset(an, 0, sizeof *an);
-}
-
-static int has_fused(const lora_adapter *ad)
-{
-    for (size_t i = 0; i < ad->n; i++) if (!strcmp(ad->mods[i].target, "c_attn")) return 1;
-    return 0;
 }
 
 static int selected(const spec_run_opts *o, int layer, const char *target)
@@ -229,17 +225,24 @@ static lk_status load_inputs(spec_analysis *an, input_t *in, const spec_run_opts
         spec_input_kind_t k;
         if ((st = spec_input_kind(spec, &k))) break;
         an->kind[a] = k;
+        char prefix[600];
+        snprintf(prefix, sizeof prefix, "%s %s: ", k == SPEC_INPUT_ADAPTER ? "adapter" : "input", spec);
         if (k == SPEC_INPUT_FULL) {
             if (!opt->base) { st = lk_fail(LK_ERR_ARG, "%s is a full checkpoint: its ΔW = W_ft − W_base needs --base", spec); break; }
             st = basew_open(&in[a].ft, spec);
             in[a].nw = st ? 0 : basew_count(in[a].ft);
+            size_t nn = 0;
+            char *const *nt = st ? NULL : basew_notes(in[a].ft, &nn);
+            if (!st) st = notes_extend(&an->notes, &an->n_notes, prefix, nt, nn);
         } else if (k == SPEC_INPUT_DELTA) {
             in[a].is_delta = 1;
             st = delta_load(&in[a].dl, spec);
             in[a].nw = st ? 0 : in[a].dl.n;
         } else {
             if ((st = adapter_load(&in[a].ad, spec))) break;
-            if (has_fused(&in[a].ad) && (st = adapter_split_fused(&in[a].ad)))
+            /* the reader's notes (tensors ignored, layouts decided from the shapes) */
+            st = notes_extend(&an->notes, &an->n_notes, prefix, in[a].ad.notes, in[a].ad.n_notes);
+            if (!st && adapter_has_fused(&in[a].ad) && (st = adapter_split_fused(&in[a].ad)))
                 st = lk_fail_context(st, "adapter %s", spec);
             in[a].nw = in[a].ad.n;
         }
@@ -282,6 +285,68 @@ static void input_item(const input_t *in, size_t j, int *layer, const char **tar
         const lora_module *m = &in->ad.mods[j];
         *layer = m->layer; *target = m->target; *out = m->out; *inn = m->in; *rank = m->rank;
     }
+}
+
+/* ---- modules with ΔW = 0 ------------------------------------------------------------ */
+
+/* The error for input a with ΔW = 0 in every one of its nsel selected modules or matrices. */
+static lk_status all_zero(const spec_analysis *an, const input_t *in, int a, size_t nsel)
+{
+    if (!in->ft && !in->is_delta) return adapter_fail_all_zero(an->source[a], nsel);
+    return lk_fail(LK_ERR_NUMERIC, "input %s: ΔW = 0 (%s) in every one of its %zu selected matrices: nothing to analyse",
+                   an->source[a], in->ft ? "W_ft = W_base" : "the stored ΔW is zero", nsel);
+}
+
+/* Before any work: an adapter or stored ΔW that is zero in every selected module is an
+ * error (a full checkpoint's ΔW is known only once read: zero_modules checks it). */
+static lk_status zero_everywhere(const spec_analysis *an, const input_t *in, const spec_run_opts *opt)
+{
+    for (int a = 0; a < an->n_inputs; a++) {
+        if (in[a].ft) continue;
+        size_t nsel = 0, nzero = 0;
+        for (size_t j = 0; j < in[a].nw; j++) {
+            int layer, out, inn, rank;
+            const char *target;
+            input_item(&in[a], j, &layer, &target, &out, &inn, &rank);
+            if (!selected(opt, layer, target)) continue;
+            nsel++;
+            nzero += in[a].is_delta ? la_all_zero_f32(in[a].dl.m[j].dW, (size_t)out * inn)
+                                    : adapter_zero_factor(&in[a].ad.mods[j], 1, 1) != NULL;
+        }
+        if (nsel && nzero == nsel) return all_zero(an, &in[a], a, nsel);
+    }
+    return LK_OK;
+}
+
+/* After the analysis (in[a].where[j]: the entry of item j, or -1): a note for every
+ * module with ΔW = 0, which keeps its zero spectrum and is left out of the ΔM–ΔD
+ * trend; an input zero in every selected module is an error. */
+static lk_status zero_modules(spec_analysis *an, const input_t *in)
+{
+    const char *what = an->base[0] ? "its spectrum is zero and W = W0 (no intruders, ΔM = ΔD = 0); left out of the ΔM–ΔD trend"
+                                   : "its spectrum is zero";
+    lk_status st = LK_OK;
+    for (int a = 0; a < an->n_inputs && !st; a++) {
+        size_t nsel = 0, nzero = 0;
+        for (size_t j = 0; j < in[a].nw && !st; j++) {
+            if (in[a].where[j] < 0) continue;
+            nsel++;
+            if (!an->e[in[a].where[j]].res[a].stats.zero) continue;
+            nzero++;
+            int layer, out, inn, rank;
+            const char *target;
+            input_item(&in[a], j, &layer, &target, &out, &inn, &rank);
+            if (in[a].ft || in[a].is_delta)
+                st = notes_add(&an->notes, &an->n_notes, "input %s: layer %d target %s has ΔW = 0 (%s): %s", an->source[a],
+                               layer, target, in[a].ft ? "W_ft = W_base" : "the stored ΔW is zero", what);
+            else {
+                const char *z = adapter_zero_factor(&in[a].ad.mods[j], 1, 1);
+                st = adapter_note_zero(&an->notes, &an->n_notes, an->source[a], layer, target, z ? z : "B·A = 0", what);
+            }
+        }
+        if (!st && nsel && nzero == nsel) st = all_zero(an, &in[a], a, nsel);
+    }
+    return st;
 }
 
 static lk_status alloc_result(spec_result *r, int n_sv, int K, int with_base)
@@ -517,6 +582,9 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
     work_t w = {0};
     lk_status st = basew_open(&b, opt->base);
     if (!st) st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base);
+    size_t nbn = 0;
+    char *const *bn = st ? NULL : basew_notes(b, &nbn);
+    if (!st) st = notes_extend(&an->notes, &an->n_notes, "", bn, nbn);
     if (st) { basew_close(b); return st; }
     snprintf(an->layout, sizeof an->layout, "%s", basew_layout_name(b));
     an->n_layer = basew_n_layer(b);
@@ -583,6 +651,10 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
                     e->layer, e->target, e->out, e->in, e->cached ? "cached" : "dense SVD", e->seconds_basis,
                     an->n_inputs, tc - tb);
     }
+    /* from here on where[j] names the entry, as without a base */
+    for (int a = 0; !st && a < an->n_inputs; a++)
+        for (size_t j = 0; j < in[a].nw; j++)
+            if (in[a].where[j] >= 0) in[a].where[j] = entry_of[in[a].where[j]];
 done:
     free(entry_of);
     free(w.W0); free(w.dW); free(w.W); free(w.Y);
@@ -607,7 +679,11 @@ static lk_status trends(spec_analysis *an)
         for (size_t j = i; j < an->n; j++) {
             if (strcmp(an->e[j].target, tr->target)) continue;
             for (int a = 0; a < an->n_inputs; a++)
-                if (an->e[j].res[a].present) { x[np] = an->e[j].res[a].delta_d; y[np] = an->e[j].res[a].delta_m; np++; }
+                if (an->e[j].res[a].present && !an->e[j].res[a].stats.zero) {   /* an untrained module is no point */
+                    x[np] = an->e[j].res[a].delta_d;
+                    y[np] = an->e[j].res[a].delta_m;
+                    np++;
+                }
         }
         tr->n_points = np;
         spec_fit(x, y, np, &tr->slope, &tr->pearson_r);
@@ -640,8 +716,9 @@ lk_status spec_analyse(spec_analysis *an, const spec_run_opts *opt)
     an->max_rank = calloc((size_t)na, sizeof *an->max_rank);
     input_t *in = calloc((size_t)na, sizeof *in);
     if (!an->source || !an->kind || !an->max_rank || !in) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
-    if ((st = load_inputs(an, in, opt))) goto done;
+    if ((st = load_inputs(an, in, opt)) || (st = zero_everywhere(an, in, opt))) goto done;
     st = opt->base ? analyse_base(an, in, opt) : analyse_no_base(an, in, opt);
+    if (!st) st = zero_modules(an, in);
     if (!st) st = trends(an);
     an->seconds_total = now() - t0;
 done:

@@ -21,6 +21,15 @@
  * ΔM / ΔD. Nothing is written here except cache files, nothing printed except
  * progress lines when opt.progress is set.
  *
+ * Notes (an->notes, one sentence each): what the adapter and base readers ignored
+ * or decided (tensors that are not LoRA factors, biases, fan_in_fan_out decided
+ * from the shapes), and every module with ΔW = 0 (B = 0: untrained, or never
+ * reached by the data; a full checkpoint's matrix equal to the base's), as in
+ * lora-amplify and lora-subspace. Such a module keeps its zero spectrum (`zero`
+ * set; with a base W = W₀: no intruders, ΔM = ΔD = 0) and is left out of the
+ * ΔM–ΔD trend; an input with ΔW = 0 in every selected module is an error (for
+ * adapters and stored ΔW before any work).
+ *
  * Basis cache: DIR/{fingerprint as 16 hex digits}-{out|in}.h5, written
  * atomically, holding X (float64 [p, d]: the singular vectors as rows), s0
  * (float64 [p]) and attributes format = "lora-spectrum-basis", version = 1,
@@ -95,7 +104,7 @@ typedef struct {
 
 typedef struct {
     char target[ADAPTER_NAME_MAX];
-    int n_points;                     /* (input, layer) points */
+    int n_points;                     /* (input, layer) points, ΔW = 0 left out */
     double slope, pearson_r;          /* ΔM against ΔD */
 } spec_trend;
 
@@ -116,6 +125,8 @@ typedef struct {
     size_t n_trend;
     spec_trend *trend;                /* per target, with two or more inputs and a base */
     int n_cached, n_dense;            /* bases read from the cache / computed */
+    size_t n_notes;
+    char **notes;                     /* notes.h: readers' notes, modules with ΔW = 0 */
     double seconds_total, seconds_basis, seconds_modules;
 } spec_analysis;
 

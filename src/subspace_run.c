@@ -5,6 +5,7 @@
 #include "basew.h"
 #include "linalg.h"
 #include "mpi_share.h"
+#include "notes.h"
 #include "peft.h"
 #include <cblas.h>
 #include <pthread.h>
@@ -103,17 +104,11 @@ void sub_analysis_free(sub_analysis *an)
 static lk_status note(sub_analysis *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static lk_status note(sub_analysis *an, const char *fmt, ...)
 {
-    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    lk_status st = notes_vadd(&an->notes, &an->n_notes, fmt, ap);
     va_end(ap);
-    char **n = realloc(an->notes, (an->n_notes + 1) * sizeof *n);
-    if (!n) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    an->notes = n;
-    if (!(n[an->n_notes] = strdup(buf))) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    an->n_notes++;
-    return LK_OK;
+    return st;
 }
 
 static lk_status new_entry(sub_analysis *an, int layer, const char *target, sub_entry **out)
@@ -200,8 +195,9 @@ static lk_status split_copy(lora_adapter *dst, const lora_adapter *src)
 /* The reader's notes on an input (tensors it ignored, layouts it decided), first. */
 static lk_status input_notes(sub_analysis *an, const lora_adapter *ad, const char *which)
 {
-    lk_status st = LK_OK;
-    for (size_t i = 0; i < ad->n_notes && !st; i++) st = note(an, "%s: %s", which, ad->notes[i]);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s: ", which);
+    lk_status st = notes_extend(&an->notes, &an->n_notes, prefix, ad->notes, ad->n_notes);
     if (st) sub_analysis_free(an);
     return st;
 }
@@ -294,9 +290,7 @@ static lk_status gather(sub_analysis *an, const sub_options *opt, const int *own
  * for dW), or NULL: such a module spans no subspace on that side. */
 static const char *zero_factor(const lora_module *m, sub_side side)
 {
-    if (side != SUB_SIDE_A && la_all_zero_f32(m->B, (size_t)m->out * m->rank)) return "B = 0";
-    if (side != SUB_SIDE_B && la_all_zero_f32(m->A, (size_t)m->rank * m->in)) return "A = 0";
-    return NULL;
+    return adapter_zero_factor(m, side != SUB_SIDE_B, side != SUB_SIDE_A);
 }
 
 /* Records a skipped module: an->skipped and a note. */
@@ -611,8 +605,7 @@ lk_status sub_analyse_base(sub_analysis *an, const lora_adapter *ad, const char 
     if ((st = basew_open(&bw, base_path))) { sub_analysis_free(an); return st; }
     size_t nbn;
     char *const *bn = basew_notes(bw, &nbn);
-    for (size_t i = 0; i < nbn && !st; i++) st = note(an, "%s", bn[i]);
-    if (st) { basew_close(bw); sub_analysis_free(an); return st; }
+    if ((st = notes_extend(&an->notes, &an->n_notes, "", bn, nbn))) { basew_close(bw); sub_analysis_free(an); return st; }
     lora_adapter s;
     int sp = adapter_has_fused(ad);   /* W is split per q, k, v: so is the adapter */
     if (sp && (st = split_copy(&s, ad))) { basew_close(bw); return st; }

@@ -148,19 +148,22 @@ h = h5py.File('fto.h5'); assert h['layers/0/q/sv'].shape == (48,) and h.attrs['s
 " || fail "full fine-tuning: planted intruder and dense spectrum"
 echo "ok: fully fine-tuned checkpoints (safetensors file and directory, our HDF5): match NumPy, the planted intruder is counted"
 
-# 5. RESULTS.h5:RUN_ID gives the same as the adapter file; ΔW = 0 is flagged, not a crash
+# 5. RESULTS.h5:RUN_ID gives the same as the adapter file; ΔW = 0 (B = 0, as PEFT
+#    initialises it) in some modules: those keep their zero spectrum, are named in the
+#    notes and the summary and left out of the ΔM–ΔD trend, the others analysed, exit 0;
+#    ΔW = 0 in every selected module is an error (as lora-amplify)
 "$PY" -c "
 import h5py
 with h5py.File('ou/adapter_r4.h5') as a, h5py.File('results.h5', 'w') as r:
     a.copy('/layers', r, name='runs/3/layers')
     for k, v in a.attrs.items(): r['runs/3'].attrs[k] = v
-with h5py.File('ou/adapter_r4.h5') as a, h5py.File('zero.h5', 'w') as z:
-    a.copy('/layers', z, name='layers')
-    for k, v in a.attrs.items(): z.attrs[k] = v
-    for l in z['layers']:
-        for t in z['layers'][l]: z['layers'][l][t]['B'][...] = 0
-" || fail "writing results.h5"
-"$SPEC" -q --base ou/base.h5 -o run.h5 results.h5:3 zero.h5 || fail "RESULTS.h5:RUN_ID"
+for name, zero in (('zero.h5', ('0/q', '0/v', '2/q')), ('allzero.h5', ('0/q', '0/v', '1/q', '1/v', '2/q', '2/v'))):
+    with h5py.File('ou/adapter_r4.h5') as a, h5py.File(name, 'w') as z:
+        a.copy('/layers', z, name='layers')
+        for k, v in a.attrs.items(): z.attrs[k] = v
+        for m in zero: z['layers/' + m + '/B'][...] = 0
+" || fail "writing results.h5 and the zero adapters"
+"$SPEC" --base ou/base.h5 -o run.h5 results.h5:3 zero.h5 2> run.err || { cat run.err; fail "RESULTS.h5:RUN_ID and a partly zero adapter"; }
 check run.h5 ou/base.h5 results.h5:3 zero.h5
 "$PY" -c "
 import h5py, numpy as np
@@ -171,9 +174,37 @@ for l in range(3):
         x, y = a[f'input0/layers/{l}/{t}'], b[f'input0/layers/{l}/{t}']
         assert np.array_equal(x['sv'][()], y['sv'][()]) and np.array_equal(x['intruder_sim'][()], y['intruder_sim'][()])
         z = a[f'input1/layers/{l}/{t}']
-        assert z.attrs['zero'] == 1 and z.attrs['delta_m'] == 0 and z.attrs['delta_d'] == 0 and z.attrs['intruder_count'] == 0
-" || fail "results-file adapter differs from the adapter file"
-echo "ok: RESULTS.h5:RUN_ID, ΔW = 0"
+        if f'{l}/{t}' in ('0/q', '0/v', '2/q'):
+            assert z.attrs['zero'] == 1 and z.attrs['delta_m'] == 0 and z.attrs['delta_d'] == 0 and z.attrs['intruder_count'] == 0
+        else:   # the trained modules: as in the adapter they were copied from
+            assert z.attrs['zero'] == 0 and np.array_equal(z['sv'][()], y['sv'][()]) and abs(z.attrs['delta_m'] - y.attrs['delta_m']) <= 1e-12 * y.attrs['delta_m']
+assert a['trend/q'].attrs['n_points'] == 4 and a['trend/v'].attrs['n_points'] == 5   # 6 points less the zero modules
+n = a.attrs['notes']; n = (n.decode() if isinstance(n, bytes) else n).split(chr(10))
+assert len(n) == 3 and all(l.startswith('adapter zero.h5: layer ') and 'has ΔW = 0 (B = 0: untrained' in l for l in n), n
+assert [l.split(':')[1] for l in n] == [' layer 0 target q has ΔW = 0 (B = 0', ' layer 0 target v has ΔW = 0 (B = 0', ' layer 2 target q has ΔW = 0 (B = 0'], n
+assert b.attrs['notes'] in ('', b'')
+" || fail "results-file adapter differs from the adapter file, or the zero modules are not as documented"
+[ "$(grep -c 'lora-spectrum: note: adapter zero.h5: layer .* has ΔW = 0' run.err)" -eq 3 ] || { cat run.err; fail "zero modules: notes on stderr"; }
+grep -q 'lora-spectrum: ΔW = 0 in zero.h5: layer 0 q, layer 0 v, layer 2 q (3 module(s)' run.err || { cat run.err; fail "zero modules: the summary"; }
+"$SPEC" -o runnb.h5 zero.h5 2> runnb.err || { cat runnb.err; fail "a partly zero adapter without a base"; }
+check runnb.h5 - zero.h5
+[ "$(grep -c 'lora-spectrum: note: adapter zero.h5: layer .* has ΔW = 0 .*: its spectrum is zero$' runnb.err)" -eq 3 ] || { cat runnb.err; fail "zero modules without a base: notes"; }
+"$SPEC" -q --base ou/base.h5 --layers 1 -o run1.h5 zero.h5 || fail "the trained layer of a partly zero adapter"
+bad "B = 0 in every module" "allzero.h5 every 6 selected untrained" --base ou/base.h5 allzero.h5 results.h5:3
+bad "B = 0 in every module, no base" "allzero.h5 every 6 selected" allzero.h5
+bad "B = 0 in every selected module" "zero.h5 every 1 selected" --base ou/base.h5 --layers 2 --targets q zero.h5
+# a full checkpoint whose v matrices equal the base's (ft_q.h5: ft_ours.h5 with v put back)
+"$PY" -c "
+import h5py, shutil
+shutil.copy('ft_ours.h5', 'ft_q.h5')
+with h5py.File('ft_q.h5', 'r+') as f, h5py.File('ou/base.h5') as b:
+    for l in range(3): f[f'layers/{l}/wv'][...] = b[f'layers/{l}/wv'][()]
+" || fail "writing ft_q.h5"
+"$SPEC" --base ou/base.h5 -o ftq.h5 ft_q.h5 2> ftq.err || { cat ftq.err; fail "full checkpoint with unchanged matrices"; }
+check ftq.h5 ou/base.h5 full:ft_q.h5
+[ "$(grep -c 'lora-spectrum: note: input ft_q.h5: layer .* target v has ΔW = 0 (W_ft = W_base)' ftq.err)" -eq 3 ] || { cat ftq.err; fail "full checkpoint: notes"; }
+bad "full checkpoint equal to the base" "ft_q.h5 W_ft = W_base every 3 selected" --base ou/base.h5 --targets v ft_q.h5
+echo "ok: RESULTS.h5:RUN_ID; ΔW = 0 in some modules noted and summarised, in all of them an error"
 
 # 6. the basis cache: a second run reads every W0 basis and gives identical results
 "$SPEC" --base ll/base --svd-cache cache -o c1.h5 ll/adapter_r4 2> c1.err || { cat c1.err; fail "cache, first run"; }
@@ -228,6 +259,14 @@ bad "missing input" "nothere" --base ll/base nothere
 bad "no module selected" "no module" --base ll/base --layers 7 ll/adapter_r4
 bad "-o is an input" "-o" --base ll/base -o ll/base/model.safetensors ll/adapter_r4
 bad "full checkpoint with other layers" "ft.safetensors architecture small/base" --base small/base ft.safetensors
+# options that only apply with a base: a usage error (exit 2) without one, as lora-subspace's --top
+for o in "--top-k 3" "--epsilon 0.3" "--space in" "--svd-cache cache" "--baseline-draws 5" "--seed 4"; do
+    rm -f bad.h5
+    "$SPEC" -q $o -o bad.h5 ll/adapter_r4 2> err.txt; rc=$?
+    [ $rc -eq 2 ] || { cat err.txt >&2; fail "$o without --base: exit $rc, not 2"; }
+    grep -qF -- "lora-spectrum: ${o%% *} only applies with --base" err.txt || { cat err.txt >&2; fail "$o without --base: message"; }
+    [ ! -e bad.h5 ] || fail "$o without --base: output written"
+done
 victim=$(ls cache | grep -- '-out.h5' | head -1)
 printf 'not hdf5' > "cache/$victim"
 bad "corrupt cache file" "basis cache delete" --base ll/base --svd-cache cache ll/adapter_r4

@@ -7,8 +7,8 @@
 # prefixes model.language_model. and language_model.model. beside a vision tower),
 # Llama-3.2 and SmolLM2 (grouped-query k/v); F32, BF16, F16, one file and shards.
 # Every number is checked against NumPy on the planted matrices; one run at
-# Gemma-3-270m's real q/k/v shapes; lora-spectrum on the GPT-2 base; -o inside
-# an input directory refused.
+# Gemma-3-270m's real q/k/v shapes; lora-spectrum on the GPT-2 base, with the
+# readers' notes and a partly zero adapter; -o inside an input directory refused.
 set -u
 BIN="${BIN_DIR:-bin}"
 case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
@@ -113,6 +113,62 @@ SCHECK="$(dirname "$FIX")/spectrum_check.py"
     || { cat spec.err >&2; fail "gpt2: lora-spectrum"; }
 "$PY" "$SCHECK" gpt2.spec.h5 gpt2/base gpt2/adapter || fail "gpt2: lora-spectrum against NumPy"
 echo "ok: lora-spectrum on the GPT-2 base"
+# the readers' notes reach lora-spectrum as they reach lora-amplify: the base's
+# biases, fan_in_fan_out false decided from the shapes
+"$BIN/lora-spectrum" -q --top-k 4 --targets o --base gpt2/base -o g2ff.spec.h5 g2ff 2> g2ff.spec.err \
+    || { cat g2ff.spec.err >&2; fail "gpt2: lora-spectrum, fan_in_fan_out false"; }
+grep -q "lora-spectrum: note: adapter g2ff: .*fan_in_fan_out is false.*decided from the shapes" g2ff.spec.err \
+    && grep -q "lora-spectrum: note: base gpt2/base: .*carry biases" g2ff.spec.err || { cat g2ff.spec.err >&2; fail "lora-spectrum: the readers' notes on stderr"; }
+"$PY" -c "
+import h5py
+n = h5py.File('g2ff.spec.h5').attrs['notes']
+n = n.decode() if isinstance(n, bytes) else n
+assert 'adapter g2ff: ' in n and 'fan_in_fan_out is false' in n and 'base gpt2/base: ' in n and 'carry biases' in n, n" \
+    || fail "lora-spectrum: the readers' notes in the notes attribute"
+# a PEFT GPT-2 adapter with lora_B = 0 in some modules: c_attn's q block of layer 0
+# (k and v trained) and mlp.c_proj of layer 1. lora-spectrum and lora-amplify name
+# those two in their notes, analyse the others and exit 0; with every lora_B zero
+# both refuse
+for z in part all; do
+    rm -rf g2$z; cp -r gpt2/adapter g2$z
+    "$PY" - g2$z/adapter_model.safetensors $z <<'EOF2' || fail "writing the zero adapter g2$z"
+import json, struct, sys
+import numpy as np
+p, which = sys.argv[1], sys.argv[2]
+raw = open(p, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
+for k, v in h.items():
+    if not k.endswith("lora_B.weight"): continue
+    b, e = v["data_offsets"]
+    if which == "all" or k.endswith("h.1.mlp.c_proj.lora_B.weight"): data[b:e] = bytes(e - b)
+    elif k.endswith("h.0.attn.c_attn.lora_B.weight"):   # rows 0 .. d-1 of [3d, r]: the q block
+        out, r = v["shape"]; data[b:b + (out // 3) * r * 4] = bytes((out // 3) * r * 4)
+open(p, "wb").write(raw[:8 + n] + bytes(data))
+EOF2
+done
+"$BIN/lora-spectrum" --top-k 4 --targets c_attn,o,proj --base gpt2/base -o g2part.spec.h5 g2part 2> g2part.spec.err || { cat g2part.spec.err >&2; fail "lora-spectrum: a partly zero GPT-2 adapter"; }
+"$PY" "$SCHECK" g2part.spec.h5 gpt2/base g2part || fail "lora-spectrum: a partly zero GPT-2 adapter against NumPy"
+"$BIN/lora-amplify" -q --base gpt2/base -o g2part.amp.h5 g2part 2> g2part.amp.err || { cat g2part.amp.err >&2; fail "lora-amplify: a partly zero GPT-2 adapter"; }
+for tool in spec amp; do
+    [ "$(grep -c "note: adapter g2part: layer .* has ΔW = 0 (B = 0: untrained" g2part.$tool.err)" -eq 2 ] \
+        && grep -q "note: adapter g2part: layer 0 target c_attn.q has ΔW = 0" g2part.$tool.err \
+        && grep -q "note: adapter g2part: layer 1 target proj has ΔW = 0" g2part.$tool.err || { cat g2part.$tool.err >&2; fail "$tool: zero-module notes"; }
+done
+grep -q "lora-spectrum: ΔW = 0 in g2part: layer 0 c_attn.q, layer 1 proj (2 module(s)" g2part.spec.err || { cat g2part.spec.err >&2; fail "lora-spectrum: zero modules in the summary"; }
+"$PY" -c "
+import h5py
+f = h5py.File('g2part.spec.h5')
+z = {(l, t): f[f'layers/{l}/{t}'].attrs['zero'] for l in f['layers'] for t in f[f'layers/{l}']}
+assert len(z) == 10 and sorted(k for k, v in z.items() if v) == [('0', 'c_attn.q'), ('1', 'proj')], z
+n = f.attrs['notes']; n = (n.decode() if isinstance(n, bytes) else n).split(chr(10))
+z = [l for l in n if 'has ΔW = 0' in l]
+assert any('carry biases' in l for l in n) and len(z) == 2 and n[-2:] == z, n   # the readers' notes, then the two modules" || fail "lora-spectrum: the zero modules' flags"
+for tool in lora-spectrum lora-amplify; do
+    "$BIN/$tool" -q --base gpt2/base -o g2all.h5 g2all 2> err.txt; rc=$?
+    [ $rc -eq 1 ] && grep -qF "adapter g2all: ΔW = 0 (B = 0: untrained) in every one of its 12 selected modules" err.txt \
+        && [ ! -e g2all.h5 ] || { cat err.txt >&2; fail "$tool: B = 0 everywhere: exit $rc"; }
+done
+echo "ok: lora-spectrum carries the readers' notes; a partly zero GPT-2 adapter (noted, the rest analysed), an all-zero one refused"
 
 # -o inside an input directory (a model or PEFT directory, also through a symbolic
 # link) or onto the config read beside an adapter file: refused, nothing touched

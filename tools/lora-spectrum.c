@@ -31,16 +31,17 @@ static void usage(FILE *f)
         "                       model directory (model.safetensors or a shard index)\n"
         "  --layers LIST        e.g. 0,2-5 (default: all)\n"
         "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v)\n"
+        "  --sv N               dense ΔW: top N singular values (default 256; 0 = all)\n"
+        "  --plot DIR           gnuplot data, standalone scripts and PNGs into DIR\n"
+        "  -o, --output OUT.h5  results (required)\n"
+        "  -q, --quiet          no progress on stderr\n"
+        "with --base only (a usage error without it):\n"
         "  --top-k K            singular vectors of W tested for intruders (default 10)\n"
         "  --epsilon E          intruder threshold in (0, 1) (default 0.5)\n"
         "  --space out|in       left (output, default) or right (input) singular vectors\n"
-        "  --sv N               dense ΔW: top N singular values (default 256; 0 = all)\n"
         "  --svd-cache DIR      keep W0's dense SVDs in DIR (keyed by the matrix's fingerprint)\n"
         "  --baseline-draws N   random unit vectors per base matrix (default 200)\n"
-        "  --seed S             seed of the random vectors (default 24102122)\n"
-        "  --plot DIR           gnuplot data, standalone scripts and PNGs into DIR\n"
-        "  -o, --output OUT.h5  results (required)\n"
-        "  -q, --quiet          no progress on stderr\n");
+        "  --seed S             seed of the random vectors (default 24102122)\n");
 }
 
 static int parse_int(const char *s, const char *opt, long min, long max, long *out)
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0}};
     spec_run_opts opt = spec_run_defaults();
     const char *out = NULL, *plot = NULL;
+    const char *base_only = NULL;   /* the first option given that only applies with --base */
     int quiet = 0, c;
     long v;
     while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
@@ -72,19 +74,33 @@ int main(int argc, char **argv)
         case O_BASE: opt.base = optarg; break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
-        case O_TOPK: if (!parse_int(optarg, "--top-k", 1, 1000000, &v)) return ARGS_EXIT_USAGE; opt.top_k = (int)v; break;
+        case O_TOPK:
+            base_only = base_only ? base_only : "--top-k";
+            if (!parse_int(optarg, "--top-k", 1, 1000000, &v)) return ARGS_EXIT_USAGE;
+            opt.top_k = (int)v;
+            break;
         case O_EPS:
+            base_only = base_only ? base_only : "--epsilon";
             if (args_double(optarg, "--epsilon", 0, 1, 1, 1, &opt.epsilon)) { fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
             break;
         case O_SPACE:
+            base_only = base_only ? base_only : "--space";
             if (!strcmp(optarg, "out")) opt.space = SPEC_SPACE_OUT;
             else if (!strcmp(optarg, "in")) opt.space = SPEC_SPACE_IN;
             else { fprintf(stderr, "lora-spectrum: --space '%s': expected out or in\n", optarg); return ARGS_EXIT_USAGE; }
             break;
         case O_SV: if (!parse_int(optarg, "--sv", 0, 1000000, &v)) return ARGS_EXIT_USAGE; opt.sv = (int)v; break;
-        case O_CACHE: opt.cache = optarg; break;
-        case O_DRAWS: if (!parse_int(optarg, "--baseline-draws", 1, 1000000, &v)) return ARGS_EXIT_USAGE; opt.baseline_draws = (int)v; break;
-        case O_SEED: if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE; opt.seed = (uint64_t)v; break;
+        case O_CACHE: base_only = base_only ? base_only : "--svd-cache"; opt.cache = optarg; break;
+        case O_DRAWS:
+            base_only = base_only ? base_only : "--baseline-draws";
+            if (!parse_int(optarg, "--baseline-draws", 1, 1000000, &v)) return ARGS_EXIT_USAGE;
+            opt.baseline_draws = (int)v;
+            break;
+        case O_SEED:
+            base_only = base_only ? base_only : "--seed";
+            if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
+            opt.seed = (uint64_t)v;
+            break;
         case O_PLOT: plot = optarg; break;
         case 'o': out = optarg; break;
         case 'q': quiet = 1; break;
@@ -94,7 +110,10 @@ int main(int argc, char **argv)
     }
     if (!out) { fprintf(stderr, "lora-spectrum: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
     if (optind >= argc) { fprintf(stderr, "lora-spectrum: give at least one INPUT\n"); usage(stderr); return ARGS_EXIT_USAGE; }
-    if (opt.cache && !opt.base) fprintf(stderr, "lora-spectrum: note: --svd-cache is only used with --base\n");
+    if (base_only && !opt.base) {   /* intruders, ΔM / ΔD and their baseline need W0: nothing would use it */
+        fprintf(stderr, "lora-spectrum: %s only applies with --base\n", base_only);
+        return ARGS_EXIT_USAGE;
+    }
     opt.inputs = (const char *const *)argv + optind;
     opt.n_inputs = argc - optind;
     for (int i = -1; i < opt.n_inputs; i++) {   /* an output that would overwrite an input or write into one: refused before any work */
@@ -106,6 +125,7 @@ int main(int argc, char **argv)
     spec_analysis an;
     lk_status st = spec_analyse(&an, &opt);
     int have = !st;
+    for (size_t i = 0; have && i < an.n_notes; i++) fprintf(stderr, "lora-spectrum: note: %s\n", an.notes[i]);
     if (!st && plot) st = spec_write_plots(&an, plot);
     if (!st) st = spec_write_h5(&an, out);
     if (!st && !quiet) {
@@ -119,6 +139,16 @@ int main(int argc, char **argv)
         else
             fprintf(stderr, " (spectra %.4f s)", an.seconds_modules);
         fprintf(stderr, "; wrote %s\n", out);
+        for (int a = 0; a < an.n_inputs; a++) {   /* the modules with ΔW = 0 (also in the notes), per input */
+            size_t nz = 0;
+            for (size_t i = 0; i < an.n; i++) {
+                const spec_result *r = &an.e[i].res[a];
+                if (!r->present || !r->stats.zero) continue;
+                if (!nz++) fprintf(stderr, "lora-spectrum: ΔW = 0 in %s: layer %d %s", an.source[a], an.e[i].layer, an.e[i].target);
+                else fprintf(stderr, ", layer %d %s", an.e[i].layer, an.e[i].target);
+            }
+            if (nz) fprintf(stderr, " (%zu module(s): zero spectrum%s)\n", nz, an.base[0] ? ", left out of the ΔM–ΔD trend" : "");
+        }
     }
     if (st) fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg());
     if (have) spec_analysis_free(&an);
