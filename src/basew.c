@@ -182,6 +182,7 @@ static lk_status open_index(basew *b, const char *dir, const char *index)
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) return lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", index);
+    lk_json_last_wins(root, NULL);   /* a repeated tensor: its last shard, as transformers reads it */
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) { cJSON_Delete(root); return lk_fail(LK_ERR_FORMAT, "%s: no \"weight_map\" object", index); }
     /* distinct shard names, in order of first appearance */

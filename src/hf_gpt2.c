@@ -81,6 +81,7 @@ static lk_status parse_config(const char *dir, gpt_config *cfg, int *tied)
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) return lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", path);
+    lk_json_last_wins(root, NULL);   /* a repeated key: its last value, as transformers reads it */
     if (!cJSON_IsObject(root)) { st = lk_fail(LK_ERR_FORMAT, "%s: not a JSON object", path); goto done; }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (!mt) {

@@ -29,9 +29,17 @@
  * matches a key K as the regex (.*\.)?(K)$ against the module path, in the
  * dict's order, first match winning, so "q_proj" matches every q_proj,
  * "layers.1.self_attn.q_proj" one of them, and a leading '^' anchors K at the
- * start of the path. Keys are POSIX extended regexes here (\d, \w, \s translated).
+ * start of the path. Keys are Python regular expressions, matched with PCRE2.
  * Configs of old PEFT versions lack use_rslora / use_dora: both default to false,
  * as in LoraConfig.
+ *
+ * target_modules (and exclude_modules) must select every module the file holds,
+ * as PEFT's check_target_module_exists selects them: a string is one regular
+ * expression that must match the whole module path (re.fullmatch; "all-linear"
+ * selects every linear module), a list selects a path equal to an item or ending
+ * in "." + item. A module the config does not select is an error (the file and
+ * its config disagree), and so is any other JSON type. A key given twice in
+ * adapter_config.json counts with its last value, as Python's json reads it (noted).
  *
  * PEFT stores lora_A / lora_B as [r, in] / [out, r] also for GPT-2's Conv1D
  * (weight [in, out]), whatever fan_in_fan_out says: B·A is already in our
@@ -42,9 +50,11 @@
 #include "linalg.h"
 #include "safetensors.h"
 #include "util.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <cJSON.h>
 #include <math.h>
-#include <regex.h>
+#include <pcre2.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +68,8 @@ typedef struct {
     int fan_in_fan_out;                          /* 1 true, 0 false, -1 absent (LoraConfig's default: false) */
     const cJSON *rank_pattern, *alpha_pattern;   /* objects or NULL */
     const cJSON *layers;                         /* layers_to_transform: a number, an array of numbers, or NULL */
+    const cJSON *targets, *exclude;              /* target_modules, exclude_modules: a string (a regular
+                                                    expression), an array of strings, or NULL */
 } peft_config;
 
 /* ---- config ------------------------------------------------------------------- */
@@ -88,6 +100,31 @@ static lk_status cfg_pattern(const cJSON *root, const char *key, int integer, co
             return lk_fail(LK_ERR_FORMAT, "%s: %s[\"%s\"] must be a %s", path, key, e->string,
                            integer ? "positive integer" : "finite number");
     }
+    *out = j;
+    return LK_OK;
+}
+
+static const char *json_kind(const cJSON *j)
+{
+    return cJSON_IsNumber(j) ? "a number" : cJSON_IsBool(j) ? "true or false" : cJSON_IsObject(j) ? "an object"
+         : cJSON_IsArray(j) ? "a list" : cJSON_IsString(j) ? "a string" : "null";
+}
+
+/* target_modules / exclude_modules: absent or null, one regular expression (a string),
+ * or a list of module names (strings), as LoraConfig takes them. */
+static lk_status cfg_modules(const cJSON *root, const char *key, const cJSON **out, const char *path)
+{
+    *out = NULL;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!j || cJSON_IsNull(j)) return LK_OK;
+    if (!cJSON_IsString(j) && !cJSON_IsArray(j))
+        return lk_fail(LK_ERR_FORMAT, "%s: \"%s\" is %s, not a list of module names or a regular expression (a string)",
+                       path, key, json_kind(j));
+    int i = 0;
+    for (const cJSON *x = cJSON_IsArray(j) ? j->child : NULL; x; x = x->next, i++)
+        if (!cJSON_IsString(x))
+            return lk_fail(LK_ERR_FORMAT, "%s: \"%s\"[%d] is %s, not a module name (a string)", path, key, i,
+                           json_kind(x));
     *out = j;
     return LK_OK;
 }
@@ -132,35 +169,80 @@ static lk_status parse_config(cJSON *root, peft_config *c, const char *path)
                            path, ADAPTER_LAYER_MAX);
         c->layers = lt;
     }
+    if ((st = cfg_modules(root, "target_modules", &c->targets, path)) ||
+        (st = cfg_modules(root, "exclude_modules", &c->exclude, path)))
+        return st;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "layers_pattern");
+    if (cJSON_IsString(c->targets) && (c->layers || (lp && !cJSON_IsNull(lp))))   /* as LoraConfig.__post_init__ */
+        return lk_fail(LK_ERR_FORMAT, "%s: \"%s\" is given while \"target_modules\" is a regular expression (a string): "
+                       "PEFT refuses this config", path, c->layers ? "layers_to_transform" : "layers_pattern");
     if ((st = cfg_pattern(root, "rank_pattern", 1, &c->rank_pattern, path))) return st;
     return cfg_pattern(root, "alpha_pattern", 0, &c->alpha_pattern, path);
 }
 
 /* ---- pattern keys ---------------------------------------------------------------- */
 
-/* Does PEFT's pattern key match module path m? (.*\.)?(key)$ as a whole-string match. */
+/* Does the Python regular expression re match all of subject (full: re.fullmatch) or
+ * a start of it (re.match)? PCRE2 with Unicode classes, as Python's str patterns. A
+ * pattern that does not compile is an error naming the file, the field and the pattern. */
+static lk_status py_match(const char *re, const char *subject, int full, int *hit, const char *cfgpath,
+                          const char *field)
+{
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+    if (!code) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        return lk_fail(LK_ERR_FORMAT, "%s: %s \"%s\" is not a regular expression this reader understands (%s at offset %zu)",
+                       cfgpath, field, re, (const char *)msg, (size_t)off);
+    }
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+    if (!md) { pcre2_code_free(code); return lk_fail(LK_ERR_NOMEM, "out of memory"); }
+    int rc = pcre2_match(code, (PCRE2_SPTR)subject, strlen(subject), 0,
+                         PCRE2_ANCHORED | (full ? PCRE2_ENDANCHORED : 0), md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(code);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+        return lk_fail(LK_ERR_FORMAT, "%s: %s \"%s\": matching module %s failed (PCRE2 error %d)", cfgpath, field, re,
+                       subject, rc);
+    *hit = rc >= 0;
+    return LK_OK;
+}
+
+/* Does PEFT's pattern key match module path m? re.match(r"(.*\.)?(key)$", m). */
 static lk_status pattern_match(const char *key, const char *m, int *hit, const char *cfgpath, const char *which)
 {
-    size_t n = strlen(key);
-    char *re = malloc(6 * n + 32);
+    char *re = malloc(strlen(key) + 16);
     if (!re) return lk_fail(LK_ERR_NOMEM, "out of memory");
-    size_t k = (size_t)sprintf(re, "^(.*\\.)?(");
-    for (size_t i = 0; i < n; i++) {
-        if (key[i] == '\\' && i + 1 < n && strchr("dws", key[i + 1])) {   /* Python classes POSIX lacks */
-            const char *cls = key[i + 1] == 'd' ? "[0-9]" : key[i + 1] == 'w' ? "[[:alnum:]_]" : "[[:space:]]";
-            k += (size_t)sprintf(re + k, "%s", cls);
-            i++;
-        } else re[k++] = key[i];
-    }
-    strcpy(re + k, ")$");
-    regex_t rx;
-    int rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
+    sprintf(re, "(.*\\.)?(%s)$", key);
+    char field[64];
+    snprintf(field, sizeof field, "%s key", which);
+    lk_status st = py_match(re, m, 0, hit, cfgpath, field);
     free(re);
-    if (rc)
-        return lk_fail(LK_ERR_FORMAT, "%s: %s key \"%s\" is not a regular expression this reader understands", cfgpath,
-                       which, key);
-    *hit = regexec(&rx, m, 0, NULL, 0) == 0;
-    regfree(&rx);
+    if (st == LK_ERR_FORMAT)   /* name the key as written, not the pattern around it */
+        st = lk_fail(LK_ERR_FORMAT, "%s: %s key \"%s\" is not a regular expression this reader understands", cfgpath,
+                     which, key);
+    return st;
+}
+
+/* Does target_modules / exclude_modules (spec) select module path m, as PEFT's
+ * check_target_module_exists: a string by re.fullmatch ("all-linear", any case,
+ * selects every module when all_linear), a list by an item equal to m or to its end
+ * after a '.'. */
+static lk_status modules_select(const cJSON *spec, const char *m, int all_linear, int *hit, const char *cfgpath,
+                                const char *field)
+{
+    *hit = 0;
+    if (cJSON_IsString(spec)) {
+        if (all_linear && !strcasecmp(spec->valuestring, "all-linear")) { *hit = 1; return LK_OK; }
+        return py_match(spec->valuestring, m, 1, hit, cfgpath, field);
+    }
+    size_t lm = strlen(m);
+    for (const cJSON *x = spec ? spec->child : NULL; x && !*hit; x = x->next) {
+        size_t lt = strlen(x->valuestring);
+        *hit = !strcmp(m, x->valuestring) || (lm > lt && m[lm - lt - 1] == '.' && !strcmp(m + lm - lt, x->valuestring));
+    }
     return LK_OK;
 }
 
@@ -523,6 +605,35 @@ static lk_status check_layers(lora_adapter *ad, const peft_entry *e, size_t n, c
     return adapter_note(ad, "%s: layers_to_transform is [%s]: LoRA on those layers only", cfgpath, list);
 }
 
+/* target_modules / exclude_modules: every module of the file must be one PEFT would
+ * have adapted (the file and its config disagree otherwise). An empty list, as a
+ * config that adapts parameters (target_parameters) rather than modules has, is not
+ * checked. */
+static lk_status check_targets(const peft_entry *e, size_t n, const peft_config *c, const char *weights,
+                               const char *cfgpath)
+{
+    int listed = c->targets && (cJSON_IsString(c->targets) || cJSON_GetArraySize(c->targets) > 0);
+    for (size_t i = 0; i < n; i++) {
+        int in = 1, out = 0;
+        lk_status st = listed ? modules_select(c->targets, e[i].path, 1, &in, cfgpath, "target_modules") : LK_OK;
+        if (!st && c->exclude) st = modules_select(c->exclude, e[i].path, 0, &out, cfgpath, "exclude_modules");
+        if (st) return st;
+        if (in && !out) continue;
+        char spec[200];
+        const cJSON *j = in ? c->exclude : c->targets;
+        if (cJSON_IsString(j)) snprintf(spec, sizeof spec, "the regular expression \"%s\" (re.fullmatch)", j->valuestring);
+        else {
+            char *t = cJSON_PrintUnformatted(j);
+            snprintf(spec, sizeof spec, "%s (a module name or its last components)", t ? t : "the list");
+            cJSON_free(t);
+        }
+        return lk_fail(LK_ERR_FORMAT, "%s: module %s is %s by %s's %s %s, so PEFT would not have adapted it: the file "
+                       "and its config disagree", weights, e[i].path, in ? "excluded" : "not selected", cfgpath,
+                       in ? "exclude_modules" : "target_modules", spec);
+    }
+    return LK_OK;
+}
+
 /* GPT-2's Conv1D weights are [in, out], but PEFT stores their LoRA factors as
  * lora_A [r, in] and lora_B [out, r] like nn.Linear's (it sets fan_in_fan_out for
  * Conv1D itself, whatever the config says, and transposes only when merging).
@@ -630,6 +741,14 @@ lk_status peft_load(lora_adapter *ad, const char *path)
         return st;
     }
     free(text);
+    const char *dup;
+    size_t ndup = lk_json_last_wins(root, &dup);
+    if (ndup && (st = adapter_note(ad, "%s: key \"%s\" is given more than once (%zu repeat(s) in all): the last value "
+                                   "counts, as Python's json (which PEFT uses) reads it", cfgpath, dup, ndup))) {
+        cJSON_Delete(root);
+        adapter_free(ad);
+        return st;
+    }
     peft_config c;
     st_file *f = NULL;
     peft_entry *e = NULL;
@@ -649,6 +768,7 @@ lk_status peft_load(lora_adapter *ad, const char *path)
         else st = lk_fail(LK_ERR_FORMAT, "%s: holds no tensors", weights);
         goto done;
     }
+    if ((st = check_targets(e, ne, &c, weights, cfgpath))) goto done;
     if ((st = check_layers(ad, e, ne, &c, weights, cfgpath))) goto done;
     if ((st = check_gpt2(ad, e, ne, &c, weights, cfgpath))) goto done;
     for (size_t i = 0; i < ne && !st; i++) st = load_entry(ad, f, &e[i], &c, cfgpath);

@@ -92,6 +92,7 @@ static lk_status open_index(st_dir *d, const char *dir)
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) return lk_fail(LK_ERR_FORMAT, "%s: not valid JSON", d->source);
+    lk_json_last_wins(root, NULL);   /* a repeated tensor: its last shard, as transformers reads it */
     cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     cJSON *e;
     if (!cJSON_IsObject(map)) { st = lk_fail(LK_ERR_FORMAT, "%s: no \"weight_map\" object", d->source); goto done; }

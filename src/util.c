@@ -1,5 +1,6 @@
 /* util.c: the shared small helpers of util.h. */
 #include "util.h"
+#include <cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -113,4 +114,49 @@ lk_status lk_mem_available(double *bytes, const char **source)
     long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     if (pages > 0 && size > 0) { *bytes = (double)pages * (double)size; *source = "sysconf"; return LK_OK; }
     return lk_fail(LK_ERR_IO, "the available memory is unknown (no MemAvailable in /proc/meminfo, no sysconf figure)");
+}
+
+/* Moves the value of src (type, strings, number, children) into dst and dst's into
+ * src; the keys and the links between siblings stay where they are. */
+static void json_swap_values(cJSON *dst, cJSON *src)
+{
+    cJSON t = *dst;
+    int keep_d = dst->type & cJSON_StringIsConst, keep_s = src->type & cJSON_StringIsConst;
+    dst->type = (src->type & ~cJSON_StringIsConst) | keep_d;
+    dst->valuestring = src->valuestring;
+    dst->valueint = src->valueint;
+    dst->valuedouble = src->valuedouble;
+    dst->child = src->child;
+    src->type = (t.type & ~cJSON_StringIsConst) | keep_s;
+    src->valuestring = t.valuestring;
+    src->valueint = t.valueint;
+    src->valuedouble = t.valuedouble;
+    src->child = t.child;
+}
+
+size_t lk_json_last_wins(cJSON *root, const char **key)
+{
+    if (key) *key = NULL;
+    if (!root) return 0;
+    size_t n = 0;
+    for (cJSON *c = cJSON_IsObject(root) ? root->child : NULL; c; c = c->next) {
+        cJSON *last = NULL;
+        for (cJSON *d = c->next, *next; d; d = next) {
+            next = d->next;
+            if (!c->string || !d->string || strcmp(c->string, d->string)) continue;
+            if (last) cJSON_Delete(cJSON_DetachItemViaPointer(root, last));
+            last = d;
+            n++;
+        }
+        if (!last) continue;
+        json_swap_values(c, last);
+        cJSON_Delete(cJSON_DetachItemViaPointer(root, last));
+        if (key && !*key) *key = c->string;
+    }
+    for (cJSON *c = root->child; c; c = c->next) {   /* then the objects inside, as they are now */
+        const char *k;
+        n += lk_json_last_wins(c, &k);
+        if (key && !*key) *key = k;
+    }
+    return n;
 }

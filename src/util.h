@@ -1,6 +1,6 @@
 /* util.h: small helpers shared by the library and the tools - a monotonic clock,
- * whole-file reading, file-type checks, a duration format and the path-length limit -
- * so that each is written once. */
+ * whole-file reading, file-type checks, a duration format, the path-length limit and
+ * JSON objects read as Python reads them - so that each is written once. */
 #ifndef LK_UTIL_H
 #define LK_UTIL_H
 
@@ -40,6 +40,16 @@ lk_status lk_path_fmt(char *buf, size_t n, const char *fmt, ...) __attribute__((
 /* A duration for progress lines: "m:ss", or "h:mm:ss" from an hour on; "?" when secs is
  * negative, not finite or over 1e7 s (an ETA that is not known yet). */
 void lk_fmt_duration(char *buf, size_t n, double secs);
+
+/* JSON objects as Python's json module reads them (HuggingFace and PEFT load their
+ * configs and indexes with it): a key given twice keeps the place of its first
+ * occurrence and the value of its last. cJSON keeps every occurrence and its lookups
+ * find the first; this drops all but the last value, in every object of the tree
+ * under root (a cJSON *). Returns how many occurrences were dropped; *key, when key
+ * is not NULL, gets a repeated key (outer objects first, then in document order;
+ * valid while the tree lives) or NULL. */
+struct cJSON;
+size_t lk_json_last_wins(struct cJSON *root, const char **key);
 
 /* Memory available for a new allocation, in bytes, and where the figure came from
  * (*source: "MemAvailable" from /proc/meminfo, else "sysconf" free pages). The

@@ -292,6 +292,26 @@ static void test_directories(void **state)
         for (int t = 0; t < 6; t++) expect_matrix(b, l, LLAMA[t], t, ST_BF16);
     basew_close(b);
 
+    /* a tensor listed twice, first in the wrong shard: the last entry counts, as
+     * transformers reads the index with Python's json (cJSON alone takes the first) */
+    char *two = malloc(strlen(idx) + 200);
+    char *wm = strstr(idx, "\"weight_map\": {") + strlen("\"weight_map\": {");
+    sprintf(two, "%.*s\"model.layers.1.self_attn.q_proj.weight\": \"model-00001-of-00002.safetensors\", %s", (int)(wm - idx), idx, wm);
+    write_text(p, two);
+    if (basew_open(&b, d2)) fail_msg("%s", lk_errmsg());
+    assert_int_equal(basew_count(b), 14);
+    expect_matrix(b, 1, "q_proj", 0, ST_BF16);
+    basew_close(b);
+    /* ... and the other way round: the last entry names the wrong shard */
+    char *wrong = malloc(strlen(idx) + 200);
+    size_t cut = strlen(idx) - 2;   /* before the closing "}}" */
+    sprintf(wrong, "%.*s, \"model.layers.1.self_attn.q_proj.weight\": \"model-00001-of-00002.safetensors\"}}", (int)cut, idx);
+    write_text(p, wrong);
+    assert_int_not_equal(basew_open(&b, d2), LK_OK);
+    assert_non_null(strstr(lk_errmsg(), "model.layers.1.self_attn.q_proj.weight"));
+    free(two);
+    free(wrong);
+
     /* an index naming a missing shard */
     char *bad = strdup(idx);
     char *at = strstr(bad, "model-00002-of-00002");

@@ -391,6 +391,35 @@ static void test_bad_config(void **state)
     expect_fail(dir, LK_ERR_NOTFOUND, (const char *[]){"no model.safetensors or model.safetensors.index.json", NULL});
 }
 
+/* A key given twice in config.json or in the shard index: the last value counts, as
+ * transformers reads both with Python's json (cJSON alone would take the first). */
+static void test_repeated_keys(void **state)
+{
+    (void)state;
+    hf_fixture_opts o = {.dtype = ST_F32};
+    const char *dir = good_dir("dupkeys", &o);
+    edit_config(dir, "\"n_layer\": 2", "\"n_layer\": 7,\n  \"n_layer\": 2");
+    gpt_model *m;
+    if (gpt_load(&m, dir)) fail_msg("%s", lk_errmsg());
+    assert_int_equal(m->cfg.n_layer, 2);
+    gpt_free(m);
+    edit_config(dir, "\"n_layer\": 7,\n  \"n_layer\": 2", "\"n_layer\": 2,\n  \"n_layer\": 3");
+    expect_fail(dir, LK_ERR_NOTFOUND, (const char *[]){"h.2.", NULL});   /* 3 layers: h.2 is missing */
+    /* the index: a tensor first listed in the wrong shard, then in its own */
+    o = (hf_fixture_opts){.dtype = ST_F32, .shards = 2};
+    dir = good_dir("dupindex", &o);
+    const char *ip = tu_path(dir, "model.safetensors.index.json");
+    char *idx = slurp(ip), out[1 << 16];
+    char *at = strstr(idx, "\"weight_map\": {");
+    assert_non_null(at);
+    at += strlen("\"weight_map\": {");
+    snprintf(out, sizeof out, "%.*s\n    \"wte.weight\": \"model-00002-of-00002.safetensors\",%s", (int)(at - idx), idx, at);
+    free(idx);
+    hf_fix_write_text(ip, out);
+    if (gpt_load(&m, dir)) fail_msg("%s", lk_errmsg());
+    gpt_free(m);
+}
+
 static void test_shapes_disagree(void **state)
 {
     (void)state;
@@ -574,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_basew_agrees),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_repeated_keys),
         cmocka_unit_test(test_shapes_disagree),
         cmocka_unit_test(test_bad_weights),
         cmocka_unit_test(test_save),

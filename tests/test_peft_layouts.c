@@ -5,7 +5,10 @@
  * and mlp.c_proj: the module path decides the target), rank_pattern / alpha_pattern
  * keys matched as PEFT matches them, a doubled base_model.model. prefix, tensors
  * that are not LoRA factors (ignored with a note), configs of old PEFT versions,
- * fan_in_fan_out false on GPT-2, layers_to_transform, embedding LoRA, DoRA. */
+ * fan_in_fan_out false on GPT-2, layers_to_transform, embedding LoRA, DoRA;
+ * target_modules / exclude_modules as PEFT selects modules (a regex by re.fullmatch,
+ * a list by name or last components) and of the wrong JSON type; keys given twice
+ * in adapter_config.json (the last value counts, as with Python's json). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -394,6 +397,153 @@ static void test_dora(void **state)
         }
 }
 
+/* ---- target_modules, exclude_modules, repeated keys ----------------------------------- */
+
+/* A Llama-style adapter: LoRA of rank r on q_proj and v_proj of layers 0 and 1
+ * (module paths model.layers.N.self_attn.{q,v}_proj), d = 16. */
+static const char *write_qv(const char *name, int r)
+{
+    const char *d = fixture_dir(name);
+    char path[700];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
+    st_writer *w;
+    assert_int_equal(st_writer_begin(&w, path), LK_OK);
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < 2; t++) {
+            char key[200];
+            snprintf(key, sizeof key, "base_model.model.model.layers.%d.self_attn.%c_proj.lora_A.weight", l, "qv"[t]);
+            pt_add(w, key, ST_F32, (size_t)r, 16, 1 + 4 * l + 2 * t);
+            snprintf(key, sizeof key, "base_model.model.model.layers.%d.self_attn.%c_proj.lora_B.weight", l, "qv"[t]);
+            pt_add(w, key, ST_F32, 16, (size_t)r, 2 + 4 * l + 2 * t);
+        }
+    assert_int_equal(st_writer_commit(w), LK_OK);
+    return d;
+}
+
+/* Loads d with this config: 0 when it loads (all four modules there), else the status;
+ * the message must then hold every string of want (NULL-terminated). */
+static lk_status load_with(const char *d, const char *cfg, const char *const *want)
+{
+    pt_write_text(d, "adapter_config.json", cfg);
+    lora_adapter ad;
+    lk_status st = peft_load(&ad, d);
+    if (!st) {
+        assert_int_equal(ad.n, 4);
+        adapter_free(&ad);
+        return st;
+    }
+    for (int i = 0; want && want[i]; i++)
+        if (!strstr(lk_errmsg(), want[i])) fail_msg("%s: message lacks '%s': %s", cfg, want[i], lk_errmsg());
+    return st;
+}
+
+/* target_modules as PEFT's check_target_module_exists reads it: a string is one regular
+ * expression that must match the whole module path (re.fullmatch), a list names modules
+ * by their path or its last components; a module the config does not select means the
+ * file and its config disagree. Other JSON types are refused, naming file and field. */
+static void test_target_modules(void **state)
+{
+    (void)state;
+    const char *d = write_qv("tm", 2);
+    char cfg[512];
+#define CFG(tm) (snprintf(cfg, sizeof cfg, "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": %s}", tm), cfg)
+    /* accepted: every module selected */
+    const char *ok[] = {
+        "\".*\\\\.(q|v)_proj\"",                                         /* the regex form */
+        "\"model\\\\.layers\\\\.\\\\d+\\\\.self_attn\\\\.(q_proj|v_proj)\"", /* Python's \d */
+        "\"(?:model\\\\.)?layers\\\\.[01]\\\\.self_attn\\\\.[qv]_proj\"",
+        "\"all-linear\"", "\"ALL-Linear\"",                                   /* PEFT lowers it */
+        "[\"q_proj\", \"v_proj\"]", "[\"v_proj\", \"self_attn.q_proj\"]",
+        "[\"model.layers.0.self_attn.q_proj\", \"model.layers.1.self_attn.q_proj\", \"v_proj\"]",
+        "[]", "null"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (load_with(d, CFG(ok[i]), NULL)) fail_msg("%s: %s", ok[i], lk_errmsg());
+    /* not selected: re.search would find these regexes in the path, re.fullmatch does not */
+    const struct { const char *tm, *module; } no[] = {
+        {"\"q_proj|v_proj\"", "model.layers.0.self_attn.q_proj"},
+        {"\".*q_proj\"", "model.layers.0.self_attn.v_proj"},
+        {"\".*\\\\.(q|v)_pro\"", "model.layers.0.self_attn.q_proj"},
+        {"\"layers\\\\.\\\\d+\\\\.self_attn\\\\.(q|v)_proj\"", "model.layers.0.self_attn.q_proj"},
+        {"[\"q_proj\"]", "model.layers.0.self_attn.v_proj"},
+        {"[\"proj\", \"_proj\"]", "model.layers.0.self_attn.q_proj"},         /* a whole component */
+        {"[\"model.layers.1.self_attn.q_proj\", \"v_proj\"]", "model.layers.0.self_attn.q_proj"}};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_int_equal(load_with(d, CFG(no[i].tm),
+                                   (const char *const[]){"adapter_model.safetensors", no[i].module, "not selected",
+                                                         "adapter_config.json", "target_modules", "disagree", NULL}),
+                         LK_ERR_FORMAT);
+    /* wrong JSON types: refused, naming the file and the field */
+    const struct { const char *tm, *what; } bad[] = {
+        {"8", "\"target_modules\" is a number"}, {"{\"q_proj\": 1}", "\"target_modules\" is an object"},
+        {"true", "\"target_modules\" is true or false"}, {"[\"q_proj\", 3]", "\"target_modules\"[1] is a number"},
+        {"[\"q_proj\", [\"v_proj\"]]", "\"target_modules\"[1] is a list"}, {"[null]", "\"target_modules\"[0] is null"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(load_with(d, CFG(bad[i].tm), (const char *const[]){"adapter_config.json", bad[i].what, NULL}),
+                         LK_ERR_FORMAT);
+    /* a regex that does not compile */
+    assert_int_equal(load_with(d, CFG("\".*(q_proj\""), (const char *const[]){"adapter_config.json", "target_modules",
+                                                                              "\".*(q_proj\"", NULL}),
+                     LK_ERR_FORMAT);
+    /* a regex with layers_to_transform or layers_pattern: LoraConfig refuses it */
+    assert_int_equal(load_with(d, "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": \".*_proj\", \"layers_to_transform\": [0, 1]}",
+                               (const char *const[]){"adapter_config.json", "layers_to_transform", "regular expression", NULL}),
+                     LK_ERR_FORMAT);
+    assert_int_equal(load_with(d, "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": \".*_proj\", \"layers_pattern\": \"layers\"}",
+                               (const char *const[]){"adapter_config.json", "layers_pattern", NULL}),
+                     LK_ERR_FORMAT);
+    /* exclude_modules: a module it names was not adapted */
+    assert_int_equal(load_with(d, "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", \"v_proj\"], \"exclude_modules\": [\"k_proj\"]}", NULL),
+                     LK_OK);
+    assert_int_equal(load_with(d, "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", \"v_proj\"], \"exclude_modules\": \"model\\\\.layers\\\\.1\\\\..*\"}",
+                               (const char *const[]){"model.layers.1.self_attn.q_proj", "excluded", "exclude_modules", NULL}),
+                     LK_ERR_FORMAT);
+    assert_int_equal(load_with(d, "{\"r\": 2, \"lora_alpha\": 4, \"exclude_modules\": 7}",
+                               (const char *const[]){"adapter_config.json", "\"exclude_modules\" is a number", NULL}),
+                     LK_ERR_FORMAT);
+#undef CFG
+}
+
+/* A key given twice: the last value counts and the key keeps its first place, as
+ * Python's json (and so PEFT) reads it; noted. cJSON alone would read the first. */
+static void test_repeated_keys(void **state)
+{
+    (void)state;
+    const char *d = write_qv("dup", 4);
+    /* r 2 then 4 (the file's rank), lora_alpha 4 then 8: s = 8 / 4 */
+    pt_write_text(d, "adapter_config.json", "{\"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"],"
+                                            " \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\", \"v_proj\"]}");
+    lora_adapter ad;
+    if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
+    pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 2.0, 1, 2);
+    pt_check_module(&ad, 1, "v_proj", 4, 16, 16, 2.0, 7, 8);
+    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"adapter_config.json", "key \"r\" is given more than once",
+                                                              "3 repeat(s)", "last value counts", NULL}),
+                     1);
+    adapter_free(&ad);
+    /* inside alpha_pattern, where the order decides (first matching key wins): the
+     * repeated key keeps its first place with its last value, so layer 0's q_proj
+     * gets 12, not the 2 of "q_proj" that would come first if it moved */
+    pt_write_text(d, "adapter_config.json",
+                  "{\"r\": 4, \"lora_alpha\": 4, \"alpha_pattern\": {\"layers.0.self_attn.q_proj\": 1,"
+                  " \"q_proj\": 2, \"layers.0.self_attn.q_proj\": 12}}");
+    if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
+    pt_check_module(&ad, 0, "q_proj", 4, 16, 16, 3.0, 1, 2);
+    pt_check_module(&ad, 1, "q_proj", 4, 16, 16, 0.5, 5, 6);
+    pt_check_module(&ad, 0, "v_proj", 4, 16, 16, 1.0, 3, 4);
+    assert_int_equal(pt_notes_with(&ad, (const char *const[]){"\"layers.0.self_attn.q_proj\"", "1 repeat(s)", NULL}), 1);
+    adapter_free(&ad);
+    /* three times: the last of the three */
+    pt_write_text(d, "adapter_config.json", "{\"lora_alpha\": 1, \"r\": 4, \"lora_alpha\": 2, \"lora_alpha\": 40}");
+    if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
+    pt_check_module(&ad, 1, "q_proj", 4, 16, 16, 10.0, 5, 6);
+    adapter_free(&ad);
+    /* no repeats: no note */
+    pt_write_text(d, "adapter_config.json", "{\"r\": 4, \"lora_alpha\": 8}");
+    if (peft_load(&ad, d)) fail_msg("%s", lk_errmsg());
+    assert_int_equal(ad.n_notes, 0);
+    adapter_free(&ad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +554,8 @@ int main(void)
         cmocka_unit_test(test_extras_ignored),
         cmocka_unit_test(test_layers_to_transform),
         cmocka_unit_test(test_dora),
+        cmocka_unit_test(test_target_modules),
+        cmocka_unit_test(test_repeated_keys),
     };
     return cmocka_run_group_tests_name("peft_layouts", tests, setup, teardown);
 }

@@ -1,7 +1,8 @@
 /* test_util.c: the shared helpers of src/util.h - lk_read_text reads whole files of
  * any size up to its limit (exactly at the limit included, one byte over refused with
  * the reason), keeps NUL bytes countable, names a missing file; the file-type checks;
- * lk_fmt_duration's formats; lk_now is monotonic. */
+ * lk_fmt_duration's formats; lk_now is monotonic; lk_json_last_wins gives what
+ * Python's json gives for objects with repeated keys. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cJSON.h>
 #include "testutil.h"
 #include "util.h"
 
@@ -130,6 +132,37 @@ static void test_now(void **state)
     assert_true(b >= a);
 }
 
+/* lk_json_last_wins against what Python's json.loads gives for the same text (the
+ * expected outputs are json.dumps(json.loads(text), separators=(",", ":"))). */
+static void test_json_last_wins(void **state)
+{
+    (void)state;
+    const struct { const char *in, *want, *key; size_t n; } c[] = {
+        {"{\"a\": 1, \"b\": 2}", "{\"a\":1,\"b\":2}", NULL, 0},
+        {"{\"a\": 1, \"b\": 2, \"a\": 3}", "{\"a\":3,\"b\":2}", "a", 1},
+        {"{\"a\": 1, \"a\": 2, \"a\": {\"x\": 1}}", "{\"a\":{\"x\":1}}", "a", 2},
+        {"{\"a\": [1, {\"k\": 1, \"k\": \"v\"}], \"b\": {\"c\": 1, \"d\": 2, \"c\": [3]}}",
+         "{\"a\":[1,{\"k\":\"v\"}],\"b\":{\"c\":[3],\"d\":2}}", "k", 2},
+        /* a repeated key whose first value held repeats of its own: those go with it */
+        {"{\"p\": {\"q\": 1, \"q\": 2}, \"p\": {\"r\": 5}}", "{\"p\":{\"r\":5}}", "p", 1},
+        {"[{\"a\": 1, \"a\": null}, {\"A\": 1, \"a\": 2}]", "[{\"a\":null},{\"A\":1,\"a\":2}]", "a", 1},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        cJSON *j = cJSON_Parse(c[i].in);
+        assert_non_null(j);
+        const char *key = "unset";
+        size_t n = lk_json_last_wins(j, &key);
+        char *out = cJSON_PrintUnformatted(j);
+        if (strcmp(out, c[i].want) || n != c[i].n)
+            fail_msg("%s: got %s (%zu dropped), want %s (%zu)", c[i].in, out, n, c[i].want, c[i].n);
+        if (c[i].key ? !key || strcmp(key, c[i].key) : key != NULL)
+            fail_msg("%s: first repeated key %s, want %s", c[i].in, key ? key : "(none)", c[i].key ? c[i].key : "(none)");
+        cJSON_free(out);
+        cJSON_Delete(j);
+    }
+    assert_int_equal(lk_json_last_wins(NULL, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_fmt_duration),
         cmocka_unit_test(test_path_fmt),
         cmocka_unit_test(test_now),
+        cmocka_unit_test(test_json_last_wins),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
