@@ -16,6 +16,7 @@
 #include "blas_env.h"
 #include "gnuplot.h"
 #include "gpt.h"
+#include "lockfile.h"
 #include "lora.h"
 #include "mpi_env.h"
 #include "peft_export.h"
@@ -290,6 +291,10 @@ static int parse_args(options *o, int argc, char **argv)
     char stem[LK_PATH_MAX], md[LK_PATH_MAX];
     if (report_paths(o->out_path, stem, md)) {
         lk_fail_context(LK_ERR_ARG, "-o (with its .md report)");
+        return usage_error();
+    }
+    if (lk_path_fmt(stem, sizeof stem, "%s.lock", o->out_path)) {
+        lk_fail_context(LK_ERR_ARG, "-o (with its .lock file)");
         return usage_error();
     }
     if (o->data_parallel && !mpi_env_active()) {
@@ -717,6 +722,14 @@ static int sweep_main(int argc, char **argv)
     int rc = parse_args(&o, argc, argv);
     if (rc < 0) rc = plan_jobs(&o, jobs, &r.n_jobs);
     if (rc >= 0) return rc;
+    /* One writer per results file (lockfile.h): rank 0 holds RESULTS.h5.lock from
+     * before it reads which cells are done until the tables are written. */
+    lockfile *lock = NULL;
+    if (!o.report_only && mpi_env_rank() == 0) {
+        char who[64] = "lora-sweep";
+        if (mpi_env_active()) snprintf(who, sizeof who, "lora-sweep, rank 0 of %d MPI ranks", mpi_env_size());
+        if (lockfile_acquire(&lock, o.out_path, who)) return die(NULL);
+    }
 
     /* Every cell and the baseline run with the same OpenBLAS thread count whatever --jobs is: OpenBLAS
      * does not promise the same bits for another thread count (it splits sgemm differently), and on
@@ -743,6 +756,7 @@ static int sweep_main(int argc, char **argv)
     gpt_free(r.m);
     basetok_free(r.tk);
     rc = st ? die(NULL) : worker_rank ? 0 : report(&o, jobs, r.n_jobs);
+    lockfile_release(lock);
     free(r.plan);
     sweep_jobs_free(jobs, r.n_jobs);
     return rc;
