@@ -74,8 +74,13 @@ int sub_target_selected(const char *list, const char *target)
     size_t tl = strlen(target);
     const char *it;
     int n;
-    for (const char *c = list; args_list_next(&c, &it, &n);)
+    /* a fused block's own name (c_attn.q) also answers to its last component (q),
+     * so one --targets list serves our adapters and PEFT GPT-2 ones alike */
+    const char *dot = strrchr(target, '.');
+    for (const char *c = list; args_list_next(&c, &it, &n);) {
         if (n && (size_t)n <= tl && !strncmp(it, target, (size_t)n) && (target[n] == 0 || target[n] == '.')) return 1;
+        if (n && dot && strlen(dot + 1) == (size_t)n && !strncmp(it, dot + 1, (size_t)n)) return 1;
+    }
     return 0;
 }
 

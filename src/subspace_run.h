@@ -100,7 +100,7 @@ void sub_analysis_free(sub_analysis *an);
 /* "0,2-5,7" → membership test. NULL list = all. Errors name the bad item. */
 lk_status sub_check_layer_list(const char *list);
 int sub_layer_selected(const char *list, int layer);
-/* "q,v" → membership; "c_attn" also selects "c_attn.q" etc. */
+/* "q,v" → membership; "c_attn" also selects "c_attn.q" etc., and "q" selects "c_attn.q". */
 int sub_target_selected(const char *list, const char *target);
 
 #endif

@@ -113,6 +113,14 @@ SCHECK="$(dirname "$FIX")/spectrum_check.py"
     || { cat spec.err >&2; fail "gpt2: lora-spectrum"; }
 "$PY" "$SCHECK" gpt2.spec.h5 gpt2/base gpt2/adapter || fail "gpt2: lora-spectrum against NumPy"
 echo "ok: lora-spectrum on the GPT-2 base"
+# --targets q,v names the blocks of PEFT's fused c_attn by their last component
+"$BIN/lora-spectrum" -q --targets q,v -o gpt2.qv.h5 gpt2/adapter 2> qv.err || { cat qv.err >&2; fail "gpt2: --targets q,v"; }
+"$PY" -c "
+import h5py
+f = h5py.File('gpt2.qv.h5')
+names = sorted(f['layers/0'].keys())
+assert names == ['c_attn.q', 'c_attn.v'], names
+" || fail "gpt2: --targets q,v selects c_attn.q and c_attn.v only"
 # the readers' notes reach lora-spectrum as they reach lora-amplify: the base's
 # biases, fan_in_fan_out false decided from the shapes
 "$BIN/lora-spectrum" -q --top-k 4 --targets o --base gpt2/base -o g2ff.spec.h5 g2ff 2> g2ff.spec.err \

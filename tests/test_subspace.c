@@ -782,6 +782,8 @@ static void test_analysis_matching(void **state)
     assert_true(sub_layer_selected("0,2-4", 3) && !sub_layer_selected("0,2-4", 1) && sub_layer_selected(NULL, 7));
     assert_int_equal(sub_check_layer_list("2-1"), LK_ERR_ARG);
     assert_true(sub_target_selected("q,c_attn", "c_attn.k") && !sub_target_selected("q,c_attn", "c_attn2") && !sub_target_selected("qv", "q"));
+    assert_true(sub_target_selected("q,v", "c_attn.q") && sub_target_selected("v", "c_attn.v"));
+    assert_true(!sub_target_selected("q,v", "c_attn.k") && !sub_target_selected("attn", "c_attn.q") && !sub_target_selected("q", "q_proj"));
     adapter_free(&a);
     adapter_free(&b);
 }

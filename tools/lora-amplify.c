@@ -33,7 +33,7 @@ static void usage(FILE *f)
         "  ADAPTER              adapter .h5, RESULTS.h5:RUN_ID, PEFT directory or\n"
         "                       adapter_model.safetensors (GPT-2 c_attn is split into q, k, v)\n"
         "  --layers LIST        e.g. 0,2-5 (default: all)\n"
-        "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v)\n"
+        "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v, q = c_attn.q)\n"
         "  --random-draws K     random direction pairs per module (default 10)\n"
         "  --seed S             seed of the random directions (default 20210617)\n"
         "  --table-layers LIST  layers shown in the Markdown table (default: --layers if\n"

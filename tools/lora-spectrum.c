@@ -30,7 +30,7 @@ static void usage(FILE *f)
         "  --base BASE          our checkpoint (.h5), a HuggingFace .safetensors file, or a\n"
         "                       model directory (model.safetensors or a shard index)\n"
         "  --layers LIST        e.g. 0,2-5 (default: all)\n"
-        "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v)\n"
+        "  --targets LIST       e.g. q,v or q_proj,v_proj (default: all; c_attn = c_attn.q/k/v, q = c_attn.q)\n"
         "  --sv N               dense ΔW: top N singular values (default 256; 0 = all)\n"
         "  --plot DIR           gnuplot data, standalone scripts and PNGs into DIR\n"
         "  -o, --output OUT.h5  results (required)\n"

@@ -32,7 +32,7 @@ static void usage(FILE *f)
         "                      B: left-singular vectors of B (output space)\n"
         "                      dW: right-singular vectors of ΔW = s·B·A (input space)\n"
         "  --layers LIST       e.g. 0,2-5 (default: all)\n"
-        "  --targets LIST      e.g. q,v (default: all; c_attn selects c_attn.q/k/v)\n"
+        "  --targets LIST      e.g. q,v (default: all; c_attn selects c_attn.q/k/v, q selects c_attn.q)\n"
         "  --random-pairs K    also φ of K pairs of random Gaussian matrices of the same shapes\n"
         "  --seed S            seed of the random pairs (default 0)\n"
         "  --base BASE --vs-base ADAPTER\n"
