@@ -770,8 +770,9 @@ int main(int argc, char **argv)
     if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-sweep: %s\n", lk_errmsg()); return ARGS_EXIT_FAIL; }
     int rc = sweep_main(argc, argv);
     if (rc && mpi_env_active()) {
-        fprintf(stderr, "lora-sweep: rank %d of %d stopped with exit status %d; ending the MPI job (rerun the same "
-                        "command to resume: finished cells are kept)\n", mpi_env_rank(), mpi_env_size(), rc);
+        fprintf(stderr, "lora-sweep: rank %d of %d stopped with exit status %d; ending the MPI job (finished cells "
+                        "are kept: once the cause above is dealt with, the same command resumes)\n",
+                mpi_env_rank(), mpi_env_size(), rc);
         mpi_env_abort(rc);
     }
     mpi_env_finalize();
