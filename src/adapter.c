@@ -3,6 +3,7 @@
 #include "peft.h"
 #include "linalg.h"
 #include "notes.h"
+#include "safetensors.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,8 +42,8 @@ const char *adapter_name_escape(char *buf, size_t n, const char *name)
     return buf;
 }
 
-lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
-                      double scaling, lora_module **mod)
+static lk_status add_module(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                            double scaling, int alloc, lora_module **mod)
 {
     if (!adapter_name_ok(target)) {
         char e[96];
@@ -62,6 +63,8 @@ lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank,
     m->layer = layer;
     snprintf(m->target, sizeof m->target, "%s", target);
     m->rank = rank; m->in = in; m->out = out; m->scaling = scaling;
+    m->b_total = (size_t)out * rank;
+    if (!alloc) { ad->n++; *mod = m; return LK_OK; }
     m->A = calloc((size_t)rank * in, sizeof(float));
     m->B = calloc((size_t)out * rank, sizeof(float));
     if (!m->A || !m->B) {
@@ -71,6 +74,28 @@ lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank,
     }
     ad->n++;
     if (mod) *mod = m;
+    return LK_OK;
+}
+
+lk_status adapter_add(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                      double scaling, lora_module **mod)
+{
+    lora_module *m;
+    lk_status st = add_module(ad, layer, target, rank, in, out, scaling, 1, &m);
+    if (!st && mod) *mod = m;
+    return st;
+}
+
+lk_status adapter_add_shape(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                            double scaling, const char *src_a, const char *src_b)
+{
+    char *a = strdup(src_a), *b = strdup(src_b);
+    lora_module *m;
+    lk_status st = (!a || !b) ? lk_fail(LK_ERR_NOMEM, "out of memory")
+                              : add_module(ad, layer, target, rank, in, out, scaling, 0, &m);
+    if (st) { free(a); free(b); return st; }
+    m->src_a = a;
+    m->src_b = b;
     return LK_OK;
 }
 
@@ -144,8 +169,11 @@ lk_status adapter_note(lora_adapter *ad, const char *fmt, ...)
 void adapter_free(lora_adapter *ad)
 {
     if (!ad) return;
-    for (size_t i = 0; i < ad->n; i++) { free(ad->mods[i].A); free(ad->mods[i].B); }
+    for (size_t i = 0; i < ad->n; i++) {
+        free(ad->mods[i].A); free(ad->mods[i].B); free(ad->mods[i].src_a); free(ad->mods[i].src_b);
+    }
     free(ad->mods);
+    free(ad->data_file);
     for (size_t i = 0; i < ad->n_notes; i++) free(ad->notes[i]);
     free(ad->notes);
     memset(ad, 0, sizeof *ad);
@@ -207,7 +235,7 @@ lk_status adapter_write(const lora_adapter *ad, h5file *f, const char *prefix)
     return st;
 }
 
-static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int layer, const char *target)
+static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int layer, const char *target, int lazy)
 {
     char pa[1024], pb[1024];
     snprintf(pa, sizeof pa, "%s/A", grp);
@@ -230,6 +258,7 @@ static lk_status read_module(lora_adapter *ad, h5file *f, const char *grp, int l
     if ((size_t)rank > da[1] || (size_t)rank > db[0])
         return lk_fail(LK_ERR_FORMAT, "%s: %s: rank %lld exceeds min(in %zu, out %zu)", h5_path(f), grp, rank, da[1],
                        db[0]);
+    if (lazy) return adapter_add_shape(ad, layer, target, (int)rank, (int)da[1], (int)db[0], scaling, pa, pb);
     lora_module *m;
     if ((st = adapter_add(ad, layer, target, (int)rank, (int)da[1], (int)db[0], scaling, &m))) return st;
     size_t bad;
@@ -271,7 +300,7 @@ static lk_status opt_int(h5file *f, const char *obj, const char *name, long long
     return h5_has_attr(f, obj, name) ? h5_get_attr_int(f, obj, name, v) : LK_OK;
 }
 
-lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
+static lk_status read_adapter(lora_adapter *ad, h5file *f, const char *prefix, int lazy)
 {
     memset(ad, 0, sizeof *ad);
     char root[ROOT_MAX], layers[ROOT_MAX + 16], esc[96];
@@ -327,7 +356,7 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix)
                              "%s: %s is a second module for layer %d target %s (layer groups that differ only in "
                              "leading zeros?)",
                              h5_path(f), grp, layer, tn[j]);
-            else st = read_module(ad, f, grp, layer, tn[j]);
+            else st = read_module(ad, f, grp, layer, tn[j], lazy);
         }
         h5_free_names(tn, nt);
         tn = NULL; nt = 0;
@@ -341,6 +370,8 @@ fail:
     adapter_free(ad);
     return st;
 }
+
+lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix) { return read_adapter(ad, f, prefix, 0); }
 
 lk_status adapter_save(const lora_adapter *ad, const char *path)
 {
@@ -366,13 +397,13 @@ char *adapter_spec_file(const char *spec, const char **run)
     return has_run ? strndup(spec, (size_t)(colon - spec)) : strdup(spec);
 }
 
-lk_status adapter_load(lora_adapter *ad, const char *spec)
+static lk_status load_spec(lora_adapter *ad, const char *spec, int lazy)
 {
     memset(ad, 0, sizeof *ad);
     struct stat sb;
     lk_status st;
-    if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) st = peft_load(ad, spec);
-    else if (has_suffix(spec, ".safetensors")) st = peft_load(ad, spec);
+    if ((stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) || has_suffix(spec, ".safetensors"))
+        st = lazy ? peft_load_shapes(ad, spec) : peft_load(ad, spec);
     else {
         /* FILE.h5 or FILE.h5:RUN_ID. Both parts are allocated, so a spec of any length is split without overflow. */
         const char *run;
@@ -386,13 +417,63 @@ lk_status adapter_load(lora_adapter *ad, const char *spec)
         if (prefix && !h5_is_group(f, prefix)) {
             st = lk_fail(LK_ERR_NOTFOUND, "%s: no run '%s' (no group %s)", file, run, prefix);
         } else {
-            st = adapter_read(ad, f, prefix ? prefix : "");
+            st = read_adapter(ad, f, prefix ? prefix : "", lazy);
         }
         h5_close(f);
+        if (!st && lazy) { ad->data_file = file; ad->data_kind = 'h'; file = NULL; }
         free(file);
         free(prefix);
     }
     if (st) return st;
     snprintf(ad->source, sizeof ad->source, "%s", spec);
     return LK_OK;
+}
+
+lk_status adapter_load(lora_adapter *ad, const char *spec) { return load_spec(ad, spec, 0); }
+lk_status adapter_load_shapes(lora_adapter *ad, const char *spec) { return load_spec(ad, spec, 1); }
+
+/* One stored factor of n elements into dst, checked finite: the messages of the
+ * readers (read_module, peft.c's load_entry). */
+static lk_status read_factor(h5file *hf, const st_file *sf, const char *name, size_t rows, size_t cols, float *dst)
+{
+    size_t dims[2] = {rows, cols}, bad;
+    lk_status st = hf ? h5_read_f32_into(hf, name, 2, dims, dst) : st_read_f32(sf, name, dst);
+    if (st) return st;
+    if (la_all_finite_f32(dst, rows * cols, &bad)) return LK_OK;
+    if (hf) return lk_fail(LK_ERR_NUMERIC, "%s: %s has a NaN/Inf value (element %zu)", h5_path(hf), name, bad);
+    return lk_fail(LK_ERR_NUMERIC, "%s: tensor '%s' has a NaN/Inf value (element %zu)", st_path(sf), name, bad);
+}
+
+lk_status adapter_read_modules(lora_adapter *ad, const unsigned char *want, size_t *n_read, size_t *bytes)
+{
+    size_t todo = 0;
+    for (size_t j = 0; j < ad->n; j++) todo += want[j] != ADAPTER_READ_SKIP && !ad->mods[j].A;
+    if (!todo) return LK_OK;
+    if (!ad->data_kind || !ad->data_file)
+        return lk_fail(LK_ERR_ARG, "adapter %s: modules without values and no file to read them from", ad->source);
+    h5file *hf = NULL;
+    st_file *sf = NULL;
+    lk_status st = ad->data_kind == 'h' ? h5_open_read(&hf, ad->data_file) : st_open(&sf, ad->data_file);
+    if (st) return st;
+    for (size_t j = 0; j < ad->n && !st; j++) {
+        lora_module *m = &ad->mods[j];
+        if (want[j] == ADAPTER_READ_SKIP || m->A) continue;
+        size_t na = (size_t)m->rank * m->in, nb = (size_t)m->out * m->rank;
+        float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * m->b_total);
+        if (!A || !B) st = lk_fail(LK_ERR_NOMEM, "adapter %s: out of memory for layer %d %s", ad->source, m->layer, m->target);
+        if (!st) st = read_factor(hf, sf, m->src_a, (size_t)m->rank, (size_t)m->in, A);
+        if (!st) st = read_factor(hf, sf, m->src_b, m->b_total / (size_t)m->rank, (size_t)m->rank, B);
+        if (!st && m->b_first) memmove(B, B + m->b_first, sizeof(float) * nb);   /* a fused lora_B's row block */
+        if (!st && want[j] == ADAPTER_READ_KEEP) {
+            float *Bk = nb == m->b_total ? B : realloc(B, sizeof(float) * nb);
+            if (Bk) { m->A = A; m->B = Bk; A = NULL; B = NULL; }
+            else st = lk_fail(LK_ERR_NOMEM, "adapter %s: out of memory for layer %d %s", ad->source, m->layer, m->target);
+        }
+        free(A);
+        free(B);
+        if (!st) { *n_read += 1; *bytes += sizeof(float) * (na + m->b_total); }
+    }
+    h5_close(hf);
+    st_close(sf);
+    return st;
 }

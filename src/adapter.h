@@ -32,8 +32,12 @@ typedef struct {
     char target[ADAPTER_NAME_MAX];
     int rank, in, out;
     double scaling;     /* s in ΔW = s·B·A */
-    float *A;           /* [rank, in] */
-    float *B;           /* [out, rank] */
+    float *A;           /* [rank, in]; NULL until read when loaded by adapter_load_shapes */
+    float *B;           /* [out, rank]; likewise */
+    char *src_a, *src_b;   /* shapes-only loading: A's and B's dataset path or tensor name in the
+                              adapter's data_file (malloc'd), else NULL */
+    size_t b_first, b_total;   /* B is elements [b_first, b_first + out·rank) of the stored
+                                  b_total (a row block of a fused c_attn's lora_B) */
 } lora_module;
 
 typedef struct {
@@ -51,6 +55,9 @@ typedef struct {
     char **notes;                  /* what the reader ignored or decided (tensors that are not
                                       LoRA factors, ...), one sentence each naming the file;
                                       the tools pass them on to the user */
+    char *data_file;               /* shapes-only loading: the file A and B are read from later
+                                      (malloc'd), else NULL */
+    char data_kind;                /* 'h' HDF5 or 's' safetensors with data_file, else 0 */
 } lora_adapter;
 
 /* 1 if name may be a target (or layer group) name: 1 to ADAPTER_NAME_MAX - 1
@@ -98,6 +105,22 @@ lk_status adapter_read(lora_adapter *ad, h5file *f, const char *prefix);
 lk_status adapter_save(const lora_adapter *ad, const char *path);
 /* Loads any of the forms listed above. */
 lk_status adapter_load(lora_adapter *ad, const char *spec);
+
+/* Reading in two steps, for a process that analyses some modules only (MPI ranks):
+ * adapter_load_shapes lists the modules with their shapes, scaling and the reader's
+ * notes, from the safetensors header or the HDF5 datasets' shapes, and makes every
+ * check of adapter_load that needs no values; A and B stay NULL (src_a / src_b say
+ * where they are). adapter_read_modules then reads module j's A and B where want[j]
+ * is ADAPTER_READ_KEEP, or reads, checks and frees them where ADAPTER_READ_CHECK
+ * (every module is checked for NaN/Inf by some process, with adapter_load's message),
+ * and adds the module count and bytes read (as float32) to *n_read and *bytes.
+ * A module already in memory is skipped. adapter_split_fused works on either form. */
+enum { ADAPTER_READ_SKIP = 0, ADAPTER_READ_KEEP = 1, ADAPTER_READ_CHECK = 2 };
+lk_status adapter_load_shapes(lora_adapter *ad, const char *spec);
+lk_status adapter_read_modules(lora_adapter *ad, const unsigned char *want, size_t *n_read, size_t *bytes);
+/* Shapes-only adapter_add for readers (peft.c): no A or B, their names copied. */
+lk_status adapter_add_shape(lora_adapter *ad, int layer, const char *target, int rank, int in, int out,
+                            double scaling, const char *src_a, const char *src_b);
 /* The file of a spec (malloc'd; NULL if out of memory): the whole spec when it
  * names an existing path, else the part before its last ':', with *run pointing
  * at the run id after it (NULL when there is none). */

@@ -78,7 +78,9 @@ static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_a
     if (!an->source || !an->max_rank) return lk_fail(LK_ERR_NOMEM, "out of memory");
     for (int a = 0; a < na; a++) {
         snprintf(an->source[a], sizeof an->source[a], "%s", opt->adapters[a]);
-        lk_status st = adapter_load(&ads[a], opt->adapters[a]);
+        /* several ranks: shapes only here, each rank reads its own modules' values later */
+        lk_status st = opt->n_ranks > 1 ? adapter_load_shapes(&ads[a], opt->adapters[a])
+                                        : adapter_load(&ads[a], opt->adapters[a]);
         if (st) return st;
         /* the reader's notes (tensors ignored, layouts decided from the shapes) */
         char prefix[600];
@@ -91,10 +93,11 @@ static lk_status load_adapters(amp_analysis *an, const amp_run_opts *opt, lora_a
 }
 
 /* Maps adapter a's selected modules to base matrices: where[j] = base index or -1;
- * entry_of[bi] = 0 marks a matrix in use. Every module must fit the base (checked
- * for all before any work); an adapter zero in every selected module is an error. */
+ * entry_of[bi] = 0 marks a matrix in use; *n_sel = the modules selected. Every module
+ * must fit the base (checked for all before any work); an adapter zero in every
+ * selected module is an error (here when its values are in memory, else zero_check). */
 static lk_status map_adapter(amp_analysis *an, const amp_run_opts *opt, const lora_adapter *ad, int a,
-                             const basew *b, int *where, int *entry_of)
+                             const basew *b, int *where, int *entry_of, size_t *n_sel)
 {
     size_t nsel = 0, nzero = 0;
     for (size_t j = 0; j < ad->n; j++) {
@@ -115,12 +118,13 @@ static lk_status map_adapter(amp_analysis *an, const amp_run_opts *opt, const lo
         where[j] = bi;
         entry_of[bi] = 0;
         nsel++;
-        nzero += adapter_zero_factor(m, 1, 1) != NULL;
+        nzero += m->A && adapter_zero_factor(m, 1, 1) != NULL;
         if (m->rank > an->max_rank[a]) an->max_rank[a] = m->rank;
     }
     if (!nsel)
         return lk_fail(LK_ERR_NOTFOUND, "adapter %s: no module matches --layers %s --targets %s", ad->source,
                        opt->layers ? opt->layers : "(all)", opt->targets ? opt->targets : "(all)");
+    *n_sel = nsel;
     if (nzero == nsel) return adapter_fail_all_zero(ad->source, nsel);
     return LK_OK;
 }
@@ -167,6 +171,8 @@ typedef struct {
     basew *b;
     amp_random *rnd;           /* every shape drawn before the workers start */
     const int *owner;          /* [an->n]: the rank of each entry (MPI), or NULL: all here */
+    unsigned char *zf;         /* [an->n × n_adapters]: the zero factor of each module analysed
+                                  (zero_code), gathered with the results for the notes */
     int rank;
     size_t wmax, nb, next, done_n, mine;   /* mine: entries this process analyses */
     pthread_mutex_t lock;
@@ -203,6 +209,15 @@ static void progress_line(amp_pool *p, const amp_entry *e)
     fprintf(p->opt->progress, "%s\n", line);
 }
 
+/* A module's zero factor (adapter_zero_factor) as a number, and back. */
+static unsigned char zero_code(const lora_module *m)
+{
+    const char *z = adapter_zero_factor(m, 1, 1);
+    return !z ? 0 : !strcmp(z, "B = 0") ? 1 : 2;
+}
+
+static const char *zero_name(unsigned char c) { return c == 1 ? "B = 0" : c == 2 ? "A = 0" : NULL; }
+
 /* Base matrix bi: read W, its top singular values, every adapter's module on it,
  * the dense check for the first check_dense entries (in the base's order). */
 static lk_status analyse_matrix(amp_pool *p, size_t bi, float *W)
@@ -227,6 +242,7 @@ static lk_status analyse_matrix(amp_pool *p, size_t bi, float *W)
         const lora_module *m = module_on(p, a, bi);
         if (m && (st = amp_module(&ab, m->B, m->A, m->rank, m->scaling, p->rnd, &e->res[a])))
             return lk_fail_context(st, "adapter %s layer %d target %s", p->ads[a].source, m->layer, m->target);
+        if (m) p->zf[(size_t)p->entry_of[bi] * p->an->n_adapters + a] = zero_code(m);
     }
     double td = lk_now();
     if (p->entry_of[bi] < opt->check_dense && (st = dense_check(e, W, p->an->n_adapters)))
@@ -362,7 +378,7 @@ static lk_status share_out(amp_pool *p, int **owner)
     return mpi_share_agree(plan_hash(p), "plan (adapters, base matrices, options)");
 }
 
-#define AMP_RESULT_DOUBLES 12
+#define AMP_RESULT_DOUBLES 13
 
 /* Entry i's results (mpi_share_pack_fn): every field the writers read. */
 static void pack_entry(void *ctx, size_t i, mpi_pack *pk)
@@ -378,7 +394,8 @@ static void pack_entry(void *ctx, size_t i, mpi_pack *pk)
         const amp_result *r = &e->res[a];
         double v[AMP_RESULT_DOUBLES] = {r->rank, r->rank_dW, r->undefined, r->scaling, r->norm_W, r->norm_dW,
                                         r->norm_dW_unscaled, r->proj_dW, r->proj_W, r->proj_random_mean,
-                                        r->proj_random_std, r->amplification};
+                                        r->proj_random_std, r->amplification,
+                                        p->zf[i * (size_t)p->an->n_adapters + (size_t)a]};
         mpi_pack_put_n(pk, v, AMP_RESULT_DOUBLES);
     }
 }
@@ -412,22 +429,63 @@ static lk_status unpack_entry(void *ctx, size_t i, mpi_pack *pk)
         x->rank = (int)v[0]; x->rank_dW = (int)v[1]; x->undefined = (int)v[2]; x->scaling = v[3];
         x->norm_W = v[4]; x->norm_dW = v[5]; x->norm_dW_unscaled = v[6]; x->proj_dW = v[7]; x->proj_W = v[8];
         x->proj_random_mean = v[9]; x->proj_random_std = v[10]; x->amplification = v[11];
+        if (v[12] < 0 || v[12] > 2) pk->bad = 1;
+        else p->zf[i * (size_t)p->an->n_adapters + (size_t)a] = (unsigned char)v[12];
     }
     return LK_OK;
 }
 
 /* Notes: modules with ΔW = 0, in each adapter's (layer, target) order. */
-static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads, int *const *where, const int *entry_of)
+static lk_status zero_notes(amp_analysis *an, const lora_adapter *ads, int *const *where, const int *entry_of,
+                            const unsigned char *zf)
 {
     lk_status st = LK_OK;
     for (int a = 0; a < an->n_adapters && !st; a++)
         for (size_t j = 0; j < ads[a].n && !st; j++) {
             const lora_module *m = &ads[a].mods[j];
             if (where[a][j] < 0 || !an->e[entry_of[where[a][j]]].res[a].undefined) continue;
-            const char *z = adapter_zero_factor(m, 1, 1);
+            const char *z = zero_name(zf[(size_t)entry_of[where[a][j]] * an->n_adapters + (size_t)a]);
             st = adapter_note_zero(&an->notes, &an->n_notes, ads[a].source, m->layer, m->target, z ? z : "B·A = 0",
                                    "proj_dW and amplification undefined");
         }
+    return st;
+}
+
+/* Several ranks: each reads the values of the modules on its own matrices, and
+ * checks the modules outside the selection dealt round robin (adapter_read_modules);
+ * then the selected modules that are zero are summed over the ranks, so that an
+ * adapter zero in every selected module fails on every rank as in map_adapter. */
+static lk_status read_own_modules(amp_pool *p, lora_adapter *ads, const size_t *n_sel)
+{
+    int na = p->an->n_adapters;
+    size_t n_read = 0, bytes = 0, total = 0, deal = 0, kept = 0;
+    double *nzero = calloc((size_t)na, sizeof *nzero);
+    if (!nzero) return lk_fail(LK_ERR_NOMEM, "out of memory");
+    lk_status st = LK_OK;
+    for (int a = 0; a < na && !st; a++) {
+        unsigned char *want = calloc(ads[a].n ? ads[a].n : 1, 1);
+        if (!want) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); break; }
+        for (size_t j = 0; j < ads[a].n; j++) {
+            int bi = p->where[a][j];
+            if (bi >= 0) want[j] = is_mine(p, (size_t)bi) ? ADAPTER_READ_KEEP : ADAPTER_READ_SKIP;
+            else want[j] = (int)(deal++ % (size_t)p->opt->n_ranks) == p->rank ? ADAPTER_READ_CHECK : ADAPTER_READ_SKIP;
+        }
+        total += ads[a].n;
+        st = adapter_read_modules(&ads[a], want, &n_read, &bytes);
+        for (size_t j = 0; !st && j < ads[a].n; j++)
+            if (want[j] == ADAPTER_READ_KEEP) {
+                kept++;
+                nzero[a] += adapter_zero_factor(&ads[a].mods[j], 1, 1) != NULL;
+            }
+        free(want);
+    }
+    if (!st && p->opt->progress)
+        fprintf(p->opt->progress, "rank %d: adapters: read %zu of %zu modules (%zu on its matrices, %zu checked only), %zu bytes as float32\n",
+                p->rank, n_read, total, kept, n_read - kept, bytes);
+    if (!st) st = mpi_env_allreduce_sum_f64(nzero, (size_t)na);
+    for (int a = 0; a < na && !st; a++)
+        if ((size_t)nzero[a] == n_sel[a]) st = adapter_fail_all_zero(ads[a].source, n_sel[a]);
+    free(nzero);
     return st;
 }
 
@@ -446,9 +504,10 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     int **where = calloc((size_t)na, sizeof *where);   /* module -> base matrix index, -1 if not selected */
     basew *b = NULL;
     int *entry_of = NULL, *owner = NULL;
+    size_t *n_sel = calloc((size_t)na, sizeof *n_sel);
     amp_pool p;
     memset(&p, 0, sizeof p);
-    if (!ads || !where) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
+    if (!ads || !where || !n_sel) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = load_adapters(an, opt, ads))) goto done;
     if ((st = basew_open(&b, opt->base))) goto done;
     size_t nbn;
@@ -466,18 +525,19 @@ lk_status amp_analyse(amp_analysis *an, const amp_run_opts *opt)
     for (size_t i = 0; i < nb; i++) entry_of[i] = -1;
     for (int a = 0; a < na && !st; a++) {
         if (!(where[a] = malloc(sizeof(int) * (ads[a].n ? ads[a].n : 1)))) st = lk_fail(LK_ERR_NOMEM, "out of memory");
-        else st = map_adapter(an, opt, &ads[a], a, b, where[a], entry_of);
+        else st = map_adapter(an, opt, &ads[a], a, b, where[a], entry_of, &n_sel[a]);
     }
     if (st) goto done;
     p.an = an; p.opt = opt; p.ads = ads; p.where = where; p.entry_of = entry_of; p.b = b; p.nb = nb;
     if ((st = make_entries(an, ads, where, b, entry_of, &p.wmax))) goto done;
     p.mine = an->n;
     p.rank = opt->n_ranks > 1 ? opt->rank : 0;
-    if (opt->n_ranks > 1 && (st = share_out(&p, &owner))) goto done;
+    if (!(p.zf = calloc(an->n * (size_t)na + 1, 1))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
+    if (opt->n_ranks > 1 && ((st = share_out(&p, &owner)) || (st = read_own_modules(&p, ads, n_sel)))) goto done;
     if (!(p.rnd = amp_random_new(K, opt->seed))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = draw_shapes(&p)) || (st = run_matrices(&p))) goto done;
     if (opt->n_ranks > 1 && (st = mpi_share_gather(an->n, owner, p.rank, opt->n_ranks, pack_entry, unpack_entry, &p))) goto done;
-    if ((st = zero_notes(an, ads, where, entry_of))) goto done;
+    if ((st = zero_notes(an, ads, where, entry_of, p.zf))) goto done;
     an->seconds_total = lk_now() - t0;
 done:
     if (st) amp_analysis_free(an);
@@ -487,6 +547,8 @@ done:
     free(where);
     free(entry_of);
     free(owner);
+    free(n_sel);
+    free(p.zf);
     amp_random_free(p.rnd);
     basew_close(b);
     return st;

@@ -16,10 +16,17 @@
  * Nothing is written here (amplify_report.h does that) and nothing is printed
  * except progress lines when opt.progress is set.
  *
- * Over MPI ranks (opt.n_ranks > 1, mpi_share.h): every rank loads the adapters
- * and makes the same plan; the base matrices in use are shared out by their work
- * (out × in × (kmax + 16)), each rank reads and analyses only its own (its own
- * random directions too: they depend on the shape and seed only), and rank 0
+ * Over MPI ranks (opt.n_ranks > 1, mpi_share.h): every rank lists the adapters'
+ * modules and shapes (adapter_load_shapes: safetensors header, HDF5 shapes) and
+ * makes the same plan; the base matrices in use are shared out by their work
+ * (out × in × (kmax + 16)), each rank reads and analyses only its own base
+ * matrices and the adapter modules on them (its own random directions too: they
+ * depend on the shape and seed only). Modules outside the selection are read once,
+ * round robin over the ranks, only to be checked for NaN/Inf as adapter_load does.
+ * Which modules are zero is summed over the ranks (the "zero in every selected
+ * module" error, before any work), and each result carries its zero factor to rank
+ * 0 for the notes. A progress line per rank gives the modules and bytes it read.
+ * Rank 0
  * gathers the results into an, which then equals a single process's (timings
  * aside). On the other ranks an holds only their own entries: write nothing there.
  *

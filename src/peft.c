@@ -523,7 +523,7 @@ static lk_status scan_notes(lora_adapter *ad, const peft_scan *sc, const char *w
 /* ---- loading ------------------------------------------------------------------------- */
 
 static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry *e, const peft_config *c,
-                            const char *cfgpath)
+                            const char *cfgpath, int lazy)
 {
     const char *P = st_path(f);
     if (!e->A || !e->B) {
@@ -566,6 +566,7 @@ static lk_status load_entry(lora_adapter *ad, const st_file *f, const peft_entry
     if (adapter_find(ad, e->layer, e->target))
         return lk_fail(LK_ERR_FORMAT, "%s: module %s is a second layer %d %s (two modules map to one layer and target)",
                        P, e->path, e->layer, e->target);
+    if (lazy) return adapter_add_shape(ad, e->layer, e->target, (int)r, (int)in, (int)out, s, A->name, B->name);
     if ((st = adapter_add(ad, e->layer, e->target, (int)r, (int)in, (int)out, s, &m))) return st;
     if ((st = st_read_f32(f, A->name, m->A)) || (st = st_read_f32(f, B->name, m->B))) return st;
     size_t bad;
@@ -690,7 +691,7 @@ static void set_targets(lora_adapter *ad)
     }
 }
 
-lk_status peft_load(lora_adapter *ad, const char *path)
+static lk_status load_peft(lora_adapter *ad, const char *path, int lazy)
 {
     memset(ad, 0, sizeof *ad);
     char weights[LK_PATH_MAX], cfgpath[LK_PATH_MAX];
@@ -771,7 +772,11 @@ lk_status peft_load(lora_adapter *ad, const char *path)
     if ((st = check_targets(e, ne, &c, weights, cfgpath))) goto done;
     if ((st = check_layers(ad, e, ne, &c, weights, cfgpath))) goto done;
     if ((st = check_gpt2(ad, e, ne, &c, weights, cfgpath))) goto done;
-    for (size_t i = 0; i < ne && !st; i++) st = load_entry(ad, f, &e[i], &c, cfgpath);
+    for (size_t i = 0; i < ne && !st; i++) st = load_entry(ad, f, &e[i], &c, cfgpath, lazy);
+    if (!st && lazy) {
+        ad->data_kind = 's';
+        if (!(ad->data_file = strdup(weights))) st = lk_fail(LK_ERR_NOMEM, "%s: out of memory", weights);
+    }
     if (!st) st = scan_notes(ad, &sc, weights);
     if (st) goto done;
     adapter_sort(ad);
@@ -789,6 +794,9 @@ done:
     if (st) adapter_free(ad);
     return st;
 }
+
+lk_status peft_load(lora_adapter *ad, const char *path) { return load_peft(ad, path, 0); }
+lk_status peft_load_shapes(lora_adapter *ad, const char *path) { return load_peft(ad, path, 1); }
 
 /* ---- fused c_attn ----------------------------------------------------------------------- */
 
@@ -827,21 +835,36 @@ lk_status adapter_split_fused(lora_adapter *ad)
             *q = *m;
             snprintf(q->target, sizeof q->target, "c_attn.%c", "qkv"[part]);
             q->out = d;
-            q->A = malloc((size_t)m->rank * m->in * sizeof *q->A);
-            q->B = malloc((size_t)d * m->rank * sizeof *q->B);
-            if (!q->A || !q->B) {
+            q->b_first = m->b_first + (size_t)part * d * m->rank;
+            q->A = q->B = NULL;
+            q->src_a = q->src_b = NULL;
+            int ok;
+            if (m->A) {   /* values in memory: copied */
+                q->A = malloc((size_t)m->rank * m->in * sizeof *q->A);
+                q->B = malloc((size_t)d * m->rank * sizeof *q->B);
+                ok = q->A && q->B;
+                if (ok) {
+                    memcpy(q->A, m->A, (size_t)m->rank * m->in * sizeof *q->A);
+                    memcpy(q->B, m->B + (size_t)part * d * m->rank, (size_t)d * m->rank * sizeof *q->B);
+                }
+            } else {      /* shapes only (adapter_load_shapes): where each part's values are */
+                q->src_a = strdup(m->src_a);
+                q->src_b = strdup(m->src_b);
+                ok = q->src_a && q->src_b;
+            }
+            if (!ok) {
                 for (size_t j = 0; j < k; j++)
-                    if (fresh[j]) { free(mods[j].A); free(mods[j].B); }
+                    if (fresh[j]) { free(mods[j].A); free(mods[j].B); free(mods[j].src_a); free(mods[j].src_b); }
                 free(mods);
                 free(fresh);
                 return lk_fail(LK_ERR_NOMEM, "%s: out of memory splitting c_attn", ad->source);
             }
-            memcpy(q->A, m->A, (size_t)m->rank * m->in * sizeof *q->A);
-            memcpy(q->B, m->B + (size_t)part * d * m->rank, (size_t)d * m->rank * sizeof *q->B);
         }
     }
     for (size_t i = 0; i < ad->n; i++)
-        if (!strcmp(ad->mods[i].target, "c_attn")) { free(ad->mods[i].A); free(ad->mods[i].B); }
+        if (!strcmp(ad->mods[i].target, "c_attn")) {
+            free(ad->mods[i].A); free(ad->mods[i].B); free(ad->mods[i].src_a); free(ad->mods[i].src_b);
+        }
     free(ad->mods);
     free(fresh);
     ad->mods = mods;

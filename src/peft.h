@@ -13,9 +13,12 @@
 /* Reads a PEFT adapter: a directory, or its .safetensors file (the config is read
  * from the same directory). On failure ad is empty. */
 lk_status peft_load(lora_adapter *ad, const char *path);
+/* The same from the safetensors header alone (adapter_load_shapes): no A or B read. */
+lk_status peft_load_shapes(lora_adapter *ad, const char *path);
 
 /* Replaces each GPT-2 fused "c_attn" module (A [r, in], B [3·d, r]) by "c_attn.q",
- * "c_attn.k", "c_attn.v": the same A and scaling, B's three row blocks [d, r].
+ * "c_attn.k", "c_attn.v": the same A and scaling, B's three row blocks [d, r]
+ * (for shapes-only modules: where those blocks are, read by adapter_read_modules).
  * Other modules are untouched; on failure ad is unchanged. */
 lk_status adapter_split_fused(lora_adapter *ad);
 

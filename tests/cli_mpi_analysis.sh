@@ -2,7 +2,8 @@
 # cli_mpi_analysis.sh: lora-amplify and lora-subspace under mpirun -np 3 write the
 # same files as one process: h5diff -p 1e-6 (relative) finds no difference but the
 # per-matrix timings (the "seconds" attribute), and stdout (Table 7, the summary),
-# the Markdown and the notes are the same. Inputs from lora-mkbase (Llama-style
+# the Markdown and the notes are the same; lora-amplify's ranks each read a part of
+# the adapters, together every module once. Inputs from lora-mkbase (Llama-style
 # safetensors; d 256 so that W's top-k runs the Krylov path). Also: more ranks than
 # matrices, a comparison that must differ (another seed), and a bad matrix read by
 # one rank: the job ends non-zero naming the rank and the tensor, no output left;
@@ -75,6 +76,64 @@ grep -q 'proj_random_mean' hd.txt || fail "amplify: another seed should change p
 $MPI3 "$AMP" -q --base m/base --layers 2 --targets q_proj -o mpi1.h5 m/adapter_r16 || fail "amplify one matrix on 3 ranks"
 same_h5 one1.h5 mpi1.h5 || { cat hd.txt; fail "amplify: one matrix on 3 ranks"; }
 echo "ok: lora-amplify: another seed differs; one matrix on 3 ranks"
+
+# each rank reads the adapter modules on its own matrices, and a share of the others
+# (only to check them for NaN/Inf): every module read once, by one rank, the bytes
+# summing to the adapters' A and B; one process prints no such line
+# check_reads ERR N_KEPT: the per-rank lines of ERR against the files' headers
+check_reads() {
+    "$PY" - "$1" "$2" <<'EOF2'
+import json, re, struct, sys
+lines = [l for l in open(sys.argv[1]) if ": adapters: read " in l]
+pat = r"rank (\d): adapters: read (\d+) of (\d+) modules \((\d+) on its matrices, (\d+) checked only\), (\d+) bytes as float32$"
+rows = [tuple(map(int, re.match(pat, l.strip()).groups())) for l in lines]
+assert sorted(r[0] for r in rows) == [0, 1, 2], rows
+total = 0
+for d in ("m/adapter_r4", "m/adapter_r16"):
+    raw = open(d + "/adapter_model.safetensors", "rb").read()
+    h = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    total += sum(4 * v["shape"][0] * v["shape"][1] for k, v in h.items() if ".lora_" in k)
+assert all(r[2] == 12 for r in rows), rows
+assert sum(r[1] for r in rows) == 12 and all(r[1] < 12 for r in rows), rows
+assert all(r[1] == r[3] + r[4] for r in rows) and sum(r[3] for r in rows) == int(sys.argv[2]), rows
+assert sum(r[5] for r in rows) == total and all(0 < r[5] < total for r in rows), (rows, total)
+print(" + ".join(str(r[5]) for r in sorted(rows)), "=", total, "bytes")
+EOF2
+}
+$MPI3 "$AMP" --base m/base -o r3.h5 m/adapter_r4 m/adapter_r16 > /dev/null 2> r3.err || { cat r3.err; fail "amplify, reads"; }
+all=$(check_reads r3.err 12) || { cat r3.err; fail "amplify: per-rank reads, every module selected"; }
+$MPI3 "$AMP" --base m/base --layers 0-1 --targets q_proj -o r3s.h5 m/adapter_r4 m/adapter_r16 > /dev/null 2> r3s.err || { cat r3s.err; fail "amplify, reads of a selection"; }
+sel=$(check_reads r3s.err 4) || { cat r3s.err; fail "amplify: per-rank reads, 4 modules selected"; }
+"$AMP" --base m/base --layers 0-1 --targets q_proj -o r1s.h5 m/adapter_r4 m/adapter_r16 > /dev/null 2> r1s.err || fail "amplify, one process, selection"
+same_h5 r1s.h5 r3s.h5 || { cat hd.txt; fail "amplify: a selection on 3 ranks differs from one process"; }
+! grep -q 'adapters: read' one.err r1s.err || fail "amplify: one process prints per-rank reads"
+echo "ok: lora-amplify: each rank reads its own adapter modules ($all; selection: $sel)"
+# the errors that need every module's values, found by the ranks that read them:
+# B = 0 in every module ("allzero", summed over the ranks), a NaN in a module outside
+# --layers 0 ("nan": layer 2 v_proj's lora_A): one process's message, named by a rank
+"$PY" - <<'EOF2' || fail "writing the all-zero and NaN adapters"
+import json, shutil, struct
+for name in ("allzero", "nan"):
+    shutil.copytree("m/adapter_r4", name)
+    p = name + "/adapter_model.safetensors"
+    raw = open(p, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
+    for k, v in h.items():
+        b, e = v["data_offsets"] if k != "__metadata__" else (0, 0)
+        if name == "allzero" and ".lora_B" in k: data[b:e] = bytes(e - b)
+        if name == "nan" and "layers.2.self_attn.v_proj.lora_A" in k: data[b + 8:b + 12] = struct.pack("<f", float("nan"))
+    open(p, "wb").write(raw[:8 + n] + bytes(data))
+EOF2
+for case in allzero nan; do
+    rm -f e.h5
+    if "$AMP" -q --base m/base --layers 0 -o e.h5 $case 2> e1.txt; then fail "amplify $case: one process exit 0"; fi
+    if $MPI3 "$AMP" -q --base m/base --layers 0 -o e.h5 $case 2> e3.txt; then fail "amplify $case: 3 ranks exit 0"; fi
+    msg=$(sed -n 's/^lora-amplify: //p' e1.txt | head -1)
+    [ -n "$msg" ] && grep -qF "$msg" e3.txt || { cat e1.txt e3.txt; fail "amplify $case: 3 ranks' message differs"; }
+    grep -q "^lora-amplify: rank [0-2] of 3: " e3.txt || { cat e3.txt; fail "amplify $case: no rank named"; }
+    [ ! -e e.h5 ] || fail "amplify $case: output left behind"
+    echo "ok: amplify $case on 3 ranks: $(echo "$msg" | cut -c1-110)"
+done
 
 # 2. lora-subspace: two adapters (side A, random pairs, modules in one input only,
 #    a rank-deficient A), and an adapter against its base (reads W on its rank only)

@@ -1,6 +1,6 @@
 /* test_peft.c: the PEFT adapter reader on fixtures written here (Llama-style q_proj /
  * v_proj keys with rank_pattern / alpha_pattern and rsLoRA; GPT-2's fused c_attn),
- * the c_attn split, and malformed adapters rejected with messages naming file / tensor. */
+ * the c_attn split, loading shapes first and chosen modules' values later, and malformed adapters rejected with messages naming file / tensor. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -154,12 +154,11 @@ static void test_pattern_semantics(void **state)
 
 #define GK(l, t, ab) "base_model.model.transformer.h." #l ".attn." #t ".lora_" #ab ".weight"
 
-static void test_gpt2_fused(void **state)
+/* GPT-2: fused c_attn 12 -> 36 in layers 0, 1 and attn.c_proj in layer 0, r = 4;
+ * path gets the safetensors file. */
+static void write_gpt2(const char *d, char *path, size_t cap)
 {
-    (void)state;
-    const char *d = fixture_dir("gpt2");
-    char path[600];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
+    snprintf(path, cap, "%s/adapter_model.safetensors", d);
     st_writer *w;
     assert_int_equal(st_writer_begin(&w, path), LK_OK);
     pt_add(w, GK(0, c_attn, A), ST_F32, 4, 12, 1);
@@ -172,6 +171,13 @@ static void test_gpt2_fused(void **state)
     pt_write_text(d, "adapter_config.json",
                "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"fan_in_fan_out\": true,"
                " \"target_modules\": [\"c_attn\", \"c_proj\"]}");
+}
+
+static void test_gpt2_fused(void **state)
+{
+    (void)state;
+    char path[600];
+    write_gpt2(fixture_dir("gpt2"), path, sizeof path);
     lora_adapter ad;
     assert_int_equal(peft_load(&ad, path), LK_OK);
     assert_int_equal(ad.n, 3);
@@ -212,6 +218,103 @@ static void test_gpt2_fused(void **state)
     assert_non_null(strstr(lk_errmsg(), "c_attn"));
     assert_int_equal(ad.n, 1);
     adapter_free(&ad);
+}
+
+/* ---- shapes first, values of chosen modules later (adapter_load_shapes) ---- */
+
+/* Loads spec both ways (fused modules split): the same modules, shapes, scaling and
+ * notes; then reads the modules where keep (KEEP), check (CHECK) or neither: the kept
+ * values equal adapter_load's, the others stay NULL; counts and bytes as read. */
+static void shapes_then_read(const char *spec, const unsigned char *want, size_t n_mods)
+{
+    lora_adapter full, sh;
+    assert_int_equal(adapter_load(&full, spec), LK_OK);
+    assert_int_equal(adapter_load_shapes(&sh, spec), LK_OK);
+    assert_int_equal(adapter_split_fused(&full), LK_OK);
+    assert_int_equal(adapter_split_fused(&sh), LK_OK);
+    assert_int_equal(full.n, n_mods);
+    assert_int_equal(sh.n, n_mods);
+    assert_string_equal(full.targets, sh.targets);
+    assert_int_equal(full.n_notes, sh.n_notes);
+    for (size_t i = 0; i < full.n_notes; i++) assert_string_equal(full.notes[i], sh.notes[i]);
+    size_t n_read = 0, bytes = 0, want_n = 0, want_bytes = 0;
+    for (size_t j = 0; j < sh.n; j++) {
+        const lora_module *a = &full.mods[j], *b = &sh.mods[j];
+        assert_int_equal(a->layer, b->layer);
+        assert_string_equal(a->target, b->target);
+        assert_true(a->rank == b->rank && a->in == b->in && a->out == b->out && a->scaling == b->scaling);
+        assert_null(b->A);
+        assert_null(b->B);
+        if (want[j]) { want_n++; want_bytes += 4 * ((size_t)b->rank * b->in + b->b_total); }
+    }
+    assert_int_equal(adapter_read_modules(&sh, want, &n_read, &bytes), LK_OK);
+    assert_int_equal(n_read, want_n);
+    assert_int_equal(bytes, want_bytes);
+    for (size_t j = 0; j < sh.n; j++) {
+        const lora_module *a = &full.mods[j], *b = &sh.mods[j];
+        if (want[j] != ADAPTER_READ_KEEP) { assert_null(b->A); assert_null(b->B); continue; }
+        assert_memory_equal(a->A, b->A, sizeof(float) * (size_t)a->rank * a->in);
+        assert_memory_equal(a->B, b->B, sizeof(float) * (size_t)a->out * a->rank);
+    }
+    adapter_free(&full);
+    adapter_free(&sh);
+}
+
+static void test_shapes_then_read(void **state)
+{
+    (void)state;
+    const char *d = fixture_dir("shapes_llama");
+    write_llama(d, LLAMA_CONFIG);   /* four modules, four dtypes, a note */
+    shapes_then_read(d, (const unsigned char[]){ADAPTER_READ_KEEP, 0, ADAPTER_READ_CHECK, ADAPTER_READ_KEEP}, 4);
+    /* GPT-2: each c_attn part is its own row block of the fused lora_B (read whole: b_total) */
+    char path[600];
+    write_gpt2(fixture_dir("shapes_gpt2"), path, sizeof path);
+    shapes_then_read(path, (const unsigned char[]){0, ADAPTER_READ_KEEP, 0, ADAPTER_READ_KEEP, ADAPTER_READ_KEEP, 0, ADAPTER_READ_KEEP}, 7);
+    /* our HDF5 layout */
+    lora_adapter ad;
+    assert_int_equal(peft_load(&ad, d), LK_OK);
+    const char *h5 = tu_path(dir, "shapes.h5");
+    assert_int_equal(adapter_save(&ad, h5), LK_OK);
+    adapter_free(&ad);
+    shapes_then_read(h5, (const unsigned char[]){0, ADAPTER_READ_KEEP, ADAPTER_READ_KEEP, ADAPTER_READ_CHECK}, 4);
+
+    /* A NaN in a module read only to check it: adapter_load's message; with the
+     * module skipped, nothing is noticed (another process checks it). */
+    const char *nd = fixture_dir("shapes_nan");
+    write_llama(nd, LLAMA_CONFIG);
+    char sp[600];
+    snprintf(sp, sizeof sp, "%s/adapter_model.safetensors", nd);
+    FILE *f = fopen(sp, "r+b");
+    assert_non_null(f);
+    uint64_t hn;
+    assert_int_equal(fread(&hn, 8, 1, f), 1);
+    char *hdr = calloc(hn + 1, 1);
+    assert_int_equal(fread(hdr, 1, hn, f), hn);
+    const char *k = strstr(hdr, LK(1, v, A));   /* F64 [2, 16]: element 3 set to NaN */
+    assert_non_null(k);
+    const char *o = strstr(k, "data_offsets");
+    assert_non_null(o);
+    long first = strtol(strchr(o, '[') + 1, NULL, 10);
+    free(hdr);
+    double nan_v = NAN;
+    assert_int_equal(fseek(f, (long)(8 + hn) + first + 3 * 8, SEEK_SET), 0);
+    assert_int_equal(fwrite(&nan_v, 8, 1, f), 1);
+    fclose(f);
+    assert_int_not_equal(adapter_load(&ad, nd), LK_OK);
+    char eager[1024];
+    snprintf(eager, sizeof eager, "%s", lk_errmsg());
+    assert_non_null(strstr(eager, "NaN/Inf value (element 3)"));
+    lora_adapter sh;
+    assert_int_equal(adapter_load_shapes(&sh, nd), LK_OK);
+    size_t n_read = 0, bytes = 0;
+    assert_string_equal(sh.mods[3].target, "v_proj");
+    assert_int_equal(adapter_read_modules(&sh, (const unsigned char[]){1, 1, 1, 0}, &n_read, &bytes), LK_OK);
+    assert_int_equal(n_read, 3);
+    assert_int_equal(adapter_read_modules(&sh, (const unsigned char[]){0, 0, 0, ADAPTER_READ_CHECK}, &n_read, &bytes),
+                     LK_ERR_NUMERIC);
+    assert_string_equal(lk_errmsg(), eager);
+    assert_null(sh.mods[3].A);
+    adapter_free(&sh);
 }
 
 /* ---- malformed adapters ---- */
@@ -373,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_rslora),
         cmocka_unit_test(test_pattern_semantics),
         cmocka_unit_test(test_gpt2_fused),
+        cmocka_unit_test(test_shapes_then_read),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
