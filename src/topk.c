@@ -105,14 +105,37 @@ static void mul_tn(int rows, int cols, int b, const float *A, int lda, const flo
     }
 }
 
-/* x (rows×b, ld b) -= basis[:, 0:nc] · (basisᵀ x), twice; coefficients added to coef (nc×b) if not NULL. */
-static void reorth(float *x, int rows, int b, const float *basis, int ld, int nc, float *tmp, float *coef)
+/* Σ x_ic² per column c of x (rows×b, ld b), in double. */
+static void col_norms2(const float *x, int rows, int b, double *out)
+{
+    for (int c = 0; c < b; c++) out[c] = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < b; c++) out[c] += (double)x[(size_t)r * b + c] * x[(size_t)r * b + c];
+}
+
+/* x (rows×b, ld b) -= basis[:, 0:nc] · (basisᵀ x); coefficients added to coef (nc×b) if
+ * not NULL. A second pass runs only when the first removed most of a column (its norm
+ * fell below 1/√2 of what it was: "twice is enough", Kahan and Parlett), the case in
+ * which one classical Gram-Schmidt pass leaves rounding-size components along the
+ * basis. A Krylov block whose large local part was already taken out (kry_step)
+ * rarely needs it; always = 1 forces both passes. */
+#define REORTH_KEEP 0.5        /* (1/√2)²: squared norms are compared */
+static void reorth(float *x, int rows, int b, const float *basis, int ld, int nc, float *tmp, float *coef, int always)
 {
     if (nc <= 0) return;
+    double before[64], after[64];
+    int check = !always && b <= 64;
+    if (check) col_norms2(x, rows, b, before);
     for (int pass = 0; pass < 2; pass++) {
         mul_tn(rows, nc, b, basis, ld, x, b, tmp);
         mul_nn(rows, nc, b, -1.0f, basis, ld, tmp, b, 1.0f, x);
         if (coef) for (size_t i = 0; i < (size_t)nc * b; i++) coef[i] += tmp[i];
+        if (pass == 0 && check) {
+            col_norms2(x, rows, b, after);
+            int again = 0;
+            for (int c = 0; c < b; c++) if (!(after[c] > REORTH_KEEP * before[c])) again = 1;
+            if (!again) break;
+        }
     }
 }
 
@@ -150,7 +173,7 @@ static lk_status orth_block(float *x, int rows, int b, const float *basis, int l
         for (int r = 0; r < rows; r++)
             x[(size_t)r * b + i] = is_bad ? (float)rng_normal(ws->g) : (float)ws->dq[(size_t)r * b + i];
     }
-    reorth(x, rows, b, basis, ld, nc, ws->tmp, NULL);
+    reorth(x, rows, b, basis, ld, nc, ws->tmp, NULL, 1);
     for (size_t i = 0; i < nb; i++) ws->dq[i] = x[i];
     if ((st = la_qr_f64(ws->dq, rows, b, NULL))) return st;
     for (size_t i = 0; i < nb; i++) x[i] = (float)ws->dq[i];
@@ -260,7 +283,16 @@ static lk_status kry_step(kry *q, topk_info *inf)
     mul_nn(m, n, b, 1.0f, q->W, n, q->save, b, 0.0f, q->blk);
     inf->products++;
     memset(q->coef, 0, sizeof(float) * (size_t)c0 * b);
-    reorth(q->blk, m, b, q->Ub, q->ldu, c0, q->tmp, q->coef);
+    if (c0 > 0) {
+        /* the three-term part first: U_{j-1}ᵀ·W·V_j = S_{j-1}ᵀ (V_j·S_{j-1} was the last
+         * step's Wᵀ·U_{j-1}); what re-orthogonalisation then removes is rounding-sized */
+        float *Sf = q->tmp;
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < b; j++) Sf[(size_t)i * b + j] = (float)q->Sblk[(size_t)j * b + i];
+        mul_nn(m, b, b, -1.0f, q->Ub + (c0 - b), q->ldu, Sf, b, 1.0f, q->blk);
+        for (size_t i = 0; i < (size_t)b * b; i++) q->coef[(size_t)(c0 - b) * b + i] = Sf[i];
+    }
+    reorth(q->blk, m, b, q->Ub, q->ldu, c0, q->tmp, q->coef, 0);
     if (c0 == 0) {   /* the first block sets the scale: ‖W V_1‖ ≤ ‖W‖₂·√b */
         double fro = 0;
         for (size_t i = 0; i < (size_t)m * b; i++) fro += (double)q->blk[i] * q->blk[i];
@@ -282,18 +314,59 @@ static lk_status kry_step(kry *q, topk_info *inf)
     /* Q = Wᵀ·U_j, then against V_1..V_j: the next V block and S_j. */
     mul_tn(m, n, b, q->W, n, q->Ub + c0, q->ldu, q->blk);
     inf->products++;
-    reorth(q->blk, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL);
+    /* likewise V_jᵀ·Wᵀ·U_j = R_jᵀ */
+    float *Rf = q->tmp;
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++) Rf[(size_t)i * b + j] = (float)q->Rblk[(size_t)j * b + i];
+    mul_nn(n, b, b, -1.0f, q->Vb + c0, q->ldv, Rf, b, 1.0f, q->blk);
+    reorth(q->blk, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL, 0);
     if ((st = orth_block(q->blk, n, b, q->Vb, q->ldv, q->L, delta, q->Sblk, &q->ws))) return st;
     for (int r = 0; r < n; r++) memcpy(q->Vb + (size_t)r * q->ldv + q->L, q->blk + (size_t)r * b, sizeof(float) * b);
     return LK_OK;
 }
 
-/* Ritz values only (q->sig, all L). */
-static lk_status kry_values(kry *q)
+/* Ritz values (q->sig, all L) and, with residuals, ρ_i (q->rho) from T's band.
+ * In exact arithmetic T is block upper bidiagonal: the diagonal blocks R_j are
+ * upper triangular and the blocks right of them, U_{j-1}ᵀ·W·V_j = S_{j-1}ᵀ, lower
+ * triangular, so T is upper banded with b superdiagonals. What re-orthogonalisation
+ * leaves outside the band is rounding of the float32 bases (its Frobenius norm,
+ * *outside, is added to every ρ_i, so that Weyl's bound covers dropping it). The
+ * band costs O(L²·b) (LAPACK dgbbrd to bidiagonal form, then dbdsqr) against the
+ * O(L³) of a dense SVD of T. ρ_i needs only the last block row of the left singular
+ * vectors: dgbbrd and dbdsqr apply their left rotations to C = E_last (the last b
+ * columns of I_L), which leaves C = Xᵀ·E_last. */
+static lk_status kry_band(kry *q, int residuals, double *outside)
 {
-    int L = q->L;
-    for (int i = 0; i < L; i++) memcpy(q->Tw + (size_t)i * L, q->T + (size_t)i * q->Lmax, sizeof(double) * L);
-    return sv_only(q->Tw, L, q->sig);
+    int L = q->L, b = q->b, ld = b + 1, ncc = residuals ? b : 0;
+    double *ab = q->Tw, *e = q->Yt, *c = q->X;
+    memset(ab, 0, sizeof(double) * (size_t)ld * L);
+    double out2 = 0;
+    for (int j = 0; j < L; j++)
+        for (int i = 0; i <= j; i++) {
+            double t = q->T[(size_t)i * q->Lmax + j];
+            if (i >= j - b) ab[(size_t)j * ld + b + i - j] = t;
+            else out2 += t * t;
+        }
+    if (residuals) {
+        memset(c, 0, sizeof(double) * (size_t)L * b);
+        for (int a = 0; a < b; a++) c[(size_t)a * L + L - b + a] = 1.0;
+    }
+    lapack_int info = LAPACKE_dgbbrd(LAPACK_COL_MAJOR, 'N', L, L, ncc, 0, b, ab, ld, q->sig, e, NULL, 1, NULL, 1, c, L);
+    if (!info) info = LAPACKE_dbdsqr(LAPACK_COL_MAJOR, 'U', L, 0, 0, ncc, q->sig, e, NULL, 1, NULL, 1, c, L);
+    if (info != 0)
+        return lk_fail(LK_ERR_NUMERIC, "top-k svd: LAPACK failed on the %dx%d band projection (info %d)", L, L, (int)info);
+    *outside = sqrt(out2);
+    if (!residuals) return LK_OK;
+    for (int i = 0; i < L; i++) {
+        double res = 0;
+        for (int a = 0; a < b; a++) {
+            double s = 0;
+            for (int cc = a; cc < b; cc++) s += q->Sblk[(size_t)a * b + cc] * c[(size_t)cc * L + i];
+            res += s * s;
+        }
+        q->rho[i] = sqrt(res) + *outside;
+    }
+    return LK_OK;
 }
 
 /* Ritz triplets of T and the residual ρ_i = ‖Wᵀ·Ub·x_i − σ_i·Vb·y_i‖ = ‖S_s·x_i,last‖
@@ -391,7 +464,7 @@ static lk_status kry_outside(kry *q, topk_info *inf, double *nu)
     for (size_t i = 0; i < (size_t)n * b; i++) z[i] = (float)rng_normal(&q->g);
     *nu = 0;
     for (int it = 0; it <= QVERIFY; it++) {
-        reorth(z, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL);
+        reorth(z, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL, 1);
         for (size_t i = 0; i < (size_t)n * b; i++) q->dq[i] = z[i];
         if ((st = la_qr_f64(q->dq, n, b, NULL))) return st;
         for (size_t i = 0; i < (size_t)n * b; i++) z[i] = (float)q->dq[i];
@@ -472,13 +545,14 @@ static lk_status kry_run(kry *q, int k, const topk_opts *o, double tol, double *
         next_check = L < 256 ? L + q->b : L + imax(q->b, L / 10);
         /* Ritz values only rise with L; a full check (singular vectors of T for the
          * residuals) is paid only once the wanted quantity stopped moving. */
-        if ((st = kry_values(q))) return st;
+        double outside;
+        if ((st = kry_band(q, 0, &outside))) return st;
         int still = have_prev && settled(q->sig, prev, k, sums, tol);
         memcpy(prev, q->sig, sizeof(double) * k);
         have_prev = 1;
         if (!still) continue;
         inf->checks++;
-        if ((st = kry_ritz(q))) return st;
+        if ((st = kry_band(q, 1, &outside))) return st;
         if (!sums) {
             *converged = certified_each(q->sig, q->rho, L, k, q->b, tol, &inf->max_rel_err);
             continue;
@@ -523,8 +597,9 @@ lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
         if (!st && converged) {
             inf.method = 1;
             inf.basis = q.L;
+            /* vectors: one dense SVD of the whole T (band and rounding), at the end */
+            if ((U || V) && !(st = kry_ritz(&q))) st = kry_vectors(&q, k, U, V);
             memcpy(S, q.sig, sizeof(double) * k);
-            st = kry_vectors(&q, k, U, V);
         }
         kry_free(&q);
         free(prev);

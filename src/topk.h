@@ -55,9 +55,20 @@
  * (power) iteration when the spectrum decays slowly; a small block (16) and a
  * larger basis beat a wide block, and 16-column products with W run in a
  * streaming kernel rather than sgemm (which packs all of W on every call).
- * Rayleigh-Ritz runs every step up to a basis of 256, then every ~10 % of growth;
- * the residuals (singular vectors of the projection) are only computed once the
- * certified quantity has stopped moving.
+ * Each new block has the three-term part taken out first (U_{j-1}·S_{j-1}ᵀ, known from
+ * the last step) and is then re-orthogonalised against the whole basis in one
+ * pass, a second only when the first removed most of a column ("twice is enough").
+ * Rayleigh-Ritz works on T's band: in exact arithmetic T is block upper bidiagonal
+ * (upper banded, b superdiagonals), and what re-orthogonalisation leaves outside the
+ * band is float32 rounding; its Frobenius norm is added to every ρ_i (Weyl). The
+ * Ritz values and the last block row of the left singular vectors (all ρ_i need)
+ * cost O(L²·b) (LAPACK dgbbrd + dbdsqr) instead of a dense SVD of T's O(L³); the one
+ * dense SVD of T is for the singular vectors, when asked for, at the end. Ritz values
+ * are computed every step up to a basis of 256, then every ~10 % of growth; the
+ * residuals once the certified quantity has stopped moving. Measured on one
+ * 4096 × 4096 iid Gaussian W, k = 64, sums, one thread (AMD EPYC VM): 1.42 s with
+ * dense SVDs of T and two re-orthogonalisation passes, 0.92 s so, 0.81 s with
+ * lk_keep_freed_memory (same basis of 768, values within 5e-8).
  *
  * Small matrices (min(m, n) ≤ 4·(k + b)) go straight to la_topk_exact, and so
  * does a matrix whose top k have not converged when the basis reaches

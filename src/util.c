@@ -2,6 +2,7 @@
 #include "util.h"
 #include <cJSON.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -159,4 +160,12 @@ size_t lk_json_last_wins(cJSON *root, const char **key)
         if (key && !*key) *key = k;
     }
     return n;
+}
+
+void lk_keep_freed_memory(void)
+{
+#ifdef M_TRIM_THRESHOLD
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);   /* glibc's largest allowed value */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }

@@ -197,6 +197,7 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    lk_keep_freed_memory();
     blas_env_init(argc, argv);
     if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-amplify: %s\n", lk_errmsg()); return 1; }
     int rc = run(argc, argv);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "util.h"
 #include "args.h"
 #include "blas_env.h"
 #include "spectrum_run.h"
@@ -53,6 +54,7 @@ static int parse_int(const char *s, const char *opt, long min, long max, long *o
 
 int main(int argc, char **argv)
 {
+    lk_keep_freed_memory();
     blas_env_init(argc, argv);
     enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_TOPK, O_EPS, O_SPACE, O_SV, O_CACHE, O_DRAWS, O_SEED, O_PLOT };
     static const struct option longopts[] = {

@@ -211,6 +211,7 @@ done:
 
 int main(int argc, char **argv)
 {
+    lk_keep_freed_memory();
     blas_env_init(argc, argv);   /* OpenBLAS's fast kernels on VMs it does not recognise */
     if (mpi_env_init(&argc, &argv)) { fprintf(stderr, "lora-subspace: %s\n", lk_errmsg()); return 1; }
     int rc = run(argc, argv);
