@@ -94,11 +94,16 @@ def main():
     seeds_of = lambda k: ', '.join(str(x[0]) for x in sorted(groups[k]))
 
     print('\n#### Cells\n')
-    print('| | seeds | test accuracy (%) | validation accuracy (%) |')
+    # the task's metric: accuracy (sentiment) in %, loss (wikisql: nats per byte) as is
+    metric = str(groups[keys[0]][0][2].attrs.get('metric', 'accuracy'))
+    if isinstance(groups[keys[0]][0][2].attrs.get('metric'), bytes):
+        metric = groups[keys[0]][0][2].attrs['metric'].decode()
+    scale, unit, dig = (100, ' (%)', 1) if metric == 'accuracy' else (1, '', 3)
+    print('| | seeds | test %s%s | validation %s%s |' % (metric, unit, metric, unit))
     print('|---|---|---:|---:|')
     for k in keys:
-        print('| %s | %s | %s | %s |' % (label(k), seeds_of(k), fmt([100 * a[0] for a in acc[k]]),
-                                          fmt([100 * a[1] for a in acc[k]])))
+        print('| %s | %s | %s | %s |' % (label(k), seeds_of(k), fmt([scale * a[0] for a in acc[k]], dig),
+                                          fmt([scale * a[1] for a in acc[k]], dig)))
 
     print('\n#### Energy rank k90 of ΔW (mean over layers; mean ± std over seeds)\n')
     print('| | all 24 matrices | ' + ' | '.join(TARGETS) + ' |')

@@ -420,7 +420,7 @@ static void fmt_dims(char *buf, size_t n, int rank, const size_t *dims)
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-lk_status h5_read_f32_into(h5file *f, const char *path, int rank, const size_t *dims, float *buf)
+static lk_status read_into(h5file *f, const char *path, int rank, const size_t *dims, hid_t type, void *buf)
 {
     hid_t ds;
     lk_status st = open_dataset(f, path, &ds);
@@ -437,10 +437,20 @@ lk_status h5_read_f32_into(h5file *f, const char *path, int rank, const size_t *
         H5Dclose(ds);
         return lk_fail(LK_ERR_SHAPE, "%s: dataset %s has shape %s, expected %s", f->path, path, got, want);
     }
-    herr_t rr = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    herr_t rr = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     H5Dclose(ds);
     if (rr < 0) return lk_fail(LK_ERR_FORMAT, "%s: cannot read dataset %s (corrupt or truncated?)", f->path, path);
     return LK_OK;
+}
+
+lk_status h5_read_f32_into(h5file *f, const char *path, int rank, const size_t *dims, float *buf)
+{
+    return read_into(f, path, rank, dims, H5T_NATIVE_FLOAT, buf);
+}
+
+lk_status h5_read_f64_into(h5file *f, const char *path, int rank, const size_t *dims, double *buf)
+{
+    return read_into(f, path, rank, dims, H5T_NATIVE_DOUBLE, buf);
 }
 
 lk_status h5_read_scalar(h5file *f, const char *path, double *value)

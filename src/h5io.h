@@ -57,6 +57,7 @@ lk_status h5_shape(h5file *f, const char *path, int *rank, size_t dims[H5IO_MAX_
 lk_status h5_read_f32(h5file *f, const char *path, float **data, int *rank, size_t dims[H5IO_MAX_RANK]);
 lk_status h5_read_f64(h5file *f, const char *path, double **data, int *rank, size_t dims[H5IO_MAX_RANK]);
 lk_status h5_read_f32_into(h5file *f, const char *path, int rank, const size_t *dims, float *buf);
+lk_status h5_read_f64_into(h5file *f, const char *path, int rank, const size_t *dims, double *buf);
 lk_status h5_read_scalar(h5file *f, const char *path, double *value);
 
 /* Attributes on the object at obj ("/" for the root). Setters replace. */

@@ -124,8 +124,11 @@ static lk_status cache_path(const spec_run_opts *o, uint64_t fp, char *buf, size
 }
 
 /* 1 with b filled when a cache file exists and matches; 0 when there is none;
- * an error when one exists and does not match. */
-static lk_status cache_read(const spec_run_opts *o, uint64_t fp, int out, int in, spec_basis *b, int *hit)
+ * an error when one exists and does not match. b->X and b->s0 are the caller's
+ * buffers xbuf, sbuf (p·d and p doubles, allocated once for every matrix: a fresh
+ * 128 MiB per 4096² matrix would cost a page fault per 4 KiB page each time). */
+static lk_status cache_read(const spec_run_opts *o, uint64_t fp, int out, int in, double *xbuf, double *sbuf,
+                            spec_basis *b, int *hit)
 {
     *hit = 0;
     char path[LK_PATH_MAX];
@@ -149,30 +152,20 @@ static lk_status cache_read(const spec_run_opts *o, uint64_t fp, int out, int in
                 strcmp(sp, o->space == SPEC_SPACE_OUT ? "out" : "in")))
         st = lk_fail(LK_ERR_FORMAT, "%s: not the cached basis of this %d x %d matrix (format '%s', fingerprint %s, shape %lld x %lld, space %s)",
                      path, out, in, fmt, fps, fo, fi, sp);
+    size_t dx[2] = {(size_t)p, (size_t)d}, ds[1] = {(size_t)p};
+    if (!st) st = h5_read_f64_into(f, "X", 2, dx, xbuf);
+    if (!st) st = h5_read_f64_into(f, "s0", 1, ds, sbuf);
+    for (size_t i = 0; !st && i < dx[0] * dx[1]; i++)
+        if (!isfinite(xbuf[i])) st = lk_fail(LK_ERR_NUMERIC, "%s: X holds NaN/Inf", path);
+    for (size_t i = 0; !st && i < ds[0]; i++)
+        if (!isfinite(sbuf[i])) st = lk_fail(LK_ERR_NUMERIC, "%s: s0 holds NaN/Inf", path);
     if (!st) {
         memset(b, 0, sizeof *b);
-        b->X = malloc(sizeof(double) * (size_t)p * d);
-        b->s0 = malloc(sizeof(double) * (size_t)p);
-        if (!b->X || !b->s0) st = lk_fail(LK_ERR_NOMEM, "out of memory reading %s", path);
-        size_t dx[2] = {(size_t)p, (size_t)d}, ds[1] = {(size_t)p};
-        double *x = NULL, *s = NULL;
-        int rx = 0, rs = 0;
-        size_t gx[H5IO_MAX_RANK], gs[H5IO_MAX_RANK];
-        if (!st) st = h5_read_f64(f, "X", &x, &rx, gx);
-        if (!st) st = h5_read_f64(f, "s0", &s, &rs, gs);
-        if (!st && (rx != 2 || gx[0] != dx[0] || gx[1] != dx[1] || rs != 1 || gs[0] != ds[0]))
-            st = lk_fail(LK_ERR_SHAPE, "%s: X or s0 has the wrong shape for a %d x %d matrix", path, out, in);
-        if (!st) {
-            for (size_t i = 0; i < dx[0] * dx[1] && !st; i++)
-                if (!isfinite(x[i])) st = lk_fail(LK_ERR_NUMERIC, "%s: X holds NaN/Inf", path);
-            memcpy(b->X, x, sizeof(double) * dx[0] * dx[1]);
-            memcpy(b->s0, s, sizeof(double) * ds[0]);
-            b->d = d;
-            b->p = p;
-        }
-        free(x); free(s);
-        if (st) spec_basis_free(b);
-        else *hit = 1;
+        b->X = xbuf;
+        b->s0 = sbuf;
+        b->d = d;
+        b->p = p;
+        *hit = 1;
     }
     h5_close(f);
     if (st) st = lk_fail_context(st, "basis cache (delete the file to recompute)");
@@ -535,6 +528,7 @@ static lk_status match_base(spec_analysis *an, input_t *in, const spec_run_opts 
 typedef struct {
     float *W0, *dW, *W;
     double *Y;                        /* [d, K] */
+    double *xbuf, *sbuf;              /* a cached basis, [p, d] and [p] (with --svd-cache) */
 } work_t;
 
 /* One input's module against the prepared base matrix. */
@@ -604,7 +598,14 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
     w.dW = malloc(sizeof(float) * wmax);
     w.W = malloc(sizeof(float) * wmax);
     w.Y = malloc(sizeof(double) * (size_t)dmax * an->K);
-    if (!w.W0 || !w.dW || !w.W || !w.Y) { st = lk_fail(LK_ERR_NOMEM, "out of memory for %zu-element weight matrices", wmax); goto done; }
+    if (opt->cache) {   /* p·d ≤ the largest matrix's element count */
+        w.xbuf = malloc(sizeof(double) * wmax);
+        w.sbuf = malloc(sizeof(double) * (size_t)dmax);
+    }
+    if (!w.W0 || !w.dW || !w.W || !w.Y || (opt->cache && (!w.xbuf || !w.sbuf))) {
+        st = lk_fail(LK_ERR_NOMEM, "out of memory for %zu-element weight matrices", wmax);
+        goto done;
+    }
     size_t done_n = 0;
     for (size_t i = 0; i < nb && !st; i++) {
         if (entry_of[i] < 0) continue;
@@ -615,7 +616,7 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
         e->fingerprint = spec_fingerprint(w.W0, bm->out, bm->in);
         spec_basis basis;
         int hit = 0;
-        if (opt->cache && (st = cache_read(opt, e->fingerprint, bm->out, bm->in, &basis, &hit))) break;
+        if (opt->cache && (st = cache_read(opt, e->fingerprint, bm->out, bm->in, w.xbuf, w.sbuf, &basis, &hit))) break;
         if (!hit) {
             if ((st = spec_basis_dense(w.W0, bm->out, bm->in, opt->space, &basis))) {
                 st = lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
@@ -642,6 +643,7 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
                 e->res[a].seconds = now() - t;
                 break;
             }
+        if (hit) basis.X = basis.s0 = NULL;   /* w.xbuf, w.sbuf: kept for the next matrix */
         spec_basis_free(&basis);
         double tc = now();
         an->seconds_modules += tc - tb;
@@ -657,7 +659,7 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
             if (in[a].where[j] >= 0) in[a].where[j] = entry_of[in[a].where[j]];
 done:
     free(entry_of);
-    free(w.W0); free(w.dW); free(w.W); free(w.Y);
+    free(w.W0); free(w.dW); free(w.W); free(w.Y); free(w.xbuf); free(w.sbuf);
     basew_close(b);
     return st;
 }
