@@ -11,6 +11,7 @@
 #include "subspace_run.h"     /* the --layers / --targets list syntax, shared with lora-subspace */
 #include "util.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -28,6 +29,7 @@ spec_run_opts spec_run_defaults(void)
     o.space = SPEC_SPACE_OUT;
     o.sv = 256;
     o.baseline_draws = 200;
+    o.jobs = 1;
     o.seed = 24102122;        /* arXiv 2410.21228 */
     return o;
 }
@@ -525,10 +527,12 @@ static lk_status match_base(spec_analysis *an, input_t *in, const spec_run_opts 
     return LK_OK;
 }
 
+/* One worker's buffers, allocated once for all its matrices. */
 typedef struct {
     float *W0, *dW, *W;
     double *Y;                        /* [d, K] */
     double *xbuf, *sbuf;              /* a cached basis, [p, d] and [p] (with --svd-cache) */
+    pthread_mutex_t *io;              /* held for every read of a checkpoint and every HDF5 call */
 } work_t;
 
 /* One input's module against the prepared base matrix. */
@@ -539,7 +543,10 @@ static lk_status one_module(spec_analysis *an, const spec_run_opts *opt, input_t
     size_t n = (size_t)out * inn;
     lk_status st;
     if (in->ft) {
-        if ((st = basew_load(in->ft, basew_at(in->ft, j), w->W))) return st;
+        pthread_mutex_lock(w->io);
+        st = basew_load(in->ft, basew_at(in->ft, j), w->W);
+        pthread_mutex_unlock(w->io);
+        if (st) return st;
         for (size_t i = 0; i < n; i++) w->dW[i] = w->W[i] - w->W0[i];
         if ((st = dense_spectrum(w->dW, out, inn, an->sv, r, K, 1))) return st;
     } else if (in->is_delta) {
@@ -569,11 +576,138 @@ static lk_status one_module(spec_analysis *an, const spec_run_opts *opt, input_t
     return LK_OK;
 }
 
+/* The base's matrices in use, shared out over opt->jobs threads (each with its own
+ * buffers; OpenBLAS at one thread meanwhile). HDF5 (Debian's build is not
+ * thread-safe) and the checkpoint readers run under the io lock; the counters and
+ * progress lines under the same lock. Each matrix's numbers do not depend on the
+ * thread that computes them. */
+typedef struct {
+    spec_analysis *an;
+    input_t *in;
+    const spec_run_opts *opt;
+    basew *b;
+    const int *entry_of;
+    size_t nb, wmax, next, done_n;
+    int dmax;
+    pthread_mutex_t io;
+    lk_status st;                     /* the first failure, its message in msg */
+    char msg[1024];
+} spec_pool;
+
+static void work_free(work_t *w)
+{
+    free(w->W0); free(w->dW); free(w->W); free(w->Y); free(w->xbuf); free(w->sbuf);
+    memset(w, 0, sizeof *w);
+}
+
+static lk_status work_alloc(work_t *w, const spec_pool *p)
+{
+    memset(w, 0, sizeof *w);
+    w->io = (pthread_mutex_t *)&p->io;
+    w->W0 = malloc(sizeof(float) * p->wmax);
+    w->dW = malloc(sizeof(float) * p->wmax);
+    w->W = malloc(sizeof(float) * p->wmax);
+    w->Y = malloc(sizeof(double) * (size_t)p->dmax * p->an->K);
+    if (p->opt->cache) {   /* p·d ≤ the largest matrix's element count */
+        w->xbuf = malloc(sizeof(double) * p->wmax);
+        w->sbuf = malloc(sizeof(double) * (size_t)p->dmax);
+    }
+    if (!w->W0 || !w->dW || !w->W || !w->Y || (p->opt->cache && (!w->xbuf || !w->sbuf))) {
+        work_free(w);
+        return lk_fail(LK_ERR_NOMEM, "out of memory for %zu-element weight matrices", p->wmax);
+    }
+    return LK_OK;
+}
+
+/* Base matrix i: W0, its singular basis (cached or dense), the baseline, every input's module on it. */
+static lk_status analyse_matrix(spec_pool *p, size_t i, work_t *w)
+{
+    spec_analysis *an = p->an;
+    const spec_run_opts *opt = p->opt;
+    spec_entry *e = &an->e[p->entry_of[i]];
+    const basew_matrix *bm = basew_at(p->b, i);
+    pthread_mutex_lock(&p->io);
+    lk_status st = basew_load(p->b, bm, w->W0);
+    pthread_mutex_unlock(&p->io);
+    if (st) return st;
+    double ta = now();
+    e->fingerprint = spec_fingerprint(w->W0, bm->out, bm->in);
+    spec_basis basis;
+    int hit = 0;
+    if (opt->cache) {
+        pthread_mutex_lock(&p->io);
+        st = cache_read(opt, e->fingerprint, bm->out, bm->in, w->xbuf, w->sbuf, &basis, &hit);
+        pthread_mutex_unlock(&p->io);
+        if (st) return st;
+    }
+    if (!hit) {
+        if ((st = spec_basis_dense(w->W0, bm->out, bm->in, opt->space, &basis)))
+            return lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
+        if (opt->cache) {
+            pthread_mutex_lock(&p->io);
+            st = cache_write(opt, e->fingerprint, bm, &basis);
+            pthread_mutex_unlock(&p->io);
+            if (st) { spec_basis_free(&basis); return st; }
+        }
+    }
+    e->cached = hit;
+    e->d = basis.d;
+    e->p = basis.p;
+    e->seconds_basis = now() - ta;
+    st = spec_baseline(&basis, opt->baseline_draws, opt->seed, opt->epsilon, &e->baseline_sim, e->baseline_frac,
+                       &e->baseline_frac_eps);
+    double tb = now();
+    for (int a = 0; a < an->n_inputs && !st; a++)
+        for (size_t j = 0; j < p->in[a].nw; j++) {
+            if (p->in[a].where[j] != (int)i) continue;
+            double t = now();
+            if ((st = one_module(an, opt, &p->in[a], j, bm, &basis, w, &e->res[a])))
+                st = lk_fail_context(st, "input %s layer %d target %s", an->source[a], e->layer, e->target);
+            e->res[a].seconds = now() - t;
+            break;
+        }
+    if (hit) basis.X = basis.s0 = NULL;   /* w->xbuf, w->sbuf: kept for the next matrix */
+    spec_basis_free(&basis);
+    double tc = now();
+    pthread_mutex_lock(&p->io);
+    if (hit) an->n_cached++;
+    else an->n_dense++;
+    an->seconds_basis += e->seconds_basis;
+    an->seconds_modules += tc - tb;
+    p->done_n++;
+    if (opt->progress && !st)
+        fprintf(opt->progress, "[%zu/%zu] layer %d %s %dx%d: basis %s %.2f s, %d input(s) %.2f s\n", p->done_n, an->n,
+                e->layer, e->target, e->out, e->in, e->cached ? "cached" : "dense SVD", e->seconds_basis,
+                an->n_inputs, tc - tb);
+    pthread_mutex_unlock(&p->io);
+    return st;
+}
+
+/* Takes the next base matrix in use until none is left or one failed. */
+static void *spec_worker(void *arg)
+{
+    spec_pool *p = arg;
+    work_t w;
+    lk_status st = work_alloc(&w, p);
+    for (;;) {
+        size_t i = st ? p->nb : __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (i >= p->nb || __atomic_load_n(&p->st, __ATOMIC_RELAXED)) break;
+        if (p->entry_of[i] < 0) continue;
+        st = analyse_matrix(p, i, &w);
+    }
+    if (st) {
+        pthread_mutex_lock(&p->io);
+        if (!p->st) { p->st = st; snprintf(p->msg, sizeof p->msg, "%s", lk_errmsg()); }
+        pthread_mutex_unlock(&p->io);
+    }
+    work_free(&w);
+    return NULL;
+}
+
 static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opts *opt)
 {
     basew *b = NULL;
     int *entry_of = NULL;
-    work_t w = {0};
     lk_status st = basew_open(&b, opt->base);
     if (!st) st = lk_path_fmt(an->base, sizeof an->base, "%s", opt->base);
     size_t nbn = 0;
@@ -585,81 +719,34 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
     size_t nb = basew_count(b);
     if (!(entry_of = malloc(sizeof(int) * (nb ? nb : 1)))) { st = lk_fail(LK_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = match_base(an, in, opt, b, entry_of))) goto done;
-    size_t wmax = 0;
-    int dmax = 0;
+    spec_pool p = {an, in, opt, b, entry_of, nb, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER, LK_OK, ""};
     for (size_t i = 0; i < nb; i++) {
         if (entry_of[i] < 0) continue;
         const basew_matrix *bm = basew_at(b, i);
-        if ((size_t)bm->out * bm->in > wmax) wmax = (size_t)bm->out * bm->in;
-        if (bm->out > dmax) dmax = bm->out;
-        if (bm->in > dmax) dmax = bm->in;
+        if ((size_t)bm->out * bm->in > p.wmax) p.wmax = (size_t)bm->out * bm->in;
+        if (bm->out > p.dmax) p.dmax = bm->out;
+        if (bm->in > p.dmax) p.dmax = bm->in;
     }
-    w.W0 = malloc(sizeof(float) * wmax);
-    w.dW = malloc(sizeof(float) * wmax);
-    w.W = malloc(sizeof(float) * wmax);
-    w.Y = malloc(sizeof(double) * (size_t)dmax * an->K);
-    if (opt->cache) {   /* p·d ≤ the largest matrix's element count */
-        w.xbuf = malloc(sizeof(double) * wmax);
-        w.sbuf = malloc(sizeof(double) * (size_t)dmax);
-    }
-    if (!w.W0 || !w.dW || !w.W || !w.Y || (opt->cache && (!w.xbuf || !w.sbuf))) {
-        st = lk_fail(LK_ERR_NOMEM, "out of memory for %zu-element weight matrices", wmax);
-        goto done;
-    }
-    size_t done_n = 0;
-    for (size_t i = 0; i < nb && !st; i++) {
-        if (entry_of[i] < 0) continue;
-        spec_entry *e = &an->e[entry_of[i]];
-        const basew_matrix *bm = basew_at(b, i);
-        if ((st = basew_load(b, bm, w.W0))) break;
-        double ta = now();
-        e->fingerprint = spec_fingerprint(w.W0, bm->out, bm->in);
-        spec_basis basis;
-        int hit = 0;
-        if (opt->cache && (st = cache_read(opt, e->fingerprint, bm->out, bm->in, w.xbuf, w.sbuf, &basis, &hit))) break;
-        if (!hit) {
-            if ((st = spec_basis_dense(w.W0, bm->out, bm->in, opt->space, &basis))) {
-                st = lk_fail_context(st, "%s: %s (layer %d, target %s)", opt->base, bm->tensor, bm->layer, bm->target);
-                break;
-            }
-            if (opt->cache && (st = cache_write(opt, e->fingerprint, bm, &basis))) { spec_basis_free(&basis); break; }
-        }
-        e->cached = hit;
-        if (hit) an->n_cached++;
-        else an->n_dense++;
-        e->d = basis.d;
-        e->p = basis.p;
-        e->seconds_basis = now() - ta;
-        an->seconds_basis += e->seconds_basis;
-        st = spec_baseline(&basis, opt->baseline_draws, opt->seed, opt->epsilon, &e->baseline_sim, e->baseline_frac,
-                           &e->baseline_frac_eps);
-        double tb = now();
-        for (int a = 0; a < an->n_inputs && !st; a++)
-            for (size_t j = 0; j < in[a].nw; j++) {
-                if (in[a].where[j] != (int)i) continue;
-                double t = now();
-                if ((st = one_module(an, opt, &in[a], j, bm, &basis, &w, &e->res[a])))
-                    st = lk_fail_context(st, "input %s layer %d target %s", an->source[a], e->layer, e->target);
-                e->res[a].seconds = now() - t;
-                break;
-            }
-        if (hit) basis.X = basis.s0 = NULL;   /* w.xbuf, w.sbuf: kept for the next matrix */
-        spec_basis_free(&basis);
-        double tc = now();
-        an->seconds_modules += tc - tb;
-        done_n++;
-        if (opt->progress && !st)
-            fprintf(opt->progress, "[%zu/%zu] layer %d %s %dx%d: basis %s %.2f s, %d input(s) %.2f s\n", done_n, an->n,
-                    e->layer, e->target, e->out, e->in, e->cached ? "cached" : "dense SVD", e->seconds_basis,
-                    an->n_inputs, tc - tb);
-    }
+    int T = opt->jobs > 1 ? opt->jobs : 1;
+    if ((size_t)T > an->n) T = an->n ? (int)an->n : 1;
+    if (T > 64) T = 64;
+    int blas_threads = openblas_get_num_threads();
+    if (T > 1) openblas_set_num_threads(1);
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < T; t++, started++)
+        if (pthread_create(&tid[started], NULL, spec_worker, &p) != 0) break;   /* fewer threads is fine */
+    spec_worker(&p);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    if (T > 1) openblas_set_num_threads(blas_threads);
+    pthread_mutex_destroy(&p.io);
+    if (p.st) { st = lk_fail(p.st, "%s", p.msg); goto done; }
     /* from here on where[j] names the entry, as without a base */
-    for (int a = 0; !st && a < an->n_inputs; a++)
+    for (int a = 0; a < an->n_inputs; a++)
         for (size_t j = 0; j < in[a].nw; j++)
             if (in[a].where[j] >= 0) in[a].where[j] = entry_of[in[a].where[j]];
 done:
     free(entry_of);
-    free(w.W0); free(w.dW); free(w.W); free(w.Y); free(w.xbuf); free(w.sbuf);
     basew_close(b);
     return st;
 }

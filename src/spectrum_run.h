@@ -68,6 +68,7 @@ typedef struct {
     const char *cache;                /* basis cache directory, or NULL */
     int baseline_draws;               /* random unit vectors per base matrix (default 200) */
     uint64_t seed;
+    int jobs;                         /* base matrices analysed at once, one BLAS thread each (default 1) */
     FILE *progress;
 } spec_run_opts;
 

@@ -225,6 +225,31 @@ for l in range(3):
 [ "$(ls cache | grep -c -- '-in.h5')" -eq 6 ] || fail "the input space is cached apart"
 echo "ok: basis cache (keyed by fingerprint and space)"
 
+# 6b. --jobs 2 (two base matrices at once, one BLAS thread each): the same numbers as one
+#     job, when the bases are computed and written to a cache and when they are read from it
+"$SPEC" -q --base ll/base -o j1.h5 ll/adapter_r4 ll/adapter_r16 || fail "--jobs 1"
+"$SPEC" -q --base ll/base --jobs 2 --svd-cache cache2 -o j2a.h5 ll/adapter_r4 ll/adapter_r16 || fail "--jobs 2, first run"
+"$SPEC" --base ll/base --jobs 2 --svd-cache cache2 -o j2b.h5 ll/adapter_r4 ll/adapter_r16 2> j2b.err || { cat j2b.err; fail "--jobs 2, on the cache"; }
+grep -q '0 dense SVD, 6 cached' j2b.err || { cat j2b.err; fail "--jobs 2 did not read the cache"; }
+[ "$(grep -c '^\[[1-6]/6\]' j2b.err)" -eq 6 ] || { cat j2b.err; fail "--jobs 2: one progress line per matrix"; }
+"$PY" - <<'EOF' || fail "--jobs 2 differs from --jobs 1"
+import h5py, numpy as np
+a = h5py.File("j1.h5")
+n = 0
+for other in ("j2a.h5", "j2b.h5"):
+    b = h5py.File(other)
+    def cmp(name, obj):
+        global n
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu":
+            x, y = np.asarray(a[name][()], float), np.asarray(obj[()], float)
+            assert np.allclose(x, y, rtol=1e-6, atol=1e-12, equal_nan=True), (other, name, x, y)
+            n += 1
+    b.visititems(cmp)
+assert n > 60, n
+print(f"--jobs 2: {n} datasets as with one job")
+EOF
+echo "ok: --jobs 2"
+
 # 7. plots: standalone scripts that re-run from their directory
 if command -v gnuplot >/dev/null 2>&1; then
     "$SPEC" -q --base ll/base --plot plots -o p.h5 ll/adapter_r4 ll/adapter_r16 ft.safetensors || fail "--plot"
@@ -260,7 +285,7 @@ bad "no module selected" "no module" --base ll/base --layers 7 ll/adapter_r4
 bad "-o is an input" "-o" --base ll/base -o ll/base/model.safetensors ll/adapter_r4
 bad "full checkpoint with other layers" "ft.safetensors architecture small/base" --base small/base ft.safetensors
 # options that only apply with a base: a usage error (exit 2) without one, as lora-subspace's --top
-for o in "--top-k 3" "--epsilon 0.3" "--space in" "--svd-cache cache" "--baseline-draws 5" "--seed 4"; do
+for o in "--top-k 3" "--epsilon 0.3" "--space in" "--svd-cache cache" "--baseline-draws 5" "--seed 4" "--jobs 2"; do
     rm -f bad.h5
     "$SPEC" -q $o -o bad.h5 ll/adapter_r4 2> err.txt; rc=$?
     [ $rc -eq 2 ] || { cat err.txt >&2; fail "$o without --base: exit $rc, not 2"; }

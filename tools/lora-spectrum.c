@@ -42,7 +42,8 @@ static void usage(FILE *f)
         "  --space out|in       left (output, default) or right (input) singular vectors\n"
         "  --svd-cache DIR      keep W0's dense SVDs in DIR (keyed by the matrix's fingerprint)\n"
         "  --baseline-draws N   random unit vectors per base matrix (default 200)\n"
-        "  --seed S             seed of the random vectors (default 24102122)\n");
+        "  --seed S             seed of the random vectors (default 24102122)\n"
+        "  --jobs N             base matrices analysed at once, one BLAS thread each (default 1)\n");
 }
 
 static int parse_int(const char *s, const char *opt, long min, long max, long *out)
@@ -56,13 +57,14 @@ int main(int argc, char **argv)
 {
     lk_keep_freed_memory();
     blas_env_init(argc, argv);
-    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_TOPK, O_EPS, O_SPACE, O_SV, O_CACHE, O_DRAWS, O_SEED, O_PLOT };
+    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_TOPK, O_EPS, O_SPACE, O_SV, O_CACHE, O_DRAWS, O_SEED, O_PLOT, O_JOBS };
     static const struct option longopts[] = {
         {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"top-k", required_argument, 0, O_TOPK},
         {"epsilon", required_argument, 0, O_EPS},     {"space", required_argument, 0, O_SPACE},
         {"sv", required_argument, 0, O_SV},           {"svd-cache", required_argument, 0, O_CACHE},
         {"baseline-draws", required_argument, 0, O_DRAWS}, {"seed", required_argument, 0, O_SEED},
+        {"jobs", required_argument, 0, O_JOBS},
         {"plot", required_argument, 0, O_PLOT},       {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},               {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -102,6 +104,11 @@ int main(int argc, char **argv)
             base_only = base_only ? base_only : "--seed";
             if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
             opt.seed = (uint64_t)v;
+            break;
+        case O_JOBS:
+            base_only = base_only ? base_only : "--jobs";
+            if (!parse_int(optarg, "--jobs", 1, 64, &v)) return ARGS_EXIT_USAGE;
+            opt.jobs = (int)v;
             break;
         case O_PLOT: plot = optarg; break;
         case 'o': out = optarg; break;
