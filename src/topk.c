@@ -272,6 +272,16 @@ static lk_status kry_init(kry *q, const float *W, int m, int n, int b, int Lmax,
     return LK_OK;
 }
 
+/* x (rows×b) -= Q·Rᵀ, Q the b basis columns at q (ld ld), R (b×b, double, row-major)
+ * the triangular factor that relates them to x; returns Rᵀ in float (in tmp). */
+static const float *sub_local(float *x, int rows, int b, const float *q, int ld, const double *R, float *tmp)
+{
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++) tmp[(size_t)i * b + j] = (float)R[(size_t)j * b + i];
+    mul_nn(rows, b, b, -1.0f, q, ld, tmp, b, 1.0f, x);
+    return tmp;
+}
+
 /* One block step: U_j from W·V_j (column block j of T), V_{j+1} and S_j from Wᵀ·U_j. */
 static lk_status kry_step(kry *q, topk_info *inf)
 {
@@ -286,11 +296,8 @@ static lk_status kry_step(kry *q, topk_info *inf)
     if (c0 > 0) {
         /* the three-term part first: U_{j-1}ᵀ·W·V_j = S_{j-1}ᵀ (V_j·S_{j-1} was the last
          * step's Wᵀ·U_{j-1}); what re-orthogonalisation then removes is rounding-sized */
-        float *Sf = q->tmp;
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < b; j++) Sf[(size_t)i * b + j] = (float)q->Sblk[(size_t)j * b + i];
-        mul_nn(m, b, b, -1.0f, q->Ub + (c0 - b), q->ldu, Sf, b, 1.0f, q->blk);
-        for (size_t i = 0; i < (size_t)b * b; i++) q->coef[(size_t)(c0 - b) * b + i] = Sf[i];
+        const float *St = sub_local(q->blk, m, b, q->Ub + (c0 - b), q->ldu, q->Sblk, q->tmp);
+        memcpy(q->coef + (size_t)(c0 - b) * b, St, sizeof(float) * (size_t)b * b);
     }
     reorth(q->blk, m, b, q->Ub, q->ldu, c0, q->tmp, q->coef, 0);
     if (c0 == 0) {   /* the first block sets the scale: ‖W V_1‖ ≤ ‖W‖₂·√b */
@@ -314,11 +321,7 @@ static lk_status kry_step(kry *q, topk_info *inf)
     /* Q = Wᵀ·U_j, then against V_1..V_j: the next V block and S_j. */
     mul_tn(m, n, b, q->W, n, q->Ub + c0, q->ldu, q->blk);
     inf->products++;
-    /* likewise V_jᵀ·Wᵀ·U_j = R_jᵀ */
-    float *Rf = q->tmp;
-    for (int i = 0; i < b; i++)
-        for (int j = 0; j < b; j++) Rf[(size_t)i * b + j] = (float)q->Rblk[(size_t)j * b + i];
-    mul_nn(n, b, b, -1.0f, q->Vb + c0, q->ldv, Rf, b, 1.0f, q->blk);
+    sub_local(q->blk, n, b, q->Vb + c0, q->ldv, q->Rblk, q->tmp);   /* likewise V_jᵀ·Wᵀ·U_j = R_jᵀ */
     reorth(q->blk, n, b, q->Vb, q->ldv, q->L, q->tmp, NULL, 0);
     if ((st = orth_block(q->blk, n, b, q->Vb, q->ldv, q->L, delta, q->Sblk, &q->ws))) return st;
     for (int r = 0; r < n; r++) memcpy(q->Vb + (size_t)r * q->ldv + q->L, q->blk + (size_t)r * b, sizeof(float) * b);
@@ -369,24 +372,14 @@ static lk_status kry_band(kry *q, int residuals, double *outside)
     return LK_OK;
 }
 
-/* Ritz triplets of T and the residual ρ_i = ‖Wᵀ·Ub·x_i − σ_i·Vb·y_i‖ = ‖S_s·x_i,last‖
- * of every one of them (b² flops each). */
+/* Ritz triplets of T from a dense SVD of the whole of it (band and rounding): the
+ * singular vectors, when asked for, once the iteration stopped (the residuals come
+ * from kry_band). */
 static lk_status kry_ritz(kry *q)
 {
-    int L = q->L, b = q->b, c0 = q->c0;
+    int L = q->L;
     for (int i = 0; i < L; i++) memcpy(q->Tw + (size_t)i * L, q->T + (size_t)i * q->Lmax, sizeof(double) * L);
-    lk_status st = la_svd_f64(q->Tw, L, L, q->X, q->sig, q->Yt);
-    if (st) return st;
-    for (int i = 0; i < L; i++) {
-        double res = 0;
-        for (int a = 0; a < b; a++) {
-            double s = 0;
-            for (int c = a; c < b; c++) s += q->Sblk[(size_t)a * b + c] * q->X[(size_t)(c0 + c) * L + i];
-            res += s * s;
-        }
-        q->rho[i] = sqrt(res);
-    }
-    return LK_OK;
+    return la_svd_f64(q->Tw, L, L, q->X, q->sig, q->Yt);
 }
 
 /* ---- stopping rules (see topk.h) ---- */
@@ -597,7 +590,6 @@ lk_status topk_svd(const float *W, int m, int n, int k, const topk_opts *opt,
         if (!st && converged) {
             inf.method = 1;
             inf.basis = q.L;
-            /* vectors: one dense SVD of the whole T (band and rounding), at the end */
             if ((U || V) && !(st = kry_ritz(&q))) st = kry_vectors(&q, k, U, V);
             memcpy(S, q.sig, sizeof(double) * k);
         }
