@@ -1,6 +1,7 @@
 /* amplify_run.c: lora-amplify over whole adapters and a streamed base (see amplify_run.h). */
 #include "amplify_run.h"
 #include "basew.h"
+#include "blas_env.h"
 #include "linalg.h"
 #include "mpi_share.h"
 #include "notes.h"
@@ -283,20 +284,8 @@ static void *amp_worker(void *arg)
  * thread meanwhile, so that the jobs own the cores). */
 static lk_status run_matrices(amp_pool *p)
 {
-    int T = p->opt->jobs > 1 ? p->opt->jobs : 1;
-    if ((size_t)T > p->mine) T = (int)p->mine;
-    if (T < 1) T = 1;
-    if (T > 64) T = 64;
     pthread_mutex_init(&p->lock, NULL);
-    int blas_threads = openblas_get_num_threads();
-    if (T > 1) openblas_set_num_threads(1);
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < T; t++, started++)
-        if (pthread_create(&tid[started], NULL, amp_worker, p) != 0) break;   /* fewer threads is fine */
-    amp_worker(p);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    if (T > 1) openblas_set_num_threads(blas_threads);
+    blas_env_run_threads((size_t)p->opt->jobs < p->mine ? p->opt->jobs : (int)p->mine, amp_worker, p);
     pthread_mutex_destroy(&p->lock);
     return p->st ? lk_fail(p->st, "%s", p->msg) : LK_OK;
 }

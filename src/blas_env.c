@@ -1,6 +1,7 @@
 /* blas_env.c: choose OpenBLAS kernels matching the CPU (see blas_env.h). */
 #include "blas_env.h"
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,4 +38,19 @@ void blas_env_init(int argc, char **argv)
     if (setenv("OPENBLAS_CORETYPE", want, 1) || setenv(REEXEC_MARK, "1", 1)) return;
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the slower kernels */
+}
+
+void blas_env_run_threads(int T, void *(*worker)(void *), void *arg)
+{
+    if (T < 1) T = 1;
+    if (T > 64) T = 64;
+    int blas_threads = openblas_get_num_threads();
+    if (T > 1) openblas_set_num_threads(1);
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < T; t++, started++)
+        if (pthread_create(&tid[started], NULL, worker, arg) != 0) break;   /* fewer threads is fine */
+    worker(arg);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    if (T > 1) openblas_set_num_threads(blas_threads);
 }

@@ -7,7 +7,8 @@
  * environment variable, read before main(). blas_env_init() (first thing in a
  * tool's main) checks what OpenBLAS picked; if it is the fallback although the
  * CPU supports AVX-512 or AVX2, it sets OPENBLAS_CORETYPE and re-executes the
- * program once. A user-set OPENBLAS_CORETYPE is always respected. */
+ * program once. A user-set OPENBLAS_CORETYPE is always respected.
+ * blas_env_run_threads runs a tool's worker threads with OpenBLAS at one thread. */
 #ifndef LK_BLAS_ENV_H
 #define LK_BLAS_ENV_H
 
@@ -21,5 +22,11 @@ const char *blas_env_core(void);
  * differ in speed (on AMD EPYC with AVX-512, SkylakeX/Cooperlake ran single-
  * thread sgemm 1.5-2x faster than Haswell) and in the last bits of results. */
 const char *blas_env_source(void);
+
+/* Runs worker(arg) on T threads, the calling one among them (T clamped to 1..64;
+ * fewer when a thread cannot be started, which the workers' shared queue absorbs),
+ * and returns when all have. With more than one thread OpenBLAS is held at one
+ * thread meanwhile: one owner per core, no nested thread pools. */
+void blas_env_run_threads(int T, void *(*worker)(void *), void *arg);
 
 #endif

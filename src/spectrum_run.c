@@ -2,6 +2,7 @@
  * spectrum_run.h). Outputs are written by spectrum_report.c. */
 #include "spectrum_run.h"
 #include "basew.h"
+#include "blas_env.h"
 #include "delta.h"
 #include "h5io.h"
 #include "linalg.h"
@@ -727,18 +728,7 @@ static lk_status analyse_base(spec_analysis *an, input_t *in, const spec_run_opt
         if (bm->out > p.dmax) p.dmax = bm->out;
         if (bm->in > p.dmax) p.dmax = bm->in;
     }
-    int T = opt->jobs > 1 ? opt->jobs : 1;
-    if ((size_t)T > an->n) T = an->n ? (int)an->n : 1;
-    if (T > 64) T = 64;
-    int blas_threads = openblas_get_num_threads();
-    if (T > 1) openblas_set_num_threads(1);
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < T; t++, started++)
-        if (pthread_create(&tid[started], NULL, spec_worker, &p) != 0) break;   /* fewer threads is fine */
-    spec_worker(&p);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    if (T > 1) openblas_set_num_threads(blas_threads);
+    blas_env_run_threads((size_t)opt->jobs < an->n ? opt->jobs : (int)an->n, spec_worker, &p);
     pthread_mutex_destroy(&p.io);
     if (p.st) { st = lk_fail(p.st, "%s", p.msg); goto done; }
     /* from here on where[j] names the entry, as without a base */

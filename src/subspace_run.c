@@ -1,6 +1,7 @@
 /* subspace_run.c: pairs up modules of two adapters (or an adapter and its base) and
  * runs the subspace analysis on each pair (see subspace_run.h). */
 #include "subspace_run.h"
+#include "blas_env.h"
 #include "args.h"
 #include "basew.h"
 #include "linalg.h"
@@ -382,17 +383,7 @@ static void run_pairs(pair_ctx *c)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     size_t T = c->opt->threads > 0 ? (size_t)c->opt->threads : cpus > 0 ? (size_t)cpus : 1;
     if (T > c->n) T = c->n;
-    if (T > 64) T = 64;
-    if (T <= 1) { pair_worker(c); return; }
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    pthread_t tid[64];
-    size_t started = 0;
-    for (size_t t = 1; t < T; t++, started++)
-        if (pthread_create(&tid[started], NULL, pair_worker, c) != 0) break;   /* fewer threads is fine */
-    pair_worker(c);
-    for (size_t t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    openblas_set_num_threads(blas_threads);
+    blas_env_run_threads(T < 64 ? (int)T : 64, pair_worker, c);
 }
 
 static lk_status analyse_pairs(sub_analysis *an, const lora_adapter *a1, const lora_adapter *a2, const sub_options *opt)
