@@ -57,7 +57,8 @@ int main(int argc, char **argv)
 {
     lk_keep_freed_memory();
     blas_env_init(argc, argv);
-    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_TOPK, O_EPS, O_SPACE, O_SV, O_CACHE, O_DRAWS, O_SEED, O_PLOT, O_JOBS };
+    /* from O_TOPK on: the options that only apply with --base */
+    enum { O_BASE = 256, O_LAYERS, O_TARGETS, O_SV, O_PLOT, O_TOPK, O_EPS, O_SPACE, O_CACHE, O_DRAWS, O_SEED, O_JOBS };
     static const struct option longopts[] = {
         {"base", required_argument, 0, O_BASE},       {"layers", required_argument, 0, O_LAYERS},
         {"targets", required_argument, 0, O_TARGETS}, {"top-k", required_argument, 0, O_TOPK},
@@ -71,42 +72,37 @@ int main(int argc, char **argv)
     spec_run_opts opt = spec_run_defaults();
     const char *out = NULL, *plot = NULL;
     const char *base_only = NULL;   /* the first option given that only applies with --base */
-    int quiet = 0, c;
+    int quiet = 0, c, li = -1;
     long v;
-    while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:qh", longopts, &li)) != -1) {
+        if (c >= O_TOPK && !base_only) base_only = longopts[li].name;
         switch (c) {
         case O_BASE: opt.base = optarg; break;
         case O_LAYERS: opt.layers = optarg; break;
         case O_TARGETS: opt.targets = optarg; break;
         case O_TOPK:
-            base_only = base_only ? base_only : "--top-k";
             if (!parse_int(optarg, "--top-k", 1, 1000000, &v)) return ARGS_EXIT_USAGE;
             opt.top_k = (int)v;
             break;
         case O_EPS:
-            base_only = base_only ? base_only : "--epsilon";
             if (args_double(optarg, "--epsilon", 0, 1, 1, 1, &opt.epsilon)) { fprintf(stderr, "lora-spectrum: %s\n", lk_errmsg()); return ARGS_EXIT_USAGE; }
             break;
         case O_SPACE:
-            base_only = base_only ? base_only : "--space";
             if (!strcmp(optarg, "out")) opt.space = SPEC_SPACE_OUT;
             else if (!strcmp(optarg, "in")) opt.space = SPEC_SPACE_IN;
             else { fprintf(stderr, "lora-spectrum: --space '%s': expected out or in\n", optarg); return ARGS_EXIT_USAGE; }
             break;
         case O_SV: if (!parse_int(optarg, "--sv", 0, 1000000, &v)) return ARGS_EXIT_USAGE; opt.sv = (int)v; break;
-        case O_CACHE: base_only = base_only ? base_only : "--svd-cache"; opt.cache = optarg; break;
+        case O_CACHE: opt.cache = optarg; break;
         case O_DRAWS:
-            base_only = base_only ? base_only : "--baseline-draws";
             if (!parse_int(optarg, "--baseline-draws", 1, 1000000, &v)) return ARGS_EXIT_USAGE;
             opt.baseline_draws = (int)v;
             break;
         case O_SEED:
-            base_only = base_only ? base_only : "--seed";
             if (!parse_int(optarg, "--seed", 0, __LONG_MAX__, &v)) return ARGS_EXIT_USAGE;
             opt.seed = (uint64_t)v;
             break;
         case O_JOBS:
-            base_only = base_only ? base_only : "--jobs";
             if (!parse_int(optarg, "--jobs", 1, 64, &v)) return ARGS_EXIT_USAGE;
             opt.jobs = (int)v;
             break;
@@ -120,7 +116,7 @@ int main(int argc, char **argv)
     if (!out) { fprintf(stderr, "lora-spectrum: -o OUT.h5 is required\n"); usage(stderr); return ARGS_EXIT_USAGE; }
     if (optind >= argc) { fprintf(stderr, "lora-spectrum: give at least one INPUT\n"); usage(stderr); return ARGS_EXIT_USAGE; }
     if (base_only && !opt.base) {   /* intruders, ΔM / ΔD and their baseline need W0: nothing would use it */
-        fprintf(stderr, "lora-spectrum: %s only applies with --base\n", base_only);
+        fprintf(stderr, "lora-spectrum: --%s only applies with --base\n", base_only);
         return ARGS_EXIT_USAGE;
     }
     opt.inputs = (const char *const *)argv + optind;
